@@ -1,0 +1,178 @@
+/**
+ * The CLI commands. Admin commands open the agent's database directly (WAL + busy timeout), so
+ * they work next to a live agent and on a stopped one; a breaker reset is also written as a
+ * request that the live agent's sweeper applies within one sweep.
+ */
+import { HoldfastError } from '../errors.js';
+import { loadConfig } from '../config/load.js';
+import { configSchema } from '../config/schema.js';
+import type { Config } from '../config/types.js';
+import { generateKey } from '../../store/codec.js';
+import { openDb } from '../../store/db.js';
+import { parseDuration, purge, requestBreakerReset, retryReset, storeStatus } from '../../store/admin.js';
+import { formatStatus } from './format.js';
+import { runAgent } from './run.js';
+
+type Values = Record<string, string | boolean | undefined>;
+type Opt = { type: 'string' | 'boolean'; short?: string };
+
+export interface Command {
+  name: string;
+  usage: string;
+  summary: string;
+  help: string;
+  options: Record<string, Opt>;
+  run(values: Values, positionals: string[]): Promise<number>;
+}
+
+const configOpt = { config: { type: 'string', short: 'c' } } as const;
+const CONFIG_HELP = '  -c, --config FILE   configuration file (default: $HOLDFAST_CONFIG)';
+
+function configFrom(v: Values): Config {
+  const file = (v.config as string | undefined) ?? process.env.HOLDFAST_CONFIG;
+  if (!file) throw new HoldfastError('USAGE', 'no configuration: pass --config FILE or set HOLDFAST_CONFIG');
+  return loadConfig(file);
+}
+
+function adminDb(cfg: Config) {
+  return openDb(cfg.dataDir, { busyTimeoutMs: cfg.store.busyTimeoutMs, synchronous: cfg.store.synchronous });
+}
+
+function noPositionals(p: string[]): void {
+  if (p.length > 0) throw new HoldfastError('USAGE', `unexpected argument ${JSON.stringify(p[0])}`);
+}
+
+export const COMMANDS: Command[] = [
+  {
+    name: 'run',
+    usage: 'run --config FILE',
+    summary: 'run the agent (foreground; pm2 keeps it alive)',
+    help: `${CONFIG_HELP}\n\nValidates the config before anything starts, then acquires, stores and forwards until SIGTERM/SIGINT.`,
+    options: configOpt,
+    async run(v, p) {
+      noPositionals(p);
+      await runAgent(configFrom(v));
+      return -1;
+    },
+  },
+  {
+    name: 'status',
+    usage: 'status --config FILE [--json]',
+    summary: 'buffer depth, oldest pending batch, breakers and last errors per uplink',
+    help: `${CONFIG_HELP}\n      --json          print the status as JSON`,
+    options: { ...configOpt, json: { type: 'boolean' } },
+    async run(v, p) {
+      noPositionals(p);
+      const cfg = configFrom(v);
+      const db = adminDb(cfg);
+      try {
+        const s = storeStatus(db, Date.now(), cfg.uplinks.map((u) => u.name));
+        console.log(v.json ? JSON.stringify(s, null, 2) : formatStatus(s, cfg.gatewayId));
+      } finally {
+        db.close();
+      }
+      return 0;
+    },
+  },
+  {
+    name: 'retry reset',
+    usage: 'retry reset --config FILE [--uplink NAME]',
+    summary: 'give dead-lettered (failed) tasks a fresh start; the agent re-admits them within one sweep',
+    help: `${CONFIG_HELP}\n      --uplink NAME   only this uplink's tasks\n\nSame as: UPDATE recovery_tasks SET retry_count = 0 WHERE status = 'failed'`,
+    options: { ...configOpt, uplink: { type: 'string' } },
+    async run(v, p) {
+      noPositionals(p);
+      const db = adminDb(configFrom(v));
+      try {
+        const n = retryReset(db, v.uplink as string | undefined);
+        console.log(`${n} failed task(s) reset; the agent re-admits them at its next sweep`);
+      } finally {
+        db.close();
+      }
+      return 0;
+    },
+  },
+  {
+    name: 'purge',
+    usage: 'purge --config FILE --older-than DURATION',
+    summary: 'delete delivered and dead-lettered tasks (and unreferenced payloads) older than DURATION',
+    help: `${CONFIG_HELP}\n      --older-than D  e.g. 7d, 12h, 30m (pending data is never purged)`,
+    options: { ...configOpt, 'older-than': { type: 'string' } },
+    async run(v, p) {
+      noPositionals(p);
+      const d = parseDuration(String(v['older-than'] ?? ''));
+      if (d === undefined) throw new HoldfastError('USAGE', '--older-than needs a duration such as 7d, 12h, 30m');
+      const db = adminDb(configFrom(v));
+      try {
+        const r = purge(db, d, Date.now());
+        console.log(`purged ${r.tasks} task(s), ${r.payloads} payload(s), ${r.events} event(s)`);
+      } finally {
+        db.close();
+      }
+      return 0;
+    },
+  },
+  {
+    name: 'breaker reset',
+    usage: 'breaker reset UPLINK --config FILE',
+    summary: "close an uplink's circuit breaker and lift a hard-failure hold",
+    help: `${CONFIG_HELP}\n\nA running agent applies it within one sweep (sweepIntervalMs).`,
+    options: configOpt,
+    async run(v, p) {
+      if (p.length !== 1) throw new HoldfastError('USAGE', 'name exactly one uplink');
+      const cfg = configFrom(v);
+      if (!cfg.uplinks.some((u) => u.name === p[0])) {
+        throw new HoldfastError('USAGE', `no uplink ${JSON.stringify(p[0])} in the config (have: ${cfg.uplinks.map((u) => u.name).join(', ')})`);
+      }
+      const db = adminDb(cfg);
+      try {
+        requestBreakerReset(db, p[0], Date.now());
+      } finally {
+        db.close();
+      }
+      console.log(`breaker reset requested for ${p[0]}`);
+      return 0;
+    },
+  },
+  {
+    name: 'config validate',
+    usage: 'config validate FILE',
+    summary: 'check a configuration file; print every problem with the path of the key at fault',
+    help: 'Exit status 0 when valid, 78 when refused.',
+    options: {},
+    async run(_v, p) {
+      const file = p[0] ?? process.env.HOLDFAST_CONFIG;
+      if (!file || p.length > 1) throw new HoldfastError('USAGE', 'name one configuration file');
+      const cfg = loadConfig(file);
+      console.log(`${file}: valid (gateway ${cfg.gatewayId}, ${cfg.uplinks.length} uplink(s), ${cfg.sources.length} source(s))`);
+      return 0;
+    },
+  },
+  {
+    name: 'config schema',
+    usage: 'config schema',
+    summary: 'print the JSON Schema of the configuration',
+    help: 'The validator compiles exactly this schema.',
+    options: {},
+    async run(_v, p) {
+      noPositionals(p);
+      console.log(JSON.stringify(configSchema, null, 2));
+      return 0;
+    },
+  },
+  {
+    name: 'keygen',
+    usage: 'keygen --out FILE [--id KEYID]',
+    summary: 'write a new AES-256 key (file mode 0600); appends to an existing keyring to rotate',
+    help: '      --out FILE      key file (store.keyFile)\n      --id KEYID      key id (default k1); set store.keyId to it to write new batches with it',
+    options: { out: { type: 'string', short: 'o' }, id: { type: 'string' } },
+    async run(v, p) {
+      noPositionals(p);
+      if (typeof v.out !== 'string') throw new HoldfastError('USAGE', '--out FILE is required');
+      const id = (v.id as string | undefined) ?? 'k1';
+      const r = generateKey(v.out, id);
+      console.log(`${r.created ? 'created' : 'added to'} ${v.out}: key ${id} (mode 0600)`);
+      return 0;
+    },
+  },
+];

@@ -1,0 +1,27 @@
+/** Human-readable `holdfast status`: one block per uplink, the worst news first in each line. */
+import type { StoreStatus } from '../../store/admin.js';
+
+function age(ms: number | null): string {
+  if (ms === null) return '-';
+  const s = Math.round(ms / 1000);
+  if (s < 120) return `${s}s`;
+  if (s < 7200) return `${Math.round(s / 60)}m`;
+  if (s < 172800) return `${(s / 3600).toFixed(1)}h`;
+  return `${(s / 86400).toFixed(1)}d`;
+}
+
+export function formatStatus(s: StoreStatus, gatewayId: string): string {
+  const out = [`gateway ${gatewayId}   batches stored ${s.payloads}   schema v${s.schemaVersion}`];
+  for (const u of s.uplinks) {
+    out.push('');
+    out.push(`uplink ${u.uplink}: ${u.connected ? 'connected' : 'NOT CONNECTED'}, breaker ${u.breaker}`);
+    out.push(`  pending   ${String(u.pending.tasks).padStart(8)} batches ${String(u.pending.readings).padStart(10)} readings   oldest ${age(u.oldestPendingAgeMs)}`);
+    out.push(`  failed    ${String(u.failed.tasks).padStart(8)} batches ${String(u.failed.readings).padStart(10)} readings${u.failed.tasks > 0 ? '   (holdfast retry reset)' : ''}`);
+    out.push(`  delivered ${String(u.delivered.tasks).padStart(8)} batches ${String(u.delivered.readings).padStart(10)} readings`);
+    if (u.lastError) out.push(`  last error ${u.lastError.code}: ${u.lastError.message} (${age(s.at - u.lastError.at)} ago)`);
+  }
+  for (const o of s.openOutages) out.push(`\nOUTAGE ${o.subject}: ${o.code ?? '?'} for ${age(s.at - o.since)}`);
+  const c = Object.entries(s.counters).filter(([, v]) => v > 0);
+  if (c.length > 0) out.push(`\ncounters: ${c.map(([k, v]) => `${k}=${v}`).join(' ')}`);
+  return out.join('\n');
+}

@@ -1,0 +1,178 @@
+/**
+ * Configuration at the edge: read once, merge (file < env < remote), validate against the
+ * published schema, check what a schema cannot (paths, permissions, cross-field rules), freeze.
+ * Every problem is reported with the path of the key at fault; nothing starts on a bad config.
+ */
+import { readFileSync, statSync } from 'node:fs';
+import { dirname, isAbsolute, resolve } from 'node:path';
+import { createRequire } from 'node:module';
+import type { ErrorObject } from 'ajv';
+import { HoldfastError } from '../errors.js';
+import cron from 'node-cron';
+import { configSchema } from './schema.js';
+import { RETRY_STRATEGIES, type Config, type HoldfastConfig, type RetryStrategy } from './types.js';
+
+// ajv ships CommonJS; createRequire keeps its types and avoids the default-export dance.
+const require = createRequire(import.meta.url);
+const Ajv = require('ajv') as typeof import('ajv').default;
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: false });
+const validateSchema = ajv.compile(configSchema);
+
+/** One problem in a config, by JSON path (`/uplinks/0/retry/baseMs`). */
+export interface ConfigProblem {
+  path: string;
+  message: string;
+}
+
+export class ConfigError extends HoldfastError {
+  readonly problems: ConfigProblem[];
+  constructor(code: 'CONFIG_INVALID' | 'CONFIG_PARSE' | 'CONFIG_NOT_FOUND' | 'CONFIG_REJECTED', problems: ConfigProblem[], file?: string) {
+    const lines = problems.map((p) => `  ${p.path || '/'}: ${p.message}`).join('\n');
+    super(code, `configuration refused${file ? ` (${file})` : ''}:\n${lines}`, problems[0]?.path);
+    this.problems = problems;
+  }
+}
+
+function describe(e: ErrorObject): ConfigProblem {
+  const path = e.instancePath || '/';
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return { path: `${e.instancePath}/${(e.params as { additionalProperty: string }).additionalProperty}`, message: 'unknown key' };
+    case 'required':
+      return { path: `${e.instancePath}/${(e.params as { missingProperty: string }).missingProperty}`, message: 'is required' };
+    case 'enum':
+      return { path, message: `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}` };
+    default:
+      return { path, message: e.message ?? e.keyword };
+  }
+}
+
+export interface LoadOptions {
+  /** Environment to read overrides from (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Directory that relative paths are resolved against (default: the config file's). */
+  baseDir?: string;
+  /** A remote layer (signed config over MQTT, later issue), merged last. */
+  remote?: Record<string, unknown>;
+}
+
+/** Reads, merges, validates and freezes a config file. Throws ConfigError on any problem. */
+export function loadConfig(file: string, opts: LoadOptions = {}): Config {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError('CONFIG_NOT_FOUND', [{ path: '/', message: `cannot read ${file}: ${(e as Error).message}` }], file);
+  }
+  let raw: unknown;
+  try {
+    raw = JSON.parse(text);
+  } catch (e) {
+    throw new ConfigError('CONFIG_PARSE', [{ path: '/', message: `not JSON: ${(e as Error).message}` }], file);
+  }
+  return buildConfig(raw, { baseDir: dirname(resolve(file)), ...opts }, file);
+}
+
+/** Validates an already-parsed config object (file layer). */
+export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string): Config {
+  const env = opts.env ?? process.env;
+  const doc = structuredClone(raw) as Record<string, unknown>;
+  if (typeof doc !== 'object' || doc === null || Array.isArray(doc)) {
+    throw new ConfigError('CONFIG_INVALID', [{ path: '/', message: 'must be a JSON object' }], label);
+  }
+  const problems: ConfigProblem[] = [];
+  // env layer
+  if (env.HOLDFAST_DATA_DIR) doc.dataDir = env.HOLDFAST_DATA_DIR;
+  if (opts.remote) Object.assign(doc, structuredClone(opts.remote));
+
+  if (!validateSchema(doc)) {
+    for (const e of validateSchema.errors ?? []) problems.push(describe(e));
+    throw new ConfigError('CONFIG_INVALID', dedupe(problems), label);
+  }
+  const cfg = doc as unknown as HoldfastConfig;
+
+  const strategy = env.RETRY_STRATEGY;
+  if (strategy !== undefined && strategy !== '') {
+    if (!RETRY_STRATEGIES.includes(strategy as RetryStrategy)) {
+      problems.push({ path: 'env RETRY_STRATEGY', message: `must be one of ${RETRY_STRATEGIES.join(', ')} (got ${JSON.stringify(strategy)})` });
+    } else {
+      for (const u of cfg.uplinks) u.retry.strategy = strategy as RetryStrategy;
+    }
+  }
+
+  const base = opts.baseDir ?? process.cwd();
+  const abs = (p: string) => (p === '-' || isAbsolute(p) ? p : resolve(base, p));
+  cfg.dataDir = abs(cfg.dataDir);
+  cfg.logFile = abs(cfg.logFile);
+  cfg.spoolDir = abs(cfg.spoolDir);
+  cfg.store.keyFile = abs(cfg.store.keyFile);
+
+  crossChecks(cfg, problems);
+  if (problems.length > 0) throw new ConfigError('CONFIG_INVALID', problems, label);
+  return deepFreeze(cfg) as Config;
+}
+
+function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
+  const seen = new Set<string>();
+  cfg.uplinks.forEach((u, i) => {
+    if (seen.has(u.name)) problems.push({ path: `/uplinks/${i}/name`, message: `duplicate uplink name ${JSON.stringify(u.name)}` });
+    seen.add(u.name);
+    if (u.retry.maxMs < u.retry.baseMs) problems.push({ path: `/uplinks/${i}/retry/maxMs`, message: `must be >= baseMs (${u.retry.baseMs})` });
+    if (u.passwordFile !== undefined && u.username === undefined) problems.push({ path: `/uplinks/${i}/passwordFile`, message: 'needs a username' });
+  });
+  if (!cron.validate(cfg.store.purgeCron)) problems.push({ path: '/store/purgeCron', message: `not a valid cron expression: ${JSON.stringify(cfg.store.purgeCron)}` });
+  const devices = new Set<string>();
+  cfg.sources.forEach((s, i) => {
+    if (devices.has(s.device)) problems.push({ path: `/sources/${i}/device`, message: `duplicate device ${JSON.stringify(s.device)}` });
+    devices.add(s.device);
+  });
+  if (cfg.store.encryption !== 'off') {
+    const k = statOrNull(cfg.store.keyFile);
+    if (!k) {
+      problems.push({ path: '/store/keyFile', message: `KEY_FILE_MISSING: ${cfg.store.keyFile} does not exist; create it with: holdfast keygen --out ${cfg.store.keyFile} (or set "encryption": "off" explicitly)` });
+    } else if ((k.mode & 0o077) !== 0) {
+      problems.push({ path: '/store/keyFile', message: `KEY_FILE_INSECURE: ${cfg.store.keyFile} has mode ${(k.mode & 0o777).toString(8)}; run chmod 600 ${cfg.store.keyFile}` });
+    }
+  }
+  // The data directory may not exist yet (run creates it 0700), but if it does it must be private.
+  const st = statOrNull(cfg.dataDir);
+  if (st && !st.isDirectory()) problems.push({ path: '/dataDir', message: `${cfg.dataDir} exists and is not a directory` });
+  else if (st && (st.mode & 0o077) !== 0) {
+    problems.push({
+      path: '/dataDir',
+      message: `DATA_DIR_INSECURE: ${cfg.dataDir} has mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${cfg.dataDir}`,
+    });
+  }
+}
+
+function statOrNull(p: string) {
+  try {
+    return statSync(p);
+  } catch {
+    return null;
+  }
+}
+
+function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
+  const seen = new Set<string>();
+  return problems.filter((p) => {
+    const k = `${p.path}\u0000${p.message}`;
+    if (seen.has(k)) return false;
+    seen.add(k);
+    return true;
+  });
+}
+
+function deepFreeze<T>(o: T): T {
+  if (o && typeof o === 'object') {
+    for (const v of Object.values(o)) deepFreeze(v);
+    Object.freeze(o);
+  }
+  return o;
+}
+
+/** Topic prefix of an uplink (default holdfast/<gatewayId>). */
+export function topicPrefix(cfg: Config, uplinkPrefix?: string): string {
+  return uplinkPrefix ?? `holdfast/${cfg.gatewayId}`;
+}

@@ -1,0 +1,109 @@
+/** The validated, defaulted, frozen configuration. Shapes mirror agent/config/schema.ts. */
+
+export type RetryStrategy = 'EXPONENTIAL_BACKOFF' | 'DECORRELATED_JITTER' | 'LINEAR' | 'FIXED';
+export const RETRY_STRATEGIES: readonly RetryStrategy[] = ['EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER', 'LINEAR', 'FIXED'];
+
+export interface RetryConfig {
+  strategy: RetryStrategy;
+  baseMs: number;
+  maxMs: number;
+  /** Fraction of +-jitter added to LINEAR and FIXED (the other two are jittered by construction). */
+  jitter: number;
+  maxAttempts: number;
+  maxAgeMs: number;
+  /** How long a lane holds its data after a hard link failure (bad credentials) before it tries again. */
+  hardFailureHoldMs: number;
+}
+
+export interface BreakerConfig {
+  windowMs: number;
+  minCalls: number;
+  failureRate: number;
+  openMs: number;
+  halfOpenProbes: number;
+}
+
+export interface DrainConfig {
+  startJitterMs: number;
+  readingsPerSec: number;
+  messagesPerSec: number;
+  /** Tasks read from the store per pull. */
+  pullTasks: number;
+}
+
+export interface RetryBudgetConfig {
+  ratio: number;
+  minPerSec: number;
+}
+
+export interface MqttUplinkConfig {
+  name: string;
+  type: 'mqtt';
+  enabled: boolean;
+  url: string;
+  clientId?: string;
+  username?: string;
+  passwordFile?: string;
+  topicPrefix?: string;
+  keepaliveS: number;
+  connectTimeoutMs: number;
+  ackTimeoutMs: number;
+  maxPacketBytes: number;
+  maxInflight: number;
+  retry: RetryConfig;
+  breaker: BreakerConfig;
+  drain: DrainConfig;
+  retryBudget: RetryBudgetConfig;
+}
+
+export type UplinkConfig = MqttUplinkConfig;
+
+export interface SimulatedSourceConfig {
+  type: 'simulated';
+  device: string;
+  intervalMs: number;
+  /** Readings per poll (the first is always the `counter` point). */
+  points: number;
+  /** Stop when the counter reaches this value (tests, benchmarks). */
+  stopAfter?: number;
+}
+
+export type SourceConfig = SimulatedSourceConfig;
+
+export interface StoreConfig {
+  encryption: 'aes-256-gcm' | 'off';
+  keyFile: string;
+  keyId: string;
+  commitIntervalMs: number;
+  synchronous: 'OFF' | 'NORMAL' | 'FULL';
+  busyTimeoutMs: number;
+  maxQueuedReadings: number;
+  retentionDays: number;
+  purgeCron: string;
+}
+
+export interface BatchConfig {
+  maxReadings: number;
+  maxAgeMs: number;
+}
+
+export interface HoldfastConfig {
+  gatewayId: string;
+  dataDir: string;
+  logFile: string;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  spoolDir: string;
+  sweepIntervalMs: number;
+  store: StoreConfig;
+  batch: BatchConfig;
+  sources: SourceConfig[];
+  uplinks: UplinkConfig[];
+}
+
+export type DeepReadonly<T> = T extends (infer U)[]
+  ? readonly DeepReadonly<U>[]
+  : T extends object
+    ? { readonly [K in keyof T]: DeepReadonly<T[K]> }
+    : T;
+
+export type Config = DeepReadonly<HoldfastConfig>;

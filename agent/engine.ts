@@ -1,0 +1,116 @@
+/**
+ * The agent process: wires config -> store -> ingest -> lanes -> drivers, runs the sweeper
+ * (operator resets, admin requests) and the jittered retention purge, and shuts down in order
+ * (sources, last group commit, lanes, database) on SIGTERM/SIGINT.
+ */
+import cron from 'node-cron';
+import type { Logger } from 'pino';
+import type { Config } from './config/types.js';
+import { topicPrefix } from './config/load.js';
+import { Ingest } from './ingest.js';
+import { Lane } from './lane.js';
+import { SimulatedSource } from './sources/simulated.js';
+import { VERSION } from './version.js';
+import { MqttDriver } from '../drivers/mqtt/client.js';
+import { loadKeyring, PayloadCodec } from '../store/codec.js';
+import { openDb, type DB } from '../store/db.js';
+import { Events } from '../store/events.js';
+import { Outbox } from '../store/outbox.js';
+import { purge, readmitReset } from '../store/admin.js';
+import { TaskQueue } from '../store/tasks.js';
+
+export class Engine {
+  readonly db: DB;
+  readonly lanes: Lane[];
+  readonly ingest: Ingest;
+  readonly sources: SimulatedSource[];
+  private readonly events: Events;
+  private sweepTimer: NodeJS.Timeout | null = null;
+  private purgeTask: { stop(): void } | null = null;
+  private purgeDelay: NodeJS.Timeout | null = null;
+  private stopping: Promise<void> | null = null;
+
+  constructor(
+    readonly cfg: Config,
+    readonly log: Logger,
+  ) {
+    const s = cfg.store;
+    this.db = openDb(cfg.dataDir, { create: true, synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs });
+    const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
+    this.events = new Events(this.db);
+    const enabled = cfg.uplinks.filter((u) => u.enabled);
+    this.lanes = enabled.map(
+      (u) =>
+        new Lane({
+          cfg: u,
+          codec,
+          events: this.events,
+          log,
+          tasks: new TaskQueue(this.db, u.name),
+          driver: new MqttDriver({
+            name: u.name, url: u.url, gatewayId: cfg.gatewayId, topicPrefix: topicPrefix(cfg, u.topicPrefix), clientId: u.clientId,
+            username: u.username, passwordFile: u.passwordFile, keepaliveS: u.keepaliveS, connectTimeoutMs: u.connectTimeoutMs,
+            ackTimeoutMs: u.ackTimeoutMs, maxPacketBytes: u.maxPacketBytes, version: VERSION,
+          }),
+        }),
+    );
+    const outbox = new Outbox(this.db, enabled.map((u) => u.name));
+    this.ingest = new Ingest(outbox, codec, cfg.batch, s, log, () => {
+      for (const l of this.lanes) l.notify();
+    });
+    const sink = this.ingest.offer.bind(this.ingest);
+    this.sources = cfg.sources.map((src) => new SimulatedSource(src, sink, outbox.cursor(src.device)));
+  }
+
+  start(): void {
+    const c = this.cfg;
+    this.log.info({ version: VERSION, gatewayId: c.gatewayId, dataDir: c.dataDir, uplinks: this.lanes.map((l) => l.name) }, 'holdfast starting');
+    this.ingest.start();
+    for (const l of this.lanes) l.start();
+    for (const s of this.sources) s.start();
+    this.sweepTimer = setInterval(() => this.sweep(), c.sweepIntervalMs);
+    this.purgeTask = cron.schedule(c.store.purgeCron, () => {
+      // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
+      this.purgeDelay = setTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
+    });
+  }
+
+  /** Re-admits operator-reset tasks and applies admin requests written by the CLI. */
+  sweep(): void {
+    const now = Date.now();
+    try {
+      const readmitted = readmitReset(this.db, now);
+      for (const r of readmitted) {
+        this.log.info({ uplink: r.uplink, tasks: r.n }, 'failed tasks re-admitted after an operator reset');
+        this.lanes.find((l) => l.name === r.uplink)?.rescan();
+      }
+      for (const req of this.events.adminRequests(now)) {
+        if (req.kind === 'breaker_reset') {
+          this.log.warn({ uplink: req.uplink }, 'breaker reset requested by an operator');
+          this.lanes.find((l) => l.name === req.uplink)?.resetBreaker();
+        }
+      }
+    } catch (e) {
+      this.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'sweep failed');
+    }
+  }
+
+  purgeNow(): void {
+    const r = purge(this.db, this.cfg.store.retentionDays * 86_400_000, Date.now());
+    this.log.info({ ...r }, 'retention purge');
+  }
+
+  stop(): Promise<void> {
+    this.stopping ??= (async () => {
+      for (const s of this.sources) s.stop();
+      if (this.sweepTimer) clearInterval(this.sweepTimer);
+      if (this.purgeDelay) clearTimeout(this.purgeDelay);
+      this.purgeTask?.stop();
+      this.ingest.stop();
+      await Promise.all(this.lanes.map((l) => l.stop()));
+      this.db.close();
+      this.log.info('holdfast stopped');
+    })();
+    return this.stopping;
+  }
+}

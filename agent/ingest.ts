@@ -1,0 +1,149 @@
+/**
+ * acquire -> batch -> store. Readings are grouped per device into batches (closed when full or
+ * old), each batch is serialised, hashed, compressed and encrypted once, and sealed batches are
+ * committed together every commitIntervalMs (group commit) with the sources' cursors.
+ *
+ * The queue between sources and the store is bounded (store.maxQueuedReadings): when it is full
+ * offer() refuses, the refusal is counted (INGEST_QUEUE_FULL), and the source keeps its cursor so
+ * nothing is skipped. Readings that are queued but not committed are the only ones a crash can
+ * lose; the source cursor is committed with them, so a restarted source resumes exactly there.
+ */
+import { createHash, randomBytes } from 'node:crypto';
+import type { Logger } from 'pino';
+import type { BatchConfig, StoreConfig } from './config/types.js';
+import type { DeepReadonly } from './config/types.js';
+import type { Reading } from './reading.js';
+import type { PayloadCodec } from '../store/codec.js';
+import type { CommitResult, Outbox, SealedBatch } from '../store/outbox.js';
+
+interface OpenBatch {
+  readings: Reading[];
+  openedAt: number;
+  cursor: number | undefined;
+}
+
+interface Sealed extends SealedBatch {
+  cursor: number | undefined;
+}
+
+export interface IngestStats {
+  committedBatches: number;
+  committedReadings: number;
+  refusedReadings: number;
+  collisions: number;
+  queued: number;
+}
+
+/** A fresh idempotency key: 128 random bits, URL-safe. */
+export function newBatchKey(): string {
+  return randomBytes(16).toString('base64url');
+}
+
+export class Ingest {
+  private readonly open = new Map<string, OpenBatch>();
+  private sealed: Sealed[] = [];
+  private queued = 0;
+  private timer: NodeJS.Timeout | null = null;
+  readonly stats: IngestStats = { committedBatches: 0, committedReadings: 0, refusedReadings: 0, collisions: 0, queued: 0 };
+
+  constructor(
+    private readonly outbox: Outbox,
+    private readonly codec: PayloadCodec,
+    private readonly batch: DeepReadonly<BatchConfig>,
+    private readonly store: DeepReadonly<StoreConfig>,
+    private readonly log: Logger,
+    private readonly onCommit: (r: CommitResult) => void,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  start(): void {
+    this.timer ??= setInterval(() => this.tick(), this.store.commitIntervalMs);
+  }
+
+  /**
+   * Queues one poll's readings of a device. `cursor` is the source position after them (the
+   * simulated counter, later a Modbus poll sequence); it is committed with them.
+   */
+  offer(device: string, readings: Reading[], cursor?: number): boolean {
+    if (this.queued + readings.length > this.store.maxQueuedReadings) {
+      if (this.stats.refusedReadings === 0 || this.stats.refusedReadings % 10000 < readings.length) {
+        this.log.warn({ code: 'INGEST_QUEUE_FULL', device, queued: this.queued }, 'ingest queue full; source told to slow down');
+      }
+      this.stats.refusedReadings += readings.length;
+      return false;
+    }
+    const now = this.now();
+    let b = this.open.get(device);
+    if (b && b.readings.length + readings.length > this.batch.maxReadings) {
+      this.seal(device, b);
+      b = undefined;
+    }
+    if (!b) {
+      b = { readings: [], openedAt: now, cursor: undefined };
+      this.open.set(device, b);
+    }
+    for (const r of readings) b.readings.push(r);
+    b.cursor = cursor ?? b.cursor;
+    this.queued += readings.length;
+    this.stats.queued = this.queued;
+    if (b.readings.length >= this.batch.maxReadings) this.seal(device, b);
+    return true;
+  }
+
+  private seal(device: string, b: OpenBatch): void {
+    this.open.delete(device);
+    if (b.readings.length === 0) return;
+    const json = JSON.stringify(b.readings);
+    const key = newBatchKey();
+    let first = Infinity;
+    let last = -Infinity;
+    for (const r of b.readings) {
+      if (r.ts < first) first = r.ts;
+      if (r.ts > last) last = r.ts;
+    }
+    this.sealed.push({
+      key,
+      hash: createHash('sha256').update(json).digest(),
+      device,
+      readingCount: b.readings.length,
+      firstTs: first,
+      lastTs: last,
+      createdAt: this.now(),
+      payload: this.codec.encode(json, key),
+      cursor: b.cursor,
+    });
+  }
+
+  /** Seals batches that reached maxAgeMs and commits everything sealed. */
+  tick(force = false): CommitResult | null {
+    const now = this.now();
+    for (const [device, b] of this.open) {
+      if (force || now - b.openedAt >= this.batch.maxAgeMs) this.seal(device, b);
+    }
+    if (this.sealed.length === 0) return null;
+    const batch = this.sealed;
+    const cursors = new Map<string, number>();
+    for (const s of batch) if (s.cursor !== undefined) cursors.set(s.device, Math.max(s.cursor, cursors.get(s.device) ?? 0));
+    const r = this.outbox.commit(batch, cursors);
+    this.sealed = [];
+    let n = 0;
+    for (const s of batch) n += s.readingCount;
+    this.queued -= n;
+    this.stats.queued = this.queued;
+    this.stats.committedBatches += r.committed;
+    this.stats.committedReadings += r.readings;
+    if (r.collisions.length > 0) {
+      this.stats.collisions += r.collisions.length;
+      this.log.error({ code: 'IDEMPOTENCY_KEY_COLLISION', keys: r.collisions }, 'batch refused: key exists with a different payload');
+    }
+    this.onCommit(r);
+    return r;
+  }
+
+  /** Commits whatever is queued and stops the timer (graceful shutdown). */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.tick(true);
+  }
+}

@@ -1,0 +1,395 @@
+/**
+ * One forward lane per uplink: it owns the link (connect, breaker, backoff, hard-failure hold)
+ * and moves that uplink's tasks from the store to the driver.
+ *
+ * Order of service on every fill, within maxInflight:
+ *   1. live tasks (committed since the link last came up): never rate-limited, never starved;
+ *   2. retries that are due, within the retry budget (a fraction of first attempts);
+ *   3. the backlog (tasks older than the recovery), oldest first, marked historical, after a
+ *      random start delay and within the drain rate (messages/s and readings/s).
+ * Outcomes are written to the store in groups; the breaker and backoff are the pure policies.
+ */
+import type { Logger } from 'pino';
+import type { DeepReadonly, MqttUplinkConfig } from './config/types.js';
+import { admit, initialBreaker, record, reset, transition, type BreakerState } from './policy/breaker.js';
+import { classify, type Failure } from './policy/classify.js';
+import { nextDelay, shouldGiveUp } from './policy/retry.js';
+import { budgetAllows, noteAttempt, take, type RetryBudget, type TokenBucket } from './policy/budget.js';
+import type { UplinkDriver } from '../drivers/uplink.js';
+import type { PayloadCodec } from '../store/codec.js';
+import type { Events } from '../store/events.js';
+import type { Outcome, TaskQueue, TaskRow } from '../store/tasks.js';
+
+const FLUSH_MS = 50;
+const FLUSH_MAX = 500;
+const DUE_CHECK_MS = 250;
+const BUDGET_WINDOW_MS = 10_000;
+
+export interface LaneDeps {
+  cfg: DeepReadonly<MqttUplinkConfig>;
+  driver: UplinkDriver;
+  tasks: TaskQueue;
+  events: Events;
+  codec: PayloadCodec;
+  log: Logger;
+  rand?: () => number;
+  now?: () => number;
+}
+
+export interface LaneSnapshot {
+  uplink: string;
+  connected: boolean;
+  breaker: string;
+  inflight: number;
+  heldUntil: number;
+  nextConnectAt: number;
+  delivered: number;
+  failedAttempts: number;
+  draining: boolean;
+}
+
+export class Lane {
+  readonly name: string;
+  private readonly cfg: DeepReadonly<MqttUplinkConfig>;
+  private readonly now: () => number;
+  private readonly rand: () => number;
+  private connected = false;
+  private connecting = false;
+  private linkFailures = 0;
+  private prevLinkDelay = 0;
+  private nextConnectAt = 0;
+  private heldUntil = 0;
+  private breaker: BreakerState;
+  private liveFromId = Number.MAX_SAFE_INTEGER;
+  private liveCursor = 0;
+  private backlogCursor = 0;
+  private backlog: TaskRow[] = [];
+  private backlogExhausted = false;
+  private liveDirty = true;
+  private drainStartAt = 0;
+  private nextDueCheckAt = 0;
+  private readonly inflight = new Set<number>();
+  private readonly unflushed = new Set<number>();
+  private outcomes: Outcome[] = [];
+  private msgBucket: TokenBucket;
+  private readBucket: TokenBucket;
+  private budget: RetryBudget = { firstAttempts: [], retries: [] };
+  private wakeTimer: NodeJS.Timeout | null = null;
+  private wakeAt = Infinity;
+  private flushTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private delivered = 0;
+  private failedAttempts = 0;
+
+  constructor(private readonly d: LaneDeps) {
+    this.cfg = d.cfg;
+    this.name = d.cfg.name;
+    this.now = d.now ?? Date.now;
+    this.rand = d.rand ?? Math.random;
+    const t = this.now();
+    this.breaker = initialBreaker(t);
+    this.msgBucket = { tokens: this.cfg.drain.messagesPerSec, at: t };
+    this.readBucket = { tokens: this.cfg.drain.readingsPerSec, at: t };
+    d.driver.onDown((raw) => this.onLinkDown(classify(raw)));
+  }
+
+  start(): void {
+    this.persistLink();
+    this.wake(0);
+  }
+
+  /** New tasks were committed. */
+  notify(): void {
+    this.liveDirty = true;
+    if (this.connected) this.wake(0);
+  }
+
+  /** Tasks were re-admitted by the sweeper: rescan the backlog from the start. */
+  rescan(): void {
+    this.backlogCursor = 0;
+    this.backlog = [];
+    this.backlogExhausted = false;
+    this.liveDirty = true;
+    this.wake(0);
+  }
+
+  /** Manual breaker reset (console, CLI, MQTT): closed, hold lifted, reconnect now. */
+  resetBreaker(): void {
+    const t = this.now();
+    this.setBreaker(reset(t), 'manual reset');
+    this.heldUntil = 0;
+    this.nextConnectAt = 0;
+    this.linkFailures = 0;
+    this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: t, detail: { reset: 'manual' } });
+    this.wake(0);
+  }
+
+  snapshot(): LaneSnapshot {
+    return {
+      uplink: this.name, connected: this.connected, breaker: this.breaker.name, inflight: this.inflight.size,
+      heldUntil: this.heldUntil, nextConnectAt: this.nextConnectAt, delivered: this.delivered,
+      failedAttempts: this.failedAttempts, draining: !this.backlogExhausted,
+    };
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    await this.d.driver.close();
+    this.flush();
+  }
+
+  private wake(ms: number): void {
+    if (this.stopped) return;
+    const at = this.now() + Math.max(0, ms);
+    if (this.wakeTimer && at >= this.wakeAt) return;
+    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeAt = at;
+    this.wakeTimer = setTimeout(() => {
+      this.wakeTimer = null;
+      this.wakeAt = Infinity;
+      this.pump();
+    }, Math.max(0, ms));
+  }
+
+  private pump(): void {
+    if (this.stopped) return;
+    if (this.connected) this.fill();
+    else void this.tryConnect();
+  }
+
+  private async tryConnect(): Promise<void> {
+    if (this.connecting) return;
+    const t = this.now();
+    const notBefore = Math.max(this.heldUntil, this.nextConnectAt);
+    if (t < notBefore) return this.wake(notBefore - t);
+    const a = admit(this.cfg.breaker, this.breaker, t);
+    this.setBreaker(a.state);
+    if (!a.allowed) return this.wake(Math.max(10, (a.retryAt ?? t + 1000) - t));
+    this.connecting = true;
+    const r = await this.d.driver.connect();
+    this.connecting = false;
+    if (this.stopped) return;
+    if (r.ok) this.onUp(a.probe);
+    else this.onLinkFailure(classify(r.failure), a.probe);
+    this.wake(0);
+  }
+
+  private onUp(probe: boolean): void {
+    const t = this.now();
+    this.connected = true;
+    this.linkFailures = 0;
+    this.prevLinkDelay = 0;
+    this.setBreaker(record(this.cfg.breaker, this.breaker, t, true, probe, this.rand));
+    const outage = this.d.events.close('uplink', this.name, 'outage', t);
+    this.liveFromId = this.d.tasks.maxId() + 1;
+    this.liveCursor = this.liveFromId - 1;
+    this.rescan();
+    this.drainStartAt = t + Math.floor(this.rand() * this.cfg.drain.startJitterMs);
+    this.d.log.info({ uplink: this.name, outageMs: outage, drainStartInMs: this.drainStartAt - t }, 'uplink connected');
+    this.persistLink();
+  }
+
+  private onLinkDown(f: Failure): void {
+    if (!this.connected) return;
+    this.connected = false;
+    this.onLinkFailure(f, false);
+    this.wake(0);
+  }
+
+  private onLinkFailure(f: Failure, probe: boolean): void {
+    const t = this.now();
+    this.setBreaker(record(this.cfg.breaker, this.breaker, t, false, probe, this.rand));
+    this.linkFailures++;
+    const r = this.cfg.retry;
+    if (f.retry === 'hard') {
+      const hold = Math.round(r.hardFailureHoldMs * (0.8 + 0.4 * this.rand()));
+      this.heldUntil = t + hold;
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'alarm', code: f.code, faultClass: f.faultClass, at: t, detail: { message: f.message, holdMs: hold } });
+      this.d.log.error({ uplink: this.name, code: f.code, holdMs: hold }, `hard link failure, data held: ${f.message}`);
+    } else {
+      const delay = nextDelay(r, { attempt: this.linkFailures, prevDelayMs: this.prevLinkDelay || r.baseMs }, this.rand, f.retryAfterMs);
+      this.prevLinkDelay = delay;
+      this.nextConnectAt = t + delay;
+      if (this.linkFailures <= 3 || this.linkFailures % 20 === 0) {
+        this.d.log.warn({ uplink: this.name, code: f.code, attempt: this.linkFailures, retryInMs: delay }, `uplink down: ${f.message}`);
+      }
+    }
+    this.d.events.open({ scope: 'uplink', subject: this.name, kind: 'outage', code: f.code, faultClass: f.faultClass, at: t });
+    this.persistLink(f);
+  }
+
+  private setBreaker(next: BreakerState, why?: string): void {
+    const tr = transition(this.breaker, next);
+    this.breaker = next;
+    if (tr) {
+      const t = this.now();
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: t, detail: { transition: tr, why } });
+      this.d.log.warn({ uplink: this.name, breaker: tr }, 'breaker state changed');
+      this.persistLink();
+    }
+  }
+
+  private persistLink(f?: Failure): void {
+    this.d.events.link({
+      uplink: this.name, connected: this.connected, breaker: this.breaker.name, breakerSince: this.breaker.since,
+      at: this.now(), code: f?.code, error: f?.message,
+    });
+  }
+
+  /** Fills free in-flight slots: live, then due retries, then the rate-limited backlog. */
+  private fill(): void {
+    const t = this.now();
+    let free = this.cfg.maxInflight - this.inflight.size;
+    if (free <= 0) return;
+    if (this.liveDirty) {
+      this.liveDirty = false;
+      const live = this.d.tasks.fresh(this.liveCursor, Number.MAX_SAFE_INTEGER, free);
+      if (live.length === free) this.liveDirty = true;
+      for (const task of live) {
+        this.liveCursor = task.id;
+        if (!this.dispatch(task, false, 'live')) return;
+        free--;
+      }
+    }
+    if (free > 0 && t >= this.nextDueCheckAt) {
+      const b = this.cfg.retryBudget;
+      const due = this.d.tasks.due(t, free + this.inflight.size + this.unflushed.size);
+      let sent = 0;
+      for (const task of due) {
+        if (free <= 0) break;
+        if (this.inflight.has(task.id) || this.unflushed.has(task.id)) continue;
+        if (!budgetAllows(this.budget, b.ratio, b.minPerSec, BUDGET_WINDOW_MS, t)) break;
+        if (!this.dispatch(task, task.id < this.liveFromId, 'due')) return;
+        free--;
+        sent++;
+      }
+      if (sent === 0) this.nextDueCheckAt = t + DUE_CHECK_MS;
+    }
+    if (free > 0 && !this.backlogExhausted) {
+      if (t < this.drainStartAt) return this.wake(this.drainStartAt - t);
+      const dr = this.cfg.drain;
+      while (free > 0) {
+        if (this.backlog.length === 0) {
+          this.backlog = this.d.tasks.fresh(this.backlogCursor, this.liveFromId, dr.pullTasks);
+          if (this.backlog.length === 0) {
+            this.backlogExhausted = true;
+            break;
+          }
+          this.backlogCursor = this.backlog[this.backlog.length - 1].id;
+        }
+        const task = this.backlog[0];
+        const m = take(this.msgBucket, 1, dr.messagesPerSec, dr.messagesPerSec, t);
+        const n = take(this.readBucket, task.readingCount, dr.readingsPerSec, dr.readingsPerSec, t);
+        if (!m.ok || !n.ok) {
+          this.msgBucket = m.ok ? this.msgBucket : m.bucket;
+          this.readBucket = n.ok ? this.readBucket : n.bucket;
+          return this.wake(Math.max(m.ok ? 0 : m.waitMs, n.ok ? 0 : n.waitMs, 1));
+        }
+        this.msgBucket = m.bucket;
+        this.readBucket = n.bucket;
+        this.backlog.shift();
+        if (!this.dispatch(task, true, 'backlog')) return;
+        free--;
+      }
+    }
+    if (this.inflight.size === 0 && this.nextDueCheckAt > t) this.wake(this.nextDueCheckAt - t);
+  }
+
+  /** Sends one task; false when the breaker refused (the caller stops filling). */
+  private dispatch(task: TaskRow, historical: boolean, from: 'live' | 'due' | 'backlog'): boolean {
+    const t = this.now();
+    const a = admit(this.cfg.breaker, this.breaker, t);
+    this.setBreaker(a.state);
+    if (!a.allowed) {
+      if (from === 'backlog') this.backlog.unshift(task);
+      if (from === 'live') {
+        this.liveCursor = Math.min(this.liveCursor, task.id - 1);
+        this.liveDirty = true;
+      }
+      this.wake(Math.max(10, (a.retryAt ?? t + 1000) - t));
+      return false;
+    }
+    this.inflight.add(task.id);
+    this.budget = noteAttempt(this.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t);
+    let readingsJson: string;
+    try {
+      readingsJson = this.d.codec.decode(task.payload, task.key);
+    } catch (e) {
+      this.inflight.delete(task.id);
+      this.settle(task, t, { code: 'PAYLOAD_UNREADABLE', message: (e as Error).message, scope: 'payload', retry: 'hard', faultClass: 'local' }, a.probe);
+      return true;
+    }
+    const msg = { taskId: task.id, key: task.key, seq: task.payloadId, device: task.device, historical, readingCount: task.readingCount, readingsJson };
+    this.d.driver.send(msg).then(
+      (r) => {
+        this.inflight.delete(task.id);
+        if (r.ok) {
+          this.setBreaker(record(this.cfg.breaker, this.breaker, this.now(), true, a.probe, this.rand));
+          this.delivered++;
+          this.push({ id: task.id, ok: true, requestAt: r.requestAt, ackAt: r.ackAt });
+        } else if (!this.stopped) {
+          this.settle(task, r.requestAt, classify(r.failure), a.probe);
+        }
+        this.wake(0);
+      },
+      (e: unknown) => {
+        this.inflight.delete(task.id);
+        this.settle(task, t, classify({ kind: 'socket', message: String(e) }), a.probe);
+        this.wake(0);
+      },
+    );
+    return true;
+  }
+
+  /** A failed attempt: breaker, backoff or dead letter, and the record of why. */
+  private settle(task: TaskRow, requestAt: number, f: Failure, probe: boolean): void {
+    const t = this.now();
+    this.failedAttempts++;
+    if (f.scope === 'link') {
+      // A dropped connection is one link failure (counted in onLinkDown), not one per message.
+      if (this.connected) {
+        this.setBreaker(record(this.cfg.breaker, this.breaker, t, false, probe, this.rand));
+        if (f.retry === 'hard') {
+          this.connected = false;
+          void this.d.driver.close();
+          this.onLinkFailure(f, false);
+        }
+      }
+    } else {
+      this.setBreaker(record(this.cfg.breaker, this.breaker, t, true, probe, this.rand));
+    }
+    const attempts = task.retryCount + 1;
+    const base = { id: task.id, ok: false as const, requestAt, faultClass: f.faultClass, retryClass: f.retry };
+    const r = this.cfg.retry;
+    if (f.scope === 'payload' && f.retry === 'hard') {
+      this.push({ ...base, code: f.code, message: f.message, status: 'failed', nextAttemptAt: 0 });
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'dead_letter', code: f.code, faultClass: f.faultClass, at: t, detail: { task: task.id, key: task.key } });
+      this.d.log.error({ uplink: this.name, task: task.id, code: f.code }, `batch dead-lettered: ${f.message}`);
+    } else if (shouldGiveUp(r, attempts, task.firstAttemptAt ?? requestAt, t)) {
+      this.push({ ...base, code: 'RETRY_LIMIT_EXCEEDED', message: `${f.code}: ${f.message}`, status: 'failed', nextAttemptAt: 0 });
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'dead_letter', code: 'RETRY_LIMIT_EXCEEDED', faultClass: f.faultClass, at: t, detail: { task: task.id, attempts, last: f.code } });
+    } else {
+      const wait = f.retry === 'hard' ? Math.max(0, this.heldUntil - t) : nextDelay(r, { attempt: attempts, prevDelayMs: r.baseMs }, this.rand, f.retryAfterMs);
+      this.push({ ...base, code: f.code, message: f.message, status: 'pending', nextAttemptAt: t + wait });
+    }
+  }
+
+  private push(o: Outcome): void {
+    this.outcomes.push(o);
+    this.unflushed.add(o.id);
+    if (this.outcomes.length >= FLUSH_MAX) this.flush();
+    else this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_MS);
+  }
+
+  /** Writes the grouped outcomes in one transaction. */
+  flush(): void {
+    if (this.flushTimer) clearTimeout(this.flushTimer);
+    this.flushTimer = null;
+    const batch = this.outcomes;
+    if (batch.length === 0) return;
+    this.outcomes = [];
+    this.d.tasks.flush(batch);
+    this.unflushed.clear();
+  }
+}

@@ -1,0 +1,225 @@
+/**
+ * Failure classification: turns what a driver saw on the wire into a decision.
+ *
+ * Two questions decide what a lane does with a failed attempt:
+ *   scope  'payload': this message is bad (too large, malformed); retrying it cannot help,
+ *          so it is dead-lettered and the lane moves on.
+ *          'link': the upstream or the path to it is at fault; every message would fail the
+ *          same way, so the lane stops and the message is kept.
+ *   retry  'soft': transient, retry with backoff (honouring retryAfterMs when present).
+ *          'hard': will not fix itself (bad credentials, ACL change, bad certificate): for
+ *          link scope the lane holds its data for hardFailureHoldMs and raises an alarm.
+ *
+ * The rules are tables, exported so tests and the docs can iterate every row. Unknown input
+ * errs towards 'link' + 'soft': that never loses data, at worst it delays or duplicates
+ * (delivery is at-least-once anyway). Only rows we are sure of are 'payload' + 'hard'.
+ *
+ * Order of precedence in classify():
+ *   1. a string code that is a known socket or TLS certificate code, whatever the kind
+ *      (fetch() failing with ECONNREFUSED is a socket error, not an HTTP one);
+ *   2. the kind's own table (MQTT reason code, HTTP status, timeout, TLS);
+ *   3. UPLINK_ERROR, link, soft, upstream.
+ *
+ * MQTT reason codes below 0x80 are successes (0x10 = no matching subscribers on PUBACK):
+ * callers treat them so and never classify them. If one is classified anyway, the answer
+ * is a soft link failure (for DISCONNECT: MQTT_DISCONNECTED), which cannot lose data.
+ * An MQTT reason >= 0x80 missing from the tables keeps its own MQTT_0xNN code (more useful
+ * in logs than UPLINK_ERROR) and is a soft link failure.
+ * Hints (retryAfterMs) are carried on soft failures only; a hard failure waits
+ * hardFailureHoldMs. raw.retryAfterMs wins over a row's default.
+ */
+import { mqttCode, type ErrorCode, type FaultClass } from '../errors.js';
+
+export type Scope = 'payload' | 'link';
+export type RetryClass = 'soft' | 'hard';
+
+export interface Failure {
+  code: ErrorCode;
+  message: string;
+  scope: Scope;
+  retry: RetryClass;
+  faultClass: FaultClass;
+  retryAfterMs?: number;
+}
+
+export interface RawFailure {
+  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls';
+  code?: string | number;
+  message: string;
+  retryAfterMs?: number;
+}
+
+/** One table row: what a code means. `note` is for logs and docs. */
+export interface Rule {
+  scope: Scope;
+  retry: RetryClass;
+  faultClass: FaultClass;
+  /** A retry hint used when the raw failure carries none. */
+  defaultRetryAfterMs?: number;
+  note: string;
+}
+
+/** The hint assumed for "busy"/"quota"/"rate" MQTT reasons that came without one. */
+export const DEFAULT_BUSY_HINT_MS = 5000;
+
+const linkSoft = (faultClass: FaultClass, note: string, defaultRetryAfterMs?: number): Rule =>
+  defaultRetryAfterMs === undefined
+    ? { scope: 'link', retry: 'soft', faultClass, note }
+    : { scope: 'link', retry: 'soft', faultClass, defaultRetryAfterMs, note };
+const linkHard = (note: string): Rule => ({ scope: 'link', retry: 'hard', faultClass: 'upstream', note });
+const payloadHard = (note: string): Rule => ({ scope: 'payload', retry: 'hard', faultClass: 'payload', note });
+
+/** Node socket error codes; the failure code is the key itself. */
+export const SOCKET_TABLE: Readonly<Record<string, Rule>> = Object.freeze({
+  ETIMEDOUT: linkSoft('network', 'connect or read timed out'),
+  ECONNREFUSED: linkSoft('network', 'nothing listening'),
+  ECONNRESET: linkSoft('network', 'connection reset'),
+  EHOSTUNREACH: linkSoft('network', 'no route to host'),
+  ENETUNREACH: linkSoft('network', 'network unreachable'),
+  ENOTFOUND: linkSoft('network', 'host name does not resolve'),
+  EAI_AGAIN: linkSoft('network', 'temporary DNS failure'),
+  EPIPE: linkSoft('network', 'write to a closed connection'),
+});
+
+/** Node/OpenSSL certificate error codes; all map to TLS_CERT_INVALID, link, hard. */
+export const TLS_CERT_CODES: readonly string[] = Object.freeze([
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
+export const TLS_RULE: Rule = Object.freeze(linkHard('TLS certificate refused'));
+
+/** MQTT 5 reason codes in CONNACK and DISCONNECT. */
+export const MQTT_CONNECT_TABLE: Readonly<Record<number, Rule>> = Object.freeze({
+  0x80: linkSoft('upstream', 'unspecified error'),
+  0x83: linkSoft('upstream', 'implementation specific error'),
+  0x84: linkHard('unsupported protocol version'),
+  0x85: linkHard('client identifier not valid'),
+  0x86: linkHard('bad user name or password'),
+  0x87: linkHard('not authorized'),
+  0x88: linkSoft('upstream', 'server unavailable'),
+  0x89: linkSoft('upstream', 'server busy', DEFAULT_BUSY_HINT_MS),
+  0x8a: linkHard('banned'),
+  0x8b: linkSoft('upstream', 'server shutting down'),
+  0x8c: linkHard('bad authentication method'),
+  0x8d: linkSoft('upstream', 'keep alive timeout'),
+  0x8e: linkSoft('upstream', 'session taken over'),
+  0x97: linkSoft('upstream', 'quota exceeded', DEFAULT_BUSY_HINT_MS),
+  0x9f: linkSoft('upstream', 'connection rate exceeded', DEFAULT_BUSY_HINT_MS),
+});
+
+/** MQTT 5 reason codes in PUBACK. */
+export const MQTT_PUBACK_TABLE: Readonly<Record<number, Rule>> = Object.freeze({
+  0x80: linkSoft('upstream', 'unspecified error'),
+  0x83: linkSoft('upstream', 'implementation specific error'),
+  0x87: linkHard('not authorized (ACL change): hold data, alarm'),
+  0x90: payloadHard('topic name invalid'),
+  0x95: payloadHard('packet too large'),
+  0x97: linkSoft('upstream', 'quota exceeded', DEFAULT_BUSY_HINT_MS),
+  0x99: payloadHard('payload format invalid'),
+});
+
+/** HTTP statuses with a rule of their own; other 4xx are payload/hard, other 5xx link/soft. */
+export const HTTP_TABLE: Readonly<Record<number, Rule>> = Object.freeze({
+  400: payloadHard('bad request'),
+  401: linkHard('unauthorized'),
+  403: linkHard('forbidden'),
+  404: linkSoft('upstream', 'not found (endpoint missing, perhaps mid-deploy)'),
+  408: linkSoft('upstream', 'request timeout'),
+  413: payloadHard('payload too large'),
+  415: payloadHard('unsupported media type'),
+  422: payloadHard('unprocessable entity'),
+  429: linkSoft('upstream', 'too many requests'),
+  500: linkSoft('upstream', 'internal server error'),
+  502: linkSoft('upstream', 'bad gateway'),
+  503: linkSoft('upstream', 'service unavailable'),
+  504: linkSoft('upstream', 'gateway timeout'),
+});
+export const HTTP_OTHER_4XX: Rule = Object.freeze(payloadHard('client error'));
+export const HTTP_OTHER_5XX: Rule = Object.freeze(linkSoft('upstream', 'server error'));
+
+export const TIMEOUT_RULE: Rule = Object.freeze(linkSoft('network', 'no answer in time'));
+export const DISCONNECTED_RULE: Rule = Object.freeze(linkSoft('network', 'connection dropped'));
+export const UNKNOWN_SOCKET_RULE: Rule = Object.freeze(linkSoft('network', 'unknown socket error'));
+export const UNKNOWN_RULE: Rule = Object.freeze(linkSoft('upstream', 'unknown failure'));
+
+const has = (table: object, key: string | number): boolean => Object.prototype.hasOwnProperty.call(table, key);
+
+/** A reason/status number from 135, '135', '0x87' or 'MQTT_0x87' / 'HTTP_503'; else undefined. */
+export function codeNumber(code: string | number | undefined): number | undefined {
+  if (typeof code === 'number') return Number.isInteger(code) && code >= 0 ? code : undefined;
+  if (typeof code !== 'string') return undefined;
+  const m = /^(?:MQTT_)?0x([0-9a-f]+)$/i.exec(code) ?? /^(?:HTTP_)?(\d+)$/.exec(code);
+  if (!m) return undefined;
+  return m[0].toLowerCase().includes('0x') ? parseInt(m[1], 16) : parseInt(m[1], 10);
+}
+
+function build(code: ErrorCode, rule: Rule, raw: RawFailure): Failure {
+  const f: Failure = {
+    code,
+    message: raw.message || rule.note,
+    scope: rule.scope,
+    retry: rule.retry,
+    faultClass: rule.faultClass,
+  };
+  if (rule.retry === 'soft') {
+    const hint = Number.isFinite(raw.retryAfterMs) && (raw.retryAfterMs as number) >= 0
+      ? raw.retryAfterMs
+      : rule.defaultRetryAfterMs;
+    if (hint !== undefined) f.retryAfterMs = hint;
+  }
+  return f;
+}
+
+function classifyMqtt(raw: RawFailure, table: Readonly<Record<number, Rule>>): Failure {
+  const n = codeNumber(raw.code);
+  if (n === undefined || n < 0x80) {
+    if (raw.kind === 'disconnect') return build('MQTT_DISCONNECTED', DISCONNECTED_RULE, raw);
+    if (n === undefined) return build('UPLINK_ERROR', UNKNOWN_RULE, raw);
+    return build(mqttCode(n), linkSoft('upstream', 'not a failure (reason < 0x80)'), raw);
+  }
+  return build(mqttCode(n), has(table, n) ? table[n] : linkSoft('upstream', 'unlisted MQTT reason'), raw);
+}
+
+function classifyHttp(raw: RawFailure): Failure {
+  const n = codeNumber(raw.code);
+  if (n === undefined || n < 100 || n > 599) return build('UPLINK_ERROR', UNKNOWN_RULE, raw);
+  const code = `HTTP_${n}` as ErrorCode;
+  if (has(HTTP_TABLE, n)) return build(code, HTTP_TABLE[n], raw);
+  if (n >= 400 && n < 500) return build(code, HTTP_OTHER_4XX, raw);
+  if (n >= 500) return build(code, HTTP_OTHER_5XX, raw);
+  return build(code, UNKNOWN_RULE, raw); // 1xx-3xx reported as a failure: unexpected, soft
+}
+
+/** Classifies one failed attempt. Pure; never throws. */
+export function classify(raw: RawFailure): Failure {
+  if (typeof raw.code === 'string') {
+    if (has(SOCKET_TABLE, raw.code)) return build(raw.code as ErrorCode, SOCKET_TABLE[raw.code], raw);
+    if (TLS_CERT_CODES.includes(raw.code)) return build('TLS_CERT_INVALID', TLS_RULE, raw);
+  }
+  switch (raw.kind) {
+    case 'socket':
+      return build('UPLINK_ERROR', UNKNOWN_SOCKET_RULE, raw);
+    case 'tls':
+      return build('TLS_CERT_INVALID', TLS_RULE, raw);
+    case 'connack':
+    case 'disconnect':
+      return classifyMqtt(raw, MQTT_CONNECT_TABLE);
+    case 'puback':
+      return classifyMqtt(raw, MQTT_PUBACK_TABLE);
+    case 'timeout':
+      return build('MQTT_ACK_TIMEOUT', TIMEOUT_RULE, raw); // ETIMEDOUT was taken above
+    case 'http':
+      return classifyHttp(raw);
+    default:
+      return build('UPLINK_ERROR', UNKNOWN_RULE, raw);
+  }
+}

@@ -1,0 +1,194 @@
+/**
+ * MQTT uplink driver (mqtt.js 5, MQTT 5, QoS 1). A task is delivered only on PUBACK with a
+ * reason code below 0x80. The idempotency key travels in the JSON payload and as the MQTT 5 user
+ * property `idempotency_key`. Retained `status` with a birth message and a last will.
+ *
+ * mqtt.js would reconnect every second with no jitter; here reconnectPeriod is 0 and each
+ * connect() is one attempt: the lane decides when to try again (jittered backoff, breaker).
+ * Batches larger than the smaller of our maxPacketBytes and the broker's advertised
+ * Maximum Packet Size are split into parts that each fit.
+ */
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { readFileSync } from 'node:fs';
+import type { RawFailure } from '../../agent/policy/classify.js';
+import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
+import { envelopes } from './envelope.js';
+
+export interface MqttDriverOptions {
+  name: string;
+  url: string;
+  gatewayId: string;
+  topicPrefix: string;
+  clientId?: string;
+  username?: string;
+  passwordFile?: string;
+  keepaliveS: number;
+  connectTimeoutMs: number;
+  ackTimeoutMs: number;
+  maxPacketBytes: number;
+  version: string;
+  now?: () => number;
+}
+
+type ErrWithCode = Error & { code?: string | number };
+
+function rawOf(e: ErrWithCode, kind: RawFailure['kind']): RawFailure {
+  if (typeof e.code === 'number') return { kind, code: e.code, message: e.message };
+  if (/connack timeout/i.test(e.message)) return { kind: 'timeout', code: 'ETIMEDOUT', message: 'no CONNACK in time' };
+  if (typeof e.code === 'string' && /CERT|SELF_SIGNED|ALTNAME/.test(e.code)) return { kind: 'tls', code: e.code, message: e.message };
+  return { kind: 'socket', code: e.code, message: e.message };
+}
+
+export class MqttDriver implements UplinkDriver {
+  readonly name: string;
+  private client: MqttClient | null = null;
+  private downCb: ((f: RawFailure) => void) | null = null;
+  private brokerMaxPacket = Infinity;
+  private readonly inflight = new Map<number, (r: RawFailure) => void>();
+  private nextToken = 1;
+  private readonly now: () => number;
+  private readonly telemetryTopic: string;
+  private readonly statusTopic: string;
+
+  constructor(private readonly o: MqttDriverOptions) {
+    this.name = o.name;
+    this.now = o.now ?? Date.now;
+    this.telemetryTopic = `${o.topicPrefix}/telemetry`;
+    this.statusTopic = `${o.topicPrefix}/status`;
+  }
+
+  get connected(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  onDown(cb: (f: RawFailure) => void): void {
+    this.downCb = cb;
+  }
+
+  private status(state: 'online' | 'offline'): string {
+    return JSON.stringify({ state, gatewayId: this.o.gatewayId, version: this.o.version, ts: this.now() });
+  }
+
+  connect(): Promise<ConnectResult> {
+    this.drop();
+    const opts: IClientOptions = {
+      protocolVersion: 5,
+      clientId: this.o.clientId ?? `holdfast-${this.o.gatewayId}-${this.o.name}`,
+      clean: true,
+      keepalive: this.o.keepaliveS,
+      connectTimeout: this.o.connectTimeoutMs,
+      reconnectPeriod: 0,
+      resubscribe: false,
+      queueQoSZero: false,
+      properties: { maximumPacketSize: 268435455 },
+      will: { topic: this.statusTopic, payload: Buffer.from(this.status('offline')), qos: 1, retain: true },
+    };
+    if (this.o.username !== undefined) opts.username = this.o.username;
+    if (this.o.passwordFile) opts.password = readFileSync(this.o.passwordFile, 'utf8').trim();
+    const client = mqtt.connect(this.o.url, opts);
+    this.client = client;
+    return new Promise<ConnectResult>((resolve) => {
+      let settled = false;
+      const settle = (r: ConnectResult) => {
+        if (settled) return;
+        settled = true;
+        if (!r.ok) this.drop();
+        resolve(r);
+      };
+      client.on('connect', (connack) => {
+        this.brokerMaxPacket = connack.properties?.maximumPacketSize ?? Infinity;
+        client.publish(this.statusTopic, this.status('online'), { qos: 1, retain: true });
+        settle({ ok: true });
+      });
+      client.on('error', (e: ErrWithCode) => settle({ ok: false, failure: rawOf(e, typeof e.code === 'number' ? 'connack' : 'socket') }));
+      client.on('disconnect', (p) => {
+        const rc = p.reasonCode ?? 0;
+        if (rc >= 0x80) this.lost({ kind: 'disconnect', code: rc, message: `broker sent DISCONNECT ${rc}` });
+      });
+      client.on('close', () => {
+        if (!settled) settle({ ok: false, failure: { kind: 'socket', code: 'ECONNRESET', message: 'connection closed before CONNACK' } });
+        else if (this.client === client) this.lost({ kind: 'disconnect', message: 'connection closed' });
+      });
+    });
+  }
+
+  /** The connection is gone: fail everything in flight, tell the lane once. */
+  private lost(f: RawFailure): void {
+    if (!this.client) return;
+    this.drop();
+    for (const fail of [...this.inflight.values()]) fail(f.code === undefined ? { kind: 'disconnect', message: f.message } : f);
+    this.inflight.clear();
+    this.downCb?.(f);
+  }
+
+  private drop(): void {
+    const c = this.client;
+    this.client = null;
+    if (c) {
+      c.removeAllListeners();
+      c.on('error', () => {});
+      c.end(true);
+    }
+  }
+
+  async send(msg: OutboundMessage): Promise<SendResult> {
+    const requestAt = this.now();
+    const client = this.client;
+    if (!client || !client.connected) return { ok: false, requestAt, failure: { kind: 'disconnect', message: 'not connected' } };
+    const limit = Math.min(this.o.maxPacketBytes, this.brokerMaxPacket);
+    const parts = envelopes(msg, this.o.gatewayId, limit - this.overhead(msg.key));
+    if (parts === null) {
+      return { ok: false, requestAt, failure: { kind: 'puback', code: 0x95, message: `a single reading does not fit in ${limit} bytes` } };
+    }
+    const results = await Promise.all(parts.map((p, i) => this.publishOne(client, p, msg.key, i, parts.length)));
+    const bad = results.find((r) => r !== null);
+    if (bad) return { ok: false, requestAt, failure: bad };
+    return { ok: true, requestAt, ackAt: this.now() };
+  }
+
+  /** Bytes of a PUBLISH other than the payload: fixed header, topic, packet id, properties. */
+  private overhead(key: string): number {
+    return 5 + 2 + Buffer.byteLength(this.telemetryTopic) + 2 + 4 + (1 + 2 + 15 + 2 + Buffer.byteLength(key)) + (1 + 2 + 4 + 2 + 12) + 16;
+  }
+
+  private publishOne(client: MqttClient, payload: string, key: string, part: number, parts: number): Promise<RawFailure | null> {
+    return new Promise((resolve) => {
+      const token = this.nextToken++;
+      let done = false;
+      const finish = (r: RawFailure | null) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        this.inflight.delete(token);
+        resolve(r);
+      };
+      const timer = setTimeout(
+        () => finish({ kind: 'timeout', code: 'MQTT_ACK_TIMEOUT', message: `no PUBACK within ${this.o.ackTimeoutMs} ms` }),
+        this.o.ackTimeoutMs,
+      );
+      this.inflight.set(token, finish);
+      const userProperties: Record<string, string> = { idempotency_key: key };
+      if (parts > 1) userProperties.part = `${part + 1}/${parts}`;
+      client.publish(this.telemetryTopic, payload, { qos: 1, properties: { userProperties, contentType: 'application/json' } }, (err) => {
+        if (!err) finish(null);
+        else finish(rawOf(err as ErrWithCode, 'puback'));
+      });
+    });
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = null;
+    for (const fail of [...this.inflight.values()]) fail({ kind: 'disconnect', message: 'closing' });
+    if (!c) return;
+    c.removeAllListeners();
+    c.on('error', () => {});
+    if (c.connected) {
+      await new Promise<void>((res) => {
+        c.publish(this.statusTopic, this.status('offline'), { qos: 1, retain: true }, () => res());
+        setTimeout(res, 1000).unref();
+      });
+    }
+    await new Promise<void>((res) => c.end(false, {}, () => res()));
+  }
+}

@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# The one test command (see README): installs what the tests need when it is
+# missing, builds, and runs the tap suite. Extra arguments go to tap, e.g.
+#   bash scripts/test.sh --grep 'outbox'
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+log() { printf '[test.sh] %s\n' "$*" >&2; }
+
+# --- system tools -----------------------------------------------------------
+# The tests start their own Mosquitto brokers (test/helpers/mosquitto.ts) on
+# free loopback ports; the system mosquitto service is never used.
+need_apt=0
+for tool in mosquitto mosquitto_passwd socat sqlite3; do
+  if ! command -v "$tool" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$tool" ]; then
+    log "missing: $tool"
+    need_apt=1
+  fi
+done
+if [ "$need_apt" = 1 ]; then
+  SUDO=()
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null 2>&1; then
+      SUDO=(sudo)
+    else
+      log "not root and no sudo: install mosquitto socat sqlite3 yourself"
+      exit 1
+    fi
+  fi
+  log "installing mosquitto socat sqlite3 with apt-get"
+  # On a fresh CI box (root, no init system) keep the package from trying to
+  # start the system mosquitto service: we never use it, and a failed service
+  # start must not fail the install.
+  policy_rc=0
+  if [ "${CI:-}" = true ] && [ "$(id -u)" -eq 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+    chmod +x /usr/sbin/policy-rc.d
+    policy_rc=1
+  fi
+  rc=0
+  "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || rc=$?
+  if [ "$rc" = 0 ]; then
+    "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
+      apt-get install -y -qq mosquitto socat sqlite3 >/dev/null || rc=$?
+  fi
+  if [ "$policy_rc" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
+  if [ "$rc" != 0 ]; then
+    log "apt-get failed (exit $rc)"
+    exit "$rc"
+  fi
+fi
+if ! [ -x /usr/sbin/mosquitto ]; then
+  log "/usr/sbin/mosquitto not found after install"
+  exit 1
+fi
+
+# --- node dependencies -------------------------------------------------------
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  log "node/npm not found: install Node.js 20 or newer"
+  exit 1
+fi
+# node_modules/.package-lock.json is npm's own record of the last install
+# (written after package-lock.json), so it is the "node_modules is older than
+# package-lock.json" marker; the directory's mtime is not reliable.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  log "npm ci"
+  npm ci --no-audit --no-fund
+  touch node_modules/.package-lock.json
+fi
+# npm 11 skips install scripts unless approved (package.json "allowScripts");
+# make sure better-sqlite3's native addon is really there.
+if ! node -e "require('better-sqlite3')(':memory:').close()" >/dev/null 2>&1; then
+  log "better-sqlite3 native addon not usable: npm rebuild better-sqlite3"
+  npm rebuild better-sqlite3
+  node -e "require('better-sqlite3')(':memory:').close()"
+fi
+
+# --- build and test ----------------------------------------------------------
+log "npm run build"
+npm run build
+shopt -s nullglob
+tests=(dist/test/*.test.js)
+if [ "${#tests[@]}" -eq 0 ]; then
+  log "no compiled tests in dist/test"
+  exit 1
+fi
+log "tap ${#tests[@]} test file(s)"
+exec npx tap "${tests[@]}" "$@"

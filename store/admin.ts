@@ -1,0 +1,143 @@
+/**
+ * Operator-facing store operations: status, the retry repair, the sweeper's re-admission,
+ * purge, and breaker-reset requests. All are plain SQL against the live WAL database, so they
+ * work from the CLI next to a running agent as well as on a stopped one.
+ */
+import type { DB } from './db.js';
+
+export interface UplinkStatus {
+  uplink: string;
+  pending: { tasks: number; readings: number };
+  failed: { tasks: number; readings: number };
+  delivered: { tasks: number; readings: number };
+  oldestPendingAgeMs: number | null;
+  breaker: string;
+  breakerSince: number | null;
+  connected: boolean;
+  lastError: { code: string; message: string; at: number } | null;
+}
+
+export interface StoreStatus {
+  at: number;
+  schemaVersion: number;
+  payloads: number;
+  uplinks: UplinkStatus[];
+  counters: Record<string, number>;
+  openOutages: { subject: string; code: string | null; since: number }[];
+}
+
+export function storeStatus(db: DB, now: number, configured: readonly string[] = []): StoreStatus {
+  const names = new Set<string>(configured);
+  const depth = db
+    .prepare(`SELECT uplink, status, count(*) AS tasks, coalesce(sum(reading_count), 0) AS readings FROM recovery_tasks GROUP BY uplink, status`)
+    .all() as { uplink: string; status: 'pending' | 'failed' | 'delivered'; tasks: number; readings: number }[];
+  const links = db.prepare('SELECT * FROM link_state').all() as {
+    uplink: string; connected: number; breaker: string; breaker_since: number | null;
+    last_error_code: string | null; last_error: string | null; last_error_at: number | null;
+  }[];
+  for (const d of depth) names.add(d.uplink);
+  for (const l of links) names.add(l.uplink);
+  const oldest = db.prepare(`SELECT min(created_at) FROM recovery_tasks WHERE uplink = ? AND status = 'pending'`).pluck();
+  const uplinks = [...names].sort().map((uplink): UplinkStatus => {
+    const of = (s: string) => {
+      const r = depth.find((d) => d.uplink === uplink && d.status === s);
+      return { tasks: r?.tasks ?? 0, readings: r?.readings ?? 0 };
+    };
+    const l = links.find((x) => x.uplink === uplink);
+    const o = oldest.get(uplink) as number | null;
+    return {
+      uplink,
+      pending: of('pending'),
+      failed: of('failed'),
+      delivered: of('delivered'),
+      oldestPendingAgeMs: o === null ? null : Math.max(0, now - o),
+      breaker: l?.breaker ?? 'closed',
+      breakerSince: l?.breaker_since ?? null,
+      connected: l?.connected === 1,
+      lastError: l?.last_error_code ? { code: l.last_error_code, message: l.last_error ?? '', at: l.last_error_at ?? 0 } : null,
+    };
+  });
+  const counters = Object.fromEntries(
+    (db.prepare('SELECT name, value FROM counters ORDER BY name').all() as { name: string; value: number }[]).map((c) => [c.name, c.value]),
+  );
+  const openOutages = db
+    .prepare(`SELECT subject, code, started_at AS since FROM recovery_events WHERE kind = 'outage' AND ended_at IS NULL ORDER BY id`)
+    .all() as StoreStatus['openOutages'];
+  return {
+    at: now,
+    schemaVersion: db.pragma('user_version', { simple: true }) as number,
+    payloads: db.prepare('SELECT count(*) FROM payloads').pluck().get() as number,
+    uplinks,
+    counters,
+    openOutages,
+  };
+}
+
+/** The documented repair, as a command: failed tasks get retry_count 0; the sweeper re-admits them. */
+export function retryReset(db: DB, uplink?: string): number {
+  const sql = `UPDATE recovery_tasks SET retry_count = 0 WHERE status = 'failed'${uplink ? ' AND uplink = ?' : ''}`;
+  return (uplink ? db.prepare(sql).run(uplink) : db.prepare(sql).run()).changes;
+}
+
+/**
+ * The sweeper: failed tasks with retry_count = 0 were reset by an operator (a task is only
+ * dead-lettered after an attempt, so the agent itself never leaves that combination). They go
+ * back to pending as new entries: due now, age limit restarted.
+ */
+export function readmitReset(db: DB, now: number): { uplink: string; n: number }[] {
+  return db.transaction(() => {
+    const per = db
+      .prepare(`SELECT uplink, count(*) AS n FROM recovery_tasks WHERE status = 'failed' AND retry_count = 0 GROUP BY uplink`)
+      .all() as { uplink: string; n: number }[];
+    if (per.length === 0) return per;
+    db.prepare(
+      `UPDATE recovery_tasks SET status = 'pending', next_attempt_at = 0, first_attempt_at = NULL WHERE status = 'failed' AND retry_count = 0`,
+    ).run();
+    const ev = db.prepare(
+      `INSERT INTO recovery_events (scope, subject, kind, started_at, ended_at, duration_ms, detail) VALUES ('uplink', ?, 'readmit', ?, ?, 0, ?)`,
+    );
+    for (const p of per) ev.run(p.uplink, now, now, JSON.stringify({ tasks: p.n }));
+    return per;
+  }).immediate();
+}
+
+/** Asks the live agent to reset a breaker (picked up by its sweeper); also resets the stored state. */
+export function requestBreakerReset(db: DB, uplink: string, now: number): void {
+  db.transaction(() => {
+    db.prepare(`INSERT INTO admin_requests (kind, uplink, created_at) VALUES ('breaker_reset', ?, ?)`).run(uplink, now);
+    db.prepare(`UPDATE link_state SET breaker = 'closed', breaker_since = ?, updated_at = ? WHERE uplink = ?`).run(now, now, uplink);
+  }).immediate();
+}
+
+export interface PurgeResult {
+  tasks: number;
+  payloads: number;
+  events: number;
+}
+
+/**
+ * Deletes delivered and dead-lettered tasks older than the cut-off, then payloads no task refers
+ * to any more, then old closed events. Pending data is never purged. Counts go to `counters`.
+ */
+export function purge(db: DB, olderThanMs: number, now: number): PurgeResult {
+  const cut = now - olderThanMs;
+  return db.transaction(() => {
+    const tasks = db.prepare(`DELETE FROM recovery_tasks WHERE status IN ('delivered', 'failed') AND created_at < ?`).run(cut).changes;
+    const payloads = db
+      .prepare(`DELETE FROM payloads WHERE created_at < ? AND NOT EXISTS (SELECT 1 FROM recovery_tasks t WHERE t.payload_id = payloads.id)`)
+      .run(cut).changes;
+    const events = db.prepare('DELETE FROM recovery_events WHERE ended_at IS NOT NULL AND ended_at < ?').run(cut).changes;
+    const bump = db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value');
+    bump.run('purged_tasks', tasks);
+    bump.run('purged_payloads', payloads);
+    return { tasks, payloads, events };
+  }).immediate();
+}
+
+/** Parses 7d, 12h, 30m, 45s, 500ms into milliseconds; undefined if malformed. */
+export function parseDuration(s: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/.exec(s.trim());
+  if (!m) return undefined;
+  const mult = { ms: 1, s: 1000, m: 60000, h: 3600000, d: 86400000 }[m[2] as 'ms' | 's' | 'm' | 'h' | 'd'];
+  return Math.round(Number(m[1]) * mult);
+}

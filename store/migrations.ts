@@ -1,0 +1,94 @@
+/**
+ * Schema migrations, applied in order; `PRAGMA user_version` is the number applied.
+ * Never edit a migration that has shipped: append a new one.
+ *
+ * recovery_tasks.retry_count is the number of attempts made. A task is only ever dead-lettered
+ * (status 'failed') after an attempt, so a failed task with retry_count = 0 is one an operator
+ * reset: `UPDATE recovery_tasks SET retry_count = 0 WHERE status = 'failed'`; the sweeper
+ * re-admits exactly those.
+ */
+export const MIGRATIONS: readonly string[] = [
+  /* 1: the outbox */ `
+  CREATE TABLE payloads (
+    id            INTEGER PRIMARY KEY,            -- also the batch's seq
+    batch_key     TEXT    NOT NULL UNIQUE,        -- idempotency key
+    payload_hash  BLOB    NOT NULL,               -- sha256 of the plaintext JSON
+    device        TEXT    NOT NULL,
+    reading_count INTEGER NOT NULL,
+    first_ts      INTEGER NOT NULL,
+    last_ts       INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    codec         TEXT    NOT NULL,               -- 'zlib' | 'zlib+aes256gcm'
+    key_id        TEXT,
+    iv            BLOB,
+    tag           BLOB,
+    body          BLOB    NOT NULL
+  );
+
+  CREATE TABLE recovery_tasks (
+    id                       INTEGER PRIMARY KEY,
+    payload_id               INTEGER NOT NULL REFERENCES payloads(id),
+    uplink                   TEXT    NOT NULL,
+    idempotency_key          TEXT    NOT NULL,
+    status                   TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','failed','delivered')),
+    retry_count              INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at          INTEGER NOT NULL DEFAULT 0,
+    last_error_code          TEXT,
+    last_error               TEXT,
+    fault_class              TEXT,
+    retry_class              TEXT CHECK (retry_class IN ('soft','hard')),
+    request_timestamp        INTEGER,
+    acknowledgment_timestamp INTEGER,
+    latency_ms               INTEGER,
+    first_attempt_at         INTEGER,
+    created_at               INTEGER NOT NULL,
+    reading_count            INTEGER NOT NULL,
+    UNIQUE (payload_id, uplink)
+  );
+  CREATE INDEX recovery_tasks_pending ON recovery_tasks (uplink, id) WHERE status = 'pending';
+  CREATE INDEX recovery_tasks_failed ON recovery_tasks (retry_count) WHERE status = 'failed';
+
+  CREATE TABLE recovery_events (
+    id          INTEGER PRIMARY KEY,
+    scope       TEXT    NOT NULL,                 -- 'uplink' | 'store' | 'device' | 'bus'
+    subject     TEXT    NOT NULL,                 -- uplink name, device, bus
+    kind        TEXT    NOT NULL,                 -- 'outage' | 'alarm' | 'collision' | 'dead_letter' | 'readmit' | 'breaker' | 'purge'
+    code        TEXT,
+    fault_class TEXT,
+    started_at  INTEGER NOT NULL,
+    ended_at    INTEGER,
+    duration_ms INTEGER,
+    detail      TEXT
+  );
+  CREATE INDEX recovery_events_open ON recovery_events (scope, subject, kind) WHERE ended_at IS NULL;
+
+  CREATE TABLE link_state (
+    uplink          TEXT PRIMARY KEY,
+    connected       INTEGER NOT NULL DEFAULT 0,
+    breaker         TEXT    NOT NULL DEFAULT 'closed',
+    breaker_since   INTEGER,
+    last_error_code TEXT,
+    last_error      TEXT,
+    last_error_at   INTEGER,
+    updated_at      INTEGER NOT NULL
+  );
+
+  CREATE TABLE admin_requests (
+    id         INTEGER PRIMARY KEY,
+    kind       TEXT    NOT NULL,                  -- 'breaker_reset'
+    uplink     TEXT    NOT NULL,
+    created_at INTEGER NOT NULL,
+    done_at    INTEGER
+  );
+
+  CREATE TABLE source_state (
+    device TEXT PRIMARY KEY,
+    cursor INTEGER NOT NULL
+  );
+
+  CREATE TABLE counters (
+    name  TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+  );
+  `,
+];

@@ -1,0 +1,100 @@
+/**
+ * The write side of the store: sealed batches go in with one task per enabled uplink, many
+ * batches per transaction (group commit), together with the sources' cursors, so a crash at any
+ * instant leaves either the whole transaction or none of it.
+ *
+ * Idempotency: a batch key that already exists with the same payload hash is a harmless replay
+ * (ignored); with a different hash it is refused as IDEMPOTENCY_KEY_COLLISION, counted, and
+ * recorded as an event. The stored row is never overwritten.
+ */
+import type { DB } from './db.js';
+import type { EncodedPayload } from './codec.js';
+
+export interface SealedBatch {
+  key: string;
+  hash: Buffer;
+  device: string;
+  readingCount: number;
+  firstTs: number;
+  lastTs: number;
+  createdAt: number;
+  payload: EncodedPayload;
+}
+
+export interface CommitResult {
+  committed: number;
+  readings: number;
+  duplicates: number;
+  collisions: string[];
+}
+
+export class Outbox {
+  private readonly insertPayload;
+  private readonly findPayload;
+  private readonly insertTask;
+  private readonly saveCursor;
+  private readonly bump;
+  private readonly event;
+  private readonly txn;
+
+  constructor(
+    private readonly db: DB,
+    private uplinks: readonly string[],
+  ) {
+    this.insertPayload = db.prepare(
+      `INSERT INTO payloads (batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (batch_key) DO NOTHING`,
+    );
+    this.findPayload = db.prepare('SELECT payload_hash FROM payloads WHERE batch_key = ?').pluck();
+    this.insertTask = db.prepare(
+      `INSERT INTO recovery_tasks (payload_id, uplink, idempotency_key, created_at, reading_count) VALUES (?, ?, ?, ?, ?)
+       ON CONFLICT (payload_id, uplink) DO NOTHING`,
+    );
+    this.saveCursor = db.prepare(
+      'INSERT INTO source_state (device, cursor) VALUES (?, ?) ON CONFLICT (device) DO UPDATE SET cursor = excluded.cursor',
+    );
+    this.bump = db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value');
+    this.event = db.prepare(
+      `INSERT INTO recovery_events (scope, subject, kind, code, fault_class, started_at, ended_at, duration_ms, detail)
+       VALUES ('store', ?, 'collision', 'IDEMPOTENCY_KEY_COLLISION', 'local', ?, ?, 0, ?)`,
+    );
+    this.txn = db.transaction((batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number>) => {
+      const r: CommitResult = { committed: 0, readings: 0, duplicates: 0, collisions: [] };
+      for (const b of batches) {
+        const p = b.payload;
+        const ins = this.insertPayload.run(
+          b.key, b.hash, b.device, b.readingCount, b.firstTs, b.lastTs, b.createdAt, p.codec, p.keyId, p.iv, p.tag, p.body,
+        );
+        if (ins.changes === 0) {
+          const existing = this.findPayload.get(b.key) as Buffer | undefined;
+          if (existing && Buffer.compare(existing, b.hash) === 0) {
+            r.duplicates++;
+          } else {
+            r.collisions.push(b.key);
+            this.event.run(b.device, b.createdAt, b.createdAt, JSON.stringify({ key: b.key }));
+          }
+          continue;
+        }
+        const id = ins.lastInsertRowid;
+        for (const u of this.uplinks) this.insertTask.run(id, u, b.key, b.createdAt, b.readingCount);
+        r.committed++;
+        r.readings += b.readingCount;
+      }
+      for (const [device, cursor] of cursors) this.saveCursor.run(device, cursor);
+      if (r.collisions.length > 0) this.bump.run('idempotency_key_collisions', r.collisions.length);
+      if (r.duplicates > 0) this.bump.run('duplicate_batches_ignored', r.duplicates);
+      return r;
+    });
+  }
+
+  /** Commits batches and source cursors in one transaction. */
+  commit(batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number> = new Map()): CommitResult {
+    return this.txn.immediate(batches, cursors);
+  }
+
+  /** The last committed cursor of a source (e.g. the simulated counter), or 0. */
+  cursor(device: string): number {
+    const v = this.db.prepare('SELECT cursor FROM source_state WHERE device = ?').pluck().get(device) as number | undefined;
+    return v ?? 0;
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * The read/update side of recovery_tasks for one forward lane.
+ *
+ * Fresh tasks (never attempted, or re-admitted by an operator) have next_attempt_at = 0 and are
+ * scanned oldest first by id; tasks waiting for a retry have next_attempt_at > 0 and sit in a
+ * partial index that ingest never touches. Outcomes are written in groups (one transaction for
+ * many acknowledgements), never one fsync per message.
+ */
+import type { DB } from './db.js';
+import type { EncodedPayload } from './codec.js';
+
+export interface TaskRow {
+  id: number;
+  payloadId: number;
+  key: string;
+  device: string;
+  readingCount: number;
+  retryCount: number;
+  firstAttemptAt: number | null;
+  createdAt: number;
+  payload: EncodedPayload;
+}
+
+export type Outcome =
+  | { id: number; ok: true; requestAt: number; ackAt: number }
+  | {
+      id: number;
+      ok: false;
+      requestAt: number;
+      code: string;
+      message: string;
+      faultClass: string;
+      retryClass: 'soft' | 'hard';
+      /** 'pending' with nextAttemptAt, or 'failed' (dead letter). */
+      status: 'pending' | 'failed';
+      nextAttemptAt: number;
+    };
+
+const COLS = `t.id, t.payload_id AS payloadId, t.idempotency_key AS key, p.device, t.reading_count AS readingCount,
+  t.retry_count AS retryCount, t.first_attempt_at AS firstAttemptAt, t.created_at AS createdAt,
+  p.codec, p.key_id AS keyId, p.iv, p.tag, p.body`;
+
+interface RawRow extends Omit<TaskRow, 'payload'> {
+  codec: EncodedPayload['codec'];
+  keyId: string | null;
+  iv: Buffer | null;
+  tag: Buffer | null;
+  body: Buffer;
+}
+
+function toTask(r: RawRow): TaskRow {
+  return {
+    id: r.id, payloadId: r.payloadId, key: r.key, device: r.device, readingCount: r.readingCount,
+    retryCount: r.retryCount, firstAttemptAt: r.firstAttemptAt, createdAt: r.createdAt,
+    payload: { codec: r.codec, keyId: r.keyId, iv: r.iv, tag: r.tag, body: r.body },
+  };
+}
+
+export class TaskQueue {
+  private readonly freshStmt;
+  private readonly dueStmt;
+  private readonly maxIdStmt;
+  private readonly okStmt;
+  private readonly failStmt;
+  private readonly flushTxn;
+
+  constructor(
+    db: DB,
+    readonly uplink: string,
+  ) {
+    this.freshStmt = db.prepare(
+      `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
+       WHERE t.uplink = ? AND t.status = 'pending' AND t.id > ? AND t.id < ? AND t.next_attempt_at = 0
+       ORDER BY t.id LIMIT ?`,
+    );
+    this.dueStmt = db.prepare(
+      `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
+       WHERE t.uplink = ? AND t.status = 'pending' AND t.next_attempt_at > 0 AND t.next_attempt_at <= ?
+       ORDER BY t.next_attempt_at LIMIT ?`,
+    );
+    this.maxIdStmt = db.prepare('SELECT coalesce(max(id), 0) FROM recovery_tasks').pluck();
+    this.okStmt = db.prepare(
+      `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?,
+         acknowledgment_timestamp = ?, latency_ms = ?, first_attempt_at = coalesce(first_attempt_at, ?), next_attempt_at = 0
+       WHERE id = ? AND status = 'pending'`,
+    );
+    this.failStmt = db.prepare(
+      `UPDATE recovery_tasks SET status = ?, retry_count = retry_count + 1, request_timestamp = ?, next_attempt_at = ?,
+         last_error_code = ?, last_error = ?, fault_class = ?, retry_class = ?, first_attempt_at = coalesce(first_attempt_at, ?)
+       WHERE id = ? AND status = 'pending'`,
+    );
+    this.flushTxn = db.transaction((outcomes: readonly Outcome[]) => {
+      for (const o of outcomes) {
+        if (o.ok) this.okStmt.run(o.requestAt, o.ackAt, o.ackAt - o.requestAt, o.requestAt, o.id);
+        else {
+          this.failStmt.run(o.status, o.requestAt, o.status === 'failed' ? 0 : Math.max(1, o.nextAttemptAt), o.code,
+            o.message.slice(0, 500), o.faultClass, o.retryClass, o.requestAt, o.id);
+        }
+      }
+    });
+  }
+
+  /** Fresh tasks with afterId < id < beforeId, oldest first. */
+  fresh(afterId: number, beforeId: number, limit: number): TaskRow[] {
+    return (this.freshStmt.all(this.uplink, afterId, beforeId, limit) as RawRow[]).map(toTask);
+  }
+
+  /** Tasks whose retry time has come, earliest first. */
+  due(now: number, limit: number): TaskRow[] {
+    return (this.dueStmt.all(this.uplink, now, limit) as RawRow[]).map(toTask);
+  }
+
+  /** The highest task id in the store (all uplinks): the live/backlog boundary at a recovery. */
+  maxId(): number {
+    return this.maxIdStmt.get() as number;
+  }
+
+  /** Writes a group of outcomes in one transaction. */
+  flush(outcomes: readonly Outcome[]): void {
+    if (outcomes.length > 0) this.flushTxn.immediate(outcomes);
+  }
+}
