@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import {
-  refill, take, budgetAllows, noteAttempt, emptyBudget, MAX_BUDGET_ENTRIES, type TokenBucket, type RetryBudget,
+  refill, take, fullBucket, budgetAllows, noteAttempt, emptyBudget, MAX_BUDGET_ENTRIES, type TokenBucket, type RetryBudget,
 } from '../agent/policy/budget.js';
 import { mulberry32 } from './helpers/rand.js';
 
@@ -22,6 +22,7 @@ t.test('refill (table)', async (t) => {
     ['fractional', { tokens: 0, at: 0 }, 3, 10, 500, { tokens: 1.5, at: 500 }],
   ];
   for (const [name, b, rate, burst, now, want] of rows) t.same(refill(frozen(b), rate, burst, now), want, name);
+  t.same(fullBucket(20, 7), { tokens: 20, at: 7 });
 });
 
 t.test('take: exact grants and waits', async (t) => {

@@ -31,6 +31,12 @@ export interface TokenBucket {
 
 const EPSILON = 1e-9;
 
+/** A bucket that starts full: a lane may send `burst` at once before pacing begins. */
+export function fullBucket(burst: number, now: number): TokenBucket {
+  return { tokens: Math.max(0, burst), at: now };
+}
+
+/** Tokens accrued since `b.at`, capped at `burst`. The returned bucket's clock is `now`. */
 export function refill(b: TokenBucket, ratePerSec: number, burst: number, now: number): TokenBucket {
   const cap = Math.max(0, burst);
   const elapsed = Math.max(0, now - b.at);
@@ -38,6 +44,10 @@ export function refill(b: TokenBucket, ratePerSec: number, burst: number, now: n
   return { tokens: Math.min(cap, Math.max(0, b.tokens) + added), at: now };
 }
 
+/**
+ * Takes min(n, burst) tokens if they are there. If not, nothing is taken, `bucket` is the
+ * refilled bucket (store it) and `waitMs` says how long until the tokens will be there.
+ */
 export function take(
   b: TokenBucket,
   n: number,
@@ -77,7 +87,10 @@ function countInWindow(stamps: readonly number[], windowMs: number, now: number)
   return n;
 }
 
-/** May one more retry go out now? */
+/**
+ * May one more retry go out now? Counts only timestamps inside the window, so a budget
+ * that was not pruned recently (no noteAttempt for a while) still answers correctly.
+ */
 export function budgetAllows(b: RetryBudget, ratio: number, minPerSec: number, windowMs: number, now: number): boolean {
   const firsts = countInWindow(b.firstAttempts, windowMs, now);
   const retries = countInWindow(b.retries, windowMs, now);

@@ -33,7 +33,6 @@ export function makeAgentDir(brokerUrl: string, patch: Record<string, unknown> =
     spoolDir: join(dir, 'cache'),
     logLevel: 'debug',
     sweepIntervalMs: 500,
-    store: { keyFile, commitIntervalMs: 50 },
     batch: { maxReadings: 200, maxAgeMs: 200 },
     sources: [{ type: 'simulated', device: 'sim-1', intervalMs: 5, points: 5 }],
     uplinks: [
@@ -50,6 +49,7 @@ export function makeAgentDir(brokerUrl: string, patch: Record<string, unknown> =
       },
     ],
     ...patch,
+    store: { keyFile, commitIntervalMs: 50, ...((patch.store as object | undefined) ?? {}) },
   };
   const configFile = join(dir, 'holdfast.json');
   writeFileSync(configFile, JSON.stringify(config, null, 2));
