@@ -240,7 +240,7 @@ export class Lane {
   /** Fills free in-flight slots: live, then due retries, then the rate-limited backlog. */
   private fill(): void {
     const t = this.now();
-    let free = this.cfg.maxInflight - this.inflight.size;
+    let free = Math.min(this.cfg.maxInflight, this.d.driver.sendWindow) - this.inflight.size;
     if (free <= 0) return;
     if (this.liveDirty) {
       this.liveDirty = false;

@@ -23,6 +23,8 @@ export type ConnectResult = { ok: true } | { ok: false; failure: RawFailure };
 export interface UplinkDriver {
   readonly name: string;
   readonly connected: boolean;
+  /** How many sends the upstream accepts in flight (MQTT 5 Receive Maximum); Infinity if it set none. */
+  readonly sendWindow: number;
   /** One connection attempt; no retry of its own. */
   connect(): Promise<ConnectResult>;
   send(msg: OutboundMessage): Promise<SendResult>;

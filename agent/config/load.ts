@@ -107,6 +107,7 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
   cfg.logFile = abs(cfg.logFile);
   cfg.spoolDir = abs(cfg.spoolDir);
   cfg.store.keyFile = abs(cfg.store.keyFile);
+  for (const u of cfg.uplinks) if (u.passwordFile !== undefined) u.passwordFile = abs(u.passwordFile);
 
   crossChecks(cfg, problems);
   if (problems.length > 0) throw new ConfigError('CONFIG_INVALID', problems, label);

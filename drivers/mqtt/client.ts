@@ -44,6 +44,7 @@ export class MqttDriver implements UplinkDriver {
   private client: MqttClient | null = null;
   private downCb: ((f: RawFailure) => void) | null = null;
   private brokerMaxPacket = Infinity;
+  private receiveMaximum = Infinity;
   private readonly inflight = new Map<number, (r: RawFailure) => void>();
   private nextToken = 1;
   private readonly now: () => number;
@@ -59,6 +60,10 @@ export class MqttDriver implements UplinkDriver {
 
   get connected(): boolean {
     return this.client?.connected ?? false;
+  }
+
+  get sendWindow(): number {
+    return this.receiveMaximum;
   }
 
   onDown(cb: (f: RawFailure) => void): void {
@@ -97,6 +102,7 @@ export class MqttDriver implements UplinkDriver {
       };
       client.on('connect', (connack) => {
         this.brokerMaxPacket = connack.properties?.maximumPacketSize ?? Infinity;
+        this.receiveMaximum = connack.properties?.receiveMaximum ?? Infinity;
         client.publish(this.statusTopic, this.status('online'), { qos: 1, retain: true });
         settle({ ok: true });
       });
