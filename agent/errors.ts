@@ -30,12 +30,10 @@ export const CODES = {
   UPLINK_ERROR: 'an upstream failure the classifier does not know (treated as a soft link failure)',
   // retry / delivery policy
   RETRY_LIMIT_EXCEEDED: 'a task used up its attempts or its age limit and was dead-lettered',
-  BREAKER_OPEN: 'the uplink circuit breaker is open; the lane is waiting before it probes again',
-  LINK_HARD_FAILURE: 'a hard link failure (bad credentials, not authorised): data held, alarm raised',
   // store
   IDEMPOTENCY_KEY_COLLISION: 'a batch arrived with an existing idempotency key but a different payload hash; refused',
-  STORAGE_FULL: 'the store reached its byte quota',
-  STORE_UNAVAILABLE: 'SQLite failed (disk error, read-only, corrupt); readings go to the spool directory',
+  STORAGE_FULL: 'the store reached its byte quota (reserved: the quota lands with a later issue)',
+  STORE_UNAVAILABLE: 'SQLite cannot be opened or written (missing data directory, disk error, read-only, corrupt)',
   INGEST_QUEUE_FULL: 'the in-memory ingest queue is full; the source is told to slow down and the refusal is counted',
   PAYLOAD_UNREADABLE: 'a stored payload failed decryption or decompression (wrong key, corrupted row)',
   SCHEMA_TOO_NEW: 'the database was written by a newer Holdfast (user_version ahead of this build)',

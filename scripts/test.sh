@@ -54,30 +54,11 @@ if ! [ -x /usr/sbin/mosquitto ]; then
   exit 1
 fi
 
-# --- node dependencies -------------------------------------------------------
-if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
-  log "node/npm not found: install Node.js 20 or newer"
-  exit 1
-fi
-# node_modules/.package-lock.json is npm's own record of the last install
-# (written after package-lock.json), so it is the "node_modules is older than
-# package-lock.json" marker; the directory's mtime is not reliable.
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  log "npm ci"
-  npm ci --no-audit --no-fund
-  touch node_modules/.package-lock.json
-fi
-# npm 11 skips install scripts unless approved (package.json "allowScripts");
-# make sure better-sqlite3's native addon is really there.
-if ! node -e "require('better-sqlite3')(':memory:').close()" >/dev/null 2>&1; then
-  log "better-sqlite3 native addon not usable: npm rebuild better-sqlite3"
-  npm rebuild better-sqlite3
-  node -e "require('better-sqlite3')(':memory:').close()"
-fi
+# --- node dependencies and build ------------------------------------------
+log "dependencies and build"
+bash scripts/ensure-deps.sh
 
 # --- build and test ----------------------------------------------------------
-log "npm run build"
-npm run build
 shopt -s nullglob
 tests=(dist/test/*.test.js)
 if [ "${#tests[@]}" -eq 0 ]; then
