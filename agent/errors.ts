@@ -83,7 +83,7 @@ export function mqttCode(reason: number): ErrorCode {
 
 /** The catalogue entry a concrete code belongs to (MQTT_0x87 -> MQTT_0xNN). */
 export function familyOf(code: string): CatalogCode | undefined {
-  if (code in CODES) return code as CatalogCode;
+  if (Object.hasOwn(CODES, code)) return code as CatalogCode;
   if (/^MQTT_0x[0-9A-F]{2}$/.test(code)) return 'MQTT_0xNN';
   if (/^HTTP_\d{3}$/.test(code)) return 'HTTP_NNN';
   if (/^MODBUS_EXCEPTION_[0-9A-F]{2}$/.test(code)) return 'MODBUS_EXCEPTION_NN';

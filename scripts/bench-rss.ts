@@ -163,6 +163,7 @@ async function main(): Promise<void> {
       refusals,
       rssMB: mb(mem.rss),
       heapUsedMB: mb(mem.heapUsed),
+      heapTotalMB: mb(mem.heapTotal),
       externalMB: mb(mem.external),
       arrayBuffersMB: mb(mem.arrayBuffers),
       baselineRssMB: mb(baseline.rss),

@@ -51,12 +51,14 @@ const DEVICES = 50;
 const BATCH = 500; // batch.maxReadings
 /** Readings per group commit: one full batch per device (ingest.tick() every GROUP readings). */
 const GROUP = DEVICES * BATCH;
-const INGEST_READINGS = Math.ceil(envInt('BENCH_INGEST_READINGS', 1_500_000) / GROUP) * GROUP;
-const DRAIN_READINGS = Math.ceil(envInt('BENCH_DRAIN_READINGS', 1_500_000) / BATCH) * BATCH;
+const INGEST_READINGS = Math.ceil(envInt('BENCH_INGEST_READINGS', 2_000_000) / GROUP) * GROUP;
+const DRAIN_READINGS = Math.ceil(envInt('BENCH_DRAIN_READINGS', 2_000_000) / BATCH) * BATCH;
 const RSS_READINGS = envInt('BENCH_RSS_READINGS', 1_000_000);
 /** BENCH_ONLY=ingest,drain,rss,cold runs a subset (profiling); default all. */
 const ONLY = new Set((process.env.BENCH_ONLY ?? 'ingest,drain,rss,cold').split(',').map((s) => s.trim()));
 const MAX_INFLIGHT = 32;
+const DRAIN_ROUNDS = envInt('BENCH_DRAIN_ROUNDS', 3);
+const INGEST_ROUNDS = envInt('BENCH_INGEST_ROUNDS', 2);
 const UPLINK = 'bench';
 const GATEWAY = 'bench-gw';
 
@@ -154,6 +156,8 @@ function makePool(groups: number): Poll[] {
 // Figure 1 + 3: ingest vs raw insert
 
 interface IngestRun {
+  /** CPU time of this process (user + system) during the timed span, ms. */
+  cpuMs: number;
   readings: number;
   ms: number;
   perSec: number;
@@ -194,6 +198,7 @@ function runIngest(cfg: Config, codec: PayloadCodec, pool: Poll[], total: number
   const cursors = new Map<string, number>();
   gc();
   const io0 = readIo();
+  const c0 = process.cpuUsage();
   const t0 = now();
   let offered = 0;
   let sinceTick = 0;
@@ -211,6 +216,7 @@ function runIngest(cfg: Config, codec: PayloadCodec, pool: Poll[], total: number
   }
   ingest.tick(true);
   const t1 = now();
+  const cpu = process.cpuUsage(c0);
   db.pragma('wal_checkpoint(TRUNCATE)');
   const t2 = now();
   const io1 = readIo();
@@ -223,7 +229,7 @@ function runIngest(cfg: Config, codec: PayloadCodec, pool: Poll[], total: number
   const dbBytes = (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number);
   return {
     db,
-    run: { readings: total, ms: t1 - t0, perSec: (total * 1000) / (t1 - t0), io: ioDelta(io0, io1), checkpointMs: t2 - t1, payloadBytes: s.body, dbBytes, batches: s.n },
+    run: { cpuMs: (cpu.user + cpu.system) / 1000, readings: total, ms: t1 - t0, perSec: (total * 1000) / (t1 - t0), io: ioDelta(io0, io1), checkpointMs: t2 - t1, payloadBytes: s.body, dbBytes, batches: s.n },
   };
 }
 
@@ -240,6 +246,7 @@ function runRaw(file: string, pool: Poll[], total: number): IngestRun {
   });
   gc();
   const io0 = readIo();
+  const c0 = process.cpuUsage();
   const t0 = now();
   let offered = 0;
   let group: Poll[] = [];
@@ -257,6 +264,7 @@ function runRaw(file: string, pool: Poll[], total: number): IngestRun {
   }
   if (group.length > 0) txn.immediate(group);
   const t1 = now();
+  const cpu = process.cpuUsage(c0);
   db.pragma('wal_checkpoint(TRUNCATE)');
   const t2 = now();
   const io1 = readIo();
@@ -264,7 +272,7 @@ function runRaw(file: string, pool: Poll[], total: number): IngestRun {
   if (n !== total) throw new Error(`raw insert stored ${n} rows, expected ${total}`);
   const dbBytes = (db.pragma('page_count', { simple: true }) as number) * (db.pragma('page_size', { simple: true }) as number);
   db.close();
-  return { readings: total, ms: t1 - t0, perSec: (total * 1000) / (t1 - t0), io: ioDelta(io0, io1), checkpointMs: t2 - t1, payloadBytes: 0, dbBytes, batches: 0 };
+  return { cpuMs: (cpu.user + cpu.system) / 1000, readings: total, ms: t1 - t0, perSec: (total * 1000) / (t1 - t0), io: ioDelta(io0, io1), checkpointMs: t2 - t1, payloadBytes: 0, dbBytes, batches: 0 };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -353,6 +361,8 @@ async function startBroker(dir: string): Promise<Broker> {
 // Figure 2: drain vs raw publisher
 
 interface DrainRun {
+  /** CPU time of this process (user + system) during the run, ms. */
+  cpuMs: number;
   messages: number;
   readings: number;
   bytes: number;
@@ -405,6 +415,7 @@ function mqttOptions(clientId: string): IClientOptions {
 
 /** The limit: mqtt.js QoS 1 publishes of the same payloads, at most `window` unacknowledged. */
 async function runRawPublish(url: string, topic: string, msgs: Envelope[], window: number): Promise<DrainRun> {
+  const c0 = process.cpuUsage();
   const t0 = now();
   const client: MqttClient = mqtt.connect(url, mqttOptions(`bench-raw-${process.pid}-${Math.floor(t0)}`));
   let receiveMaximum = Infinity;
@@ -437,6 +448,7 @@ async function runRawPublish(url: string, topic: string, msgs: Envelope[], windo
     if (msgs.length === 0) resolve();
   });
   const t1 = now();
+  const cpu = process.cpuUsage(c0);
   await new Promise<void>((r) => client.end(false, {}, () => r()));
   let readings = 0;
   let bytes = 0;
@@ -444,7 +456,16 @@ async function runRawPublish(url: string, topic: string, msgs: Envelope[], windo
     readings += m.readings;
     bytes += m.payload.length;
   }
-  return { messages: msgs.length, readings, bytes, ms: t1 - t0, perSec: (readings * 1000) / (t1 - t0) };
+  return { cpuMs: (cpu.user + cpu.system) / 1000, messages: msgs.length, readings, bytes, ms: t1 - t0, perSec: (readings * 1000) / (t1 - t0) };
+}
+
+/** Puts every task of the bench uplink back to never-attempted (between drain rounds). */
+function resetTasks(db: DB): void {
+  db.prepare(
+    `UPDATE recovery_tasks SET status = 'pending', retry_count = 0, next_attempt_at = 0, request_timestamp = NULL,
+       acknowledgment_timestamp = NULL, latency_ms = NULL, first_attempt_at = NULL WHERE uplink = ?`,
+  ).run(UPLINK);
+  db.pragma('wal_checkpoint(TRUNCATE)');
 }
 
 /** Holdfast: a real Lane + MqttDriver draining the store's whole backlog. */
@@ -466,6 +487,7 @@ async function runLane(db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: num
     }),
   });
   gc();
+  const c0 = process.cpuUsage();
   const t0 = now();
   lane.start();
   await new Promise<void>((resolve, reject) => {
@@ -483,10 +505,11 @@ async function runLane(db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: num
   });
   lane.flush(); // the outcomes are in the store: that is "delivered"
   const t1 = now();
+  const cpu = process.cpuUsage(c0);
   await lane.stop();
   const after = pending.get(UPLINK) as { n: number; r: number };
   if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
-  return { messages: before.n, readings: before.r, bytes: expectBytes, ms: t1 - t0, perSec: (before.r * 1000) / (t1 - t0) };
+  return { cpuMs: (cpu.user + cpu.system) / 1000, messages: before.n, readings: before.r, bytes: expectBytes, ms: t1 - t0, perSec: (before.r * 1000) / (t1 - t0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -498,6 +521,7 @@ interface RssResult {
   refusals: number;
   rssMB: number;
   heapUsedMB: number;
+  heapTotalMB: number;
   externalMB: number;
   arrayBuffersMB: number;
   baselineRssMB: number;
@@ -640,13 +664,18 @@ function table(rows: Row[]): string {
   return all.map((r) => keys.map((k, i) => r[k].padEnd(w[i])).join('   ').trimEnd()).join('\n');
 }
 
+function errRow(figure: string, target: string, e: unknown): Row {
+  say(`    ERROR: ${(e as Error)?.stack ?? String(e)}`);
+  return { figure, holdfast: 'error', limit: '-', ratio: '-', target, verdict: 'ERROR' };
+}
+
 async function main(): Promise<void> {
   const started = now();
   const cpu = os.cpus()[0]?.model ?? '?';
   const nproc = typeof os.availableParallelism === 'function' ? os.availableParallelism() : os.cpus().length;
   say(`holdfast bench ${VERSION}`);
   say(`command: ${[process.execPath, ...process.execArgv, ...process.argv.slice(1)].join(' ')}`);
-  say(`machine: ${cpu}; nproc ${nproc}; ${os.totalmem() > 0 ? `${fmt1(os.totalmem() / 1073741824)} GiB RAM; ` : ''}node ${process.version}; ${os.platform()} ${os.release()}`);
+  say(`machine: ${cpu}; nproc ${nproc}; ${fmt1(os.totalmem() / 1073741824)} GiB RAM; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; node ${process.version}; ${os.platform()} ${os.release()}`);
   if (!(globalThis as { gc?: unknown }).gc) say('note: run with --expose-gc (npm run bench does) for steadier figures');
 
   const rootBase = process.env.BENCH_DIR ?? os.tmpdir();
@@ -661,154 +690,207 @@ async function main(): Promise<void> {
     const keyFile = path.join(root, 'keys', 'holdfast.key');
     generateKey(keyFile, 'k1');
     const codec = new PayloadCodec(loadKeyring(keyFile, 'k1'), 'k1');
-    broker = await startBroker(mkdtempSync(path.join(root, 'mosquitto-')));
-    const cfgFor = (name: string) => baseConfig(path.join(root, name), keyFile, broker!.url);
+    const pool = makePool(4);
+    if (ONLY.has('drain') || ONLY.has('cold')) broker = await startBroker(mkdtempSync(path.join(root, 'mosquitto-')));
+    const url = broker?.url ?? `mqtt://127.0.0.1:${await closedPort()}`;
+    const cfgFor = (name: string) => baseConfig(path.join(root, name), keyFile, url);
+    let ingested: { db: DB; cfg: Config; readings: number } | null = null;
 
     // -- 1 + 3: ingest ----------------------------------------------------------------------
-    say();
-    say(`[1] ingest: ${fmtInt(INGEST_READINGS)} readings, ${DEVICES} devices x ${POINTS_PER_POLL}-point polls, batches of ${BATCH}, tick() every ${fmtInt(GROUP)} readings (= transaction size of both), AES-256-GCM, WAL, synchronous NORMAL`);
-    const pool = makePool(4);
-    // warm-up (JIT, codec, sqlite) on throwaway files
-    {
-      const w = runIngest(cfgFor('warm-ingest'), codec, pool, GROUP * 4);
-      w.db.close();
-      runRaw(path.join(root, 'warm-raw.db'), pool, GROUP * 4);
-    }
-    const raw = runRaw(path.join(root, 'raw.db'), pool, INGEST_READINGS);
-    const ingestCfg = cfgFor('ingest');
-    const { run: ing, db: ingestDb } = runIngest(ingestCfg, codec, pool, INGEST_READINGS);
-    say(`    raw insert : ${fmtInt(raw.perSec)} readings/s (${fmtInt(raw.ms)} ms; final TRUNCATE checkpoint ${fmtInt(raw.checkpointMs)} ms, not in the rate)`);
-    say(`    holdfast   : ${fmtInt(ing.perSec)} readings/s (${fmtInt(ing.ms)} ms; ${fmtInt(ing.batches)} batches; final checkpoint ${fmtInt(ing.checkpointMs)} ms, not in the rate)`);
-    const ingRatio = ing.perSec / raw.perSec;
-    rows.push({
-      figure: 'ingest readings/s',
-      holdfast: fmtInt(ing.perSec),
-      limit: `raw insert ${fmtInt(raw.perSec)}`,
-      ratio: pct(ingRatio),
-      target: `>=${pct(TARGET_INGEST)}`,
-      verdict: ingRatio >= TARGET_INGEST ? 'PASS' : 'FAIL',
-    });
+    if (ONLY.has('ingest')) {
+      say();
+      say(`[1] ingest: ${fmtInt(INGEST_READINGS)} readings, ${DEVICES} devices x ${POINTS_PER_POLL}-point polls, batches of ${BATCH}, tick() every ${fmtInt(GROUP)} readings (= transaction size of both), AES-256-GCM, WAL, synchronous NORMAL`);
+      try {
+        // warm-up (JIT, codec, sqlite) on throwaway files
+        runIngest(cfgFor('warm-ingest'), codec, pool, GROUP * 4).db.close();
+        runRaw(path.join(root, 'warm-raw.db'), pool, GROUP * 4);
+        // Alternate raw and holdfast INGEST_ROUNDS times, each on a fresh file; the best rate of each
+        // is compared. The disk figure is from the last round (its store is then drained in [2]).
+        const raws: IngestRun[] = [];
+        const ings: IngestRun[] = [];
+        for (let round = 0; round < INGEST_ROUNDS; round++) {
+          const rawFile = path.join(root, `raw-${round}.db`);
+          raws.push(runRaw(rawFile, pool, INGEST_READINGS));
+          for (const sfx of ['', '-wal', '-shm']) rmSync(rawFile + sfx, { force: true });
+          const cfg = cfgFor(`ingest-${round}`);
+          const { run, db } = runIngest(cfg, codec, pool, INGEST_READINGS);
+          ings.push(run);
+          if (round === INGEST_ROUNDS - 1) ingested = { db, cfg, readings: INGEST_READINGS };
+          else {
+            db.close();
+            rmSync(cfg.dataDir, { recursive: true, force: true });
+          }
+          const a = raws[round];
+          say(`    round ${round + 1}: raw insert ${fmtInt(a.perSec)} readings/s (${fmtInt(a.ms)} ms, CPU ${fmtInt(a.cpuMs)} ms)   holdfast ingest ${fmtInt(run.perSec)} readings/s (${fmtInt(run.ms)} ms, CPU ${fmtInt(run.cpuMs)} ms, ${fmtInt(run.batches)} batches)`);
+        }
+        say('    (rates exclude the final TRUNCATE checkpoint; auto-checkpoints during the run are included)');
+        const raw = raws.reduce((x, y) => (y.perSec > x.perSec ? y : x));
+        const best = ings.reduce((x, y) => (y.perSec > x.perSec ? y : x));
+        const ing = { ...ings[ings.length - 1], perSec: best.perSec };
+        const rawDisk = raws[raws.length - 1];
+        const r = ing.perSec / raw.perSec;
+        rows.push({
+          figure: 'ingest readings/s',
+          holdfast: fmtInt(ing.perSec),
+          limit: `raw insert ${fmtInt(raw.perSec)}`,
+          ratio: pct(r),
+          target: `>=${pct(TARGET_INGEST)}`,
+          verdict: r >= TARGET_INGEST ? 'PASS' : 'FAIL',
+        });
 
-    // disk bytes
-    const payloadPerReading = ing.payloadBytes / ing.readings;
-    say(`[3] disk: payload body ${fmt1(payloadPerReading)} B/reading (compressed + encrypted; ${fmtInt(ing.payloadBytes / ing.batches)} B per ${BATCH}-reading batch); db file after checkpoint ${fmt1(ing.dbBytes / ing.readings)} B/reading (raw table ${fmt1(raw.dbBytes / raw.readings)})`);
-    if (ioOk && ing.io && raw.io) {
-      const hfPer = ing.io.writeBytes / ing.readings;
-      const rawPer = raw.io.writeBytes / raw.readings;
-      say(`    write_bytes over the ingest run incl. WAL checkpoints: holdfast ${fmt1(hfPer)} B/reading (${fmt1(mb(ing.io.writeBytes))} MB, cancelled_write_bytes ${fmt1(mb(ing.io.cancelled))} MB); raw insert ${fmt1(rawPer)} B/reading (${fmt1(mb(raw.io.writeBytes))} MB)`);
-      const r = hfPer / payloadPerReading;
-      rows.push({
-        figure: 'disk bytes written/reading',
-        holdfast: fmt1(hfPer),
-        limit: `payload ${fmt1(payloadPerReading)} B`,
-        ratio: `${r.toFixed(2)}x`,
-        target: `<=${TARGET_DISK}x`,
-        verdict: r <= TARGET_DISK ? 'PASS' : 'FAIL',
-      });
-      rows.push({ figure: '  (context) raw insert B/reading', holdfast: '', limit: fmt1(rawPer), ratio: `${(rawPer / payloadPerReading).toFixed(1)}x`, target: '', verdict: '' });
-    } else {
-      say('    write_bytes: counter unavailable on this filesystem/kernel; no disk figure (set BENCH_DIR to a directory on a real disk)');
-      rows.push({ figure: 'disk bytes written/reading', holdfast: 'n/a', limit: `payload ${fmt1(payloadPerReading)} B`, ratio: '-', target: `<=${TARGET_DISK}x`, verdict: 'N/A (counter unavailable)' });
+        const payloadPerReading = ing.payloadBytes / ing.readings;
+        say(`[3] disk: payload body ${fmt1(payloadPerReading)} B/reading (compressed + encrypted; ${fmtInt(ing.payloadBytes / ing.batches)} B per ${BATCH}-reading batch); db file after checkpoint ${fmt1(ing.dbBytes / ing.readings)} B/reading (raw table ${fmt1(rawDisk.dbBytes / rawDisk.readings)})`);
+        if (ioOk && ing.io && rawDisk.io) {
+          const hfPer = ing.io.writeBytes / ing.readings;
+          const rawPer = rawDisk.io.writeBytes / rawDisk.readings;
+          say(`    write_bytes over the ingest run incl. WAL checkpoints: holdfast ${fmt1(hfPer)} B/reading (${fmt1(mb(ing.io.writeBytes))} MB, cancelled_write_bytes ${fmt1(mb(ing.io.cancelled))} MB); raw insert ${fmt1(rawPer)} B/reading (${fmt1(mb(rawDisk.io.writeBytes))} MB)`);
+          const d = hfPer / payloadPerReading;
+          rows.push({
+            figure: 'disk bytes written/reading',
+            holdfast: fmt1(hfPer),
+            limit: `payload ${fmt1(payloadPerReading)} B`,
+            ratio: `${d.toFixed(2)}x`,
+            target: `<=${TARGET_DISK}x`,
+            verdict: d <= TARGET_DISK ? 'PASS' : 'FAIL',
+          });
+          rows.push({ figure: '  (context) raw insert B/reading', holdfast: '', limit: fmt1(rawPer), ratio: `${(rawPer / payloadPerReading).toFixed(1)}x`, target: '', verdict: '' });
+        } else {
+          say('    write_bytes: counter unavailable on this filesystem/kernel; no disk figure (set BENCH_DIR to a directory on a real disk)');
+          rows.push({ figure: 'disk bytes written/reading', holdfast: 'n/a', limit: `payload ${fmt1(payloadPerReading)} B`, ratio: '-', target: `<=${TARGET_DISK}x`, verdict: 'N/A (counter unavailable)' });
+        }
+      } catch (e) {
+        rows.push(errRow('ingest readings/s', `>=${pct(TARGET_INGEST)}`, e));
+      }
     }
 
     // -- 2: drain ---------------------------------------------------------------------------
-    let drainDb = ingestDb;
-    let drainCfg = ingestCfg;
-    if (DRAIN_READINGS !== INGEST_READINGS) {
-      ingestDb.close();
-      drainCfg = cfgFor('drain');
-      drainDb = runIngest(drainCfg, codec, pool, Math.ceil(DRAIN_READINGS / GROUP) * GROUP).db;
+    if (ONLY.has('drain') && broker) {
+      say();
+      try {
+        if (!ingested || ingested.readings !== DRAIN_READINGS) {
+          ingested?.db.close();
+          ingested = null;
+          const cfg = cfgFor('drain');
+          ingested = { db: runIngest(cfg, codec, pool, Math.ceil(DRAIN_READINGS / GROUP) * GROUP).db, cfg, readings: DRAIN_READINGS };
+        }
+        const { db, cfg } = ingested;
+        const topic = `${topicPrefix(cfg, cfg.uplinks[0].topicPrefix)}/telemetry`;
+        const msgs = buildEnvelopes(db, codec, cfg.gatewayId, cfg.uplinks[0].maxPacketBytes - 200);
+        const totalBytes = msgs.reduce((a, m) => a + m.payload.length, 0);
+        const totalReadings = msgs.reduce((a, m) => a + m.readings, 0);
+        say(`[2] drain: ${fmtInt(msgs.length)} batches = ${fmtInt(totalReadings)} readings, ${fmt1(mb(totalBytes))} MB of JSON envelopes (${fmtInt(totalBytes / msgs.length)} B each), QoS 1, window ${MAX_INFLIGHT}, mosquitto ${broker.url} (no subscribers)`);
+        await runRawPublish(broker.url, topic, msgs.slice(0, 300), MAX_INFLIGHT); // warm-up (broker + client)
+        // Alternate raw and lane DRAIN_ROUNDS times on the same broker; the best of each is kept
+        // (loopback + a broker sharing 2 cores is noisy; best-of is fair to both sides).
+        const raws: DrainRun[] = [];
+        const lanes: DrainRun[] = [];
+        for (let round = 0; round < DRAIN_ROUNDS; round++) {
+          if (round > 0) resetTasks(db);
+          const a = await runRawPublish(broker.url, topic, msgs, MAX_INFLIGHT);
+          raws.push(a);
+          const b = await runLane(db, cfg, codec, msgs.length, totalBytes);
+          lanes.push(b);
+          const us = (r: DrainRun) => fmtInt((r.cpuMs * 1000) / r.messages);
+          say(`    round ${round + 1}: raw mqtt.js ${fmtInt(a.perSec)} readings/s (${fmtInt(a.ms)} ms, ${fmtInt((a.messages * 1000) / a.ms)} msg/s, ${us(a)} us CPU/msg)   holdfast lane ${fmtInt(b.perSec)} readings/s (${fmtInt(b.ms)} ms, ${fmtInt((b.messages * 1000) / b.ms)} msg/s, ${us(b)} us CPU/msg)`);
+        }
+        say('    raw: connect to the last PUBACK; lane: lane.start() (incl. connect) to every outcome flushed to the store; CPU = this process only (the broker is another)');
+        const best = raws.reduce((x, y) => (y.perSec > x.perSec ? y : x));
+        const lane = lanes.reduce((x, y) => (y.perSec > x.perSec ? y : x));
+        const r = lane.perSec / best.perSec;
+        rows.push({
+          figure: 'drain readings/s',
+          holdfast: fmtInt(lane.perSec),
+          limit: `raw mqtt.js ${fmtInt(best.perSec)}`,
+          ratio: pct(r),
+          target: `>=${pct(TARGET_DRAIN)}`,
+          verdict: r >= TARGET_DRAIN ? 'PASS' : 'FAIL',
+        });
+      } catch (e) {
+        rows.push(errRow('drain readings/s', `>=${pct(TARGET_DRAIN)}`, e));
+      }
     }
-    const topic = `${topicPrefix(drainCfg, drainCfg.uplinks[0].topicPrefix)}/telemetry`;
-    const msgs = buildEnvelopes(drainDb, codec, drainCfg.gatewayId, drainCfg.uplinks[0].maxPacketBytes - 200);
-    const totalBytes = msgs.reduce((a, m) => a + m.payload.length, 0);
-    const totalReadings = msgs.reduce((a, m) => a + m.readings, 0);
-    say();
-    say(`[2] drain: ${fmtInt(msgs.length)} batches = ${fmtInt(totalReadings)} readings, ${fmt1(mb(totalBytes))} MB of JSON envelopes (${fmtInt(totalBytes / msgs.length)} B each), QoS 1, window ${MAX_INFLIGHT}, mosquitto ${broker.url} (no subscribers)`);
-    await runRawPublish(broker.url, topic, msgs.slice(0, 300), MAX_INFLIGHT); // warm-up (broker + client)
-    const rawPub = await runRawPublish(broker.url, topic, msgs, MAX_INFLIGHT);
-    say(`    raw mqtt.js: ${fmtInt(rawPub.perSec)} readings/s (${fmtInt(rawPub.ms)} ms, ${fmtInt((rawPub.messages * 1000) / rawPub.ms)} msg/s)`);
-    const lane = await runLane(drainDb, drainCfg, codec, msgs.length, totalBytes);
-    say(`    holdfast   : ${fmtInt(lane.perSec)} readings/s (${fmtInt(lane.ms)} ms, ${fmtInt((lane.messages * 1000) / lane.ms)} msg/s; from lane.start() incl. connect to all outcomes flushed)`);
-    const rawPub2 = await runRawPublish(broker.url, topic, msgs, MAX_INFLIGHT);
-    say(`    raw mqtt.js: ${fmtInt(rawPub2.perSec)} readings/s (again, after; the limit is the faster of the two)`);
-    drainDb.close();
-    const rawBest = rawPub.perSec >= rawPub2.perSec ? rawPub : rawPub2;
-    const drainRatio = lane.perSec / rawBest.perSec;
-    rows.push({
-      figure: 'drain readings/s',
-      holdfast: fmtInt(lane.perSec),
-      limit: `raw mqtt.js ${fmtInt(rawBest.perSec)}`,
-      ratio: pct(drainRatio),
-      target: `>=${pct(TARGET_DRAIN)}`,
-      verdict: drainRatio >= TARGET_DRAIN ? 'PASS' : 'FAIL',
-    });
+    ingested?.db.close();
 
     // -- 4: RSS -----------------------------------------------------------------------------
-    say();
-    say(`[4] RSS: fresh child (scripts/bench-rss.ts), real Engine, ${fmtInt(RSS_READINGS)} readings offered, uplink at a closed port`);
-    try {
-      const r = await runRssChild();
-      say(`    rss ${fmt1(r.rssMB)} MB after gc (heap ${fmt1(r.heapUsedMB)}, external ${fmt1(r.externalMB)}, peak ${fmt1(r.maxRssMB)}; node+modules baseline ${fmt1(r.baselineRssMB)}); pending ${fmtInt(r.pendingTasks)} tasks = ${fmtInt(r.pendingReadings)} readings; db ${fmt1(r.dbMB)} MB; fed in ${fmtInt(r.feedMs)} ms, ${fmtInt(r.refusals)} queue-full refusals`);
-      const ok = r.rssMB <= TARGET_RSS_MB && r.pendingReadings === RSS_READINGS;
-      rows.push({
-        figure: `RSS, ${fmtInt(r.pendingReadings)} buffered`,
-        holdfast: `${fmt1(r.rssMB)} MB`,
-        limit: `${TARGET_RSS_MB} MB (node ${fmt1(r.baselineRssMB)})`,
-        ratio: pct(r.rssMB / TARGET_RSS_MB),
-        target: `<=${TARGET_RSS_MB} MB`,
-        verdict: ok ? 'PASS' : r.pendingReadings !== RSS_READINGS ? `FAIL (${fmtInt(r.pendingReadings)} pending)` : 'FAIL',
-      });
-    } catch (e) {
-      say(`    ${(e as Error).message}`);
-      rows.push({ figure: 'RSS, 1M buffered', holdfast: 'error', limit: `${TARGET_RSS_MB} MB`, ratio: '-', target: `<=${TARGET_RSS_MB} MB`, verdict: 'ERROR' });
+    if (ONLY.has('rss')) {
+      say();
+      say(`[4] RSS: fresh child (scripts/bench-rss.ts), real Engine, ${fmtInt(RSS_READINGS)} readings offered, uplink at a closed port`);
+      try {
+        const r = await runRssChild();
+        say(`    rss ${fmt1(r.rssMB)} MB after gc (V8 heap used ${fmt1(r.heapUsedMB)} of ${fmt1(r.heapTotalMB)}, external ${fmt1(r.externalMB)}; peak rss ${fmt1(r.maxRssMB)}; node+modules baseline ${fmt1(r.baselineRssMB)})`);
+        say(`    pending ${fmtInt(r.pendingTasks)} tasks = ${fmtInt(r.pendingReadings)} readings; db ${fmt1(r.dbMB)} MB; fed in ${fmtInt(r.feedMs)} ms, ${fmtInt(r.refusals)} queue-full refusals; lane connected: ${r.laneConnected}`);
+        const ok = r.rssMB <= TARGET_RSS_MB && r.pendingReadings === RSS_READINGS;
+        rows.push({
+          figure: `RSS, ${fmtInt(r.pendingReadings)} buffered`,
+          holdfast: `${fmt1(r.rssMB)} MB`,
+          limit: `${TARGET_RSS_MB} MB (bare: ${fmt1(r.baselineRssMB)})`,
+          ratio: pct(r.rssMB / TARGET_RSS_MB),
+          target: `<=${TARGET_RSS_MB} MB`,
+          verdict: ok ? 'PASS' : r.pendingReadings !== RSS_READINGS ? `FAIL (${fmtInt(r.pendingReadings)} pending)` : 'FAIL',
+        });
+      } catch (e) {
+        rows.push(errRow(`RSS, ${fmtInt(RSS_READINGS)} buffered`, `<=${TARGET_RSS_MB} MB`, e));
+      }
     }
 
     // -- 5: cold start ----------------------------------------------------------------------
-    say();
-    say('[5] cold start: spawn `node dist/agent/cli/main.js run` (simulated source intervalMs 100, batch maxAgeMs 100, commitIntervalMs 50) to the first row in payloads (5 ms poll)');
-    const nodeMs = await nodeExitMs(['-e', '0'], 5);
-    const cliMs = await nodeExitMs([CLI, '--version'], 3);
-    const colds: ColdStart[] = [];
-    for (let i = 0; i < 3; i++) colds.push(await coldStartOnce(root, broker.url, i));
-    colds.sort((a, b) => a.ms - b.ms);
-    const med = colds[1];
-    say(`    runs: ${colds.map((c) => `${fmtInt(c.ms)}`).join(', ')} ms (median ${fmtInt(med.ms)})`);
-    say(`    fixed costs: node -e 0 ${fmtInt(nodeMs)} ms; holdfast --version ${fmtInt(cliMs)} ms (node + CLI module graph); designed wait ~200-250 ms (first poll after intervalMs 100 + batch maxAgeMs 100 + <=50 ms to the next commit tick)`);
-    if (med.startToPollMs !== null) {
-      say(`    median run split: spawn -> first poll ${fmtInt(med.startToPollMs)} ms (so spawn -> engine started ~${fmtInt(med.startToPollMs - 100)} ms); first poll -> row visible ${fmtInt(med.pollToVisibleMs ?? 0)} ms`);
+    if (ONLY.has('cold') && broker) {
+      say();
+      say('[5] cold start: spawn `node dist/agent/cli/main.js run` (simulated source intervalMs 100, batch maxAgeMs 100, commitIntervalMs 50) to the first row in payloads (5 ms poll)');
+      try {
+        const nodeMs = await nodeExitMs(['-e', '0'], 5);
+        const cliMs = await nodeExitMs([CLI, '--version'], 5);
+        const colds: ColdStart[] = [];
+        for (let i = 0; i < 5; i++) colds.push(await coldStartOnce(root, broker.url, i));
+        colds.sort((a, b) => a.ms - b.ms);
+        const med = colds[Math.floor(colds.length / 2)];
+        say(`    runs: ${colds.map((c) => fmtInt(c.ms)).join(', ')} ms (median ${fmtInt(med.ms)})`);
+        say(`    fixed costs (median of 5): node -e 0 ${fmtInt(nodeMs)} ms; holdfast --version ${fmtInt(cliMs)} ms (node + the CLI's module graph)`);
+        say('    designed wait: ~200-250 ms (first poll after intervalMs 100, batch sealed at maxAgeMs 100, next commit tick <= 50 ms)');
+        if (med.startToPollMs !== null) {
+          say(`    median run: spawn -> first poll ${fmtInt(med.startToPollMs)} ms (spawn -> engine started ~${fmtInt(med.startToPollMs - 100)} ms); first poll -> row visible ${fmtInt(med.pollToVisibleMs ?? 0)} ms`);
+        }
+        rows.push({
+          figure: 'cold start to 1st commit',
+          holdfast: `${fmtInt(med.ms)} ms`,
+          limit: `node -e 0: ${fmtInt(nodeMs)} ms`,
+          ratio: `${(med.ms / nodeMs).toFixed(1)}x`,
+          target: 'none set',
+          verdict: 'INFO',
+        });
+        if (med.startToPollMs !== null) {
+          rows.push({
+            figure: '  (context) spawn->engine started',
+            holdfast: `${fmtInt(med.startToPollMs - 100)} ms`,
+            limit: `--version: ${fmtInt(cliMs)} ms`,
+            ratio: '',
+            target: '',
+            verdict: '',
+          });
+        }
+      } catch (e) {
+        rows.push(errRow('cold start to 1st commit', 'none set', e));
+      }
     }
-    rows.push({
-      figure: 'cold start to 1st commit',
-      holdfast: `${fmtInt(med.ms)} ms`,
-      limit: `node -e 0: ${fmtInt(nodeMs)} ms`,
-      ratio: `${(med.ms / nodeMs).toFixed(1)}x`,
-      target: 'none',
-      verdict: 'INFO',
-    });
-    rows.push({
-      figure: '  (context) start w/o waits',
-      holdfast: `${fmtInt(Math.max(0, med.ms - 200))} ms`,
-      limit: `--version: ${fmtInt(cliMs)} ms`,
-      ratio: '',
-      target: '',
-      verdict: '',
-    });
+  } catch (e) {
+    say(`bench setup failed: ${(e as Error)?.stack ?? String(e)}`);
   } finally {
     await broker?.stop();
     rmSync(root, { recursive: true, force: true });
   }
 
   say();
+  say(`summary (${os.cpus()[0]?.model ?? '?'}, nproc ${nproc}, node ${process.version}):`);
   say(table(rows));
   say();
   say(`total ${fmt1((now() - started) / 1000)} s`);
 }
 
+// It reports; it never fails the build: always exit 0.
 main().then(
   () => process.exit(0),
   (e: unknown) => {
-    console.error('bench could not run:', e);
-    process.exit(1);
+    console.error('bench failed:', e);
+    process.exit(0);
   },
 );

@@ -46,12 +46,18 @@ export function openDb(dataDir: string, opts: OpenOptions = {}): DB {
   } catch (e) {
     throw new HoldfastError('STORE_UNAVAILABLE', (e as Error).message, file, { cause: e });
   }
-  db.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 5000)}`);
-  if (!opts.readonly) {
-    db.pragma('journal_mode = WAL');
-    db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
-    db.pragma('foreign_keys = ON');
-    migrate(db);
+  try {
+    db.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 5000)}`);
+    if (!opts.readonly) {
+      checkVersion(db);
+      db.pragma('journal_mode = WAL');
+      db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
+      db.pragma('foreign_keys = ON');
+      migrate(db);
+    }
+  } catch (e) {
+    db.close();
+    throw e;
   }
   return db;
 }
@@ -61,11 +67,16 @@ export function schemaVersion(db: DB): number {
 }
 
 /** Applies every migration above the file's user_version, each in its own transaction. */
-export function migrate(db: DB): void {
+function checkVersion(db: DB): number {
   const have = schemaVersion(db);
   if (have > MIGRATIONS.length) {
     throw new HoldfastError('SCHEMA_TOO_NEW', `database schema ${have} is newer than this build (${MIGRATIONS.length}); upgrade Holdfast`);
   }
+  return have;
+}
+
+export function migrate(db: DB): void {
+  const have = checkVersion(db);
   for (let v = have; v < MIGRATIONS.length; v++) {
     db.transaction(() => {
       db.exec(MIGRATIONS[v]);

@@ -82,35 +82,38 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
     throw new ConfigError('CONFIG_INVALID', [{ path: '/', message: 'must be a JSON object' }], label);
   }
   const problems: ConfigProblem[] = [];
-  // env layer
-  if (env.HOLDFAST_DATA_DIR) doc.dataDir = env.HOLDFAST_DATA_DIR;
+  // env layer (a relative HOLDFAST_DATA_DIR is relative to where the command runs)
+  if (env.HOLDFAST_DATA_DIR) doc.dataDir = resolve(env.HOLDFAST_DATA_DIR);
   if (opts.remote) Object.assign(doc, structuredClone(opts.remote));
 
-  if (!validateSchema(doc)) {
-    for (const e of validateSchema.errors ?? []) problems.push(describe(e));
-    throw new ConfigError('CONFIG_INVALID', dedupe(problems), label);
-  }
+  const schemaOk = validateSchema(doc);
+  if (!schemaOk) for (const e of validateSchema.errors ?? []) problems.push(describe(e));
   const cfg = doc as unknown as HoldfastConfig;
 
   const strategy = env.RETRY_STRATEGY;
   if (strategy !== undefined && strategy !== '') {
     if (!RETRY_STRATEGIES.includes(strategy as RetryStrategy)) {
       problems.push({ path: 'env RETRY_STRATEGY', message: `must be one of ${RETRY_STRATEGIES.join(', ')} (got ${JSON.stringify(strategy)})` });
-    } else {
+    } else if (schemaOk) {
       for (const u of cfg.uplinks) u.retry.strategy = strategy as RetryStrategy;
     }
   }
 
   const base = opts.baseDir ?? process.cwd();
-  const abs = (p: string) => (p === '-' || isAbsolute(p) ? p : resolve(base, p));
-  cfg.dataDir = abs(cfg.dataDir);
-  cfg.logFile = abs(cfg.logFile);
-  cfg.spoolDir = abs(cfg.spoolDir);
-  cfg.store.keyFile = abs(cfg.store.keyFile);
-  for (const u of cfg.uplinks) if (u.passwordFile !== undefined) u.passwordFile = abs(u.passwordFile);
+  const abs = (p: unknown) => (typeof p !== 'string' || p === '-' || isAbsolute(p) ? p : resolve(base, p));
+  doc.dataDir = abs(doc.dataDir);
+  doc.logFile = abs(doc.logFile);
+  doc.spoolDir = abs(doc.spoolDir);
+  const store = doc.store as Record<string, unknown> | undefined;
+  if (store && typeof store === 'object') store.keyFile = abs(store.keyFile);
+  if (Array.isArray(doc.uplinks)) {
+    for (const u of doc.uplinks as Record<string, unknown>[]) if (u && typeof u === 'object' && u.passwordFile !== undefined) u.passwordFile = abs(u.passwordFile);
+  }
 
-  crossChecks(cfg, problems);
-  if (problems.length > 0) throw new ConfigError('CONFIG_INVALID', problems, label);
+  // File-system checks run even when the schema failed, so that every problem is reported at once.
+  fileChecks(doc, problems);
+  if (schemaOk) crossChecks(cfg, problems);
+  if (problems.length > 0) throw new ConfigError('CONFIG_INVALID', dedupe(problems), label);
   return deepFreeze(cfg) as Config;
 }
 
@@ -128,22 +131,27 @@ function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
     if (devices.has(s.device)) problems.push({ path: `/sources/${i}/device`, message: `duplicate device ${JSON.stringify(s.device)}` });
     devices.add(s.device);
   });
-  if (cfg.store.encryption !== 'off') {
-    const k = statOrNull(cfg.store.keyFile);
+}
+
+/** Key file and data directory: checked on whatever the document holds, typed or not. */
+function fileChecks(doc: Record<string, unknown>, problems: ConfigProblem[]): void {
+  const store = (doc.store && typeof doc.store === 'object' ? doc.store : {}) as Record<string, unknown>;
+  const keyFile = store.keyFile;
+  if (store.encryption !== 'off' && typeof keyFile === 'string') {
+    const k = statOrNull(keyFile);
     if (!k) {
-      problems.push({ path: '/store/keyFile', message: `KEY_FILE_MISSING: ${cfg.store.keyFile} does not exist; create it with: holdfast keygen --out ${cfg.store.keyFile} (or set "encryption": "off" explicitly)` });
+      problems.push({ path: '/store/keyFile', message: `KEY_FILE_MISSING: ${keyFile} does not exist; create it with: holdfast keygen --out ${keyFile} (or set "encryption": "off" explicitly)` });
     } else if ((k.mode & 0o077) !== 0) {
-      problems.push({ path: '/store/keyFile', message: `KEY_FILE_INSECURE: ${cfg.store.keyFile} has mode ${(k.mode & 0o777).toString(8)}; run chmod 600 ${cfg.store.keyFile}` });
+      problems.push({ path: '/store/keyFile', message: `KEY_FILE_INSECURE: ${keyFile} has mode ${(k.mode & 0o777).toString(8)}; run chmod 600 ${keyFile}` });
     }
   }
+  if (typeof doc.dataDir !== 'string') return;
+  const dataDir = doc.dataDir;
   // The data directory may not exist yet (run creates it 0700), but if it does it must be private.
-  const st = statOrNull(cfg.dataDir);
-  if (st && !st.isDirectory()) problems.push({ path: '/dataDir', message: `${cfg.dataDir} exists and is not a directory` });
+  const st = statOrNull(dataDir);
+  if (st && !st.isDirectory()) problems.push({ path: '/dataDir', message: `${dataDir} exists and is not a directory` });
   else if (st && (st.mode & 0o077) !== 0) {
-    problems.push({
-      path: '/dataDir',
-      message: `DATA_DIR_INSECURE: ${cfg.dataDir} has mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${cfg.dataDir}`,
-    });
+    problems.push({ path: '/dataDir', message: `DATA_DIR_INSECURE: ${dataDir} has mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${dataDir}` });
   }
 }
 
