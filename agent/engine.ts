@@ -18,12 +18,18 @@ import { Events } from '../store/events.js';
 import { Outbox } from '../store/outbox.js';
 import { purge, readmitReset } from '../store/admin.js';
 import { TaskQueue } from '../store/tasks.js';
+import { Field } from './field/field.js';
+import { loadProfile } from '../hardware/profile.js';
+import { BoardSensors } from '../hardware/sensors.js';
+import { Sysfs } from '../hardware/sysfs.js';
 
 export class Engine {
   readonly db: DB;
   readonly lanes: Lane[];
   readonly ingest: Ingest;
   readonly sources: SimulatedSource[];
+  readonly field: Field | null;
+  private readonly mqtt: MqttDriver[] = [];
   private readonly events: Events;
   private sweepTimer: NodeJS.Timeout | null = null;
   private purgeTask: { stop(): void } | null = null;
@@ -39,27 +45,27 @@ export class Engine {
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
     this.events = new Events(this.db);
     const enabled = cfg.uplinks.filter((u) => u.enabled);
-    this.lanes = enabled.map(
-      (u) =>
-        new Lane({
-          cfg: u,
-          codec,
-          events: this.events,
-          log,
-          tasks: new TaskQueue(this.db, u.name),
-          driver: new MqttDriver({
-            name: u.name, url: u.url, gatewayId: cfg.gatewayId, topicPrefix: topicPrefix(cfg, u.topicPrefix), clientId: u.clientId,
-            username: u.username, passwordFile: u.passwordFile, keepaliveS: u.keepaliveS, connectTimeoutMs: u.connectTimeoutMs,
-            ackTimeoutMs: u.ackTimeoutMs, maxPacketBytes: u.maxPacketBytes, version: VERSION,
-          }),
-        }),
-    );
+    this.lanes = enabled.map((u) => {
+      const driver = new MqttDriver({
+        name: u.name, url: u.url, gatewayId: cfg.gatewayId, topicPrefix: topicPrefix(cfg, u.topicPrefix), clientId: u.clientId,
+        username: u.username, passwordFile: u.passwordFile, keepaliveS: u.keepaliveS, connectTimeoutMs: u.connectTimeoutMs,
+        ackTimeoutMs: u.ackTimeoutMs, maxPacketBytes: u.maxPacketBytes, version: VERSION,
+      });
+      this.mqtt.push(driver);
+      return new Lane({ cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver });
+    });
     const outbox = new Outbox(this.db, enabled.map((u) => u.name));
     this.ingest = new Ingest(outbox, codec, cfg.batch, s, log, () => {
       for (const l of this.lanes) l.notify();
     });
     const sink = this.ingest.offer.bind(this.ingest);
     this.sources = cfg.sources.map((src) => new SimulatedSource(src, sink, outbox.cursor(src.device)));
+    this.field =
+      cfg.buses.length === 0
+        ? null
+        : new Field(cfg, sink, this.events, new BoardSensors(loadProfile(cfg.hardware.profile), new Sysfs(cfg.hardware.sysfsRoot)), log, (m) => {
+            for (const d of this.mqtt) d.publishEvent('faults', m);
+          });
   }
 
   start(): void {
@@ -68,6 +74,7 @@ export class Engine {
     this.ingest.start();
     for (const l of this.lanes) l.start();
     for (const s of this.sources) s.start();
+    void this.field?.start();
     this.sweepTimer = setInterval(() => this.sweep(), c.sweepIntervalMs);
     this.purgeTask = cron.schedule(c.store.purgeCron, () => {
       // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
@@ -103,6 +110,7 @@ export class Engine {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const s of this.sources) s.stop();
+      await this.field?.stop();
       if (this.sweepTimer) clearInterval(this.sweepTimer);
       if (this.purgeDelay) clearTimeout(this.purgeDelay);
       this.purgeTask?.stop();

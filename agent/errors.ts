@@ -53,6 +53,8 @@ export const CODES = {
   MODBUS_EXCEPTION_NN: 'a Modbus exception response, e.g. MODBUS_EXCEPTION_02 (illegal data address)',
   RS485_VOLTAGE_LOW: 'RS-485 bus voltage below its window (open bus, missing bias, short)',
   RS485_VOLTAGE_HIGH: 'RS-485 bus voltage above its window',
+  SERIAL_PORT_ERROR: 'the serial port of an RTU bus failed or cannot be opened (errno in the detail: ENOENT, EACCES, EIO)',
+  NETWORK_ERROR: 'a Modbus TCP connection failed with an errno not in this catalogue (errno in the detail)',
   THERMAL_THROTTLE: 'the CPU is above throttleAboveC; retries, drain and polling slowed',
 } as const;
 

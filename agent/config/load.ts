@@ -10,6 +10,8 @@ import type { ErrorObject } from 'ajv';
 import { HoldfastError } from '../errors.js';
 import cron from 'node-cron';
 import { configSchema } from './schema.js';
+import { loadDeviceMap } from '../../drivers/modbus/devicemap.js';
+import { loadProfile } from '../../hardware/profile.js';
 import { RETRY_STRATEGIES, type Config, type HoldfastConfig, type RetryStrategy } from './types.js';
 
 // ajv ships CommonJS; createRequire keeps its types and avoids the default-export dance.
@@ -106,6 +108,12 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
   doc.spoolDir = abs(doc.spoolDir);
   const store = doc.store as Record<string, unknown> | undefined;
   if (store && typeof store === 'object') store.keyFile = abs(store.keyFile);
+  if (Array.isArray(doc.buses)) {
+    for (const b of doc.buses as Record<string, unknown>[]) {
+      if (!b || typeof b !== 'object' || !Array.isArray(b.devices)) continue;
+      for (const d of b.devices as Record<string, unknown>[]) if (d && typeof d === 'object' && d.map !== 'sunspec') d.map = abs(d.map);
+    }
+  }
   if (Array.isArray(doc.uplinks)) {
     for (const u of doc.uplinks as Record<string, unknown>[]) if (u && typeof u === 'object' && u.passwordFile !== undefined) u.passwordFile = abs(u.passwordFile);
   }
@@ -131,6 +139,42 @@ function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
     if (devices.has(s.device)) problems.push({ path: `/sources/${i}/device`, message: `duplicate device ${JSON.stringify(s.device)}` });
     devices.add(s.device);
   });
+  busChecks(cfg, devices, problems);
+}
+
+/** Buses: transport fields, unique names and unit ids, loadable device maps and board profile. */
+function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigProblem[]): void {
+  const buses = new Set<string>();
+  cfg.buses.forEach((b, i) => {
+    const at = `/buses/${i}`;
+    if (buses.has(b.name)) problems.push({ path: `${at}/name`, message: `duplicate bus name ${JSON.stringify(b.name)}` });
+    buses.add(b.name);
+    if (b.type === 'rtu' && !b.port) problems.push({ path: `${at}/port`, message: 'an rtu bus needs a serial port' });
+    if (b.type === 'tcp' && !b.host) problems.push({ path: `${at}/host`, message: 'a tcp bus needs a host' });
+    if (b.voltage.min >= b.voltage.max) problems.push({ path: `${at}/voltage/max`, message: `must be above min (${b.voltage.min})` });
+    if (b.retry.maxMs < b.retry.baseMs) problems.push({ path: `${at}/retry/maxMs`, message: `must be >= baseMs (${b.retry.baseMs})` });
+    const units = new Set<number>();
+    b.devices.forEach((d, j) => {
+      const dat = `${at}/devices/${j}`;
+      if (devices.has(d.name)) problems.push({ path: `${dat}/name`, message: `duplicate device ${JSON.stringify(d.name)}` });
+      devices.add(d.name);
+      if (units.has(d.unitId)) problems.push({ path: `${dat}/unitId`, message: `unit id ${d.unitId} used twice on bus ${b.name}` });
+      units.add(d.unitId);
+      if (d.map === 'sunspec') return;
+      try {
+        loadDeviceMap(d.map);
+      } catch (e) {
+        problems.push({ path: `${dat}/map`, message: (e as Error).message });
+      }
+    });
+  });
+  if (cfg.buses.length > 0) {
+    try {
+      loadProfile(cfg.hardware.profile);
+    } catch (e) {
+      problems.push({ path: '/hardware/profile', message: (e as Error).message });
+    }
+  }
 }
 
 /** Key file and data directory: checked on whatever the document holds, typed or not. */

@@ -96,6 +96,54 @@ const simulatedSource = {
   },
 } as const;
 
+const fieldDevice = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'map'],
+  properties: {
+    name: { ...name, description: 'device name in every reading' },
+    unitId: { type: 'integer', minimum: 0, maximum: 255, default: 1, description: 'Modbus unit (slave) id' },
+    map: { type: 'string', minLength: 1, description: 'device map JSON file (config/devices/), or "sunspec" to discover the SunSpec models' },
+    pollMs: ms(10, 1000, 'poll period (fixed-rate schedule)'),
+    timeoutMs: { type: 'integer', minimum: 10, description: 'per-request timeout (default: the bus\'s)' },
+    coalesceGap: { type: 'integer', minimum: 0, maximum: 100, description: 'unmapped registers a coalesced read may bridge (default: the map\'s, else 0)' },
+  },
+} as const;
+
+const bus = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'type', 'devices'],
+  properties: {
+    name: { ...name, description: 'bus name (faults, status, board profile voltage source)' },
+    type: { enum: ['rtu', 'tcp'], description: 'rtu: a serial RS-485 line; tcp: one Modbus TCP endpoint (a device or a TCP-to-RTU gateway)' },
+    port: { type: 'string', minLength: 1, description: 'rtu: serial device, e.g. /dev/ttyUSB0 (or a profile port name)' },
+    baudRate: { type: 'integer', enum: [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200], default: 9600 },
+    parity: { enum: ['none', 'even', 'odd'], default: 'none', description: 'rtu' },
+    dataBits: { enum: [7, 8], default: 8, description: 'rtu' },
+    stopBits: { enum: [1, 2], default: 1, description: 'rtu' },
+    frameGapMs: ms(1, 20, 'rtu: silence that ends a short frame (at least t3.5; USB adapters deliver in bursts)'),
+    host: { type: 'string', minLength: 1, description: 'tcp: host name or address' },
+    tcpPort: { type: 'integer', minimum: 1, maximum: 65535, default: 502, description: 'tcp port' },
+    connectTimeoutMs: ms(100, 3000, 'tcp connect timeout'),
+    timeoutMs: ms(10, 1000, 'per-request timeout'),
+    maxQueue: { type: 'integer', minimum: 1, maximum: 10000, default: 256, description: 'queued requests per bus; beyond it polls are refused and counted' },
+    voltage: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'rtu: the RS-485 bus-voltage window (read from the board profile\'s ADC)',
+      properties: {
+        min: { type: 'number', default: 2.5, description: 'volts; the site manual\'s figure (TIA-485-A allows 1.5 V under load)' },
+        max: { type: 'number', default: 5, description: 'volts (TIA-485-A: 6 V)' },
+        pollMs: ms(100, 1000, 'how often the bus voltage is read'),
+      },
+    },
+    retry: { ...retry, description: 'backoff of failed polls (same module as the uplinks)' },
+    devices: { type: 'array', minItems: 1, items: fieldDevice },
+  },
+} as const;
+
 export const configSchema = {
   $schema: 'http://json-schema.org/draft-07/schema#',
   $id: 'https://holdfast.invalid/config.schema.json',
@@ -136,7 +184,17 @@ export const configSchema = {
         maxAgeMs: ms(1, 1000, 'a batch is closed at this age even if not full'),
       },
     },
-    sources: { type: 'array', default: [], items: simulatedSource, description: 'field-side sources' },
+    sources: { type: 'array', default: [], items: simulatedSource, description: 'simulated sources (demo and tests)' },
+    hardware: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        profile: { type: 'string', minLength: 1, default: 'generic-linux', description: 'board profile name (hardware/profiles/) or file' },
+        sysfsRoot: { type: 'string', minLength: 1, default: '/', description: 'root under which every sysfs path is read (tests use a fake tree)' },
+      },
+    },
+    buses: { type: 'array', default: [], items: bus, description: 'Modbus buses and their devices' },
     uplinks: { type: 'array', items: mqttUplink, description: 'upstreams; each batch gets one task per enabled uplink' },
   },
 } as const;

@@ -87,6 +87,39 @@ export interface BatchConfig {
   maxAgeMs: number;
 }
 
+export interface FieldDeviceConfig {
+  name: string;
+  unitId: number;
+  map: string;
+  pollMs: number;
+  timeoutMs?: number;
+  coalesceGap?: number;
+}
+
+export interface BusConfig {
+  name: string;
+  type: 'rtu' | 'tcp';
+  port?: string;
+  baudRate: number;
+  parity: 'none' | 'even' | 'odd';
+  dataBits: 7 | 8;
+  stopBits: 1 | 2;
+  frameGapMs: number;
+  host?: string;
+  tcpPort: number;
+  connectTimeoutMs: number;
+  timeoutMs: number;
+  maxQueue: number;
+  voltage: { min: number; max: number; pollMs: number };
+  retry: RetryConfig;
+  devices: FieldDeviceConfig[];
+}
+
+export interface HardwareConfig {
+  profile: string;
+  sysfsRoot: string;
+}
+
 export interface HoldfastConfig {
   gatewayId: string;
   dataDir: string;
@@ -97,6 +130,8 @@ export interface HoldfastConfig {
   store: StoreConfig;
   batch: BatchConfig;
   sources: SourceConfig[];
+  hardware: HardwareConfig;
+  buses: BusConfig[];
   uplinks: UplinkConfig[];
 }
 

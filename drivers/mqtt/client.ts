@@ -49,6 +49,9 @@ export class MqttDriver implements UplinkDriver {
   private nextToken = 1;
   private readonly now: () => number;
   private readonly telemetryTopic: string;
+  /** Events (field faults) waiting for a connection: bounded, oldest dropped and counted. */
+  private readonly pendingEvents: { topic: string; payload: string }[] = [];
+  eventsDropped = 0;
   private readonly statusTopic: string;
 
   constructor(private readonly o: MqttDriverOptions) {
@@ -104,6 +107,7 @@ export class MqttDriver implements UplinkDriver {
         this.brokerMaxPacket = connack.properties?.maximumPacketSize ?? Infinity;
         this.receiveMaximum = connack.properties?.receiveMaximum ?? Infinity;
         client.publish(this.statusTopic, this.status('online'), { qos: 1, retain: true });
+        for (const e of this.pendingEvents.splice(0)) client.publish(e.topic, e.payload, { qos: 1 });
         settle({ ok: true });
       });
       client.on('error', (e: ErrWithCode) => settle({ ok: false, failure: rawOf(e, typeof e.code === 'number' ? 'connack' : 'socket') }));
@@ -150,6 +154,25 @@ export class MqttDriver implements UplinkDriver {
     const bad = results.find((r) => r !== null);
     if (bad) return { ok: false, requestAt, failure: bad };
     return { ok: true, requestAt, ackAt: this.now() };
+  }
+
+  /**
+   * Publishes an event (e.g. a field fault on `<prefix>/faults`), QoS 1, best effort: events are
+   * also recovery_events rows in the store, so a dropped message loses no record. While
+   * disconnected up to 1000 wait for the next connection.
+   */
+  publishEvent(suffix: string, payload: unknown): void {
+    const e = { topic: `${this.o.topicPrefix}/${suffix}`, payload: JSON.stringify(payload) };
+    const c = this.client;
+    if (c?.connected) {
+      c.publish(e.topic, e.payload, { qos: 1 });
+      return;
+    }
+    if (this.pendingEvents.length >= 1000) {
+      this.pendingEvents.shift();
+      this.eventsDropped++;
+    }
+    this.pendingEvents.push(e);
   }
 
   /** Bytes of a PUBLISH other than the payload: fixed header, topic, packet id, properties. */

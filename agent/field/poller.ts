@@ -1,0 +1,189 @@
+/**
+ * One device's poll loop. Points are coalesced into as few reads as the protocol allows
+ * (drivers/modbus/plan.ts), read through the bus's serial queue, decoded, and offered to ingest
+ * as one poll. The schedule is fixed-rate (poll k starts at t0 + k * pollMs; a late poll does not
+ * shift the ones after it, missed slots are skipped and counted). After a failed poll the next
+ * one waits for the shared backoff (agent/policy/retry.ts), sooner for "busy" exceptions.
+ * Points answered with exception 01/02/03 stop being polled (a config fault, reported).
+ */
+import type { Logger } from 'pino';
+import type { ReadRequest } from '../../drivers/modbus/frame.js';
+import { decodePoint, registerCount } from '../../drivers/modbus/decode.js';
+import { planReads } from '../../drivers/modbus/plan.js';
+import { discover, modelPoints } from '../../drivers/modbus/sunspec.js';
+import type { ModbusFailure, PointDef, ReadPlanItem, ReadResult } from '../../drivers/modbus/types.js';
+import { nextDelay } from '../policy/retry.js';
+import type { RetryConfig } from '../config/types.js';
+import type { Reading, Sink } from '../reading.js';
+
+export interface BusReader {
+  read(req: ReadRequest, timeoutMs: number): Promise<ReadResult>;
+}
+
+export interface PollerOptions {
+  bus: string;
+  device: string;
+  unitId: number;
+  pollMs: number;
+  timeoutMs: number;
+  /** Fixed points from a device map, or 'sunspec' to discover them. */
+  points: readonly PointDef[] | 'sunspec';
+  gap: number;
+  retry: Pick<RetryConfig, 'strategy' | 'baseMs' | 'maxMs' | 'jitter'>;
+  /** Multiplier applied to the backoff after a "busy" answer (exception 05/06). */
+  soonerFactor: number;
+}
+
+export type PollOutcome = { ok: true } | { ok: false; failure: ModbusFailure; address?: number };
+
+const FN = { holding: 3, input: 4, coil: 1, discrete: 2 } as const;
+
+export class DevicePoller {
+  private timer: NodeJS.Timeout | null = null;
+  private plan: ReadPlanItem[] = [];
+  private disabled = new Set<string>();
+  private points: PointDef[] = [];
+  private failures = 0;
+  private prevDelay = 0;
+  private t0 = 0;
+  private k = 0;
+  private stopped = false;
+  readonly stats = { polls: 0, okPolls: 0, failedPolls: 0, skippedSlots: 0, lateMs: [] as number[] };
+
+  constructor(
+    private readonly o: PollerOptions,
+    private readonly bus: BusReader,
+    private readonly sink: Sink,
+    private readonly report: (o: PollOutcome) => void,
+    private readonly log: Logger,
+    private readonly rand: () => number = Math.random,
+  ) {
+    if (o.points !== 'sunspec') this.setPoints([...o.points]);
+  }
+
+  private setPoints(points: PointDef[]): void {
+    this.points = points;
+    this.plan = planReads(points.filter((p) => !this.disabled.has(p.name)), { gap: this.o.gap });
+  }
+
+  start(at = Date.now()): void {
+    this.t0 = at;
+    this.k = 0;
+    this.arm(at);
+  }
+
+  private arm(when: number): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(() => void this.tick(when), Math.max(0, when - Date.now()));
+  }
+
+  private async tick(scheduled: number): Promise<void> {
+    const start = Date.now();
+    if (this.stats.lateMs.length < 100_000) this.stats.lateMs.push(start - scheduled);
+    const outcome = await this.poll();
+    if (this.stopped) return;
+    const now = Date.now();
+    // next slot on the fixed grid, skipping the ones already past
+    this.k = Math.max(this.k + 1, Math.ceil((now - this.t0) / this.o.pollMs));
+    const missed = this.k - 1 - Math.floor((scheduled - this.t0) / this.o.pollMs);
+    if (missed > 0) this.stats.skippedSlots += missed;
+    let next = this.t0 + this.k * this.o.pollMs;
+    if (!outcome.ok) {
+      this.failures++;
+      const busy = outcome.failure.kind === 'exception' && (outcome.failure.exception === 5 || outcome.failure.exception === 6);
+      const d = nextDelay(this.o.retry, { attempt: this.failures, prevDelayMs: this.prevDelay || this.o.retry.baseMs }, this.rand);
+      this.prevDelay = d;
+      const wait = busy ? Math.max(1, Math.round(d * this.o.soonerFactor)) : d;
+      if (now + wait > next) {
+        this.k = Math.ceil((now + wait - this.t0) / this.o.pollMs);
+        next = this.t0 + this.k * this.o.pollMs;
+      }
+    } else {
+      this.failures = 0;
+      this.prevDelay = 0;
+    }
+    this.arm(next);
+  }
+
+  /** One poll of every planned read; stops at the first timeout or transport failure. */
+  async poll(): Promise<PollOutcome> {
+    this.stats.polls++;
+    if (this.o.points === 'sunspec' && this.points.length === 0) {
+      const found = await this.discover();
+      if (!found.ok) return this.fail(found);
+    }
+    const raws = new Map<string, number[] | boolean>();
+    let configFault: PollOutcome | null = null;
+    for (const item of this.plan) {
+      const r = await this.bus.read({ unit: this.o.unitId, fn: FN[item.kind], address: item.address, count: item.count }, this.o.timeoutMs);
+      if (!r.ok) {
+        const f = r.failure;
+        if (f.kind === 'exception' && f.exception !== undefined && f.exception >= 1 && f.exception <= 3) {
+          for (const p of item.points) this.disabled.add(p.name);
+          this.log.error({ device: this.o.device, address: item.address, count: item.count, code: `MODBUS_EXCEPTION_0${f.exception}` },
+            'device refuses these registers: points no longer polled (check the device map)');
+          configFault = { ok: false, failure: f, address: item.address };
+          continue;
+        }
+        return this.fail({ ok: false, failure: f, address: item.address });
+      }
+      for (const p of item.points) {
+        const off = p.address - item.address;
+        raws.set(p.name, r.registers ? r.registers.slice(off, off + registerCount(p)) : r.bits![off]);
+      }
+    }
+    if (configFault) this.setPoints(this.points);
+    const ts = Date.now();
+    const out: Reading[] = [];
+    for (const p of this.points) {
+      const raw = raws.get(p.name);
+      if (raw === undefined) continue;
+      if (typeof raw === 'boolean') {
+        out.push({ device: this.o.device, point: p.name, ts, value: raw, unit: p.unit ?? '', quality: 'good' });
+        continue;
+      }
+      // A SunSpec scale factor is an int16 read in the same poll; a missing one decodes as "not implemented".
+      let sf: number | undefined;
+      if (p.scaleFactor !== undefined) {
+        const sfRaw = raws.get(p.scaleFactor);
+        sf = Array.isArray(sfRaw) ? (sfRaw[0] << 16) >> 16 : -32768;
+      }
+      const d = decodePoint(p, raw, sf);
+      out.push({ device: this.o.device, point: p.name, ts, value: d.value, unit: p.unit ?? '', quality: d.quality });
+    }
+    if (out.length > 0 && !this.sink(this.o.device, out)) this.log.warn({ device: this.o.device, code: 'INGEST_QUEUE_FULL' }, 'poll dropped: ingest queue full');
+    this.stats.okPolls++;
+    this.report(configFault ?? { ok: true });
+    return { ok: true };
+  }
+
+  private fail(o: PollOutcome & { ok: false }): PollOutcome {
+    this.stats.failedPolls++;
+    this.report(o);
+    return o;
+  }
+
+  private async discover(): Promise<{ ok: true } | { ok: false; failure: ModbusFailure }> {
+    let failure: ModbusFailure | null = null;
+    const found = await discover(async (address, count) => {
+      const r = await this.bus.read({ unit: this.o.unitId, fn: 3, address, count }, this.o.timeoutMs);
+      if (r.ok) return r.registers ?? null;
+      if (r.failure.kind !== 'exception') failure = r.failure;
+      return null;
+    });
+    if (!found) return { ok: false, failure: failure ?? { kind: 'exception', exception: 2, message: 'no SunSpec marker at 40000, 0 or 50000' } };
+    const points = found.models.flatMap((m) => modelPoints(m));
+    this.log.info({ device: this.o.device, base: found.base, models: found.models.map((m) => m.id), points: points.length }, 'SunSpec discovery');
+    this.setPoints(points);
+    return { ok: true };
+  }
+
+  get activePoints(): number {
+    return this.points.length - this.disabled.size;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+  }
+}

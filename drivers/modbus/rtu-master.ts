@@ -1,0 +1,200 @@
+/**
+ * Modbus RTU master on a serial port (npm serialport). One instance per bus; transactions are
+ * strictly serialised through a bounded queue, and the line is left silent for t3.5 (1.75 ms
+ * above 19200 baud) before every request.
+ *
+ * Why not modbus-serial's RTU port: it hides each malformed frame behind a generic error and
+ * resynchronises by its own heuristics; a gateway that must tell a bad bus from a bad device
+ * needs every refused frame counted by kind (crc, wrong unit, wrong function, byte count,
+ * truncated, garbage) and a deterministic resynchronisation: after any malformed frame the
+ * master waits for the line to fall silent, discards what it holds, and goes on. modbus-serial
+ * is used for Modbus TCP (drivers/modbus/tcp-client.ts).
+ *
+ * RS-485 direction control: USB adapters switch the driver in hardware; on-board UARTs need the
+ * kernel's RS-485 mode (TIOCSRS485), which node serialport cannot request, so it is set where the
+ * board's device tree enables it at boot (`linux,rs485-enabled-at-boot-time`); the board profile
+ * says which ports have it (hardware/profiles).
+ */
+import { SerialPort } from 'serialport';
+import { parseRtuResponse, registers, bits, rtuRequest, rtuResponseLength, t35Ms, type FrameError, type ReadRequest } from './frame.js';
+import type { ReadResult } from './types.js';
+import { SerialQueue } from './queue.js';
+
+export interface RtuOptions {
+  path: string;
+  baudRate: number;
+  parity: 'none' | 'even' | 'odd';
+  dataBits: 7 | 8;
+  stopBits: 1 | 2;
+  /** Bound of queued transactions; beyond it read() refuses at once. */
+  maxQueue: number;
+  /** Silence that ends a frame that is shorter than expected (at least t3.5; USB adapters need more). */
+  frameGapMs: number;
+}
+
+export interface RtuStats {
+  transactions: number;
+  ok: number;
+  timeouts: number;
+  exceptions: number;
+  malformed: Record<FrameError, number>;
+  strayBytes: number;
+}
+
+interface Job {
+  req: ReadRequest;
+  timeoutMs: number;
+}
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class RtuMaster {
+  private port: SerialPort | null = null;
+  private readonly queue: SerialQueue<Job, ReadResult>;
+  private rx: Buffer[] = [];
+  private rxLen = 0;
+  private lastActivity = 0;
+  private onBytes: (() => void) | null = null;
+  private closed = false;
+  readonly t35: number;
+  readonly stats: RtuStats = {
+    transactions: 0, ok: 0, timeouts: 0, exceptions: 0, strayBytes: 0,
+    malformed: { crc: 0, wrong_unit: 0, wrong_function: 0, byte_count: 0, truncated: 0, garbage: 0 },
+  };
+
+  constructor(private readonly o: RtuOptions) {
+    this.queue = new SerialQueue<Job, ReadResult>(
+      o.maxQueue,
+      (j) => this.transact(j.req, j.timeoutMs),
+      () => ({ ok: false, failure: { kind: 'transport', errno: 'EBUSY', message: `bus queue full (${o.maxQueue})` } }),
+    );
+    this.t35 = t35Ms(o.baudRate, o.parity === 'none' && o.stopBits === 1 ? 10 : 11);
+  }
+
+  /** Opens the port; a failure is returned, not thrown. */
+  async open(): Promise<{ ok: true } | { ok: false; errno: string; message: string }> {
+    const port = new SerialPort({
+      path: this.o.path, baudRate: this.o.baudRate, parity: this.o.parity, dataBits: this.o.dataBits, stopBits: this.o.stopBits,
+      autoOpen: false,
+    });
+    const err = await new Promise<Error | null>((res) => port.open((e) => res(e ?? null)));
+    if (err) return { ok: false, errno: (err as Error & { code?: string }).code ?? 'EIO', message: err.message };
+    port.on('data', (d: Buffer) => {
+      this.lastActivity = performance.now();
+      this.rx.push(d);
+      this.rxLen += d.length;
+      this.onBytes?.();
+    });
+    port.on('error', () => {});
+    port.on('close', () => {
+      this.port = null;
+    });
+    this.port = port;
+    return { ok: true };
+  }
+
+  get isOpen(): boolean {
+    return this.port?.isOpen ?? false;
+  }
+
+  /** Queues one read; resolves with registers/bits or the failure (never rejects). */
+  read(req: ReadRequest, timeoutMs: number): Promise<ReadResult> {
+    return this.queue.push({ req, timeoutMs });
+  }
+
+  get refusedQueueFull(): number {
+    return this.queue.refused;
+  }
+
+  private take(): Buffer {
+    const b = this.rx.length === 1 ? this.rx[0] : Buffer.concat(this.rx, this.rxLen);
+    this.rx = [];
+    this.rxLen = 0;
+    return b;
+  }
+
+  /** Waits until the line has been silent for t3.5, discarding (and counting) stray bytes. */
+  private async silence(): Promise<void> {
+    for (;;) {
+      const quietFor = performance.now() - this.lastActivity;
+      if (quietFor >= this.t35) break;
+      await sleep(Math.max(0.5, this.t35 - quietFor));
+    }
+    if (this.rxLen > 0) {
+      this.stats.strayBytes += this.rxLen;
+      this.stats.malformed.garbage++;
+      this.take();
+    }
+  }
+
+  private async transact(req: ReadRequest, timeoutMs: number): Promise<ReadResult> {
+    if (!this.port || this.closed) return { ok: false, failure: { kind: 'transport', errno: 'EIO', message: 'serial port not open' } };
+    await this.silence();
+    this.stats.transactions++;
+    const frame = rtuRequest(req);
+    const expected = rtuResponseLength(req);
+    const port = this.port;
+    const wrote = await new Promise<Error | null>((res) => port.write(frame, (e) => (e ? res(e) : port.drain((e2) => res(e2 ?? null)))));
+    if (wrote) return { ok: false, failure: { kind: 'transport', errno: (wrote as Error & { code?: string }).code ?? 'EIO', message: wrote.message } };
+    this.lastActivity = performance.now();
+    const buf = await this.collect(expected, timeoutMs);
+    if (buf.length === 0) {
+      this.stats.timeouts++;
+      return { ok: false, failure: { kind: 'timeout', message: `no answer from unit ${req.unit} within ${timeoutMs} ms` } };
+    }
+    const r = parseRtuResponse(req, buf);
+    if (r.ok) {
+      this.stats.ok++;
+      return req.fn === 3 || req.fn === 4 ? { ok: true, registers: registers(r.data) } : { ok: true, bits: bits(r.data, req.count) };
+    }
+    if ('exception' in r) {
+      this.stats.exceptions++;
+      return { ok: false, failure: { kind: 'exception', exception: r.exception, message: `exception ${r.exception} from unit ${req.unit}` } };
+    }
+    this.stats.malformed[r.error]++;
+    return { ok: false, failure: { kind: r.error === 'crc' ? 'crc' : 'framing', message: `${r.error}: ${r.detail}` } };
+  }
+
+  /**
+   * Collects one response: complete at the expected length (or 5 bytes for an exception),
+   * ended early by frameGapMs of silence after the first byte, or empty at the timeout.
+   */
+  private collect(expected: number, timeoutMs: number): Promise<Buffer> {
+    return new Promise((resolve) => {
+      let gap: NodeJS.Timeout | null = null;
+      const done = () => {
+        clearTimeout(overall);
+        if (gap) clearTimeout(gap);
+        this.onBytes = null;
+        resolve(this.take());
+      };
+      const check = () => {
+        if (this.rx.length > 1) this.rx = [Buffer.concat(this.rx, this.rxLen)];
+        const head = this.rx[0];
+        const isException = head !== undefined && head.length >= 2 ? (head[1] & 0x80) !== 0 : false;
+        const want = isException ? 5 : expected;
+        if (this.rxLen >= want) return done();
+        if (gap) clearTimeout(gap);
+        gap = setTimeout(done, Math.max(this.o.frameGapMs, this.t35));
+      };
+      const overall = setTimeout(() => {
+        if (this.rxLen > 0) done();
+        else {
+          this.onBytes = null;
+          if (gap) clearTimeout(gap);
+          resolve(Buffer.alloc(0));
+        }
+      }, timeoutMs);
+      this.onBytes = check;
+      if (this.rxLen > 0) check();
+    });
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.queue.drain(() => ({ ok: false, failure: { kind: 'transport', errno: 'ECANCELED', message: 'bus closing' } }));
+    const port = this.port;
+    this.port = null;
+    if (port?.isOpen) await new Promise<void>((res) => port.close(() => res()));
+  }
+}
