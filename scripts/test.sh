@@ -11,23 +11,28 @@ log() { printf '[test.sh] %s\n' "$*" >&2; }
 # The tests start their own Mosquitto brokers (test/helpers/mosquitto.ts) on
 # free loopback ports; the system mosquitto service is never used.
 need_apt=0
-for tool in mosquitto mosquitto_passwd socat sqlite3; do
+for tool in mosquitto mosquitto_passwd socat sqlite3 mbpoll; do
   if ! command -v "$tool" >/dev/null 2>&1 && ! [ -x "/usr/sbin/$tool" ]; then
     log "missing: $tool"
     need_apt=1
   fi
 done
+# The Modbus interoperability test reads a server from another project: Debian's pymodbus.
+if ! /usr/bin/python3 -c 'import pymodbus' >/dev/null 2>&1; then
+  log "missing: python3-pymodbus"
+  need_apt=1
+fi
 if [ "$need_apt" = 1 ]; then
   SUDO=()
   if [ "$(id -u)" -ne 0 ]; then
     if command -v sudo >/dev/null 2>&1; then
       SUDO=(sudo)
     else
-      log "not root and no sudo: install mosquitto socat sqlite3 yourself"
+      log "not root and no sudo: install mosquitto socat sqlite3 mbpoll python3-pymodbus yourself"
       exit 1
     fi
   fi
-  log "installing mosquitto socat sqlite3 with apt-get"
+  log "installing mosquitto socat sqlite3 mbpoll python3-pymodbus with apt-get"
   # On a fresh CI box (root, no init system) keep the package from trying to
   # start the system mosquitto service: we never use it, and a failed service
   # start must not fail the install.
@@ -41,7 +46,7 @@ if [ "$need_apt" = 1 ]; then
   "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq || rc=$?
   if [ "$rc" = 0 ]; then
     "${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive \
-      apt-get install -y -qq mosquitto socat sqlite3 >/dev/null || rc=$?
+      apt-get install -y -qq mosquitto socat sqlite3 mbpoll python3-pymodbus >/dev/null || rc=$?
   fi
   if [ "$policy_rc" = 1 ]; then rm -f /usr/sbin/policy-rc.d; fi
   if [ "$rc" != 0 ]; then

@@ -12,6 +12,7 @@ import { openDb } from '../../store/db.js';
 import { parseDuration, purge, requestBreakerReset, retryReset, storeStatus } from '../../store/admin.js';
 import { formatStatus } from './format.js';
 import { runAgent } from './run.js';
+import { simulateCommand } from '../../scripts/simulator/cli.js';
 
 type Values = Record<string, string | boolean | undefined>;
 type Opt = { type: 'string' | 'boolean'; short?: string };
@@ -175,4 +176,5 @@ export const COMMANDS: Command[] = [
       return 0;
     },
   },
+  simulateCommand,
 ];

@@ -60,8 +60,9 @@ export const METER = {
   FREQUENCY: 20, // Hz, ~50
   ENERGY_WH: 22, // uint32, Wh imported, rising
   INPUT_COUNT: 24,
-  /** Holding: 0 unit id, 1 CT ratio, 2 PT ratio, 3 demand period (min). */
-  HOLDING_COUNT: 4,
+  /** Holding: 0 unit id, 1 CT ratio, 2 PT ratio, 3 demand period (min), 4-5 read counter (uint32). */
+  COUNTER: 4,
+  HOLDING_COUNT: 6,
   ENERGY_START_WH: 1_234_567,
 } as const;
 
@@ -99,8 +100,14 @@ function meter(opts: DeviceOptions, unit: number): SimDevice {
     setU32(r, METER.ENERGY_WH, m.wh);
   };
   refresh();
-  d.onRead = (kind) => {
+  let n = 0;
+  d.onRead = (kind, address, count) => {
     if (kind === 'input') refresh();
+    // The counter rises by one per read that covers it: a gap downstream is a lost reading.
+    if (kind === 'holding' && address < METER.COUNTER + 2 && address + count > METER.COUNTER) {
+      n = (n + 1) >>> 0;
+      setU32(d.holding, METER.COUNTER, n);
+    }
   };
   return d;
 }

@@ -85,6 +85,14 @@ export function startAgent(a: AgentDir, env: NodeJS.ProcessEnv = {}): RunningAge
   };
 }
 
+/** On a failed test, prints the agent's output and the end of its log (CI has nothing else). */
+export function diagnoseOnFailure(t: { teardown(fn: () => void): void; passing(): boolean }, a: AgentDir, agent: RunningAgent): void {
+  t.teardown(() => {
+    if (t.passing()) return;
+    console.error(`--- agent output ---\n${agent.output().slice(-4000)}\n--- engine.log (tail) ---\n${log(a).split('\n').slice(-40).join('\n')}`);
+  });
+}
+
 /** Runs the CLI to completion. */
 export function cli(args: string[], env: NodeJS.ProcessEnv = {}): { code: number | null; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...process.env, ...env }, encoding: 'utf8', timeout: 60_000 });
