@@ -69,6 +69,11 @@ export class TcpClient {
     // modbus-serial emits 'error'/'close' on its port; without listeners an error would throw.
     const port = (c as unknown as { _port?: NodeJS.EventEmitter })._port;
     port?.on('error', () => {});
+    // A server that closes the connection is noticed at once: the next read reconnects (and
+    // reports ECONNREFUSED if the device is gone) instead of waiting for a timeout.
+    port?.on('close', () => {
+      if (this.client === c) this.client = null;
+    });
     this.client = c;
     return null;
   }
