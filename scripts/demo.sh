@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
-# The demo: installs the dependencies, builds, creates the demo key on first run, starts a
+# The demo: installs the dependencies, builds, creates the demo key on first run, starts the
+# Modbus TCP simulator on 127.0.0.1:15020 (a meter on unit 1, a SunSpec inverter on unit 2), a
 # private Mosquitto on 127.0.0.1:18830 when one is installed, and runs the agent on
-# config/demo.json (everything under ./var/demo, no root, no hardware). Prints the buffer every
-# few seconds. Ctrl-C stops it all.
+# config/demo.json, which polls the simulator over real Modbus TCP (everything under ./var/demo,
+# no root, no hardware). Prints the buffer every few seconds. Ctrl-C stops it all.
 #
 #   bash scripts/demo.sh                 run the demo
 #   bash scripts/demo.sh broker stop     pull the broker's plug (from another terminal)
@@ -56,12 +57,15 @@ chmod 700 "$VAR"
 [ -f "$VAR/keys/holdfast.key" ] || "${CLI[@]}" keygen --out "$VAR/keys/holdfast.key"
 "${CLI[@]}" config validate config/demo.json
 broker_start
+"${CLI[@]}" simulate modbus-tcp --port 15020 --units 1:meter,2:sunspec-inverter &
+SIM=$!
 
 "${CLI[@]}" run --config config/demo.json &
 AGENT=$!
 cleanup() {
   kill "$AGENT" 2>/dev/null || true
   wait "$AGENT" 2>/dev/null || true
+  kill "$SIM" 2>/dev/null || true
   broker_stop
 }
 trap cleanup EXIT INT TERM
@@ -72,6 +76,7 @@ Holdfast demo running. Log: $VAR/log/engine.log
   pull the plug:   bash scripts/demo.sh broker stop
   plug it back:    bash scripts/demo.sh broker start
   crash it:        kill -9 $AGENT   (then run this script again: nothing committed is lost)
+  unplug the field: kill $SIM     (the agent reports the device fault and retries with backoff)
   look inside:     sqlite3 $VAR/data/holdfast.db 'SELECT status, count(*) FROM recovery_tasks GROUP BY 1'
 Ctrl-C stops the demo.
 

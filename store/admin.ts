@@ -24,6 +24,8 @@ export interface StoreStatus {
   uplinks: UplinkStatus[];
   counters: Record<string, number>;
   openOutages: { subject: string; code: string | null; since: number }[];
+  /** Field faults not yet recovered: the wiring (physical), a device, the config, the network. */
+  openFieldFaults: { scope: string; subject: string; code: string | null; faultClass: string | null; since: number; detail: unknown }[];
 }
 
 export function storeStatus(db: DB, now: number, configured: readonly string[] = []): StoreStatus {
@@ -63,8 +65,15 @@ export function storeStatus(db: DB, now: number, configured: readonly string[] =
   const openOutages = db
     .prepare(`SELECT subject, code, started_at AS since FROM recovery_events WHERE kind = 'outage' AND ended_at IS NULL ORDER BY id`)
     .all() as StoreStatus['openOutages'];
+  const openFieldFaults = (
+    db
+      .prepare(`SELECT scope, subject, code, fault_class AS faultClass, started_at AS since, detail FROM recovery_events
+                WHERE kind LIKE 'fault:%' AND ended_at IS NULL ORDER BY id`)
+      .all() as (Omit<StoreStatus['openFieldFaults'][number], 'detail'> & { detail: string | null })[]
+  ).map((f) => ({ ...f, detail: f.detail === null ? null : (JSON.parse(f.detail) as unknown) }));
   return {
     at: now,
+    openFieldFaults,
     schemaVersion: db.pragma('user_version', { simple: true }) as number,
     payloads: db.prepare('SELECT count(*) FROM payloads').pluck().get() as number,
     uplinks,

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startBroker, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
 import { ptyPair } from './helpers/socat.js';
-import { count, diagnoseOnFailure, makeAgentDir, startAgent, telemetry, withDb } from './helpers/agent.js';
+import { cli, count, diagnoseOnFailure, makeAgentDir, startAgent, telemetry, withDb } from './helpers/agent.js';
 import { simulate } from '../scripts/simulator/cli.js';
 
 function fakeSysfs(root: string) {
@@ -108,6 +108,8 @@ t.test('RTU over a pty pair: values, CRC storm, silent device, bus voltage low, 
   for (const d of sim.devices.values()) d.setFaults({ silence: true });
   await waitFor(() => has('fault', 'RS485_VOLTAGE_LOW', 'physical'), 20_000, 'RS485_VOLTAGE_LOW');
   await waitFor(() => sys.led() !== '0', 5_000, 'LED on for low voltage');
+  const st = cli(['status', '--config', a.configFile]);
+  t.match(st.stdout, /PHYSICAL\s+rs485a: RS485_VOLTAGE_LOW/, 'holdfast status tells the technician it is the wiring');
   await new Promise((r) => setTimeout(r, 1500));
   const during = faultMsgs().slice(before).filter((f) => f.type === 'fault');
   t.same(during.map((f) => f.code), ['RS485_VOLTAGE_LOW'], 'timeouts under a low bus voltage are not reported as device or network faults');

@@ -10,6 +10,18 @@ function age(ms: number | null): string {
   return `${(s / 86400).toFixed(1)}d`;
 }
 
+/** What a technician should look at first, by fault class. */
+function hint(cls: string | null): string {
+  switch (cls) {
+    case 'physical': return '  -> wiring: cable, termination, bias, bus voltage';
+    case 'device': return '  -> the device: power, address, its own diagnostics';
+    case 'config': return '  -> the device map: address or function the device refuses';
+    case 'network': return '  -> the network path to the device or gateway';
+    case 'local': return '  -> this gateway: serial adapter, disk';
+    default: return '';
+  }
+}
+
 export function formatStatus(s: StoreStatus, gatewayId: string): string {
   const out = [`gateway ${gatewayId}   batches stored ${s.payloads}   schema v${s.schemaVersion}`];
   for (const u of s.uplinks) {
@@ -21,6 +33,10 @@ export function formatStatus(s: StoreStatus, gatewayId: string): string {
     if (u.lastError) out.push(`  last error ${u.lastError.code}: ${u.lastError.message} (${age(s.at - u.lastError.at)} ago)`);
   }
   for (const o of s.openOutages) out.push(`\nOUTAGE ${o.subject}: ${o.code ?? '?'} for ${age(s.at - o.since)}`);
+  if (s.openFieldFaults.length > 0) {
+    out.push('\nfield faults:');
+    for (const f of s.openFieldFaults) out.push(`  ${(f.faultClass ?? '?').toUpperCase().padEnd(9)} ${f.subject}: ${f.code ?? '?'} for ${age(s.at - f.since)}${hint(f.faultClass)}`);
+  }
   const c = Object.entries(s.counters).filter(([, v]) => v > 0);
   if (c.length > 0) out.push(`\ncounters: ${c.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return out.join('\n');
