@@ -30,6 +30,9 @@ export interface SimulateArgs {
   parity?: Parity;
   units?: string;
   faults?: string;
+  /** Fake IIO `in_voltageN_raw` file that `busVolts` steps write. */
+  adc?: string;
+  adcDivider?: number;
   lineRate?: boolean;
   /** Gateway behaviour on TCP (0x0B for unknown units). */
   gateway?: boolean;
@@ -81,7 +84,7 @@ export async function simulate(args: SimulateArgs): Promise<Simulation> {
   }
   let script: FaultScriptRun | undefined;
   const startScript = () => {
-    if (steps.length > 0) script = runFaultScript(steps, devices, print);
+    if (steps.length > 0) script = runFaultScript(steps, devices, print, args.adc ? { rawFile: args.adc, divider: args.adcDivider ?? 1 } : undefined);
   };
 
   if (args.mode === 'modbus-tcp') {
@@ -141,7 +144,10 @@ export const simulateCommand: Command = {
     '      --parity P      modbus-rtu: none, even (default) or odd',
     '      --line-rate     modbus-rtu: emulate the line timing of the baud rate (a pty has none)',
     '      --faults FILE   fault script: JSON [{ "atMs": 0, "unit"?: 1, "set": { "slowMs": 200 } }, ...]',
-    '                      faults: silence, slowMs, corruptCrc, exception, disconnect, wrongUnit, truncate, garbage',
+    '                      faults: silence, slowMs, corruptCrc, exception, disconnect, wrongUnit, truncate, garbage;',
+    '                      a step { "atMs": 3000, "busVolts": 1.2 } sets the bus voltage through the fake sysfs tree (--adc)',
+    '      --adc FILE      fake IIO in_voltageN_raw file (in a test sysfs tree) that busVolts steps write',
+    '      --adc-divider R the board profile\'s divider ratio for that channel (default 1)',
     '',
     'Runs until SIGINT/SIGTERM, then prints the request counters.',
   ].join('\n'),
@@ -155,6 +161,8 @@ export const simulateCommand: Command = {
     parity: { type: 'string' },
     'line-rate': { type: 'boolean' },
     faults: { type: 'string' },
+    adc: { type: 'string' },
+    'adc-divider': { type: 'string' },
   },
   async run(v, p) {
     if (p.length !== 1 || (p[0] !== 'modbus-tcp' && p[0] !== 'modbus-rtu')) throw usage('name one mode: modbus-tcp or modbus-rtu');
@@ -169,6 +177,8 @@ export const simulateCommand: Command = {
       parity: parity as Parity | undefined,
       units: v.units as string | undefined,
       faults: v.faults as string | undefined,
+      adc: v.adc as string | undefined,
+      adcDivider: v['adc-divider'] === undefined ? undefined : Number(v['adc-divider']),
       lineRate: v['line-rate'] === true,
       gateway: v.gateway === true,
     });

@@ -12,8 +12,12 @@
  * after the script starts; null switches a fault off; `disconnect` is an action (see device.ts).
  * The validator is strict and names the step and the key at fault: a typo in a fault script
  * silently testing nothing would be worse than a refusal.
+ *
+ * A step may also set the RS-485 bus voltage the agent will read: `{ "atMs": 3000, "busVolts": 1.2 }`
+ * writes the fake IIO channel given to the simulator (`--adc FILE`, the `in_voltageN_raw` file of
+ * a fake sysfs tree), using the `_scale` file beside it (mV per LSB) and the divider.
  */
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import type { FaultPatch, Faults, SimDevice } from './device.js';
 
 export interface FaultStep {
@@ -21,6 +25,23 @@ export interface FaultStep {
   /** Only this unit id; every device when absent. */
   unit?: number;
   set: FaultPatch;
+  /** Bus voltage to write to the fake ADC channel (needs an AdcTarget). */
+  busVolts?: number;
+}
+
+/** The fake IIO channel a fault script writes bus voltages to. */
+export interface AdcTarget {
+  /** `.../iio:deviceN/in_voltageM_raw` */
+  rawFile: string;
+  /** The board profile's divider ratio (volts on the bus per volt at the ADC). */
+  divider: number;
+}
+
+/** Writes `volts` as the raw count the agent's sysfs reader turns back into `volts`. */
+export function writeBusVolts(adc: AdcTarget, volts: number): void {
+  const scaleFile = adc.rawFile.replace(/_raw$/, '_scale');
+  const mvPerLsb = existsSync(scaleFile) ? Number(readFileSync(scaleFile, 'utf8').trim()) || 1 : 1;
+  writeFileSync(adc.rawFile, `${Math.round((volts / adc.divider) * 1000 / mvPerLsb)}\n`);
 }
 
 export class FaultScriptError extends Error {
@@ -70,11 +91,15 @@ export function parseFaultScript(v: unknown, where = 'fault script'): FaultStep[
   return v.map((step, i) => {
     const at = `${where}[${i}]`;
     if (!isObj(step)) throw new FaultScriptError(`${at}: must be an object { atMs, unit?, set }`);
-    const extra = Object.keys(step).find((k) => k !== 'atMs' && k !== 'unit' && k !== 'set');
+    const extra = Object.keys(step).find((k) => k !== 'atMs' && k !== 'unit' && k !== 'set' && k !== 'busVolts');
     if (extra) throw new FaultScriptError(`${at}: unknown key ${JSON.stringify(extra)}`);
     if (typeof step.atMs !== 'number' || !(step.atMs >= 0)) throw new FaultScriptError(`${at}.atMs: must be a number of ms >= 0`);
     if (step.unit !== undefined && !isInt(step.unit, 0, 255)) throw new FaultScriptError(`${at}.unit: must be a unit id 0..255`);
-    return { atMs: step.atMs, unit: step.unit as number | undefined, set: parseFaultPatch(step.set, `${at}.set`) };
+    if (step.busVolts !== undefined && !(typeof step.busVolts === 'number' && step.busVolts >= 0 && step.busVolts < 100)) {
+      throw new FaultScriptError(`${at}.busVolts: must be volts, 0..100`);
+    }
+    const set = step.set === undefined && step.busVolts !== undefined ? {} : parseFaultPatch(step.set, `${at}.set`);
+    return { atMs: step.atMs, unit: step.unit as number | undefined, set, busVolts: step.busVolts as number | undefined };
   });
 }
 
@@ -101,8 +126,9 @@ export interface FaultScriptRun {
 }
 
 /** Applies the steps at their times; unknown unit ids are refused up front. */
-export function runFaultScript(steps: FaultStep[], devices: Map<number, SimDevice>, log?: (line: string) => void): FaultScriptRun {
+export function runFaultScript(steps: FaultStep[], devices: Map<number, SimDevice>, log?: (line: string) => void, adc?: AdcTarget): FaultScriptRun {
   for (const [i, s] of steps.entries()) {
+    if (s.busVolts !== undefined && !adc) throw new FaultScriptError(`fault script[${i}].busVolts: the simulator was given no ADC file (--adc)`);
     if (s.unit !== undefined && !devices.has(s.unit)) throw new FaultScriptError(`fault script[${i}].unit: no simulated unit ${s.unit} (have: ${[...devices.keys()].join(', ')})`);
   }
   const timers = new Set<NodeJS.Timeout>();
@@ -115,7 +141,8 @@ export function runFaultScript(steps: FaultStep[], devices: Map<number, SimDevic
       timers.delete(timer);
       const targets = s.unit !== undefined ? [devices.get(s.unit)!] : [...new Set(devices.values())];
       for (const d of targets) d.setFaults(s.set);
-      log?.(`faults at +${s.atMs} ms${s.unit !== undefined ? ` (unit ${s.unit})` : ''}: ${JSON.stringify(s.set)}`);
+      if (s.busVolts !== undefined) writeBusVolts(adc!, s.busVolts);
+      log?.(`faults at +${s.atMs} ms${s.unit !== undefined ? ` (unit ${s.unit})` : ''}: ${JSON.stringify(s.set)}${s.busVolts !== undefined ? ` bus ${s.busVolts} V` : ''}`);
       if (--left === 0) finish();
     }, s.atMs);
     timer.unref();
