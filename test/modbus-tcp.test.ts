@@ -152,3 +152,29 @@ t.test('interoperability: the driver reads a Modbus server from another project 
   t.equal(decodePoint({ name: 'v', kind: 'input', address: 0, type: 'float32' }, regs.slice(0, 2)).value, 230.5, 'float32 230.5');
   t.equal(decodePoint({ name: 'i', kind: 'input', address: 2, type: 'int16' }, regs.slice(2)).value, -5, 'int16 -5');
 });
+
+t.test('buses run in parallel: a slow device stalls only its own bus', async (t) => {
+  const slow = await simulate({ mode: 'modbus-tcp', port: 0, units: '1:counter', print: () => {} });
+  const fast = await simulate({ mode: 'modbus-tcp', port: 0, units: '1:counter', print: () => {} });
+  const a = client(slow.port!);
+  const b = client(fast.port!);
+  t.teardown(async () => {
+    await a.close();
+    await b.close();
+    await slow.close();
+    await fast.close();
+  });
+  slow.devices.get(1)!.setFaults({ slowMs: 1500 });
+  let slowDone = false;
+  const pending = a.read({ unit: 1, fn: 3, address: 0, count: 2 }, 3000).then((r) => {
+    slowDone = true;
+    return r;
+  });
+  let fastReads = 0;
+  while (!slowDone && fastReads < 20) {
+    const r = await b.read({ unit: 1, fn: 3, address: 0, count: 2 }, 1000);
+    if (r.ok) fastReads++;
+  }
+  t.ok(fastReads >= 3, `the other bus answered ${fastReads} reads while the slow one was busy`);
+  t.ok((await pending).ok, 'the slow device answers in the end');
+});
