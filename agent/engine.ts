@@ -22,6 +22,9 @@ import { Field } from './field/field.js';
 import { loadProfile } from '../hardware/profile.js';
 import { BoardSensors } from '../hardware/sensors.js';
 import { Sysfs } from '../hardware/sysfs.js';
+import type { Metrics } from './api/metrics.js';
+import type { ApiServer } from './api/server.js';
+import { createApi, createMetrics } from './api/wire.js';
 
 export class Engine {
   readonly db: DB;
@@ -29,6 +32,12 @@ export class Engine {
   readonly ingest: Ingest;
   readonly sources: SimulatedSource[];
   readonly field: Field | null;
+  readonly sensors: BoardSensors;
+  readonly metrics: Metrics;
+  /** Last CPU temperature sample (null: no readable sensor). */
+  cpuTempC: number | null = null;
+  private api: ApiServer | null = null;
+  private tempTimer: NodeJS.Timeout | null = null;
   private readonly mqtt: MqttDriver[] = [];
   private readonly events: Events;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -44,6 +53,8 @@ export class Engine {
     this.db = openDb(cfg.dataDir, { create: true, synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs });
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
     this.events = new Events(this.db);
+    this.sensors = new BoardSensors(loadProfile(cfg.hardware.profile), new Sysfs(cfg.hardware.sysfsRoot));
+    this.metrics = createMetrics(this);
     const enabled = cfg.uplinks.filter((u) => u.enabled);
     this.lanes = enabled.map((u) => {
       const driver = new MqttDriver({
@@ -55,7 +66,8 @@ export class Engine {
       return new Lane({ cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver });
     });
     const outbox = new Outbox(this.db, enabled.map((u) => u.name));
-    this.ingest = new Ingest(outbox, codec, cfg.batch, s, log, () => {
+    this.ingest = new Ingest(outbox, codec, cfg.batch, s, log, (r) => {
+      this.metrics.readings.inc(r.readings);
       for (const l of this.lanes) l.notify();
     });
     const sink = this.ingest.offer.bind(this.ingest);
@@ -63,23 +75,33 @@ export class Engine {
     this.field =
       cfg.buses.length === 0
         ? null
-        : new Field(cfg, sink, this.events, new BoardSensors(loadProfile(cfg.hardware.profile), new Sysfs(cfg.hardware.sysfsRoot)), log, (m) => {
+        : new Field(cfg, sink, this.events, this.sensors, log, (m) => {
+            if (m.type === 'fault') this.metrics.faults.inc({ class: m.faultClass, code: m.code });
             for (const d of this.mqtt) d.publishEvent('faults', m);
           });
   }
 
-  start(): void {
+  /** Starts everything; resolves once the HTTP server listens (its port, or null when disabled). */
+  async start(): Promise<number | null> {
     const c = this.cfg;
     this.log.info({ version: VERSION, gatewayId: c.gatewayId, dataDir: c.dataDir, uplinks: this.lanes.map((l) => l.name) }, 'holdfast starting');
     this.ingest.start();
     for (const l of this.lanes) l.start();
     for (const s of this.sources) s.start();
     void this.field?.start();
+    const sampleTemp = () => void this.sensors.cpuTempC().then((v) => (this.cpuTempC = v), () => (this.cpuTempC = null));
+    sampleTemp();
+    this.tempTimer = setInterval(sampleTemp, 10_000);
     this.sweepTimer = setInterval(() => this.sweep(), c.sweepIntervalMs);
     this.purgeTask = cron.schedule(c.store.purgeCron, () => {
       // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
       this.purgeDelay = setTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
     });
+    if (!c.api.enabled) return null;
+    this.api = createApi(this);
+    const port = await this.api.start();
+    this.log.info({ listen: c.api.listen, port }, 'HTTP server: /metrics /healthz /readyz /api');
+    return port;
   }
 
   /** Re-admits operator-reset tasks and applies admin requests written by the CLI. */
@@ -110,6 +132,8 @@ export class Engine {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const s of this.sources) s.stop();
+      if (this.tempTimer) clearInterval(this.tempTimer);
+      await this.api?.stop();
       await this.field?.stop();
       if (this.sweepTimer) clearInterval(this.sweepTimer);
       if (this.purgeDelay) clearTimeout(this.purgeDelay);

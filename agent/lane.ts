@@ -8,22 +8,44 @@
  *   3. the backlog (tasks older than the recovery), oldest first, marked historical, after a
  *      random start delay and within the drain rate (messages/s and readings/s).
  * Outcomes are written to the store in groups; the breaker and backoff are the pure policies.
+ *
+ * The backlog is read ahead: a decode worker (store/decode-pool.ts) reads the next backlog tasks
+ * from the store on its own connection and decrypts and inflates their payloads while earlier
+ * ones are on the wire; this thread keeps up to `prefetch` of them queued and sends them in id
+ * order. Live tasks and due retries are few and are read and decoded here when sent. If the
+ * worker fails, this thread reads on from the last task it received (backlogCursor), so no task
+ * is lost or skipped; a task stays `pending` in the store until an outcome is written for it.
  */
 import type { Logger } from 'pino';
+import { HoldfastError } from './errors.js';
 import type { DeepReadonly, MqttUplinkConfig } from './config/types.js';
 import { admit, initialBreaker, record, reset, transition, type BreakerState } from './policy/breaker.js';
 import { classify, type Failure } from './policy/classify.js';
 import { nextDelay, shouldGiveUp } from './policy/retry.js';
-import { budgetAllows, noteAttempt, take, type RetryBudget, type TokenBucket } from './policy/budget.js';
-import type { UplinkDriver } from '../drivers/uplink.js';
+import { budgetAllows, emptyBudget, noteAttempt, take, type RetryBudget, type TokenBucket } from './policy/budget.js';
+import { StoredMessage, type UplinkDriver } from '../drivers/uplink.js';
 import type { PayloadCodec } from '../store/codec.js';
+import { sharedReadAhead, type BacklogStream, type ReadAhead } from '../store/decode-pool.js';
 import type { Events } from '../store/events.js';
-import type { Outcome, TaskQueue, TaskRow } from '../store/tasks.js';
+import type { Outcome, TaskMeta, TaskQueue, TaskRow } from '../store/tasks.js';
 
 const FLUSH_MS = 50;
 const FLUSH_MAX = 500;
 const DUE_CHECK_MS = 250;
 const BUDGET_WINDOW_MS = 10_000;
+/** Backlog tasks per request to the read-ahead worker. */
+const AHEAD_CHUNK = 8;
+
+/**
+ * A backlog task read ahead: decoded by the worker (`readings`, or `error` if its payload does
+ * not decode), or read here with its payload (a TaskRow) and decoded when sent.
+ */
+interface Ahead {
+  task: TaskMeta | TaskRow;
+  /** From the worker: in a buffer of its own with room around it to frame it in place. */
+  readings: Buffer | null;
+  error: string | null;
+}
 
 export interface LaneDeps {
   cfg: DeepReadonly<MqttUplinkConfig>;
@@ -34,6 +56,13 @@ export interface LaneDeps {
   log: Logger;
   rand?: () => number;
   now?: () => number;
+  /**
+   * Reads and decodes the backlog ahead in a worker. Default: the pool shared by every lane of
+   * `codec` (store/decode-pool.ts); null reads and decodes on this thread when sending.
+   */
+  readAhead?: ReadAhead | null;
+  /** Backlog tasks queued ahead at most (default 2 x maxInflight, 16..256). */
+  prefetch?: number;
 }
 
 export interface LaneSnapshot {
@@ -63,8 +92,19 @@ export class Lane {
   private liveFromId = Number.MAX_SAFE_INTEGER;
   private liveCursor = 0;
   private backlogCursor = 0;
-  private backlog: TaskRow[] = [];
+  /** Backlog tasks read ahead, oldest first. */
+  private backlog: Ahead[] = [];
+  /** The store has no backlog task after backlogCursor. */
+  private backlogRead = false;
   private backlogExhausted = false;
+  private readonly reader: ReadAhead | null;
+  /** The worker stream feeding `backlog`; replies from any other stream are dropped. */
+  private stream: BacklogStream | null = null;
+  /** Tasks asked of `stream` and not received yet. */
+  private requested = 0;
+  /** Read the backlog on this thread until the next rescan (no worker, or it failed). */
+  private readInline = false;
+  private readonly prefetch: number;
   private liveDirty = true;
   private drainStartAt = 0;
   private nextDueCheckAt = 0;
@@ -73,9 +113,10 @@ export class Lane {
   private outcomes: Outcome[] = [];
   private msgBucket: TokenBucket;
   private readBucket: TokenBucket;
-  private budget: RetryBudget = { firstAttempts: [], retries: [] };
+  private budget: RetryBudget = emptyBudget();
   private wakeTimer: NodeJS.Timeout | null = null;
   private wakeAt = Infinity;
+  private immediate: NodeJS.Immediate | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private stopped = false;
   private delivered = 0;
@@ -90,6 +131,8 @@ export class Lane {
     this.breaker = initialBreaker(t);
     this.msgBucket = { tokens: this.cfg.drain.messagesPerSec, at: t };
     this.readBucket = { tokens: this.cfg.drain.readingsPerSec, at: t };
+    this.reader = d.readAhead === undefined ? sharedReadAhead(d.codec, d.codec.keyring) : d.readAhead;
+    this.prefetch = Math.max(1, Math.floor(d.prefetch ?? Math.min(256, Math.max(16, 2 * this.cfg.maxInflight))));
     d.driver.onDown((raw) => this.onLinkDown(classify(raw)));
   }
 
@@ -106,8 +149,10 @@ export class Lane {
 
   /** Tasks were re-admitted by the sweeper: rescan the backlog from the start. */
   rescan(): void {
+    this.dropReadAhead();
     this.backlogCursor = 0;
-    this.backlog = [];
+    this.readInline = false;
+    this.backlogRead = false;
     this.backlogExhausted = false;
     this.liveDirty = true;
     this.wake(0);
@@ -135,13 +180,39 @@ export class Lane {
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    if (this.immediate) clearImmediate(this.immediate);
+    this.wakeTimer = null;
+    this.immediate = null;
+    this.dropReadAhead();
     await this.d.driver.close();
     this.flush();
+    await this.reader?.close();
   }
 
+  /** Forgets what was read ahead (it is all still pending in the store) and closes the stream. */
+  private dropReadAhead(): void {
+    this.stream?.cancel();
+    this.stream = null;
+    this.requested = 0;
+    this.backlog = [];
+  }
+
+  /** Pumps after `ms`; 0 means on the next turn of the event loop (setImmediate, not a >= 1 ms timer). */
   private wake(ms: number): void {
     if (this.stopped) return;
-    const at = this.now() + Math.max(0, ms);
+    if (ms <= 0) {
+      // As before: an immediate pump replaces a later timed one (the pump re-arms what it needs).
+      if (this.wakeTimer) clearTimeout(this.wakeTimer);
+      this.wakeTimer = null;
+      this.wakeAt = Infinity;
+      this.immediate ??= setImmediate(() => {
+        this.immediate = null;
+        this.pump();
+      });
+      return;
+    }
+    if (this.immediate) return;
+    const at = this.now() + ms;
     if (this.wakeTimer && at >= this.wakeAt) return;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     this.wakeAt = at;
@@ -193,6 +264,8 @@ export class Lane {
   private onLinkDown(f: Failure): void {
     if (!this.connected) return;
     this.connected = false;
+    // The next connect rescans: release the worker's stream (and the payloads held) meanwhile.
+    this.dropReadAhead();
     this.onLinkFailure(f, false);
     this.wake(0);
   }
@@ -269,16 +342,14 @@ export class Lane {
     if (free > 0 && !this.backlogExhausted) {
       if (t < this.drainStartAt) return this.wake(this.drainStartAt - t);
       const dr = this.cfg.drain;
+      this.readAhead();
       while (free > 0) {
-        if (this.backlog.length === 0) {
-          this.backlog = this.d.tasks.fresh(this.backlogCursor, this.liveFromId, dr.pullTasks);
-          if (this.backlog.length === 0) {
-            this.backlogExhausted = true;
-            break;
-          }
-          this.backlogCursor = this.backlog[this.backlog.length - 1].id;
+        const ahead = this.backlog[0];
+        if (!ahead) {
+          if (this.backlogRead) this.backlogExhausted = true;
+          break;
         }
-        const task = this.backlog[0];
+        const task = ahead.task;
         const m = take(this.msgBucket, 1, dr.messagesPerSec, dr.messagesPerSec, t);
         const n = take(this.readBucket, task.readingCount, dr.readingsPerSec, dr.readingsPerSec, t);
         if (!m.ok || !n.ok) {
@@ -289,20 +360,76 @@ export class Lane {
         this.msgBucket = m.bucket;
         this.readBucket = n.bucket;
         this.backlog.shift();
-        if (!this.dispatch(task, true, 'backlog')) return;
+        if (!this.dispatch(task, true, 'backlog', ahead)) return;
         free--;
+        this.readAhead();
       }
     }
     if (this.inflight.size === 0 && this.nextDueCheckAt > t) this.wake(this.nextDueCheckAt - t);
   }
 
+  /**
+   * Keeps the read-ahead topped up: asks the worker for the next backlog tasks (afterId <
+   * id < liveFromId) until `prefetch` are queued or asked for; without a worker, reads the next
+   * tasks here once the queue is empty.
+   */
+  private readAhead(): void {
+    if (this.backlogRead) return;
+    const file = this.d.tasks.file;
+    if (this.reader === null || file === null || this.readInline) {
+      if (this.backlog.length > 0) return;
+      const rows = this.d.tasks.fresh(this.backlogCursor, this.liveFromId, Math.min(this.prefetch, this.cfg.drain.pullTasks));
+      if (rows.length === 0) this.backlogRead = true;
+      for (const task of rows) {
+        this.backlog.push({ task, readings: null, error: null });
+        this.backlogCursor = task.id;
+      }
+      return;
+    }
+    const stream = (this.stream ??= this.reader.open({ file, uplink: this.name, afterId: this.backlogCursor, beforeId: this.liveFromId }));
+    while (this.backlog.length + this.requested + AHEAD_CHUNK <= this.prefetch || (this.backlog.length === 0 && this.requested === 0)) {
+      const n = Math.min(AHEAD_CHUNK, this.cfg.drain.pullTasks);
+      this.requested += n;
+      stream.next(n).then(
+        (rows) => {
+          if (stream !== this.stream) return;
+          this.requested -= n;
+          for (const r of rows) {
+            this.backlog.push(r);
+            this.backlogCursor = r.task.id;
+          }
+          if (rows.length < n) {
+            // The end of the backlog: the requests still out will come back empty.
+            if (this.requested === 0) {
+              this.backlogRead = true;
+              stream.cancel();
+              this.stream = null;
+            }
+          }
+          if (this.connected) this.wake(0);
+        },
+        (e: unknown) => {
+          if (stream !== this.stream) return;
+          // Nothing is lost: the store still has every task after backlogCursor as pending.
+          this.d.log.warn({ uplink: this.name, err: String(e) }, 'backlog read-ahead failed; reading on this thread until the next recovery');
+          stream.cancel();
+          this.stream = null;
+          this.requested = 0;
+          this.readInline = true;
+          if (this.connected) this.wake(0);
+        },
+      );
+      if (this.requested >= this.prefetch) break;
+    }
+  }
+
   /** Sends one task; false when the breaker refused (the caller stops filling). */
-  private dispatch(task: TaskRow, historical: boolean, from: 'live' | 'due' | 'backlog'): boolean {
+  private dispatch(task: TaskMeta | TaskRow, historical: boolean, from: 'live' | 'due' | 'backlog', ahead?: Ahead): boolean {
     const t = this.now();
     const a = admit(this.cfg.breaker, this.breaker, t);
     this.setBreaker(a.state);
     if (!a.allowed) {
-      if (from === 'backlog') this.backlog.unshift(task);
+      if (from === 'backlog' && ahead) this.backlog.unshift(ahead);
       if (from === 'live') {
         this.liveCursor = Math.min(this.liveCursor, task.id - 1);
         this.liveDirty = true;
@@ -312,15 +439,23 @@ export class Lane {
     }
     this.inflight.add(task.id);
     this.budget = noteAttempt(this.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t);
-    let readingsJson: string;
+    let readings: Buffer;
+    let framable = false;
     try {
-      readingsJson = this.d.codec.decode(task.payload, task.key);
+      // Same error (and message) as the codec's own, wherever the payload was decoded.
+      if (ahead?.error != null) throw new HoldfastError('PAYLOAD_UNREADABLE', ahead.error, task.key);
+      if (ahead?.readings) {
+        readings = ahead.readings;
+        framable = true;
+      }
+      else if ('payload' in task) readings = this.d.codec.decode(task.payload, task.key);
+      else throw new Error(`task ${task.id} was read without its payload`);
     } catch (e) {
       this.inflight.delete(task.id);
       this.settle(task, t, { code: 'PAYLOAD_UNREADABLE', message: (e as Error).message, scope: 'payload', retry: 'hard', faultClass: 'local' }, a.probe);
       return true;
     }
-    const msg = { taskId: task.id, key: task.key, seq: task.payloadId, device: task.device, historical, readingCount: task.readingCount, readingsJson };
+    const msg = new StoredMessage(task.id, task.key, task.payloadId, task.device, historical, task.readingCount, readings, framable);
     this.d.driver.send(msg).then(
       (r) => {
         this.inflight.delete(task.id);
@@ -343,7 +478,7 @@ export class Lane {
   }
 
   /** A failed attempt: breaker, backoff or dead letter, and the record of why. */
-  private settle(task: TaskRow, requestAt: number, f: Failure, probe: boolean): void {
+  private settle(task: TaskMeta, requestAt: number, f: Failure, probe: boolean): void {
     const t = this.now();
     this.failedAttempts++;
     if (f.scope === 'link') {

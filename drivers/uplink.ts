@@ -12,8 +12,43 @@ export interface OutboundMessage {
   device: string;
   historical: boolean;
   readingCount: number;
-  /** The batch's readings as a JSON array text, exactly as stored. */
-  readingsJson: string;
+  /**
+   * The batch's readings as a JSON array text, exactly as stored. On a message from a lane this is
+   * a lazy getter over `readings`: a driver that reads it pays a ~50 KB string per batch.
+   */
+  readonly readingsJson: string;
+  /** The same readings as UTF-8 bytes, when the sender has them (a lane always does); prefer these. */
+  readonly readings?: Buffer;
+  /**
+   * The bytes of `readings.buffer` outside the `readings` view belong to this message (free room
+   * before and after it), so a driver may frame the readings in place instead of copying them.
+   */
+  readonly framable?: boolean;
+}
+
+/** An OutboundMessage over the decoded bytes: `readingsJson` is only made if a driver asks for it. */
+export class StoredMessage implements OutboundMessage {
+  private json: string | undefined;
+
+  constructor(
+    readonly taskId: number,
+    readonly key: string,
+    readonly seq: number,
+    readonly device: string,
+    readonly historical: boolean,
+    readonly readingCount: number,
+    readonly readings: Buffer,
+    readonly framable = false,
+  ) {}
+
+  get readingsJson(): string {
+    return (this.json ??= this.readings.toString('utf8'));
+  }
+}
+
+/** The readings of a message as UTF-8 bytes, from `readings` when present. */
+export function readingsBytes(m: OutboundMessage): Buffer {
+  return m.readings ?? Buffer.from(m.readingsJson, 'utf8');
 }
 
 export type SendResult = { ok: true; requestAt: number; ackAt: number } | { ok: false; requestAt: number; failure: RawFailure };

@@ -36,6 +36,7 @@ import { Lane } from '../agent/lane.js';
 import { VERSION } from '../agent/version.js';
 import { MqttDriver } from '../drivers/mqtt/client.js';
 import { envelopes } from '../drivers/mqtt/envelope.js';
+import { StoredMessage } from '../drivers/uplink.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../store/codec.js';
 import { DB_FILE, openDb, type DB } from '../store/db.js';
 import { Events } from '../store/events.js';
@@ -393,14 +394,10 @@ function buildEnvelopes(db: DB, codec: PayloadCodec, gatewayId: string, maxBytes
     const rows = q.fresh(after, Number.MAX_SAFE_INTEGER, 1000);
     if (rows.length === 0) break;
     for (const t of rows) {
-      const readingsJson = codec.decode(t.payload, t.key);
-      const parts = envelopes(
-        { taskId: t.id, key: t.key, seq: t.payloadId, device: t.device, historical: true, readingCount: t.readingCount, readingsJson },
-        gatewayId,
-        maxBytes,
-      );
+      const readings = codec.decode(t.payload, t.key);
+      const parts = envelopes(new StoredMessage(t.id, t.key, t.payloadId, t.device, true, t.readingCount, readings), gatewayId, maxBytes);
       if (!parts || parts.length !== 1) throw new Error('a bench batch does not fit in one message');
-      out.push({ key: t.key, payload: Buffer.from(parts[0]), readings: t.readingCount });
+      out.push({ key: t.key, payload: parts[0], readings: t.readingCount });
     }
     after = rows[rows.length - 1].id;
   }

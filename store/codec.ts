@@ -6,7 +6,7 @@
  * their key line stays in the file. The batch's idempotency key is the GCM additional data, so
  * a ciphertext cannot be moved to another row unnoticed.
  */
-import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
+import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type KeyObject } from 'node:crypto';
 import { chmodSync, existsSync, openSync, readFileSync, statSync, writeSync, closeSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { deflateRawSync, inflateRawSync, constants as zc } from 'node:zlib';
@@ -74,36 +74,96 @@ export function generateKey(file: string, keyId: string): { created: boolean } {
   return { created };
 }
 
+/**
+ * Sizes zlib's output chunks for inflating payloads. zlib's default 16 KB chunks cost a 50 KB
+ * batch four chunk allocations and a concatenation (~23 us); one chunk just large enough costs
+ * ~15 us. The expansion ratio (inflated / compressed) of recent payloads, decayed slowly, predicts
+ * the size; the chunk stays below 128 KB, where glibc would mmap (and page-fault) every one.
+ */
+export class InflateSizer {
+  private ratio = 16;
+
+  chunkFor(compressedBytes: number): number {
+    return Math.min(MAX_CHUNK, Math.max(MIN_CHUNK, Math.ceil(compressedBytes * this.ratio * 1.03) + 64));
+  }
+
+  observe(compressedBytes: number, inflatedBytes: number): void {
+    if (compressedBytes > 0) this.ratio = Math.max(inflatedBytes / compressedBytes, this.ratio * 0.98, 1);
+  }
+}
+
+const MIN_CHUNK = 16 * 1024;
+const MAX_CHUNK = 120 * 1024;
+
+/**
+ * Decrypts (when encrypted) and inflates one payload with a keyring of KeyObjects; throws on any
+ * failure. `sizer` (optional) picks zlib's output chunk size.
+ */
+export function openPayload(keys: ReadonlyMap<string, KeyObject> | null, p: EncodedPayload, aad: string, sizer?: InflateSizer): Buffer {
+  let compressed = p.body;
+  if (p.codec === 'zlib+aes256gcm') {
+    const key = p.keyId ? keys?.get(p.keyId) : undefined;
+    if (!key) throw new Error(`key ${p.keyId ?? '?'} is not in the keyring`);
+    const d = createDecipheriv('aes-256-gcm', key, p.iv!);
+    d.setAAD(Buffer.from(aad));
+    d.setAuthTag(p.tag!);
+    const head = d.update(p.body);
+    const tail = d.final();
+    compressed = tail.length === 0 ? head : Buffer.concat([head, tail]);
+  }
+  if (!sizer) return inflateRawSync(compressed);
+  const out = inflateRawSync(compressed, { chunkSize: sizer.chunkFor(compressed.length) });
+  sizer.observe(compressed.length, out.length);
+  return out;
+}
+
+/** The keyring as KeyObjects: created once, so each AES-GCM operation skips importing the raw key. */
+export function keyObjects(ring: Keyring | null): Map<string, KeyObject> | null {
+  if (!ring) return null;
+  const keys = new Map<string, KeyObject>();
+  for (const [id, raw] of ring) keys.set(id, createSecretKey(raw));
+  return keys;
+}
+
 export class PayloadCodec {
+  private readonly keys: Map<string, KeyObject> | null;
+  private readonly sizer = new InflateSizer();
+
   constructor(
     private readonly ring: Keyring | null,
     private readonly keyId: string | null,
-  ) {}
+  ) {
+    this.keys = keyObjects(ring);
+  }
+
+  /** The raw keyring (a decode worker gets a copy of it). */
+  get keyring(): Keyring | null {
+    return this.ring;
+  }
 
   encode(json: string, aad: string): EncodedPayload {
     const compressed = deflateRawSync(json, { level: zc.Z_DEFAULT_COMPRESSION });
-    if (!this.ring || !this.keyId) return { codec: 'zlib', keyId: null, iv: null, tag: null, body: compressed };
+    if (!this.keys || !this.keyId) return { codec: 'zlib', keyId: null, iv: null, tag: null, body: compressed };
     const iv = randomBytes(12);
-    const c = createCipheriv('aes-256-gcm', this.ring.get(this.keyId)!, iv);
+    const c = createCipheriv('aes-256-gcm', this.keys.get(this.keyId)!, iv);
     c.setAAD(Buffer.from(aad));
-    const body = Buffer.concat([c.update(compressed), c.final()]);
+    const head = c.update(compressed);
+    const tail = c.final();
+    const body = tail.length === 0 ? head : Buffer.concat([head, tail]);
     return { codec: 'zlib+aes256gcm', keyId: this.keyId, iv, tag: c.getAuthTag(), body };
   }
 
-  decode(p: EncodedPayload, aad: string): string {
+  /** The batch's readings as UTF-8 JSON bytes, exactly as encoded. Throws PAYLOAD_UNREADABLE. */
+  decode(p: EncodedPayload, aad: string): Buffer {
     try {
-      let compressed = p.body;
-      if (p.codec === 'zlib+aes256gcm') {
-        const key = p.keyId ? this.ring?.get(p.keyId) : undefined;
-        if (!key) throw new Error(`key ${p.keyId ?? '?'} is not in the keyring`);
-        const d = createDecipheriv('aes-256-gcm', key, p.iv!);
-        d.setAAD(Buffer.from(aad));
-        d.setAuthTag(p.tag!);
-        compressed = Buffer.concat([d.update(p.body), d.final()]);
-      }
-      return inflateRawSync(compressed).toString('utf8');
+      return openPayload(this.keys, p, aad, this.sizer);
     } catch (e) {
       throw new HoldfastError('PAYLOAD_UNREADABLE', (e as Error).message, aad, { cause: e });
     }
+  }
+
+  /** decode() as a string (tools and tests). */
+  decodeText(p: EncodedPayload, aad: string): string {
+    return this.decode(p, aad).toString('utf8');
   }
 }

@@ -91,4 +91,7 @@ export const MIGRATIONS: readonly string[] = [
     value INTEGER NOT NULL
   );
   `,
+  /* 2: the retry index that store/tasks.ts due() relies on (tasks waiting for a retry, by time) */ `
+  CREATE INDEX recovery_tasks_due ON recovery_tasks (uplink, next_attempt_at) WHERE status = 'pending' AND next_attempt_at > 0;
+  `,
 ];

@@ -2,14 +2,19 @@
  * The read/update side of recovery_tasks for one forward lane.
  *
  * Fresh tasks (never attempted, or re-admitted by an operator) have next_attempt_at = 0 and are
- * scanned oldest first by id; tasks waiting for a retry have next_attempt_at > 0 and sit in a
- * partial index that ingest never touches. Outcomes are written in groups (one transaction for
- * many acknowledgements), never one fsync per message.
+ * scanned oldest first by id (index recovery_tasks_pending); tasks waiting for a retry have
+ * next_attempt_at > 0 and sit in the partial index recovery_tasks_due (migration 2), which ingest
+ * never touches (new tasks have next_attempt_at = 0). Outcomes are written in groups (one
+ * transaction for many acknowledgements), never one fsync per message.
+ *
+ * The decode worker (store/decode-worker.ts) runs TASK_SQL.fresh on its own read-only connection
+ * to read a lane's backlog ahead; `file` says which database that is.
  */
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
 
-export interface TaskRow {
+/** A task without its payload. */
+export interface TaskMeta {
   id: number;
   payloadId: number;
   key: string;
@@ -18,6 +23,9 @@ export interface TaskRow {
   retryCount: number;
   firstAttemptAt: number | null;
   createdAt: number;
+}
+
+export interface TaskRow extends TaskMeta {
   payload: EncodedPayload;
 }
 
@@ -40,7 +48,7 @@ const COLS = `t.id, t.payload_id AS payloadId, t.idempotency_key AS key, p.devic
   t.retry_count AS retryCount, t.first_attempt_at AS firstAttemptAt, t.created_at AS createdAt,
   p.codec, p.key_id AS keyId, p.iv, p.tag, p.body`;
 
-interface RawRow extends Omit<TaskRow, 'payload'> {
+export interface RawRow extends TaskMeta {
   codec: EncodedPayload['codec'];
   keyId: string | null;
   iv: Buffer | null;
@@ -48,13 +56,32 @@ interface RawRow extends Omit<TaskRow, 'payload'> {
   body: Buffer;
 }
 
-function toTask(r: RawRow): TaskRow {
+export function toTask(r: RawRow): TaskRow {
   return {
     id: r.id, payloadId: r.payloadId, key: r.key, device: r.device, readingCount: r.readingCount,
     retryCount: r.retryCount, firstAttemptAt: r.firstAttemptAt, createdAt: r.createdAt,
     payload: { codec: r.codec, keyId: r.keyId, iv: r.iv, tag: r.tag, body: r.body },
   };
 }
+
+/** The columns of COLS in order, for a statement in raw (array) mode. */
+export function rawToTask(r: unknown[]): TaskRow {
+  return {
+    id: r[0] as number, payloadId: r[1] as number, key: r[2] as string, device: r[3] as string, readingCount: r[4] as number,
+    retryCount: r[5] as number, firstAttemptAt: r[6] as number | null, createdAt: r[7] as number,
+    payload: { codec: r[8] as EncodedPayload['codec'], keyId: r[9] as string | null, iv: r[10] as Buffer | null, tag: r[11] as Buffer | null, body: r[12] as Buffer },
+  };
+}
+
+/** The two task queries (exported so a test can check their query plans). */
+export const TASK_SQL = {
+  fresh: `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
+       WHERE t.uplink = ? AND t.status = 'pending' AND t.id > ? AND t.id < ? AND t.next_attempt_at = 0
+       ORDER BY t.id LIMIT ?`,
+  due: `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
+       WHERE t.uplink = ? AND t.status = 'pending' AND t.next_attempt_at > 0 AND t.next_attempt_at <= ?
+       ORDER BY t.next_attempt_at LIMIT ?`,
+} as const;
 
 export class TaskQueue {
   private readonly freshStmt;
@@ -64,20 +91,16 @@ export class TaskQueue {
   private readonly failStmt;
   private readonly flushTxn;
 
+  /** The database file, for a second connection (null for an in-memory or temporary database). */
+  readonly file: string | null;
+
   constructor(
     db: DB,
     readonly uplink: string,
   ) {
-    this.freshStmt = db.prepare(
-      `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
-       WHERE t.uplink = ? AND t.status = 'pending' AND t.id > ? AND t.id < ? AND t.next_attempt_at = 0
-       ORDER BY t.id LIMIT ?`,
-    );
-    this.dueStmt = db.prepare(
-      `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
-       WHERE t.uplink = ? AND t.status = 'pending' AND t.next_attempt_at > 0 AND t.next_attempt_at <= ?
-       ORDER BY t.next_attempt_at LIMIT ?`,
-    );
+    this.file = db.memory || db.name === '' ? null : db.name;
+    this.freshStmt = db.prepare(TASK_SQL.fresh);
+    this.dueStmt = db.prepare(TASK_SQL.due);
     this.maxIdStmt = db.prepare('SELECT coalesce(max(id), 0) FROM recovery_tasks').pluck();
     this.okStmt = db.prepare(
       `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?,

@@ -92,7 +92,7 @@ const payloadRows = (db: DB) =>
     .prepare('SELECT batch_key, device, reading_count, first_ts, last_ts, created_at, codec, key_id AS keyId, iv, tag, body FROM payloads ORDER BY id')
     .all() as PayloadRow[];
 
-const decode = (r: Rig, row: PayloadRow) => JSON.parse(r.codec.decode(row, row.batch_key)) as Reading[];
+const decode = (r: Rig, row: PayloadRow) => JSON.parse(r.codec.decodeText(row, row.batch_key)) as Reading[];
 
 t.test('per-device batches sealed at maxReadings, committed by tick()', async (t) => {
   const r = rig(t, { maxReadings: 10, maxAgeMs: 1000 });

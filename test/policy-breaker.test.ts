@@ -5,7 +5,8 @@
 import t from 'tap';
 import type { BreakerConfig } from '../agent/config/types.js';
 import {
-  admit, initialBreaker, record, reset, transition, MAX_OUTCOMES, type BreakerState,
+  admit, initialBreaker, record, reset, transition, addOutcome, emptyWindow, outcomeList, MAX_OUTCOMES, CHUNK_RUNS,
+  type BreakerState, type Outcome, type OutcomeWindow,
 } from '../agent/policy/breaker.js';
 import { mulberry32, fixed, ALMOST_ONE } from './helpers/rand.js';
 
@@ -35,7 +36,8 @@ function openBreaker(): BreakerState {
 
 t.test('initial and reset', async (t) => {
   const s = initialBreaker(123);
-  t.same(s, { name: 'closed', since: 123, openUntil: 0, outcomes: [], probesInFlight: 0, probeSuccesses: 0 });
+  t.same(s, { name: 'closed', since: 123, openUntil: 0, outcomes: emptyWindow(), probesInFlight: 0, probeSuccesses: 0 });
+  t.same(outcomeList(s.outcomes), []);
   const a = admit(cfg, s, 200);
   t.same([a.allowed, a.probe, a.retryAt], [true, false, undefined]);
   const r = reset(5000);
@@ -72,7 +74,7 @@ t.test('outcomes older than windowMs do not count', async (t) => {
   const s = run(initialBreaker(0), 0, [false, false, false, false]); // at 0..3
   const later = record(cfg, s, 10003, false, false, half); // 0..3 are all >= windowMs old
   t.equal(later.name, 'closed');
-  t.same(later.outcomes, [{ at: 10003, ok: false }]);
+  t.same(outcomeList(later.outcomes), [{ at: 10003, ok: false }]);
 });
 
 t.test('window boundary is exclusive', async (t) => {
@@ -81,16 +83,17 @@ t.test('window boundary is exclusive', async (t) => {
   t.equal(inside.name, 'open');
   const edge = record(cfg, s, 10000, false, false, half); // 0 is exactly windowMs old: out
   t.equal(edge.name, 'closed');
-  t.same(edge.outcomes.map((o) => o.at), [1, 2, 3, 10000]);
+  t.same(outcomeList(edge.outcomes).map((o) => o.at), [1, 2, 3, 10000]);
   const later = record(cfg, s, 20000, false, false, half);
-  t.same(later.outcomes.map((o) => o.at), [20000]);
+  t.same(outcomeList(later.outcomes).map((o) => o.at), [20000]);
 });
 
 t.test('the window is bounded to MAX_OUTCOMES', async (t) => {
   t.equal(MAX_OUTCOMES, 1000);
   let s = initialBreaker(0);
   for (let i = 0; i < 2500; i++) s = record(cfg, s, 100, true, false, half);
-  t.equal(s.outcomes.length, 1000);
+  t.equal(s.outcomes.calls, 1000);
+  t.equal(outcomeList(s.outcomes).length, 1000);
   // The cut drops the oldest: after k failures the window is k failed of 1000, so it opens at k = 500.
   let k = 0;
   while (s.name === 'closed' && k < 2000) { s = record(cfg, s, 101, false, false, half); k++; }
@@ -182,7 +185,8 @@ t.test('stale outcomes are ignored', async (t) => {
   const ho = freeze(admit(cfg, open, 2000).state);
   t.equal(record(cfg, ho, 2001, false, false, half), ho, 'non-probe failure while half-open');
   const closed = record(cfg, freeze(initialBreaker(0)), 5, true, true, half);
-  t.equal(closed.outcomes.length, 1, 'a probe outcome after closing counts as a normal outcome');
+  t.equal(closed.outcomes.calls, 1, 'a probe outcome after closing counts as a normal outcome');
+  t.same(outcomeList(closed.outcomes), [{ at: 5, ok: true }]);
 });
 
 t.test('lost probes: after the probe deadline the slots are presumed free', async (t) => {
@@ -204,4 +208,61 @@ t.test('inputs are never mutated', async (t) => {
   record(cfg, s, 10, false, false, half);
   admit(cfg, s, 10);
   t.equal(JSON.stringify(s), snapshot);
+});
+
+/** The window as a plain list, the way it was specified: filter by age, then keep the newest MAX_OUTCOMES. */
+function reference(list: readonly Outcome[], ok: boolean, windowMs: number, now: number): Outcome[] {
+  const kept = [...list, { at: now, ok }].filter((o) => o.at > now - windowMs);
+  return kept.length > MAX_OUTCOMES ? kept.slice(kept.length - MAX_OUTCOMES) : kept;
+}
+
+t.test('the counted window equals the plain list, call for call (seeded, clock steps back too)', async (t) => {
+  for (const seed of [1, 2, 3]) {
+    const rand = mulberry32(seed);
+    let w: OutcomeWindow = emptyWindow();
+    let list: Outcome[] = [];
+    let now = 1_000_000;
+    let bad = 0;
+    let backSteps = 0;
+    let capped = 0;
+    for (let i = 0; i < 30000 && bad === 0; i++) {
+      const r = rand();
+      const dense = i % 6000 < 3000; // dense phases overflow MAX_OUTCOMES, sparse ones expire by age
+      if (r < 0.4) now += 0; // same ms: runs merge
+      else if (r < 0.995) now += Math.floor(rand() * (dense ? 4 : 60));
+      else if (r < 0.998) now += 2000 + Math.floor(rand() * 9000); // a pause: most of the window expires
+      else {
+        now -= Math.floor(rand() * 3000); // the clock steps back
+        backSteps++;
+      }
+      const ok = rand() < (i % 5000 < 2500 ? 0.9 : 0.3);
+      const windowMs = i % 7000 < 6000 ? 10000 : 300;
+      w = addOutcome(freeze(w), ok, windowMs, now);
+      list = reference(list, ok, windowMs, now);
+      const failures = list.filter((o) => !o.ok).length;
+      if (w.calls !== list.length || w.failures !== failures) bad++;
+      if (list.length === MAX_OUTCOMES) capped++;
+      if (i % 97 === 0 && JSON.stringify(outcomeList(w)) !== JSON.stringify(list)) bad++;
+      if (w.chunks.some((c) => c.length === 0 || c.length > CHUNK_RUNS)) bad++;
+    }
+    t.equal(bad, 0, `seed ${seed}: same calls, failures and outcomes as the plain list (${backSteps} clock steps back, ${capped} calls at the cap)`);
+    t.ok(backSteps > 10 && capped > 1000, 'the run went through clock steps back and through the MAX_OUTCOMES cap');
+    t.same(outcomeList(w), list, `seed ${seed}: final window`);
+  }
+});
+
+t.test('runs: same ms and result are counted, not repeated; a busy window stays small', async (t) => {
+  let w = emptyWindow();
+  for (let i = 0; i < 5; i++) w = addOutcome(freeze(w), true, 10000, 100);
+  w = addOutcome(freeze(w), false, 10000, 100);
+  w = addOutcome(freeze(w), true, 10000, 100);
+  t.same(w.chunks, [[{ at: 100, ok: true, n: 5 }, { at: 100, ok: false, n: 1 }, { at: 100, ok: true, n: 1 }]]);
+  t.same([w.calls, w.failures], [7, 1]);
+  // 1000 calls a second for a minute: the window holds MAX_OUTCOMES calls in a handful of chunks.
+  let s = initialBreaker(0);
+  for (let i = 0; i < 60000; i++) s = record(cfg, s, Math.floor(i / 10), true, false, half);
+  t.equal(s.outcomes.calls, MAX_OUTCOMES);
+  const runs = s.outcomes.chunks.reduce((n, c) => n + c.length, 0);
+  t.ok(runs <= MAX_OUTCOMES / 10 + 1, `one run per ms: ${runs} runs`);
+  t.ok(s.outcomes.chunks.length <= Math.ceil(runs / CHUNK_RUNS) + 1, `${s.outcomes.chunks.length} chunks`);
 });

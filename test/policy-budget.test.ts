@@ -4,7 +4,7 @@
  */
 import t from 'tap';
 import {
-  refill, take, fullBucket, budgetAllows, noteAttempt, emptyBudget, MAX_BUDGET_ENTRIES, type TokenBucket, type RetryBudget,
+  refill, take, fullBucket, budgetAllows, noteAttempt, emptyBudget, bucketMs, BUDGET_BUCKETS, type TokenBucket, type RetryBudget,
 } from '../agent/policy/budget.js';
 import { mulberry32 } from './helpers/rand.js';
 
@@ -86,44 +86,107 @@ t.test('long run never beats burst + rate * elapsed', async (t) => {
   t.ok(granted > 0.9 * (rate * now) / 1000, 'and a busy caller gets close to the rate');
 });
 
+/** A budget with `firsts` first attempts and `retries` retries noted at each of the given times. */
+function budgetAt(W: number, firsts: [number, number][], retries: [number, number][]): RetryBudget {
+  const events: [number, boolean][] = [];
+  for (const [time, n] of firsts) for (let i = 0; i < n; i++) events.push([time, false]);
+  for (const [time, n] of retries) for (let i = 0; i < n; i++) events.push([time, true]);
+  events.sort((a, b) => a[0] - b[0]);
+  let b = emptyBudget();
+  for (const [time, isRetry] of events) b = noteAttempt(frozen(b), isRetry, W, time);
+  return b;
+}
+
 t.test('retry budget: allowance = ratio * firsts + minPerSec * window', async (t) => {
   const W = 10000;
-  const at = (n: number, time: number) => Array(n).fill(time) as number[];
   const rows: [string, RetryBudget, number, number, boolean][] = [
     // name, budget, ratio, minPerSec, expected (now = 20000)
     ['empty', emptyBudget(), 0.2, 1, true],
-    ['9 retries under the floor of 10', { firstAttempts: [], retries: at(9, 15000) }, 0.2, 1, true],
-    ['10 retries reach the floor', { firstAttempts: [], retries: at(10, 15000) }, 0.2, 1, false],
-    ['50 firsts add 10: 19 ok', { firstAttempts: at(50, 15000), retries: at(19, 15000) }, 0.2, 1, true],
-    ['50 firsts add 10: 20 not', { firstAttempts: at(50, 15000), retries: at(20, 15000) }, 0.2, 1, false],
-    ['old retries fall out', { firstAttempts: [], retries: at(100, 10000) }, 0.2, 1, true],
-    ['old firsts fall out too', { firstAttempts: at(50, 10000), retries: at(10, 15000) }, 0.2, 1, false],
+    ['9 retries under the floor of 10', budgetAt(W, [], [[15000, 9]]), 0.2, 1, true],
+    ['10 retries reach the floor', budgetAt(W, [], [[15000, 10]]), 0.2, 1, false],
+    ['50 firsts add 10: 19 ok', budgetAt(W, [[15000, 50]], [[15000, 19]]), 0.2, 1, true],
+    ['50 firsts add 10: 20 not', budgetAt(W, [[15000, 50]], [[15000, 20]]), 0.2, 1, false],
+    ['old retries fall out', budgetAt(W, [], [[10000, 100]]), 0.2, 1, true],
+    ['old firsts fall out too', budgetAt(W, [[10000, 50]], [[15000, 10]]), 0.2, 1, false],
     ['no floor, no firsts: nothing', emptyBudget(), 0.2, 0, false],
-    ['ratio 0 with floor', { firstAttempts: at(1000, 15000), retries: at(10, 15000) }, 0, 1, false],
-    ['fractional allowance 0.5: one retry', { firstAttempts: [], retries: [] }, 0, 0.05, true],
-    ['fractional allowance 0.5: not two', { firstAttempts: [], retries: [19000] }, 0, 0.05, false],
+    ['ratio 0 with floor', budgetAt(W, [[15000, 1000]], [[15000, 10]]), 0, 1, false],
+    ['fractional allowance 0.5: one retry', budgetAt(W, [], []), 0, 0.05, true],
+    ['fractional allowance 0.5: not two', budgetAt(W, [], [[19000, 1]]), 0, 0.05, false],
+    ['the newest bucket counts (19999 ms)', budgetAt(W, [], [[19999, 10]]), 0.2, 1, false],
+    ['spread over the window, all count', budgetAt(W, [[11000, 25], [19999, 25]], [[11000, 10], [19000, 10]]), 0.2, 1, false],
+    ['spread over the window: one under', budgetAt(W, [[11000, 25], [19999, 25]], [[11000, 10], [19000, 9]]), 0.2, 1, true],
+    ['firsts at 10999 left with their bucket (start 10000)', budgetAt(W, [[10999, 50]], [[15000, 10]]), 0.2, 1, false],
+    ['counts are not capped: 20000 firsts allow 4000 + 10', budgetAt(W, [[15000, 20000]], [[15000, 4009]]), 0.2, 1, true],
+    ['counts are not capped: and not 4010', budgetAt(W, [[15000, 20000]], [[15000, 4010]]), 0.2, 1, false],
   ];
   for (const [name, b, ratio, minPerSec, want] of rows) t.equal(budgetAllows(b, ratio, minPerSec, W, 20000), want, name);
+  // A budget that was not pruned (no noteAttempt since) still answers for `now` alone.
+  const stale = budgetAt(W, [], [[15000, 10]]);
+  t.equal(budgetAllows(stale, 0.2, 1, W, 24999), false, 'still inside at 24999');
+  t.equal(budgetAllows(stale, 0.2, 1, W, 25000), true, 'bucket 15000 is exactly windowMs old at 25000: out');
 });
 
-t.test('noteAttempt prunes, appends and bounds', async (t) => {
-  const W = 1000;
+t.test('bucket resolution: an attempt leaves the window with its bucket', async (t) => {
+  const W = 10000;
+  t.equal(BUDGET_BUCKETS, 10);
+  t.same([bucketMs(10000), bucketMs(1000), bucketMs(1005), bucketMs(5), bucketMs(0)], [1000, 100, 101, 1, 1]);
+  // 10 retries at 10999 sit in bucket [10000, 11000): inside while 10000 > now - W.
+  const b = budgetAt(W, [], [[10999, 10]]);
+  t.same(b.buckets, [{ start: 10000, firstAttempts: 0, retries: 10 }]);
+  t.equal(budgetAllows(b, 0.2, 1, W, 10999), false, 'fresh');
+  t.equal(budgetAllows(b, 0.2, 1, W, 19999), false, 'inside until the bucket start is windowMs old');
+  t.equal(budgetAllows(b, 0.2, 1, W, 20000), true, 'out at 20000: 1 ms short of an exact window (20999), never longer');
+  // An attempt never counts longer than windowMs, whatever its place in its bucket.
+  for (const at of [10000, 10001, 10500, 10999]) {
+    const one = budgetAt(W, [], [[at, 1]]);
+    t.equal(budgetAllows(one, 0, 0.1, W, at + W), true, `an attempt at ${at} is out at ${at + W}`);
+    t.equal(budgetAllows(one, 0, 0.1, W, 10000 + W - 1), false, `an attempt at ${at} is in at ${10000 + W - 1}`);
+  }
+});
+
+t.test('noteAttempt counts per bucket, prunes and stays bounded', async (t) => {
+  const W = 1000; // buckets of 100 ms
   let b = frozen(emptyBudget());
   b = noteAttempt(b, false, W, 0);
   b = noteAttempt(frozen(b), true, W, 500);
   b = noteAttempt(frozen(b), true, W, 999);
-  t.same(b, { firstAttempts: [0], retries: [500, 999] });
+  t.same(b.buckets, [
+    { start: 0, firstAttempts: 1, retries: 0 },
+    { start: 500, firstAttempts: 0, retries: 1 },
+    { start: 900, firstAttempts: 0, retries: 1 },
+  ]);
   b = noteAttempt(frozen(b), false, W, 1000);
-  t.same(b, { firstAttempts: [1000], retries: [500, 999] }, 'an entry exactly windowMs old is dropped');
+  t.same(b.buckets.map((k) => k.start), [500, 900, 1000], 'a bucket exactly windowMs old is dropped');
   b = noteAttempt(frozen(b), true, W, 1600);
-  t.same(b, { firstAttempts: [1000], retries: [999, 1600] });
+  b = noteAttempt(frozen(b), true, W, 1650);
+  t.same(b.buckets, [
+    { start: 900, firstAttempts: 0, retries: 1 },
+    { start: 1000, firstAttempts: 1, retries: 0 },
+    { start: 1600, firstAttempts: 0, retries: 2 },
+  ], 'same bucket: counted, not appended');
 
-  t.equal(MAX_BUDGET_ENTRIES, 10000);
-  const big = frozen({ firstAttempts: frozen(Array.from({ length: 10000 }, (_, i) => i)), retries: frozen([] as number[]) });
-  const next = noteAttempt(big, false, 1e9, 10001);
-  t.equal(next.firstAttempts.length, 10000);
-  t.same([next.firstAttempts[0], next.firstAttempts[9999]], [1, 10001], 'the oldest is dropped, the newest kept');
-  t.equal(big.firstAttempts.length, 10000, 'input untouched');
+  const input = frozen({ buckets: frozen([frozen({ start: 1600, firstAttempts: 0, retries: 2 })]) });
+  const next = noteAttempt(input, true, W, 1601);
+  t.same(input.buckets, [{ start: 1600, firstAttempts: 0, retries: 2 }], 'input untouched');
+  t.same(next.buckets, [{ start: 1600, firstAttempts: 0, retries: 3 }]);
+
+  // A million attempts, one per ms: never more than BUDGET_BUCKETS + 1 buckets, and the counts are exact.
+  let big = emptyBudget();
+  let most = 0;
+  for (let now = 0; now < 1_000_000; now++) {
+    big = noteAttempt(big, now % 4 === 0, 10000, now);
+    most = Math.max(most, big.buckets.length);
+  }
+  t.ok(most <= BUDGET_BUCKETS + 1, `at most ${BUDGET_BUCKETS + 1} buckets (saw ${most})`);
+  const inWindow = big.buckets.reduce((n, k) => n + k.firstAttempts + k.retries, 0);
+  t.equal(inWindow, 10 * 1000, 'at 999999 the buckets 990000..999000 are inside: 10 x 1000 attempts');
+
+  // The clock goes backwards: the buckets stay in start order and both count.
+  let back = noteAttempt(emptyBudget(), true, W, 5000);
+  back = noteAttempt(frozen(back), true, W, 3000);
+  t.same(back.buckets.map((k) => k.start), [3000, 5000]);
+  t.equal(budgetAllows(back, 0, 2, W, 3000), false, 'both retries count: 2 is not under a floor of 2');
+  t.equal(budgetAllows(back, 0, 3, W, 3000), true, '2 < 3');
 });
 
 t.test('budget and noteAttempt together throttle a retry storm', async (t) => {

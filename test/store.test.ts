@@ -94,7 +94,7 @@ t.test('codec', async (t) => {
     t.equal(p.iv?.length, 12, '96-bit IV');
     t.equal(p.tag?.length, 16, '128-bit tag');
     t.notOk(p.body.includes(Buffer.from('counter')), 'body is not plaintext');
-    t.equal(codec.decode(p, 'KEY-A'), json);
+    t.equal(codec.decodeText(p, 'KEY-A'), json);
     const p2 = codec.encode(json, 'KEY-A');
     t.not(p2.iv!.toString('hex'), p.iv!.toString('hex'), 'a fresh IV per encode');
   });
@@ -105,7 +105,7 @@ t.test('codec', async (t) => {
     const p = codec.encode(json, 'KEY-A');
     t.same({ codec: p.codec, keyId: p.keyId, iv: p.iv, tag: p.tag }, { codec: 'zlib', keyId: null, iv: null, tag: null });
     t.ok(p.body.length < json.length, 'compressed');
-    t.equal(codec.decode(p, 'KEY-A'), json);
+    t.equal(codec.decodeText(p, 'KEY-A'), json);
   });
 
   t.test('tampering is detected: PAYLOAD_UNREADABLE', async (t) => {
@@ -123,7 +123,7 @@ t.test('codec', async (t) => {
     const wrongKey = new PayloadCodec(loadKeyring(other.file, 'k1'), 'k1');
     throwsCode(t, () => wrongKey.decode(p, 'KEY-A'), 'PAYLOAD_UNREADABLE', 'same id, different key');
     throwsCode(t, () => new PayloadCodec(null, null).decode(p, 'KEY-A'), 'PAYLOAD_UNREADABLE', 'no keyring');
-    t.equal(codec.decode(p, 'KEY-A'), readingsJson('d1', 10), 'the untouched payload still decodes');
+    t.equal(codec.decodeText(p, 'KEY-A'), readingsJson('d1', 10), 'the untouched payload still decodes');
   });
 
   t.test('key rotation: rows written with k1 decode after k2 becomes current', async (t) => {
@@ -140,12 +140,12 @@ t.test('codec', async (t) => {
     const c2 = new PayloadCodec(ring, 'k2');
     const stored = rowPayload(db, old.key);
     t.equal(stored.keyId, 'k1');
-    t.equal(c2.decode(stored, old.key), readingsJson('d1', 5), 'k1 row readable with k2 current');
+    t.equal(c2.decodeText(stored, old.key), readingsJson('d1', 5), 'k1 row readable with k2 current');
 
     const fresh = batch(c2, 'd1');
     outbox.commit([fresh]);
     t.equal(rowPayload(db, fresh.key).keyId, 'k2', 'new rows use k2');
-    t.equal(c2.decode(rowPayload(db, fresh.key), fresh.key), readingsJson('d1', 3));
+    t.equal(c2.decodeText(rowPayload(db, fresh.key), fresh.key), readingsJson('d1', 3));
 
     // both keys differ
     t.not(ring.get('k1')!.toString('hex'), ring.get('k2')!.toString('hex'));
@@ -327,7 +327,7 @@ t.test('outbox', async (t) => {
     t.same(JSON.parse(ev[0].detail as string), { key: 'KEY-1' });
     const after = db.prepare('SELECT * FROM payloads WHERE batch_key = ?').get('KEY-1') as Record<string, unknown>;
     t.same(after, before, 'the original row is unchanged');
-    t.equal(codec.decode(rowPayload(db, 'KEY-1'), 'KEY-1'), readingsJson('d1', 3, 1), 'and still decodes to the original readings');
+    t.equal(codec.decodeText(rowPayload(db, 'KEY-1'), 'KEY-1'), readingsJson('d1', 3, 1), 'and still decodes to the original readings');
     t.equal(db.prepare(`SELECT count(*) FROM recovery_tasks WHERE idempotency_key = 'KEY-1'`).pluck().get(), 2);
 
     // counters add up across commits (KEY-2 again with the same readings is a replay)

@@ -16,7 +16,15 @@ export async function runAgent(cfg: Config): Promise<void> {
     log.flush();
     throw e;
   }
-  engine.start();
+  try {
+    await engine.start();
+  } catch (e) {
+    // e.g. the HTTP port is taken: stop what started, say why, exit non-zero.
+    log.fatal({ err: e, code: (e as { code?: string }).code }, 'cannot start');
+    await engine.stop();
+    log.flush();
+    throw e;
+  }
   if (cfg.logFile !== '-') console.log(`holdfast running (gateway ${cfg.gatewayId}); log: ${cfg.logFile}; data: ${cfg.dataDir}`);
   const shutdown = (sig: string) => {
     log.info({ signal: sig }, 'shutting down');

@@ -4,6 +4,7 @@
  * Every problem is reported with the path of the key at fault; nothing starts on a bad config.
  */
 import { readFileSync, statSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import type { ErrorObject } from 'ajv';
@@ -108,6 +109,8 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
   doc.spoolDir = abs(doc.spoolDir);
   const store = doc.store as Record<string, unknown> | undefined;
   if (store && typeof store === 'object') store.keyFile = abs(store.keyFile);
+  const api = doc.api as Record<string, unknown> | undefined;
+  if (api && typeof api === 'object') api.tokenFile = abs(api.tokenFile);
   if (Array.isArray(doc.buses)) {
     for (const b of doc.buses as Record<string, unknown>[]) {
       if (!b || typeof b !== 'object' || !Array.isArray(b.devices)) continue;
@@ -140,6 +143,7 @@ function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
     devices.add(s.device);
   });
   busChecks(cfg, devices, problems);
+  apiChecks(cfg, problems);
 }
 
 /** Buses: transport fields, unique names and unit ids, loadable device maps and board profile. */
@@ -174,6 +178,25 @@ function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigPr
     } catch (e) {
       problems.push({ path: '/hardware/profile', message: (e as Error).message });
     }
+  }
+}
+
+/** The HTTP server: a non-loopback bind needs an allow-list; the token file must be private. */
+function apiChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
+  const a = cfg.api;
+  const loopback = a.listen === '127.0.0.1' || a.listen === '::1' || a.listen === 'localhost';
+  if (a.enabled && !loopback && a.allow.length === 0) {
+    problems.push({ path: '/api/allow', message: `listening on ${a.listen} needs an explicit CIDR allow-list (e.g. ["10.0.0.0/8"])` });
+  }
+  a.allow.forEach((c, i) => {
+    const [ip, bits] = c.split('/');
+    const v = isIP(ip);
+    if (v === 0 || (bits !== undefined && Number(bits) > (v === 4 ? 32 : 128))) problems.push({ path: `/api/allow/${i}`, message: `not a CIDR: ${JSON.stringify(c)}` });
+  });
+  if (a.tokenFile !== undefined) {
+    const st = statOrNull(a.tokenFile);
+    if (!st) problems.push({ path: '/api/tokenFile', message: `${a.tokenFile} does not exist` });
+    else if ((st.mode & 0o077) !== 0) problems.push({ path: '/api/tokenFile', message: `${a.tokenFile} has mode ${(st.mode & 0o777).toString(8)}; run chmod 600 ${a.tokenFile}` });
   }
 }
 

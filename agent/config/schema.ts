@@ -195,6 +195,19 @@ export const configSchema = {
       },
     },
     buses: { type: 'array', default: [], items: bus, description: 'Modbus buses and their devices' },
+    api: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'the local HTTP server: /metrics, /healthz, /readyz and the admin API',
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        listen: { type: 'string', minLength: 1, default: '127.0.0.1', description: 'bind address; anything but loopback needs `allow`' },
+        port: { type: 'integer', minimum: 0, maximum: 65535, default: 9090, description: '0 = any free port (logged)' },
+        allow: { type: 'array', default: [], items: { type: 'string', pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$' }, description: 'CIDR allow-list of clients (default: loopback only)' },
+        tokenFile: { type: 'string', minLength: 1, description: 'bearer token for /api/* (file mode 0600); without it the admin API refuses everything' },
+      },
+    },
     uplinks: { type: 'array', items: mqttUplink, description: 'upstreams; each batch gets one task per enabled uplink' },
   },
 } as const;

@@ -120,6 +120,14 @@ export interface HardwareConfig {
   sysfsRoot: string;
 }
 
+export interface ApiConfig {
+  enabled: boolean;
+  listen: string;
+  port: number;
+  allow: string[];
+  tokenFile?: string;
+}
+
 export interface HoldfastConfig {
   gatewayId: string;
   dataDir: string;
@@ -132,6 +140,7 @@ export interface HoldfastConfig {
   sources: SourceConfig[];
   hardware: HardwareConfig;
   buses: BusConfig[];
+  api: ApiConfig;
   uplinks: UplinkConfig[];
 }
 

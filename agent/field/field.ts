@@ -98,8 +98,16 @@ export class Field {
     }
   }
 
+  private readonly lastVolts = new Map<string, number | null>();
+
+  /** Last bus-voltage sample of each measured bus. */
+  busVolts(): { bus: string; volts: number | null }[] {
+    return [...this.lastVolts].map(([bus, volts]) => ({ bus, volts }));
+  }
+
   private voltage(b: DeepReadonly<BusConfig>): void {
     const volts = this.sensors.busVolts(b.name);
+    this.lastVolts.set(b.name, volts);
     const r = observeVoltage(this.state, { now: Date.now(), bus: b.name, volts, window: { min: b.voltage.min, max: b.voltage.max } });
     this.apply(r.state, r.verdicts);
   }

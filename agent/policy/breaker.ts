@@ -6,8 +6,10 @@
  * after enough failures and lets a few probes through later to see whether it is back.
  *
  *   closed     every call is admitted; outcomes are kept for windowMs (at most
- *              MAX_OUTCOMES of them). When the window holds >= minCalls outcomes, at least
- *              one failure, and failures / calls >= failureRate, the breaker opens.
+ *              MAX_OUTCOMES of them, the oldest dropped). When the window holds >= minCalls
+ *              outcomes, at least one failure, and failures / calls >= failureRate, the
+ *              breaker opens. The window is exact to the ms: an outcome exactly windowMs old
+ *              is out.
  *   open       nothing is admitted until openUntil = now + openMs * (0.8 + 0.4 * rand()):
  *              +-20 % so gateways that failed together do not probe together.
  *   half_open  up to halfOpenProbes probes may be in flight. One failed probe reopens
@@ -26,6 +28,13 @@
  *
  * Everything is immutable: each function returns new objects and never mutates its input.
  * `now` is epoch ms from the caller; `rand` in [0, 1) is injected for the jitter.
+ *
+ * The window is stored as counts, not as one entry per call: consecutive outcomes recorded at the
+ * same ms with the same result are one run {at, ok, n}, and the runs sit in chunks of at most
+ * CHUNK_RUNS. Recording copies only the newest chunk and the (short) list of chunks, and the
+ * call and failure totals are kept alongside, so a busy lane pays O(CHUNK_RUNS + chunks) per
+ * outcome instead of copying and filtering up to MAX_OUTCOMES entries. outcomeList() expands a
+ * window back into one {at, ok} per call (tests, debugging).
  */
 import type { BreakerConfig } from '../config/types.js';
 
@@ -36,6 +45,26 @@ export interface Outcome {
   ok: boolean;
 }
 
+/** `n` consecutive outcomes recorded at the same ms with the same result. */
+export interface OutcomeRun {
+  at: number;
+  ok: boolean;
+  n: number;
+}
+
+/** The closed-state window: runs oldest first, in chunks; calls and failures are their totals. */
+export interface OutcomeWindow {
+  chunks: readonly (readonly OutcomeRun[])[];
+  calls: number;
+  failures: number;
+  /**
+   * The runs' times never decrease (the usual case): expired outcomes can only be at the front.
+   * False after the clock went backwards, until the out-of-order runs have left the window;
+   * meanwhile every record filters the whole window, exactly as an unordered list would be.
+   */
+  ordered: boolean;
+}
+
 export interface BreakerState {
   name: BreakerStateName;
   /** When the breaker entered this state. */
@@ -43,7 +72,7 @@ export interface BreakerState {
   /** open: when half_open may start. half_open: the probe deadline (see header). closed: 0. */
   openUntil: number;
   /** closed: outcomes within windowMs, oldest first. */
-  outcomes: readonly Outcome[];
+  outcomes: OutcomeWindow;
   /** half_open: probes admitted and not yet recorded. */
   probesInFlight: number;
   /** half_open: successful probes so far. */
@@ -62,11 +91,20 @@ export interface Admission {
 
 /** Outcomes kept in the closed window at most (a busy lane must not grow it without bound). */
 export const MAX_OUTCOMES = 1000;
+/** Runs per chunk of the window (see header). */
+export const CHUNK_RUNS = 32;
+
+const NO_RUNS: readonly OutcomeRun[] = Object.freeze([]);
+const NO_CHUNKS: readonly (readonly OutcomeRun[])[] = Object.freeze([]);
+
+export function emptyWindow(): OutcomeWindow {
+  return { chunks: NO_CHUNKS, calls: 0, failures: 0, ordered: true };
+}
 /** The open time is jittered by +- this fraction. */
 export const OPEN_JITTER = 0.2;
 
 export function initialBreaker(now: number): BreakerState {
-  return { name: 'closed', since: now, openUntil: 0, outcomes: [], probesInFlight: 0, probeSuccesses: 0 };
+  return { name: 'closed', since: now, openUntil: 0, outcomes: emptyWindow(), probesInFlight: 0, probeSuccesses: 0 };
 }
 
 /** Manual reset (console, config reload): closed with an empty window. */
@@ -84,7 +122,7 @@ function probeLimit(cfg: BreakerConfig): number {
   return Math.max(1, Math.floor(cfg.halfOpenProbes));
 }
 
-function opened(cfg: BreakerConfig, now: number, outcomes: readonly Outcome[], rand: () => number): BreakerState {
+function opened(cfg: BreakerConfig, now: number, outcomes: OutcomeWindow, rand: () => number): BreakerState {
   const factor = 1 - OPEN_JITTER + 2 * OPEN_JITTER * draw(rand);
   return {
     name: 'open',
@@ -97,13 +135,107 @@ function opened(cfg: BreakerConfig, now: number, outcomes: readonly Outcome[], r
 }
 
 function halfOpened(cfg: BreakerConfig, now: number): BreakerState {
-  return { name: 'half_open', since: now, openUntil: now + cfg.openMs, outcomes: [], probesInFlight: 0, probeSuccesses: 0 };
+  return { name: 'half_open', since: now, openUntil: now + cfg.openMs, outcomes: emptyWindow(), probesInFlight: 0, probeSuccesses: 0 };
 }
 
-/** Outcomes younger than windowMs, the newest MAX_OUTCOMES of them. */
-export function pruneOutcomes(outcomes: readonly Outcome[], windowMs: number, now: number): Outcome[] {
-  const kept = outcomes.filter((o) => o.at > now - windowMs);
-  return kept.length > MAX_OUTCOMES ? kept.slice(kept.length - MAX_OUTCOMES) : kept;
+/** One {at, ok} per call in the window, oldest first. */
+export function outcomeList(w: OutcomeWindow): Outcome[] {
+  const out: Outcome[] = [];
+  for (const chunk of w.chunks) for (const r of chunk) for (let i = 0; i < r.n; i++) out.push({ at: r.at, ok: r.ok });
+  return out;
+}
+
+/**
+ * Drops from the front of the window every outcome at or before `edge` and, beyond that, the
+ * oldest outcomes over `max`. Returns `w` itself when nothing goes.
+ */
+function dropOld(w: OutcomeWindow, edge: number, max: number): OutcomeWindow {
+  let { calls, failures } = w;
+  const chunks = w.chunks;
+  let c = 0; // first chunk kept
+  let r = 0; // first run kept in chunks[c]
+  let cut = 0; // outcomes dropped from the front of run r
+  while (c < chunks.length) {
+    const run = chunks[c][r];
+    const expired = run.at <= edge;
+    const over = calls - max;
+    if (!expired && over <= 0) break;
+    const drop = expired ? run.n : Math.min(run.n, over);
+    calls -= drop;
+    if (!run.ok) failures -= drop;
+    if (drop < run.n) {
+      cut = drop;
+      break;
+    }
+    r++;
+    if (r === chunks[c].length) {
+      c++;
+      r = 0;
+    }
+  }
+  if (c === 0 && r === 0 && cut === 0) return w;
+  if (c === chunks.length) return emptyWindow();
+  const first = chunks[c];
+  let head = r === 0 ? first : first.slice(r);
+  if (cut > 0) {
+    const run = head[0];
+    head = [{ at: run.at, ok: run.ok, n: run.n - cut }, ...head.slice(1)];
+  }
+  const rest = chunks.slice(c);
+  rest[0] = head;
+  return { chunks: rest, calls, failures, ordered: w.ordered };
+}
+
+/** The slow exact path for an unordered window: keep runs after `edge`, then the newest `max` outcomes. */
+function rebuild(w: OutcomeWindow, edge: number, max: number): OutcomeWindow {
+  const runs: OutcomeRun[] = [];
+  let calls = 0;
+  let failures = 0;
+  for (const chunk of w.chunks) {
+    for (const r of chunk) {
+      if (r.at <= edge) continue;
+      runs.push(r);
+      calls += r.n;
+      if (!r.ok) failures += r.n;
+    }
+  }
+  let i = 0;
+  while (calls > max) {
+    const r = runs[i];
+    const drop = Math.min(r.n, calls - max);
+    calls -= drop;
+    if (!r.ok) failures -= drop;
+    if (drop < r.n) runs[i] = { at: r.at, ok: r.ok, n: r.n - drop };
+    else i++;
+  }
+  const kept = runs.slice(i);
+  let ordered = true;
+  for (let k = 1; k < kept.length; k++) if (kept[k].at < kept[k - 1].at) ordered = false;
+  const chunks: OutcomeRun[][] = [];
+  for (let k = 0; k < kept.length; k += CHUNK_RUNS) chunks.push(kept.slice(k, k + CHUNK_RUNS));
+  return { chunks, calls, failures, ordered };
+}
+
+/** The window with one outcome added at `now`, pruned to windowMs and MAX_OUTCOMES. Never mutates `w`. */
+export function addOutcome(w: OutcomeWindow, ok: boolean, windowMs: number, now: number): OutcomeWindow {
+  const chunks = w.chunks;
+  let next: OutcomeWindow;
+  const lastChunk = chunks.length > 0 ? chunks[chunks.length - 1] : NO_RUNS;
+  const last = lastChunk.length > 0 ? lastChunk[lastChunk.length - 1] : undefined;
+  if (last && last.at === now && last.ok === ok) {
+    const chunk = lastChunk.slice();
+    chunk[chunk.length - 1] = { at: now, ok, n: last.n + 1 };
+    const all = chunks.slice();
+    all[all.length - 1] = chunk;
+    next = { chunks: all, calls: w.calls + 1, failures: w.failures + (ok ? 0 : 1), ordered: w.ordered };
+  } else {
+    const run: OutcomeRun = { at: now, ok, n: 1 };
+    const all = chunks.slice();
+    if (lastChunk.length > 0 && lastChunk.length < CHUNK_RUNS) all[all.length - 1] = [...lastChunk, run];
+    else all.push([run]);
+    next = { chunks: all, calls: w.calls + 1, failures: w.failures + (ok ? 0 : 1), ordered: w.ordered && (!last || now >= last.at) };
+  }
+  return next.ordered ? dropOld(next, now - windowMs, MAX_OUTCOMES) : rebuild(next, now - windowMs, MAX_OUTCOMES);
 }
 
 /** Asks whether a call may go out now. Never mutates `s`. */
@@ -137,9 +269,9 @@ export function record(
 ): BreakerState {
   switch (s.name) {
     case 'closed': {
-      const outcomes = pruneOutcomes([...s.outcomes, { at: now, ok }], cfg.windowMs, now);
-      const failures = outcomes.reduce((n, o) => (o.ok ? n : n + 1), 0);
-      if (outcomes.length >= cfg.minCalls && failures > 0 && failures / outcomes.length >= cfg.failureRate) {
+      const outcomes = addOutcome(s.outcomes, ok, cfg.windowMs, now);
+      const { calls, failures } = outcomes;
+      if (calls >= cfg.minCalls && failures > 0 && failures / calls >= cfg.failureRate) {
         return opened(cfg, now, outcomes, rand);
       }
       return { ...s, outcomes };
@@ -149,7 +281,7 @@ export function record(
     case 'half_open': {
       if (!probe) return s;
       const probesInFlight = Math.max(0, s.probesInFlight - 1);
-      if (!ok) return opened(cfg, now, [], rand);
+      if (!ok) return opened(cfg, now, emptyWindow(), rand);
       const probeSuccesses = s.probeSuccesses + 1;
       if (probeSuccesses >= probeLimit(cfg)) return initialBreaker(now);
       return { ...s, probesInFlight, probeSuccesses };

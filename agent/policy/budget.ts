@@ -19,9 +19,18 @@
  * window, retries are allowed while
  *     retries < ratio * firstAttempts + minPerSec * windowMs / 1000
  * The minPerSec term keeps a trickle of retries going when there are no first attempts at
- * all (a lane draining only its backlog). Timestamps are kept only for the window, and at
- * most MAX_BUDGET_ENTRIES of each kind (the oldest dropped), so memory stays bounded.
- * An entry exactly windowMs old is outside the window.
+ * all (a lane draining only its backlog).
+ *
+ * Attempts are counted, not stored: each is added to the counter of its bucket, a slice of
+ * bucketMs(windowMs) = ceil(windowMs / BUDGET_BUCKETS) ms (1 s for a 10 s window) that starts at
+ * a multiple of bucketMs. A bucket is inside the window while its start is: start > now - windowMs.
+ * So an attempt counts for at most windowMs (like an exact window) and at least
+ * windowMs - bucketMs + 1 ms (it may leave up to one bucket early), and an attempt exactly
+ * windowMs old is always outside. After noteAttempt a budget holds only buckets inside the
+ * window, at most BUDGET_BUCKETS + 1 of them whatever the attempt rate, so noteAttempt and
+ * budgetAllows cost O(BUDGET_BUCKETS), not O(attempts in the window). A bucket stamped later than
+ * `now` (the clock went backwards) is inside the window and counts until it leaves it: the budget
+ * errs towards fewer retries, never towards a burst.
  */
 
 export interface TokenBucket {
@@ -64,42 +73,70 @@ export function take(
   return { ok: false, bucket, waitMs: Math.max(1, waitMs) };
 }
 
-export interface RetryBudget {
-  firstAttempts: readonly number[];
-  retries: readonly number[];
+export interface BudgetBucket {
+  /** Start of the bucket (ms, a multiple of the bucket width used when it was opened). */
+  start: number;
+  firstAttempts: number;
+  retries: number;
 }
 
-/** Per kind, timestamps kept at most. */
-export const MAX_BUDGET_ENTRIES = 10000;
+export interface RetryBudget {
+  /** Counters per bucket, oldest first; at most BUDGET_BUCKETS + 1 after noteAttempt. */
+  buckets: readonly BudgetBucket[];
+}
+
+/** Buckets per window: the resolution of the retry budget's sliding window. */
+export const BUDGET_BUCKETS = 10;
+
+/** Width of one bucket for a window: ceil(windowMs / BUDGET_BUCKETS), at least 1 ms. */
+export function bucketMs(windowMs: number): number {
+  return Math.max(1, Math.ceil(windowMs / BUDGET_BUCKETS));
+}
 
 export function emptyBudget(): RetryBudget {
-  return { firstAttempts: [], retries: [] };
-}
-
-function inWindow(stamps: readonly number[], windowMs: number, now: number): number[] {
-  const kept = stamps.filter((t) => t > now - windowMs);
-  return kept.length > MAX_BUDGET_ENTRIES ? kept.slice(kept.length - MAX_BUDGET_ENTRIES) : kept;
-}
-
-function countInWindow(stamps: readonly number[], windowMs: number, now: number): number {
-  let n = 0;
-  for (const t of stamps) if (t > now - windowMs) n++;
-  return n;
+  return { buckets: [] };
 }
 
 /**
- * May one more retry go out now? Counts only timestamps inside the window, so a budget
- * that was not pruned recently (no noteAttempt for a while) still answers correctly.
+ * May one more retry go out now? Counts only buckets inside the window, so a budget that was
+ * not pruned recently (no noteAttempt for a while) still answers correctly.
  */
 export function budgetAllows(b: RetryBudget, ratio: number, minPerSec: number, windowMs: number, now: number): boolean {
-  const firsts = countInWindow(b.firstAttempts, windowMs, now);
-  const retries = countInWindow(b.retries, windowMs, now);
+  const edge = now - windowMs;
+  let firsts = 0;
+  let retries = 0;
+  for (const k of b.buckets) {
+    if (k.start > edge) {
+      firsts += k.firstAttempts;
+      retries += k.retries;
+    }
+  }
   return retries < ratio * firsts + (minPerSec * windowMs) / 1000;
 }
 
-/** Notes an attempt (a retry or a first attempt) made at `now`; returns the pruned budget. */
+/**
+ * Notes an attempt (a retry or a first attempt) made at `now`; returns a new budget without the
+ * buckets that left the window. Never mutates `b`.
+ */
 export function noteAttempt(b: RetryBudget, isRetry: boolean, windowMs: number, now: number): RetryBudget {
-  const firstAttempts = isRetry ? b.firstAttempts : [...b.firstAttempts, now];
-  const retries = isRetry ? [...b.retries, now] : b.retries;
-  return { firstAttempts: inWindow(firstAttempts, windowMs, now), retries: inWindow(retries, windowMs, now) };
+  const width = bucketMs(windowMs);
+  const start = Math.floor(now / width) * width;
+  const edge = now - windowMs;
+  const kept: BudgetBucket[] = [];
+  let mine: BudgetBucket | undefined;
+  for (const k of b.buckets) {
+    if (k.start <= edge) continue;
+    if (k.start === start) {
+      mine = { start, firstAttempts: k.firstAttempts + (isRetry ? 0 : 1), retries: k.retries + (isRetry ? 1 : 0) };
+      kept.push(mine);
+    } else kept.push(k);
+  }
+  if (!mine) {
+    mine = { start, firstAttempts: isRetry ? 0 : 1, retries: isRetry ? 1 : 0 };
+    // Keep the buckets in start order even when the clock went backwards.
+    let i = kept.length;
+    while (i > 0 && kept[i - 1].start > start) i--;
+    kept.splice(i, 0, mine);
+  }
+  return { buckets: kept };
 }

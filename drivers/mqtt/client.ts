@@ -150,6 +150,10 @@ export class MqttDriver implements UplinkDriver {
     if (parts === null) {
       return { ok: false, requestAt, failure: { kind: 'puback', code: 0x95, message: `a single reading does not fit in ${limit} bytes` } };
     }
+    if (parts.length === 1) {
+      const bad = await this.publishOne(client, parts[0], msg.key, 0, 1);
+      return bad ? { ok: false, requestAt, failure: bad } : { ok: true, requestAt, ackAt: this.now() };
+    }
     const results = await Promise.all(parts.map((p, i) => this.publishOne(client, p, msg.key, i, parts.length)));
     const bad = results.find((r) => r !== null);
     if (bad) return { ok: false, requestAt, failure: bad };
@@ -180,7 +184,7 @@ export class MqttDriver implements UplinkDriver {
     return 5 + 2 + Buffer.byteLength(this.telemetryTopic) + 2 + 4 + (1 + 2 + 15 + 2 + Buffer.byteLength(key)) + (1 + 2 + 4 + 2 + 12) + 16;
   }
 
-  private publishOne(client: MqttClient, payload: string, key: string, part: number, parts: number): Promise<RawFailure | null> {
+  private publishOne(client: MqttClient, payload: Buffer, key: string, part: number, parts: number): Promise<RawFailure | null> {
     return new Promise((resolve) => {
       const token = this.nextToken++;
       let done = false;

@@ -1,9 +1,15 @@
 /**
  * The telemetry message: `{key, seq, gatewayId, device, historical, readings}`, plus
  * `part`/`parts` when one batch had to be split to fit the packet size. The readings array is
- * spliced in as the stored text, so the common case never re-serialises a reading.
+ * spliced in as the stored bytes (head + readings + `}` in one Buffer), so the common case never
+ * re-serialises a reading nor turns ~50 KB of JSON into a JS string; only a batch that must be
+ * split is parsed. When the message's readings come with free room around them (`framable`, as
+ * the backlog read-ahead delivers them), the head and the closing brace are written into that
+ * room and the readings are not even copied.
  */
-import type { OutboundMessage } from '../uplink.js';
+import { readingsBytes, type OutboundMessage } from '../uplink.js';
+
+const TAIL = Buffer.from('}');
 
 function head(m: OutboundMessage, gatewayId: string, part?: number, parts?: number): string {
   const p = parts !== undefined && parts > 1 ? `,"part":${part},"parts":${parts}` : '';
@@ -14,10 +20,24 @@ function head(m: OutboundMessage, gatewayId: string, part?: number, parts?: numb
  * The payload(s) for one batch, each at most maxBytes long; null if a single reading cannot fit.
  * Parts are numbered from 1.
  */
-export function envelopes(m: OutboundMessage, gatewayId: string, maxBytes: number): string[] | null {
-  const whole = `${head(m, gatewayId)}${m.readingsJson}}`;
-  if (Buffer.byteLength(whole) <= maxBytes) return [whole];
-  const readings = (JSON.parse(m.readingsJson) as unknown[]).map((r) => JSON.stringify(r));
+export function envelopes(m: OutboundMessage, gatewayId: string, maxBytes: number): Buffer[] | null {
+  const body = readingsBytes(m);
+  const h = head(m, gatewayId);
+  const headBytes = Buffer.byteLength(h);
+  if (headBytes + body.length + 1 <= maxBytes) {
+    if (m.framable && body.byteOffset >= headBytes && body.buffer.byteLength >= body.byteOffset + body.length + 1) {
+      const out = Buffer.from(body.buffer, body.byteOffset - headBytes, headBytes + body.length + 1);
+      out.write(h, 0, 'utf8');
+      out[out.length - 1] = TAIL[0];
+      return [out];
+    }
+    const out = Buffer.allocUnsafe(headBytes + body.length + 1);
+    out.write(h, 0, 'utf8');
+    body.copy(out, headBytes);
+    out[out.length - 1] = TAIL[0];
+    return [out];
+  }
+  const readings = (JSON.parse(body.toString('utf8')) as unknown[]).map((r) => JSON.stringify(r));
   // Reserve room for the largest header a part can have (part/parts up to 6 digits each).
   const room = maxBytes - Buffer.byteLength(head(m, gatewayId, 999999, 999999)) - 2;
   const chunks: string[][] = [];
@@ -35,5 +55,5 @@ export function envelopes(m: OutboundMessage, gatewayId: string, maxBytes: numbe
     size += n;
   }
   if (cur.length > 0) chunks.push(cur);
-  return chunks.map((c, i) => `${head(m, gatewayId, i + 1, chunks.length)}[${c.join(',')}]}`);
+  return chunks.map((c, i) => Buffer.from(`${head(m, gatewayId, i + 1, chunks.length)}[${c.join(',')}]}`));
 }

@@ -35,6 +35,8 @@ export function makeAgentDir(brokerUrl: string, patch: Record<string, unknown> =
     sweepIntervalMs: 500,
     batch: { maxReadings: 200, maxAgeMs: 200 },
     sources: [{ type: 'simulated', device: 'sim-1', intervalMs: 5, points: 5 }],
+    // Port 0: several agents run at once in the tests; the API test picks a port itself.
+    api: { port: 0 },
     uplinks: [
       {
         name: 'broker',

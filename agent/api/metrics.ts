@@ -1,0 +1,91 @@
+/**
+ * Prometheus metrics of the contract, with prom-client (the reference implementation of the text
+ * exposition format: escaping, histogram buckets and `# TYPE` lines that promtool accepts).
+ * Buffer depth comes from the store's partial indexes at scrape time (cheap); deliveries, retries
+ * and latency are counted by the lanes as they happen; temperature and bus voltage are the last
+ * samples of the board sensors; field faults are counted by class and code as verdicts arrive.
+ */
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+
+export interface DepthRow {
+  uplink: string;
+  status: string;
+  tasks: number;
+  readings: number;
+}
+
+export interface MetricsSources {
+  depth(): DepthRow[];
+  breakers(): { uplink: string; state: string }[];
+  cpuTempC(): number | null;
+  busVolts(): { bus: string; volts: number | null }[];
+}
+
+const BREAKER_STATES = ['closed', 'open', 'half_open'];
+
+export class Metrics {
+  readonly registry = new Registry();
+  readonly deliveries: Counter<'uplink'>;
+  readonly attempts: Counter<'uplink' | 'result'>;
+  readonly retries: Counter<'uplink'>;
+  readonly latency: Histogram<'uplink'>;
+  readonly faults: Counter<'class' | 'code'>;
+  readonly readings: Counter;
+
+  constructor(src: MetricsSources) {
+    const r = this.registry;
+    this.deliveries = new Counter({ name: 'holdfast_deliveries_total', help: 'Batches acknowledged by an uplink', labelNames: ['uplink'], registers: [r] });
+    this.attempts = new Counter({ name: 'holdfast_attempts_total', help: 'Delivery attempts by result (ok, payload, link)', labelNames: ['uplink', 'result'], registers: [r] });
+    this.retries = new Counter({ name: 'holdfast_retries_total', help: 'Attempts that were retries of an earlier failure', labelNames: ['uplink'], registers: [r] });
+    this.latency = new Histogram({
+      name: 'holdfast_delivery_latency_seconds', help: 'Request to acknowledgement time of a delivery', labelNames: ['uplink'],
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [r],
+    });
+    this.faults = new Counter({ name: 'holdfast_field_faults_total', help: 'Field fault verdicts by class and code', labelNames: ['class', 'code'], registers: [r] });
+    this.readings = new Counter({ name: 'holdfast_readings_committed_total', help: 'Readings committed to the store', registers: [r] });
+    new Gauge({
+      name: 'holdfast_buffer_batches', help: 'Tasks in the store by uplink and status', labelNames: ['uplink', 'status'], registers: [r],
+      collect() {
+        this.reset();
+        for (const d of src.depth()) this.set({ uplink: d.uplink, status: d.status }, d.tasks);
+      },
+    });
+    new Gauge({
+      name: 'holdfast_buffer_readings', help: 'Readings in the store by uplink and status', labelNames: ['uplink', 'status'], registers: [r],
+      collect() {
+        this.reset();
+        for (const d of src.depth()) this.set({ uplink: d.uplink, status: d.status }, d.readings);
+      },
+    });
+    new Gauge({
+      name: 'holdfast_breaker_state', help: 'Circuit breaker state per uplink (1 for the current state)', labelNames: ['uplink', 'state'], registers: [r],
+      collect() {
+        this.reset();
+        for (const b of src.breakers()) for (const s of BREAKER_STATES) this.set({ uplink: b.uplink, state: s }, b.state === s ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'holdfast_cpu_temperature_celsius', help: 'CPU temperature (absent when the board has no readable sensor)', registers: [r],
+      collect() {
+        this.reset();
+        const c = src.cpuTempC();
+        if (c !== null) this.set(c);
+      },
+    });
+    new Gauge({
+      name: 'holdfast_bus_voltage_volts', help: 'RS-485 bus voltage per bus (absent when not measured)', labelNames: ['bus'], registers: [r],
+      collect() {
+        this.reset();
+        for (const b of src.busVolts()) if (b.volts !== null) this.set({ bus: b.bus }, b.volts);
+      },
+    });
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+
+  get contentType(): string {
+    return this.registry.contentType;
+  }
+}

@@ -1,0 +1,65 @@
+/**
+ * Wires the metrics and the HTTP server to a running engine: where each metric comes from, what
+ * the admin routes do, and when the gateway is ready.
+ */
+import { readFileSync } from 'node:fs';
+import type { Engine } from '../engine.js';
+import { retryReset, storeStatus } from '../../store/admin.js';
+import { ApiServer } from './server.js';
+import { Metrics, type DepthRow } from './metrics.js';
+
+const DEPTH_TTL_MS = 5000;
+
+export function createMetrics(engine: Engine): Metrics {
+  // Depth is a GROUP BY over recovery_tasks: cached for a few seconds so a tight scrape loop
+  // cannot turn into a table scan loop on a gateway with a million buffered batches.
+  let depth: { at: number; rows: DepthRow[] } = { at: 0, rows: [] };
+  return new Metrics({
+    depth() {
+      const now = Date.now();
+      if (now - depth.at > DEPTH_TTL_MS) {
+        const rows = engine.db
+          .prepare('SELECT uplink, status, count(*) AS tasks, coalesce(sum(reading_count), 0) AS readings FROM recovery_tasks GROUP BY uplink, status')
+          .all() as DepthRow[];
+        depth = { at: now, rows };
+      }
+      return depth.rows;
+    },
+    breakers: () => engine.lanes.map((l) => ({ uplink: l.name, state: l.snapshot().breaker })),
+    cpuTempC: () => engine.cpuTempC,
+    busVolts: () => engine.field?.busVolts() ?? [],
+  });
+}
+
+export function createApi(engine: Engine): ApiServer {
+  const a = engine.cfg.api;
+  const token = a.tokenFile ? readFileSync(a.tokenFile, 'utf8').trim() : null;
+  return new ApiServer({ listen: a.listen, port: a.port, allow: a.allow, token }, engine.metrics, {
+    status: () => ({
+      ...storeStatus(engine.db, Date.now(), engine.cfg.uplinks.map((u) => u.name)),
+      lanes: engine.lanes.map((l) => l.snapshot()),
+      fieldFaults: engine.field?.faults() ?? [],
+      cpuTempC: engine.cpuTempC,
+    }),
+    ready: () => {
+      if (engine.lanes.length === 0) return { ok: false, why: 'no uplink configured' };
+      try {
+        // Takes (and releases) the write lock: fails when the disk is read-only or the file is locked.
+        engine.db.exec('BEGIN IMMEDIATE; ROLLBACK');
+        return { ok: true };
+      } catch (e) {
+        return { ok: false, why: `store not writable: ${(e as Error).message}` };
+      }
+    },
+    resetBreaker: (uplink) => {
+      const lane = engine.lanes.find((l) => l.name === uplink);
+      lane?.resetBreaker();
+      return lane !== undefined;
+    },
+    resetRetries: (uplink) => {
+      const n = retryReset(engine.db, uplink);
+      engine.sweep();
+      return n;
+    },
+  });
+}

@@ -1,0 +1,427 @@
+/**
+ * OTLP/gRPC uplink driver: each stored batch becomes one OTLP ExportMetricsServiceRequest to an
+ * OpenTelemetry collector (port 4317), sent as exactly one unary gRPC call per send().
+ *
+ * Data model (one stored batch -> one ResourceMetrics):
+ *   resource    service.name = 'holdfast', holdfast.gateway.id, holdfast.hardware.profile,
+ *               holdfast.batch.key = the idempotency key (a collector can dedupe re-sends; keep
+ *               it a resource attribute, never promote it to a metric label)
+ *   scope       name 'holdfast', version = the agent version
+ *   metric      ONE gauge, `holdfast.reading` (option metricName), unit left empty because
+ *               points of one batch have different units; each reading is one NumberDataPoint
+ *               (as_double) with start_time = time = the reading's ORIGINAL ts (ms -> ns) and
+ *               attributes device, point, unit, quality. One metric with a `point` attribute
+ *               rather than one metric per point: point names (m103.PhVphA) stay verbatim and a
+ *               historian-style "tag" model needs no name sanitizing.
+ *   values      finite numbers as they are; booleans as 1/0 (coils, status bits); strings and
+ *               null are not representable in a gauge: skipped and counted (`skipped` in the
+ *               result). Elements that are not readings (no device/point, bad ts) are counted
+ *               in `invalid`. A batch with nothing left to send is delivered without a call.
+ *
+ * Why not OTLPMetricExporter.export(): in 0.223.x its gRPC path makes a single attempt (the
+ * RetryingTransport wraps the HTTP transports only), but it answers with an ExportResult
+ * {code, error} alone: a partial success is only written to the OTel diag logger. The driver
+ * therefore uses the exporter's own serializer (ProtobufMetricsSerializer from
+ * @opentelemetry/otlp-transformer, the code that OTLPMetricExporter runs) and makes the unary
+ * call itself with @grpc/grpc-js, which gives it the response (partial success), the status
+ * and its trailers (google.rpc.RetryInfo) of every call. Retries are off at every layer:
+ * no exporter retry loop, `grpc.enable_retries` 0 (not even grpc-js transparent retries) and
+ * no service config from DNS (`grpc.service_config_disable_resolution`), so one send() is one
+ * request on the wire and the lane's policy alone decides when to try again.
+ *
+ * connect() makes a fresh channel and sends an EMPTY ExportMetricsServiceRequest (zero
+ * resource_metrics: the collector answers OK without touching a pipeline). That is one real
+ * connection attempt through TCP, TLS, HTTP/2 and the collector's auth (which gRPC checks per
+ * call, so a ready channel alone would not reveal bad headers). A fresh channel per connect()
+ * also drops grpc-js's own reconnect backoff, which could otherwise keep failing calls for up
+ * to two minutes after the collector is back. While connected, the driver watches the channel:
+ * when it leaves READY (collector gone, connection reset) it reports onDown once.
+ */
+import { Client, credentials, Metadata, connectivityState, type ChannelCredentials, type ChannelOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { ValueType, type HrTime } from '@opentelemetry/api';
+import { resourceFromAttributes } from '@opentelemetry/resources';
+import { AggregationTemporality, DataPointType, type DataPoint, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
+import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
+import { readFileSync } from 'node:fs';
+import type { RawFailure } from '../../agent/policy/classify.js';
+import { HoldfastError } from '../../agent/errors.js';
+import { VERSION } from '../../agent/version.js';
+import type { ConnectResult, OutboundMessage, UplinkDriver } from '../uplink.js';
+import { GrpcStatus, grpcRawFailure, rawFromGrpcError } from './grpc-status.js';
+
+export const OTLP_METRICS_EXPORT_PATH = '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export';
+export const DEFAULT_METRIC_NAME = 'holdfast.reading';
+export const DEFAULT_OTLP_SEND_WINDOW = 4;
+
+export interface OtlpDriverOptions {
+  name: string;
+  /** http://host:4317 (plaintext) or https://host:4317 (TLS). */
+  url: string;
+  gatewayId: string;
+  hardwareProfile: string;
+  /** gRPC metadata on every call, e.g. { authorization: 'Bearer ...' }; keys are lower-cased. */
+  headers?: Record<string, string>;
+  /** TLS (https:// only): CA bundle to trust instead of the system roots, and a client pair for mTLS. */
+  tlsCaFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  compression: 'none' | 'gzip';
+  /** Deadline of each call (send, connect's empty export, exportAgentMetrics). */
+  timeoutMs: number;
+  /** Calls in flight the lane may keep (default 4). */
+  sendWindow?: number;
+  /** Name of the gauge every reading goes into (default holdfast.reading). */
+  metricName?: string;
+  now?: () => number;
+}
+
+/** A collector's partial success: some data points were refused, the rest were accepted. */
+export interface PartialSuccess {
+  rejected: number;
+  message: string;
+}
+
+/**
+ * SendResult with the OTLP extras. The ok branch is a subtype of uplink.ts's, so the driver
+ * still implements UplinkDriver; the lane sees `partial` once uplink.ts grows the field.
+ */
+export type OtlpSendResult =
+  | { ok: true; requestAt: number; ackAt: number; dataPoints: number; skipped: number; invalid: number; partial?: PartialSuccess }
+  | { ok: false; requestAt: number; failure: RawFailure };
+
+export type OtlpExportResult = { ok: true; partial?: PartialSuccess } | { ok: false; failure: RawFailure };
+
+/** A reading element as stored; validated field by field, never trusted. */
+interface StoredReading {
+  device?: unknown;
+  point?: unknown;
+  ts?: unknown;
+  value?: unknown;
+  unit?: unknown;
+  quality?: unknown;
+}
+
+export interface BatchMeta {
+  gatewayId: string;
+  hardwareProfile: string;
+  batchKey: string;
+  metricName?: string;
+}
+
+export interface BuiltBatch {
+  resourceMetrics: ResourceMetrics;
+  dataPoints: number;
+  skipped: number;
+  invalid: number;
+}
+
+/** Epoch milliseconds as OTel HrTime [seconds, nanoseconds], exact for integer ms. */
+export function msToHrTime(ms: number): HrTime {
+  const s = Math.floor(ms / 1000);
+  return [s, Math.round((ms - s * 1000) * 1e6)];
+}
+
+/**
+ * One stored batch (the readings array) as one ResourceMetrics. Pure. Throws a TypeError only
+ * when `readings` is not an array.
+ */
+export function batchToResourceMetrics(readings: unknown, meta: BatchMeta): BuiltBatch {
+  if (!Array.isArray(readings)) throw new TypeError('the stored batch is not a JSON array of readings');
+  const points: DataPoint<number>[] = [];
+  let skipped = 0;
+  let invalid = 0;
+  for (const el of readings as unknown[]) {
+    if (typeof el !== 'object' || el === null) {
+      invalid++;
+      continue;
+    }
+    const r = el as StoredReading;
+    if (typeof r.device !== 'string' || typeof r.point !== 'string' || typeof r.ts !== 'number' || !Number.isFinite(r.ts) || r.ts < 0) {
+      invalid++;
+      continue;
+    }
+    let value: number;
+    if (typeof r.value === 'number' && Number.isFinite(r.value)) value = r.value;
+    else if (typeof r.value === 'boolean') value = r.value ? 1 : 0;
+    else {
+      skipped++;
+      continue;
+    }
+    const t = msToHrTime(r.ts);
+    points.push({
+      startTime: t,
+      endTime: t,
+      value,
+      attributes: {
+        device: r.device,
+        point: r.point,
+        unit: typeof r.unit === 'string' ? r.unit : '',
+        quality: typeof r.quality === 'string' ? r.quality : 'uncertain',
+      },
+    });
+  }
+  const resourceMetrics: ResourceMetrics = {
+    resource: resourceFromAttributes({
+      'service.name': 'holdfast',
+      'holdfast.gateway.id': meta.gatewayId,
+      'holdfast.hardware.profile': meta.hardwareProfile,
+      'holdfast.batch.key': meta.batchKey,
+    }),
+    scopeMetrics: [{
+      scope: { name: 'holdfast', version: VERSION },
+      metrics: points.length === 0 ? [] : [{
+        descriptor: {
+          name: meta.metricName ?? DEFAULT_METRIC_NAME,
+          description: 'A field reading as acquired; attributes device, point, unit, quality',
+          unit: '',
+          valueType: ValueType.DOUBLE,
+        },
+        aggregationTemporality: AggregationTemporality.CUMULATIVE,
+        dataPointType: DataPointType.GAUGE,
+        dataPoints: points,
+      }],
+    }],
+  };
+  return { resourceMetrics, dataPoints: points.length, skipped, invalid };
+}
+
+/**
+ * The stored batch's readings, parsed. The message field is in flux (`readingsJson: string`,
+ * then a Buffer, now `readings: Buffer`): any of them is accepted, text or UTF-8 bytes, and an
+ * already parsed array too.
+ */
+export function readingsOf(m: OutboundMessage): unknown {
+  const loose = m as unknown as { readings?: unknown; readingsJson?: unknown };
+  const v = loose.readings ?? loose.readingsJson;
+  if (typeof v === 'string') return JSON.parse(v);
+  if (v instanceof Uint8Array) return JSON.parse(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8'));
+  if (Array.isArray(v)) return v;
+  throw new TypeError('the message carries no readings');
+}
+
+function target(url: string): { address: string; tls: boolean } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new HoldfastError('CONFIG_INVALID', 'not a URL (want http://host:4317 or https://host:4317)', url);
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') {
+    throw new HoldfastError('CONFIG_INVALID', 'the scheme must be http: (plaintext) or https: (TLS)', url);
+  }
+  // URL keeps IPv6 brackets in hostname ([::1]), which is what a gRPC target wants.
+  return { address: `${u.hostname}:${u.port || '4317'}`, tls: u.protocol === 'https:' };
+}
+
+type ErrWithCode = Error & { code?: string };
+
+export class OtlpDriver implements UplinkDriver {
+  readonly name: string;
+  readonly sendWindow: number;
+  private readonly address: string;
+  private readonly tls: boolean;
+  private readonly now: () => number;
+  private client: Client | null = null;
+  private up = false;
+  private downCb: ((f: RawFailure) => void) | null = null;
+  private readonly inflight = new Set<ClientUnaryCall>();
+  private readonly md: Metadata;
+  /** Data points the collector refused in partial successes since start (also per result). */
+  rejectedTotal = 0;
+  /** Values left out because a gauge cannot carry them (strings, null), since start. */
+  skippedTotal = 0;
+
+  constructor(private readonly o: OtlpDriverOptions) {
+    this.name = o.name;
+    this.sendWindow = o.sendWindow ?? DEFAULT_OTLP_SEND_WINDOW;
+    this.now = o.now ?? Date.now;
+    const t = target(o.url);
+    this.address = t.address;
+    this.tls = t.tls;
+    if (!t.tls && (o.tlsCaFile || o.tlsCertFile || o.tlsKeyFile)) {
+      throw new HoldfastError('CONFIG_INVALID', 'TLS files are set but the URL is http:; use https:', o.url);
+    }
+    if (Boolean(o.tlsCertFile) !== Boolean(o.tlsKeyFile)) {
+      throw new HoldfastError('CONFIG_INVALID', 'mTLS needs both tlsCertFile and tlsKeyFile', o.url);
+    }
+    this.md = new Metadata();
+    for (const [k, v] of Object.entries(o.headers ?? {})) {
+      try {
+        this.md.set(k.toLowerCase(), v);
+      } catch (e) {
+        throw new HoldfastError('CONFIG_INVALID', `not a valid gRPC metadata header: ${(e as Error).message}`, k);
+      }
+    }
+  }
+
+  get connected(): boolean {
+    return this.up;
+  }
+
+  onDown(cb: (f: RawFailure) => void): void {
+    this.downCb = cb;
+  }
+
+  /** Credentials read at each connect(), so a rotated certificate is picked up on reconnect. */
+  private credentials(): ChannelCredentials {
+    if (!this.tls) return credentials.createInsecure();
+    const read = (f?: string) => (f ? readFileSync(f) : null);
+    return credentials.createSsl(read(this.o.tlsCaFile), read(this.o.tlsKeyFile), read(this.o.tlsCertFile));
+  }
+
+  private channelOptions(): ChannelOptions {
+    return {
+      'grpc.default_compression_algorithm': this.o.compression === 'gzip' ? 2 : 0,
+      'grpc.primary_user_agent': `holdfast/${VERSION}`,
+      'grpc.enable_retries': 0,
+      'grpc.service_config_disable_resolution': 1,
+      // An idle channel would go IDLE after 30 min, which the watcher would take for a loss.
+      'grpc.client_idle_timeout_ms': 2147483647,
+    };
+  }
+
+  private metadata(): Metadata {
+    return this.md.clone();
+  }
+
+  async connect(): Promise<ConnectResult> {
+    this.drop();
+    let creds: ChannelCredentials;
+    try {
+      creds = this.credentials();
+    } catch (e) {
+      const err = e as ErrWithCode;
+      return { ok: false, failure: { kind: 'tls', code: err.code, message: `TLS files unreadable: ${err.message}` } };
+    }
+    let client: Client;
+    try {
+      client = new Client(this.address, creds, this.channelOptions());
+    } catch (e) {
+      return { ok: false, failure: { kind: 'socket', message: `cannot create the gRPC channel: ${(e as Error).message}` } };
+    }
+    this.client = client;
+    const r = await this.call(client, Buffer.alloc(0));
+    if (this.client !== client) return { ok: false, failure: { kind: 'socket', code: 'ECONNRESET', message: 'closed while connecting' } };
+    if (!r.ok) {
+      this.drop();
+      return r;
+    }
+    this.up = true;
+    this.watch(client);
+    return { ok: true };
+  }
+
+  /** Reports onDown once when the channel of this connection leaves READY. */
+  private watch(client: Client): void {
+    const channel = client.getChannel();
+    const wait = (state: connectivityState) => {
+      try {
+        channel.watchConnectivityState(state, Infinity, () => {
+          if (this.client !== client || !this.up) return;
+          const now = channel.getConnectivityState(false);
+          if (now === connectivityState.READY) return wait(now);
+          this.up = false;
+          this.downCb?.({ kind: 'socket', code: 'ECONNRESET', message: `connection to ${this.o.url} lost (channel ${connectivityState[now]})` });
+        });
+      } catch {
+        /* channel already shut down */
+      }
+    };
+    wait(channel.getConnectivityState(false));
+  }
+
+  private drop(): void {
+    const c = this.client;
+    this.client = null;
+    this.up = false;
+    c?.close();
+  }
+
+  /** One unary call, one attempt. */
+  private call(client: Client, body: Buffer): Promise<OtlpExportResult> {
+    return new Promise((resolve) => {
+      let call: ClientUnaryCall | undefined;
+      try {
+        call = client.makeUnaryRequest<Buffer, Buffer>(
+          OTLP_METRICS_EXPORT_PATH,
+          (b) => b,
+          (b) => b,
+          body,
+          this.metadata(),
+          { deadline: Date.now() + this.o.timeoutMs },
+          (err: ServiceError | null, resp?: Buffer) => {
+            if (call) this.inflight.delete(call);
+            if (err) {
+              const bin = err.metadata?.get('grpc-status-details-bin')[0];
+              resolve({ ok: false, failure: rawFromGrpcError(err.code, err.details ?? err.message, bin instanceof Uint8Array ? bin : undefined) });
+              return;
+            }
+            resolve({ ok: true, ...partialOf(resp) });
+          },
+        );
+        this.inflight.add(call);
+      } catch (e) {
+        // A closed channel throws synchronously.
+        resolve({ ok: false, failure: grpcRawFailure(GrpcStatus.UNAVAILABLE, `call not started: ${(e as Error).message}`) });
+      }
+    });
+  }
+
+  async send(msg: OutboundMessage): Promise<OtlpSendResult> {
+    const requestAt = this.now();
+    let built: BuiltBatch;
+    try {
+      built = batchToResourceMetrics(readingsOf(msg), {
+        gatewayId: this.o.gatewayId,
+        hardwareProfile: this.o.hardwareProfile,
+        batchKey: msg.key,
+        metricName: this.o.metricName,
+      });
+    } catch (e) {
+      return { ok: false, requestAt, failure: grpcRawFailure(GrpcStatus.INVALID_ARGUMENT, `batch not sent, unreadable: ${(e as Error).message}`) };
+    }
+    this.skippedTotal += built.skipped;
+    const extras = { dataPoints: built.dataPoints, skipped: built.skipped, invalid: built.invalid };
+    if (built.dataPoints === 0) return { ok: true, requestAt, ackAt: this.now(), ...extras };
+    const client = this.client;
+    if (!client) return { ok: false, requestAt, failure: grpcRawFailure(GrpcStatus.UNAVAILABLE, 'not connected') };
+    const r = await this.call(client, Buffer.from(ProtobufMetricsSerializer.serializeRequest(built.resourceMetrics) ?? new Uint8Array(0)));
+    if (!r.ok) return { ok: false, requestAt, failure: r.failure };
+    if (r.partial) this.rejectedTotal += r.partial.rejected;
+    return { ok: true, requestAt, ackAt: this.now(), ...extras, ...(r.partial ? { partial: r.partial } : {}) };
+  }
+
+  /** The agent's own metrics (from its MeterProvider) over the same channel; one attempt. */
+  async exportAgentMetrics(rm: ResourceMetrics): Promise<OtlpExportResult> {
+    const client = this.client;
+    if (!client) return { ok: false, failure: grpcRawFailure(GrpcStatus.UNAVAILABLE, 'not connected') };
+    const body = ProtobufMetricsSerializer.serializeRequest(rm);
+    if (!body) return { ok: false, failure: grpcRawFailure(GrpcStatus.INVALID_ARGUMENT, 'metrics could not be serialized') };
+    return this.call(client, Buffer.from(body));
+  }
+
+  async close(): Promise<void> {
+    const c = this.client;
+    this.client = null;
+    this.up = false;
+    for (const call of [...this.inflight]) call.cancel();
+    this.inflight.clear();
+    c?.close();
+  }
+}
+
+/** ExportMetricsServiceResponse -> partial success, if the collector reported one. */
+function partialOf(resp: Buffer | undefined): { partial?: PartialSuccess } {
+  if (!resp || resp.length === 0) return {};
+  let ps: { rejectedDataPoints?: number | string; errorMessage?: string } | undefined;
+  try {
+    ps = ProtobufMetricsSerializer.deserializeResponse(resp).partialSuccess as typeof ps;
+  } catch {
+    return {}; // an unreadable response to an OK status is still an OK
+  }
+  const rejected = Number(ps?.rejectedDataPoints ?? 0);
+  const message = ps?.errorMessage ?? '';
+  // Spec: rejected > 0 is a partial success; 0 with a message is a warning. Neither is retried.
+  if (rejected > 0 || message) return { partial: { rejected, message } };
+  return {};
+}

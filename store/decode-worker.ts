@@ -1,0 +1,134 @@
+/**
+ * Decode worker (worker_threads), started by store/decode-pool.ts. It reads a lane's backlog
+ * ahead on its own read-only connection to the store (TASK_SQL.fresh, the query the lane itself
+ * would run), decrypts (AES-256-GCM) and inflates each payload, and sends the tasks back with the
+ * inflated bytes transferred, not copied, each in a buffer with `room.head` free bytes before
+ * and `room.tail` after them, so the driver can frame the readings in place. The main thread then
+ * only publishes.
+ *
+ * Requests are served one at a time in arrival order, so the replies of one stream arrive in
+ * order and the stream's cursor (the last task id read) is always where the previous reply ended.
+ * A payload that does not decode is a row with `error` set (the lane dead-letters it exactly as
+ * if it had decoded it itself); a failure to read the store is a reply with `error`.
+ */
+import Database from 'better-sqlite3';
+import { isMainThread, parentPort, workerData } from 'node:worker_threads';
+import { InflateSizer, keyObjects, openPayload } from './codec.js';
+import type { WireRow, WorkerInit, WorkerReply, WorkerRequest } from './decode-pool.js';
+import { rawToTask, TASK_SQL } from './tasks.js';
+
+interface Conn {
+  db: Database.Database;
+  fresh: Database.Statement;
+  users: number;
+}
+
+interface Stream {
+  file: string;
+  uplink: string;
+  head: number;
+  tail: number;
+  cursor: number;
+  beforeId: number;
+  conn: Conn | null;
+  error: string | null;
+}
+
+/** What the worker does, as a class (the worker's message loop below drives it; tests can too). */
+export class BacklogReader {
+  private readonly keys;
+  private readonly sizer = new InflateSizer();
+  private readonly conns = new Map<string, Conn>();
+  private readonly streams = new Map<number, Stream>();
+
+  constructor(init: WorkerInit) {
+    this.keys = keyObjects(init.keys === null ? null : new Map(init.keys.map(([id, raw]) => [id, Buffer.from(raw)])));
+  }
+
+  handle(m: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer[] } | null {
+    if (m.type === 'open') {
+      const s: Stream = {
+        file: m.file, uplink: m.uplink, head: m.room.head, tail: m.room.tail, cursor: m.afterId, beforeId: m.beforeId, conn: null, error: null,
+      };
+      try {
+        s.conn = this.connect(m.file);
+      } catch (e) {
+        s.error = `cannot open ${m.file}: ${(e as Error).message}`;
+      }
+      this.streams.set(m.stream, s);
+      return null;
+    }
+    if (m.type === 'close') {
+      const s = this.streams.get(m.stream);
+      this.streams.delete(m.stream);
+      if (s) this.release(s.conn, s.file);
+      return null;
+    }
+    const s = this.streams.get(m.stream);
+    const transfer: ArrayBuffer[] = [];
+    try {
+      if (!s) throw new Error(`unknown stream ${m.stream}`);
+      return { reply: { id: m.id, rows: this.next(s, m.n, transfer) }, transfer };
+    } catch (e) {
+      return { reply: { id: m.id, error: (e as Error).message }, transfer: [] };
+    }
+  }
+
+  private connect(file: string): Conn {
+    let c = this.conns.get(file);
+    if (!c) {
+      const db = new Database(file, { readonly: true, fileMustExist: true });
+      db.pragma('busy_timeout = 5000');
+      if (process.env.HF_MMAP) db.pragma(`mmap_size = ${process.env.HF_MMAP}`);
+      c = { db, fresh: db.prepare(TASK_SQL.fresh).raw(true), users: 0 };
+      this.conns.set(file, c);
+    }
+    c.users++;
+    return c;
+  }
+
+  private release(c: Conn | null, file: string): void {
+    if (!c || --c.users > 0) return;
+    this.conns.delete(file);
+    c.db.close();
+  }
+
+  private next(s: Stream, n: number, transfer: ArrayBuffer[]): WireRow[] {
+    if (s.error !== null || s.conn === null) throw new Error(s.error ?? 'stream not open');
+    const raw = s.conn.fresh.all(s.uplink, s.cursor, s.beforeId, n) as unknown[][];
+    const rows: WireRow[] = [];
+    for (const r of raw) {
+      const { payload, ...task } = rawToTask(r);
+      let bytes: ArrayBuffer | null = null;
+      let length = 0;
+      let error: string | null = null;
+      try {
+        const out = openPayload(this.keys, payload, task.key, this.sizer);
+        length = out.length;
+        bytes = new ArrayBuffer(s.head + length + s.tail);
+        new Uint8Array(bytes, s.head, length).set(out);
+        transfer.push(bytes);
+      } catch (e) {
+        error = (e as Error).message;
+      }
+      rows.push({ task, bytes, offset: s.head, length, error });
+    }
+    if (raw.length > 0) s.cursor = raw[raw.length - 1][0] as number;
+    return rows;
+  }
+
+  close(): void {
+    for (const c of this.conns.values()) c.db.close();
+    this.conns.clear();
+    this.streams.clear();
+  }
+}
+
+if (!isMainThread && parentPort) {
+  const port = parentPort;
+  const reader = new BacklogReader(workerData as WorkerInit);
+  port.on('message', (m: WorkerRequest) => {
+    const r = reader.handle(m);
+    if (r) port.postMessage(r.reply, r.transfer);
+  });
+}
