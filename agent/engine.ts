@@ -6,11 +6,11 @@
 import cron from 'node-cron';
 import type { Logger } from 'pino';
 import type { Config } from './config/types.js';
-import { topicPrefix } from './config/load.js';
 import { Ingest } from './ingest.js';
 import { Lane } from './lane.js';
 import { SimulatedSource } from './sources/simulated.js';
 import { VERSION } from './version.js';
+import { createDriver } from './uplinks.js';
 import { MqttDriver } from '../drivers/mqtt/client.js';
 import { loadKeyring, PayloadCodec } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
@@ -57,12 +57,8 @@ export class Engine {
     this.metrics = createMetrics(this);
     const enabled = cfg.uplinks.filter((u) => u.enabled);
     this.lanes = enabled.map((u) => {
-      const driver = new MqttDriver({
-        name: u.name, url: u.url, gatewayId: cfg.gatewayId, topicPrefix: topicPrefix(cfg, u.topicPrefix), clientId: u.clientId,
-        username: u.username, passwordFile: u.passwordFile, keepaliveS: u.keepaliveS, connectTimeoutMs: u.connectTimeoutMs,
-        ackTimeoutMs: u.ackTimeoutMs, maxPacketBytes: u.maxPacketBytes, version: VERSION,
-      });
-      this.mqtt.push(driver);
+      const driver = createDriver(cfg, u);
+      if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({ cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver });
     });
     const outbox = new Outbox(this.db, enabled.map((u) => u.name));

@@ -18,7 +18,7 @@
  */
 import type { Logger } from 'pino';
 import { HoldfastError } from './errors.js';
-import type { DeepReadonly, MqttUplinkConfig } from './config/types.js';
+import type { DeepReadonly, UplinkCommon } from './config/types.js';
 import { admit, initialBreaker, record, reset, transition, type BreakerState } from './policy/breaker.js';
 import { classify, type Failure } from './policy/classify.js';
 import { nextDelay, shouldGiveUp } from './policy/retry.js';
@@ -35,6 +35,8 @@ const DUE_CHECK_MS = 250;
 const BUDGET_WINDOW_MS = 10_000;
 /** Backlog tasks per request to the read-ahead worker. */
 const AHEAD_CHUNK = 8;
+/** Buffers waiting to be handed back to the read-ahead worker at most. */
+const RECYCLE_MAX = 256;
 
 /**
  * A backlog task read ahead: decoded by the worker (`readings`, or `error` if its payload does
@@ -48,7 +50,7 @@ interface Ahead {
 }
 
 export interface LaneDeps {
-  cfg: DeepReadonly<MqttUplinkConfig>;
+  cfg: DeepReadonly<UplinkCommon>;
   driver: UplinkDriver;
   tasks: TaskQueue;
   events: Events;
@@ -79,7 +81,7 @@ export interface LaneSnapshot {
 
 export class Lane {
   readonly name: string;
-  private readonly cfg: DeepReadonly<MqttUplinkConfig>;
+  private readonly cfg: DeepReadonly<UplinkCommon>;
   private readonly now: () => number;
   private readonly rand: () => number;
   private connected = false;
@@ -102,6 +104,8 @@ export class Lane {
   private stream: BacklogStream | null = null;
   /** Tasks asked of `stream` and not received yet. */
   private requested = 0;
+  /** Buffers of read-ahead rows whose sends completed: handed back to the worker with the next request. */
+  private recycle: ArrayBuffer[] = [];
   /** Read the backlog on this thread until the next rescan (no worker, or it failed). */
   private readInline = false;
   private readonly prefetch: number;
@@ -195,6 +199,7 @@ export class Lane {
     this.stream = null;
     this.requested = 0;
     this.backlog = [];
+    this.recycle = [];
   }
 
   /** Pumps after `ms`; 0 means on the next turn of the event loop (setImmediate, not a >= 1 ms timer). */
@@ -390,7 +395,9 @@ export class Lane {
     while (this.backlog.length + this.requested + AHEAD_CHUNK <= this.prefetch || (this.backlog.length === 0 && this.requested === 0)) {
       const n = Math.min(AHEAD_CHUNK, this.cfg.drain.pullTasks);
       this.requested += n;
-      stream.next(n).then(
+      const recycle = this.recycle;
+      this.recycle = [];
+      stream.next(n, recycle).then(
         (rows) => {
           if (stream !== this.stream) return;
           this.requested -= n;
@@ -463,6 +470,10 @@ export class Lane {
           this.setBreaker(record(this.cfg.breaker, this.breaker, this.now(), true, a.probe, this.rand));
           this.delivered++;
           this.push({ id: task.id, ok: true, requestAt: r.requestAt, ackAt: r.ackAt });
+          // The driver is done with the readings (acknowledged): their buffer can be filled again.
+          if (framable && this.d.driver.releasesOnSettle && this.stream && this.recycle.length < RECYCLE_MAX) {
+            this.recycle.push(readings.buffer as ArrayBuffer);
+          }
         } else if (!this.stopped) {
           this.settle(task, r.requestAt, classify(r.failure), a.probe);
         }

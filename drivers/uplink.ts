@@ -60,6 +60,11 @@ export interface UplinkDriver {
   readonly connected: boolean;
   /** How many sends the upstream accepts in flight (MQTT 5 Receive Maximum); Infinity if it set none. */
   readonly sendWindow: number;
+  /**
+   * Once send() resolved ok, the driver keeps no reference to the message's readings bytes (nor
+   * to a frame made in place around them), so the sender may reuse that memory. Default: false.
+   */
+  readonly releasesOnSettle?: boolean;
   /** One connection attempt; no retry of its own. */
   connect(): Promise<ConnectResult>;
   send(msg: OutboundMessage): Promise<SendResult>;

@@ -492,6 +492,7 @@ function resetTasks(db: DB): void {
 /** Holdfast: a real Lane + MqttDriver draining the store's whole backlog. */
 async function runLane(db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: number, expectBytes: number): Promise<DrainRun> {
   const u = cfg.uplinks[0];
+  if (u.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
   const pending = db.prepare(`SELECT count(*) AS n, coalesce(sum(reading_count), 0) AS r FROM recovery_tasks WHERE uplink = ? AND status = 'pending'`);
   const before = pending.get(UPLINK) as { n: number; r: number };
   if (before.n !== expectMsgs) throw new Error(`store has ${before.n} pending tasks, expected ${expectMsgs}`);
@@ -802,8 +803,10 @@ async function main(): Promise<void> {
           ingested = { db: runIngest(cfg, codec, pool, Math.ceil(DRAIN_READINGS / GROUP) * GROUP).db, cfg, readings: DRAIN_READINGS };
         }
         const { db, cfg } = ingested;
-        const topic = `${topicPrefix(cfg, cfg.uplinks[0].topicPrefix)}/telemetry`;
-        const msgs = buildEnvelopes(db, codec, cfg.gatewayId, cfg.uplinks[0].maxPacketBytes - 200);
+        const up = cfg.uplinks[0];
+        if (up.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
+        const topic = `${topicPrefix(cfg, up.topicPrefix)}/telemetry`;
+        const msgs = buildEnvelopes(db, codec, cfg.gatewayId, up.maxPacketBytes - 200);
         const totalBytes = msgs.reduce((a, m) => a + m.payload.length, 0);
         const totalReadings = msgs.reduce((a, m) => a + m.readings, 0);
         say(`[2] drain: ${fmtInt(msgs.length)} batches = ${fmtInt(totalReadings)} readings, ${fmt1(mb(totalBytes))} MB of JSON envelopes (${fmtInt(totalBytes / msgs.length)} B each), QoS 1, window ${MAX_INFLIGHT}, mosquitto ${broker.url} (no subscribers)`);

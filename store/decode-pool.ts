@@ -34,7 +34,7 @@ export interface WorkerInit {
 
 export type WorkerRequest =
   | { type: 'open'; stream: number; file: string; uplink: string; afterId: number; beforeId: number; room: FrameRoom }
-  | { type: 'next'; stream: number; id: number; n: number }
+  | { type: 'next'; stream: number; id: number; n: number; recycle: ArrayBuffer[] }
   | { type: 'close'; stream: number };
 
 export interface WireRow {
@@ -80,8 +80,13 @@ export interface BacklogQuery {
 }
 
 export interface BacklogStream {
-  /** The next (up to) n tasks after the previous reply, decoded; [] at the end. Rejects if the reader failed. */
-  next(n: number): Promise<AheadRow[]>;
+  /**
+   * The next (up to) n tasks after the previous reply, decoded; [] at the end. Rejects if the
+   * reader failed. `recycle`: buffers of rows this stream delivered that are no longer used
+   * anywhere (their sends completed); they are handed back (detached here) for the worker to
+   * fill again, so a steady drain allocates no new 50 KB buffer per batch.
+   */
+  next(n: number, recycle?: ArrayBuffer[]): Promise<AheadRow[]>;
   /** Closes the stream (replies still to come are the caller's to ignore). */
   cancel(): void;
 }
@@ -162,13 +167,13 @@ export class DecodePool implements ReadAhead {
     this.post(slot, { type: 'open', stream, file: q.file, uplink: q.uplink, afterId: q.afterId, beforeId: q.beforeId, room: q.room ?? DEFAULT_ROOM });
     let open = true;
     return {
-      next: (n: number) => {
+      next: (n: number, recycle: ArrayBuffer[] = []) => {
         if (slot.dead) return Promise.reject(slot.dead);
         if (!open) return Promise.reject(new Error('stream closed'));
         const id = this.nextId++;
         return new Promise<AheadRow[]>((resolve, reject) => {
           slot.pending.set(id, { resolve, reject });
-          this.post(slot, { type: 'next', stream, id, n });
+          this.post(slot, { type: 'next', stream, id, n, recycle }, recycle);
         });
       },
       cancel: () => {
@@ -181,9 +186,9 @@ export class DecodePool implements ReadAhead {
     };
   }
 
-  private post(slot: Slot, m: WorkerRequest): void {
+  private post(slot: Slot, m: WorkerRequest, transfer: ArrayBuffer[] = []): void {
     try {
-      slot.worker.postMessage(m);
+      slot.worker.postMessage(m, transfer);
     } catch (e) {
       this.die(slot, `postMessage failed: ${(e as Error).message}`);
     }

@@ -34,12 +34,17 @@ interface Stream {
   error: string | null;
 }
 
+/** Handed-back buffers kept at most. */
+const MAX_FREE = 256;
+
 /** What the worker does, as a class (the worker's message loop below drives it; tests can too). */
 export class BacklogReader {
   private readonly keys;
   private readonly sizer = new InflateSizer();
   private readonly conns = new Map<string, Conn>();
   private readonly streams = new Map<number, Stream>();
+  /** Buffers handed back by the main thread, filled again before a new one is allocated. */
+  private readonly free: ArrayBuffer[] = [];
 
   constructor(init: WorkerInit) {
     this.keys = keyObjects(init.keys === null ? null : new Map(init.keys.map(([id, raw]) => [id, Buffer.from(raw)])));
@@ -64,6 +69,7 @@ export class BacklogReader {
       if (s) this.release(s.conn, s.file);
       return null;
     }
+    for (const ab of m.recycle) if (this.free.length < MAX_FREE) this.free.push(ab);
     const s = this.streams.get(m.stream);
     const transfer: ArrayBuffer[] = [];
     try {
@@ -105,7 +111,7 @@ export class BacklogReader {
       try {
         const out = openPayload(this.keys, payload, task.key, this.sizer);
         length = out.length;
-        bytes = new ArrayBuffer(s.head + length + s.tail);
+        bytes = this.buffer(s.head + length + s.tail);
         new Uint8Array(bytes, s.head, length).set(out);
         transfer.push(bytes);
       } catch (e) {
@@ -115,6 +121,13 @@ export class BacklogReader {
     }
     if (raw.length > 0) s.cursor = raw[raw.length - 1][0] as number;
     return rows;
+  }
+
+  /** A handed-back buffer when the newest fits, else a new one (with 4 KB of slack for the next). */
+  private buffer(need: number): ArrayBuffer {
+    const ab = this.free.pop();
+    if (ab && ab.byteLength >= need) return ab;
+    return new ArrayBuffer(Math.ceil(need / 4096) * 4096);
   }
 
   close(): void {

@@ -19,7 +19,7 @@ import { RETRY_STRATEGIES, type Config, type HoldfastConfig, type RetryStrategy 
 const require = createRequire(import.meta.url);
 const Ajv = require('ajv') as typeof import('ajv').default;
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: false });
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: false, discriminator: true });
 const validateSchema = ajv.compile(configSchema);
 
 /** One problem in a config, by JSON path (`/uplinks/0/retry/baseMs`). */
@@ -118,7 +118,10 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
     }
   }
   if (Array.isArray(doc.uplinks)) {
-    for (const u of doc.uplinks as Record<string, unknown>[]) if (u && typeof u === 'object' && u.passwordFile !== undefined) u.passwordFile = abs(u.passwordFile);
+    for (const u of doc.uplinks as Record<string, unknown>[]) {
+      if (!u || typeof u !== 'object') continue;
+      for (const k of ['passwordFile', 'headersFile', 'tlsCaFile', 'tlsCertFile', 'tlsKeyFile', 'certFile', 'keyFile', 'caFile']) if (u[k] !== undefined) u[k] = abs(u[k]);
+    }
   }
 
   // File-system checks run even when the schema failed, so that every problem is reported at once.
@@ -134,7 +137,14 @@ function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
     if (seen.has(u.name)) problems.push({ path: `/uplinks/${i}/name`, message: `duplicate uplink name ${JSON.stringify(u.name)}` });
     seen.add(u.name);
     if (u.retry.maxMs < u.retry.baseMs) problems.push({ path: `/uplinks/${i}/retry/maxMs`, message: `must be >= baseMs (${u.retry.baseMs})` });
-    if (u.passwordFile !== undefined && u.username === undefined) problems.push({ path: `/uplinks/${i}/passwordFile`, message: 'needs a username' });
+    if (u.type === 'mqtt' && u.passwordFile !== undefined && u.username === undefined) problems.push({ path: `/uplinks/${i}/passwordFile`, message: 'needs a username' });
+    const files = u.type === 'otlp' ? [u.headersFile, u.tlsCaFile, u.tlsCertFile, u.tlsKeyFile] : u.type === 'sep2' ? [u.certFile, u.keyFile, u.caFile] : [];
+    const keys = u.type === 'otlp' ? ['headersFile', 'tlsCaFile', 'tlsCertFile', 'tlsKeyFile'] : ['certFile', 'keyFile', 'caFile'];
+    files.forEach((f, k) => {
+      if (f !== undefined && !statOrNull(f)) problems.push({ path: `/uplinks/${i}/${keys[k]}`, message: `${f} does not exist` });
+    });
+    if (u.type === 'otlp' && (u.tlsCertFile === undefined) !== (u.tlsKeyFile === undefined)) problems.push({ path: `/uplinks/${i}/tlsKeyFile`, message: 'mTLS needs both tlsCertFile and tlsKeyFile' });
+    if (u.type === 'otlp' && u.url.startsWith('http://') && (u.tlsCaFile || u.tlsCertFile)) problems.push({ path: `/uplinks/${i}/url`, message: 'TLS files need an https:// url' });
   });
   if (!cron.validate(cfg.store.purgeCron)) problems.push({ path: '/store/purgeCron', message: `not a valid cron expression: ${JSON.stringify(cfg.store.purgeCron)}` });
   const devices = new Set<string>();

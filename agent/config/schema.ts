@@ -83,6 +83,52 @@ const mqttUplink = {
   },
 } as const;
 
+/** Fields every uplink type has. */
+const common = (kind: string) => ({
+  name: { ...name, description: 'uplink name: recovery_tasks.uplink, status, breaker reset' },
+  type: { const: kind },
+  enabled: { type: 'boolean', default: true, description: 'a disabled uplink gets no new tasks' },
+  retry,
+  breaker,
+  drain,
+  retryBudget,
+});
+
+const otlpUplink = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'type', 'url'],
+  properties: {
+    ...common('otlp'),
+    url: { type: 'string', pattern: '^https?://', description: 'collector, e.g. http://127.0.0.1:4317 (https:// for TLS)' },
+    headersFile: { type: 'string', minLength: 1, description: 'JSON file of gRPC metadata, e.g. {"authorization": "Bearer ..."} (mode 0600)' },
+    tlsCaFile: { type: 'string', minLength: 1, description: 'CA bundle to trust (https://)' },
+    tlsCertFile: { type: 'string', minLength: 1, description: 'client certificate for mTLS' },
+    tlsKeyFile: { type: 'string', minLength: 1, description: 'client key for mTLS' },
+    compression: { enum: ['none', 'gzip'], default: 'gzip' },
+    timeoutMs: ms(100, 10000, 'deadline of each export call'),
+    maxInflight: { type: 'integer', minimum: 1, maximum: 64, default: 4, description: 'export calls in flight' },
+  },
+} as const;
+
+const sep2Uplink = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'type', 'url', 'certFile', 'keyFile', 'caFile'],
+  properties: {
+    ...common('sep2'),
+    url: { type: 'string', pattern: '^https://', description: 'IEEE 2030.5 server, e.g. https://utility.example:8443' },
+    dcapPath: { type: 'string', pattern: '^/', default: '/dcap', description: 'DeviceCapability path' },
+    certFile: { type: 'string', minLength: 1, description: 'client certificate (PEM); LFDI and SFDI are derived from it' },
+    keyFile: { type: 'string', minLength: 1, description: 'client key (PEM, mode 0600)' },
+    caFile: { type: 'string', minLength: 1, description: 'CA that signed the server certificate' },
+    ciphers: { type: 'string', minLength: 1, description: 'OpenSSL cipher list, e.g. ECDHE-ECDSA-AES128-CCM8 (the suite 2030.5 requires)' },
+    pen: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0, description: 'IANA Private Enterprise Number in the low 32 bits of every mRID (0: unregistered)' },
+    timeoutMs: ms(100, 15000, 'per HTTPS request'),
+    maxInflight: { type: 'integer', minimum: 1, maximum: 1, default: 1, description: 'one post at a time (postRate is per device)' },
+  },
+} as const;
+
 const simulatedSource = {
   type: 'object',
   additionalProperties: false,
@@ -208,6 +254,10 @@ export const configSchema = {
         tokenFile: { type: 'string', minLength: 1, description: 'bearer token for /api/* (file mode 0600); without it the admin API refuses everything' },
       },
     },
-    uplinks: { type: 'array', items: mqttUplink, description: 'upstreams; each batch gets one task per enabled uplink' },
+    uplinks: {
+      type: 'array',
+      description: 'upstreams; each batch gets one task per enabled uplink',
+      items: { type: 'object', required: ['type'], properties: { type: { enum: ['mqtt', 'otlp', 'sep2'] } }, discriminator: { propertyName: 'type' }, oneOf: [mqttUplink, otlpUplink, sep2Uplink] },
+    },
   },
 } as const;

@@ -56,7 +56,41 @@ export interface MqttUplinkConfig {
   retryBudget: RetryBudgetConfig;
 }
 
-export type UplinkConfig = MqttUplinkConfig;
+/** What every uplink type has: the lane's policy knobs. */
+export interface UplinkCommon {
+  name: string;
+  enabled: boolean;
+  maxInflight: number;
+  retry: RetryConfig;
+  breaker: BreakerConfig;
+  drain: DrainConfig;
+  retryBudget: RetryBudgetConfig;
+}
+
+export interface OtlpUplinkConfig extends UplinkCommon {
+  type: 'otlp';
+  url: string;
+  headersFile?: string;
+  tlsCaFile?: string;
+  tlsCertFile?: string;
+  tlsKeyFile?: string;
+  compression: 'none' | 'gzip';
+  timeoutMs: number;
+}
+
+export interface Sep2UplinkConfig extends UplinkCommon {
+  type: 'sep2';
+  url: string;
+  dcapPath: string;
+  certFile: string;
+  keyFile: string;
+  caFile: string;
+  ciphers?: string;
+  pen: number;
+  timeoutMs: number;
+}
+
+export type UplinkConfig = MqttUplinkConfig | OtlpUplinkConfig | Sep2UplinkConfig;
 
 export interface SimulatedSourceConfig {
   type: 'simulated';

@@ -1,0 +1,36 @@
+/**
+ * One driver per configured uplink, by type: MQTT, OTLP/gRPC or IEEE 2030.5. The lanes see only
+ * the UplinkDriver interface; everything type-specific (topics, certificates, headers) is read
+ * here, once, at start-up.
+ */
+import { readFileSync } from 'node:fs';
+import type { Config, DeepReadonly, UplinkConfig } from './config/types.js';
+import { topicPrefix } from './config/load.js';
+import { VERSION } from './version.js';
+import type { UplinkDriver } from '../drivers/uplink.js';
+import { MqttDriver } from '../drivers/mqtt/client.js';
+import { OtlpDriver } from '../drivers/otlp/client.js';
+import { Sep2Driver } from '../drivers/sep2/client.js';
+
+export function createDriver(cfg: Config, u: DeepReadonly<UplinkConfig>): UplinkDriver {
+  switch (u.type) {
+    case 'mqtt':
+      return new MqttDriver({
+        name: u.name, url: u.url, gatewayId: cfg.gatewayId, topicPrefix: topicPrefix(cfg, u.topicPrefix), clientId: u.clientId,
+        username: u.username, passwordFile: u.passwordFile, keepaliveS: u.keepaliveS, connectTimeoutMs: u.connectTimeoutMs,
+        ackTimeoutMs: u.ackTimeoutMs, maxPacketBytes: u.maxPacketBytes, version: VERSION,
+      });
+    case 'otlp':
+      return new OtlpDriver({
+        name: u.name, url: u.url, gatewayId: cfg.gatewayId, hardwareProfile: cfg.hardware.profile,
+        headers: u.headersFile ? (JSON.parse(readFileSync(u.headersFile, 'utf8')) as Record<string, string>) : undefined,
+        tlsCaFile: u.tlsCaFile, tlsCertFile: u.tlsCertFile, tlsKeyFile: u.tlsKeyFile, compression: u.compression,
+        timeoutMs: u.timeoutMs, sendWindow: u.maxInflight,
+      });
+    case 'sep2':
+      return new Sep2Driver({
+        name: u.name, url: u.url, dcapPath: u.dcapPath, certFile: u.certFile, keyFile: u.keyFile, caFile: u.caFile,
+        ciphers: u.ciphers, pen: u.pen, gatewayId: cfg.gatewayId, timeoutMs: u.timeoutMs,
+      });
+  }
+}
