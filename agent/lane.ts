@@ -22,6 +22,7 @@ import type { DeepReadonly, UplinkCommon } from './config/types.js';
 import { admit, initialBreaker, record, reset, transition, type BreakerState } from './policy/breaker.js';
 import { classify, type Failure } from './policy/classify.js';
 import { nextDelay, shouldGiveUp } from './policy/retry.js';
+import { adaptiveDelay } from './policy/adaptive.js';
 import { budgetAllows, emptyBudget, noteAttempt, take, type RetryBudget, type TokenBucket } from './policy/budget.js';
 import { StoredMessage, type UplinkDriver } from '../drivers/uplink.js';
 import type { PayloadCodec } from '../store/codec.js';
@@ -286,7 +287,10 @@ export class Lane {
       this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'alarm', code: f.code, faultClass: f.faultClass, at: t, detail: { message: f.message, holdMs: hold } });
       this.d.log.error({ uplink: this.name, code: f.code, holdMs: hold }, `hard link failure, data held: ${f.message}`);
     } else {
-      const delay = nextDelay(r, { attempt: this.linkFailures, prevDelayMs: this.prevLinkDelay || r.baseMs }, this.rand, f.retryAfterMs);
+      const delay =
+        r.strategy === 'ADAPTIVE'
+          ? Math.max(adaptiveDelay(r, { durationsMs: this.d.events.outageHistory(this.name) }, t - (this.d.events.outageStart(this.name) ?? t), this.rand), f.retryAfterMs ?? 0)
+          : nextDelay(r, { attempt: this.linkFailures, prevDelayMs: this.prevLinkDelay || r.baseMs }, this.rand, f.retryAfterMs);
       this.prevLinkDelay = delay;
       this.nextConnectAt = t + delay;
       if (this.linkFailures <= 3 || this.linkFailures % 20 === 0) {

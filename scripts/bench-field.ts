@@ -78,6 +78,7 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const fmt1 = (n: number) => (Math.round(n * 10) / 10).toFixed(1);
 const fmt2 = (n: number) => n.toFixed(2);
 const pct = (n: number) => `${Math.round(n * 100)}%`;
+const pct1 = (n: number) => `${(n * 100).toFixed(1)}%`;
 
 /** Nearest-rank percentile of an unsorted list. */
 function pctl(xs: readonly number[], p: number): number {
@@ -312,15 +313,15 @@ function txRows(f: TxFigure): FieldRow[] {
       name: `RTU tx/s @${f.baud} 8N1 (fn 3, 10 regs)`,
       value: `${fmt1(m.perSec)}/s (${fmt1(1000 / m.perSec)} ms/tx${checks(m)})`,
       limit: `line max ${fmt1(th.perSec)}/s: (8+${bytes - 8} B) x ${BITS} bit / ${f.baud} = ${fmt1(th.lineMs)} ms + 2 x t3.5 ${fmt2(th.t35)} ms = ${fmt1(th.cycleMs)} ms`,
-      ratio: pct(r),
+      ratio: pct1(r),
       target: `>=${pct(TARGET_TX)} of line`,
       verdict: r >= TARGET_TX && m.failed === 0 && m.counterJumps === 0 ? 'PASS' : 'FAIL',
     },
     {
       name: '  same master vs the simulator alone',
       value: `${fmt1(m.perSec)}/s`,
-      limit: `raw client + simulator ${fmt1(raw.perSec)}/s (${fmt1(1000 / raw.perSec)} ms/tx${checks(raw)}), ${pct(raw.perSec / th.perSec)} of line: the simulator's timer pacing`,
-      ratio: pct(m.perSec / raw.perSec),
+      limit: `raw client + simulator ${fmt1(raw.perSec)}/s (${fmt1(1000 / raw.perSec)} ms/tx${checks(raw)}), ${pct1(raw.perSec / th.perSec)} of line: the simulator's timer pacing`,
+      ratio: pct1(m.perSec / raw.perSec),
       target: '-',
       verdict: '-',
     },

@@ -18,9 +18,23 @@ export interface OpenOptions {
   /** Create the directory if missing (the agent does; admin commands do not). */
   create?: boolean;
   readonly?: boolean;
+  /** Page size of a new database file, bytes (an existing file keeps its own). Default PAGE_SIZE. */
+  pageSize?: number;
+  /** This connection's page cache, KiB. Default CACHE_KIB. */
+  cacheKiB?: number;
 }
 
 export const DB_FILE = 'holdfast.db';
+
+/** Page size of a new database (see the Durability section of the README for the measurements). */
+export const PAGE_SIZE = 4096;
+/**
+ * Page cache per connection, KiB. better-sqlite3's build defaults to 16 MB; the agent appends
+ * and reads each payload about once, so a cache beyond the hot b-tree pages only holds RSS.
+ */
+export const CACHE_KIB = 2048;
+/** WAL size at which a commit checkpoints: SQLite's default of 1000 pages of 4 KiB, whatever the page size. */
+export const WAL_CHECKPOINT_BYTES = 4096 * 1000;
 
 /** Ensures the data directory exists with mode 0700 and is not accessible to group or others. */
 export function ensurePrivateDir(dir: string, create: boolean): void {
@@ -48,11 +62,16 @@ export function openDb(dataDir: string, opts: OpenOptions = {}): DB {
   }
   try {
     db.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 5000)}`);
+    db.pragma(`cache_size = ${-Math.max(64, Math.trunc(opts.cacheKiB ?? CACHE_KIB))}`);
     if (!opts.readonly) {
       checkVersion(db);
+      // Only an empty file can take a page size, and only before it is in WAL mode.
+      if ((db.pragma('page_count', { simple: true }) as number) === 0) db.pragma(`page_size = ${Math.trunc(opts.pageSize ?? PAGE_SIZE)}`);
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
       db.pragma('foreign_keys = ON');
+      const pageSize = db.pragma('page_size', { simple: true }) as number;
+      db.pragma(`wal_autocheckpoint = ${Math.max(100, Math.round(WAL_CHECKPOINT_BYTES / pageSize))}`);
       migrate(db);
     }
   } catch (e) {

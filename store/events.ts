@@ -71,6 +71,20 @@ export class Events {
     });
   }
 
+  /** Durations of the uplink's last `limit` closed outages, oldest first (ADAPTIVE retry). */
+  outageHistory(subject: string, limit = 50): number[] {
+    const rows = this.db
+      .prepare(`SELECT duration_ms FROM recovery_events WHERE scope = 'uplink' AND subject = ? AND kind = 'outage' AND ended_at IS NOT NULL ORDER BY id DESC LIMIT ?`)
+      .pluck()
+      .all(subject, limit) as number[];
+    return rows.reverse();
+  }
+
+  /** When the uplink's open outage began, if one is open. */
+  outageStart(subject: string): number | undefined {
+    return (this.openStmt.get('uplink', subject, 'outage') as { startedAt: number } | undefined)?.startedAt;
+  }
+
   /** Admin requests (breaker resets) written by the CLI; marks them done as it hands them out. */
   adminRequests(at: number): { kind: string; uplink: string }[] {
     const rows = this.takeResets.all() as { id: number; kind: string; uplink: string }[];

@@ -5,7 +5,7 @@
  */
 import t from 'tap';
 import { startBroker, waitFor } from './helpers/mosquitto.js';
-import { cli, count, makeAgentDir, startAgent, withDb } from './helpers/agent.js';
+import { cli, count, log, makeAgentDir, startAgent, withDb } from './helpers/agent.js';
 
 function transitions(a: Parameters<typeof withDb>[0]): string[] {
   if (count(a, `SELECT count(*) FROM sqlite_master WHERE name = 'recovery_events'`) === 0) return [];
@@ -58,5 +58,35 @@ t.test('breaker: closed -> open -> (manual reset) -> open -> half_open -> closed
   const outages = withDb(a, (db) => db.prepare(`SELECT code, duration_ms AS d FROM recovery_events WHERE kind = 'outage' AND subject = 'broker'`).all()) as { code: string; d: number | null }[];
   t.ok(outages.length >= 1 && outages.every((o) => o.d !== null && o.d > 0), 'the outage is recorded with its duration');
   t.equal(outages[0].code, 'ECONNREFUSED', 'with its error code');
+  await agent.stop();
+});
+
+t.test('RETRY_STRATEGY=ADAPTIVE: reconnects chosen from the outage history, then recovers', async (t) => {
+  const broker = await startBroker();
+  await broker.stop();
+  const a = makeAgentDir(broker.url, { sources: [{ type: 'simulated', device: 'sim-1', intervalMs: 50, points: 3 }] }, { retry: { baseMs: 100, maxMs: 2000 } });
+  // First run: three short outages of about 1 s go into the history.
+  let agent = startAgent(a, { RETRY_STRATEGY: 'ADAPTIVE' });
+  t.teardown(() => {
+    if (!t.passing()) console.error(log(a).split('\n').slice(-15).join('\n'));
+  });
+  t.teardown(async () => {
+    if (agent.proc.exitCode === null) await agent.kill9();
+    await broker.stop();
+  });
+  for (let i = 0; i < 3; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    await broker.start();
+    await waitFor(() => count(a, `SELECT count(*) FROM recovery_events WHERE kind = 'outage' AND ended_at IS NOT NULL`) > i, 30_000, `outage ${i + 1} closed`);
+    await broker.stop();
+  }
+  await agent.stop();
+  agent = startAgent(a, { RETRY_STRATEGY: 'ADAPTIVE' });
+  await new Promise((r) => setTimeout(r, 1500));
+  await broker.start();
+  await waitFor(() => count(a, `SELECT count(*) FROM recovery_events WHERE kind = 'outage' AND ended_at IS NOT NULL`) >= 4, 30_000, 'recovered under ADAPTIVE');
+  await waitFor(() => count(a, `SELECT count(*) FROM recovery_tasks WHERE status = 'pending'`) === 0, 30_000, 'backlog delivered');
+  t.pass('ADAPTIVE reconnected and delivered the backlog');
+  t.equal(count(a, `SELECT count(*) FROM recovery_tasks WHERE status = 'failed'`), 0, 'nothing dead-lettered');
   await agent.stop();
 });

@@ -13,7 +13,7 @@ const retry = {
   default: {},
   description: 'Retry policy. Env RETRY_STRATEGY overrides `strategy` for every uplink.',
   properties: {
-    strategy: { enum: ['EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER', 'LINEAR', 'FIXED'], default: 'EXPONENTIAL_BACKOFF', description: 'EXPONENTIAL_BACKOFF is full jitter; env RETRY_STRATEGY overrides it' },
+    strategy: { enum: ['EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER', 'LINEAR', 'FIXED', 'ADAPTIVE'], default: 'EXPONENTIAL_BACKOFF', description: 'EXPONENTIAL_BACKOFF is full jitter; ADAPTIVE picks reconnect intervals from the uplink\'s outage history (docs/adaptive-retry.md); env RETRY_STRATEGY overrides it' },
     baseMs: ms(1, 1000, 'scale of the first interval (EXPONENTIAL: up to baseMs; FIXED: baseMs +- jitter)'),
     maxMs: ms(1, 300000, 'ceiling of any interval'),
     jitter: { type: 'number', minimum: 0, maximum: 1, default: 0.2, description: '+- fraction of jitter for LINEAR and FIXED' },

@@ -1,7 +1,7 @@
 /** The validated, defaulted, frozen configuration. Shapes mirror agent/config/schema.ts. */
 
-export type RetryStrategy = 'EXPONENTIAL_BACKOFF' | 'DECORRELATED_JITTER' | 'LINEAR' | 'FIXED';
-export const RETRY_STRATEGIES: readonly RetryStrategy[] = ['EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER', 'LINEAR', 'FIXED'];
+export type RetryStrategy = 'EXPONENTIAL_BACKOFF' | 'DECORRELATED_JITTER' | 'LINEAR' | 'FIXED' | 'ADAPTIVE';
+export const RETRY_STRATEGIES: readonly RetryStrategy[] = ['EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER', 'LINEAR', 'FIXED', 'ADAPTIVE'];
 
 export interface RetryConfig {
   strategy: RetryStrategy;

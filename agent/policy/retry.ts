@@ -85,6 +85,9 @@ export function nextDelay(cfg: DelayConfig, state: RetryState, rand: () => numbe
 
   let delay: number;
   switch (cfg.strategy) {
+    // ADAPTIVE chooses link reconnect intervals from the outage history (agent/policy/adaptive.ts,
+    // used by the lane); a single task's retry has no history of its own, so it backs off exponentially.
+    case 'ADAPTIVE':
     case 'EXPONENTIAL_BACKOFF': {
       const exponent = Math.min(attempt - 1, MAX_EXPONENT);
       const cap = Math.min(maxMs, baseMs * 2 ** exponent);

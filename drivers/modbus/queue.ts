@@ -12,6 +12,7 @@ export class SerialQueue<Req, Res> {
     private readonly max: number,
     private readonly run: (req: Req) => Promise<Res>,
     private readonly full: (req: Req) => Res,
+    private readonly failed: (req: Req, e: unknown) => Res = full,
   ) {}
 
   get length(): number {
@@ -40,7 +41,12 @@ export class SerialQueue<Req, Res> {
     try {
       while (this.items.length > 0) {
         const it = this.items.shift()!;
-        it.resolve(await this.run(it.req));
+        try {
+          it.resolve(await this.run(it.req));
+        } catch (e) {
+          // A job that throws must not wedge the bus: it resolves as a failure and the queue goes on.
+          it.resolve(this.failed(it.req, e));
+        }
       }
     } finally {
       this.busy = false;

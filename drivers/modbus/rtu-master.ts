@@ -37,6 +37,8 @@ export interface RtuStats {
   ok: number;
   timeouts: number;
   exceptions: number;
+  /** Writes that failed (port closed, adapter gone). */
+  transport: number;
   malformed: Record<FrameError, number>;
   strayBytes: number;
 }
@@ -56,9 +58,10 @@ export class RtuMaster {
   private lastActivity = 0;
   private onBytes: (() => void) | null = null;
   private closed = false;
+  private reopenAt = 0;
   readonly t35: number;
   readonly stats: RtuStats = {
-    transactions: 0, ok: 0, timeouts: 0, exceptions: 0, strayBytes: 0,
+    transactions: 0, ok: 0, timeouts: 0, exceptions: 0, transport: 0, strayBytes: 0,
     malformed: { crc: 0, wrong_unit: 0, wrong_function: 0, byte_count: 0, truncated: 0, garbage: 0 },
   };
 
@@ -67,6 +70,7 @@ export class RtuMaster {
       o.maxQueue,
       (j) => this.transact(j.req, j.timeoutMs),
       () => ({ ok: false, failure: { kind: 'transport', errno: 'EBUSY', message: `bus queue full (${o.maxQueue})` } }),
+      (_j, e) => ({ ok: false, failure: { kind: 'transport', errno: 'EIO', message: (e as Error).message } }),
     );
     this.t35 = t35Ms(o.baudRate, o.parity === 'none' && o.stopBits === 1 ? 10 : 11);
   }
@@ -128,14 +132,29 @@ export class RtuMaster {
   }
 
   private async transact(req: ReadRequest, timeoutMs: number): Promise<ReadResult> {
-    if (!this.port || this.closed) return { ok: false, failure: { kind: 'transport', errno: 'EIO', message: 'serial port not open' } };
+    const notOpen = (): ReadResult => ({ ok: false, failure: { kind: 'transport', errno: 'EIO', message: 'serial port not open' } });
+    if (this.closed) return notOpen();
+    if (!this.port) {
+      // The port went away after start-up (adapter unplugged): reopen it, at most every few seconds.
+      if (performance.now() < this.reopenAt) return notOpen();
+      const r = await this.open();
+      if (!r.ok) {
+        this.reopenAt = performance.now() + 2000 + Math.random() * 1000;
+        return { ok: false, failure: { kind: 'transport', errno: r.errno, message: r.message } };
+      }
+    }
     await this.silence();
+    // The port may have closed while we waited for the silence (shutdown, adapter unplugged).
+    const port = this.port;
+    if (!port || !port.isOpen || this.closed) return notOpen();
     this.stats.transactions++;
     const frame = rtuRequest(req);
     const expected = rtuResponseLength(req);
-    const port = this.port;
-    const wrote = await new Promise<Error | null>((res) => port.write(frame, (e) => (e ? res(e) : port.drain((e2) => res(e2 ?? null)))));
-    if (wrote) return { ok: false, failure: { kind: 'transport', errno: (wrote as Error & { code?: string }).code ?? 'EIO', message: wrote.message } };
+    const wrote = await this.write(port, frame, timeoutMs);
+    if (wrote) {
+      this.stats.transport++;
+      return { ok: false, failure: { kind: 'transport', errno: (wrote as Error & { code?: string }).code ?? 'EIO', message: wrote.message } };
+    }
     this.lastActivity = performance.now();
     const buf = await this.collect(expected, timeoutMs);
     if (buf.length === 0) {
@@ -153,6 +172,32 @@ export class RtuMaster {
     }
     this.stats.malformed[r.error]++;
     return { ok: false, failure: { kind: r.error === 'crc' ? 'crc' : 'framing', message: `${r.error}: ${r.detail}` } };
+  }
+
+  /**
+   * Writes and drains a frame. serialport waits for an 'open' that never comes when the port
+   * closes mid-write, so the write races the port's 'close' and the request timeout: a vanished
+   * adapter becomes a transport failure, never a wedged bus.
+   */
+  private write(port: SerialPort, frame: Buffer, timeoutMs: number): Promise<Error | null> {
+    return new Promise((resolve) => {
+      let done = false;
+      const finish = (e: Error | null) => {
+        if (done) return;
+        done = true;
+        clearTimeout(timer);
+        port.off('close', onClose);
+        resolve(e);
+      };
+      const onClose = () => finish(Object.assign(new Error('serial port closed during write'), { code: 'EIO' }));
+      const timer = setTimeout(() => finish(Object.assign(new Error(`write not drained within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+      port.once('close', onClose);
+      try {
+        port.write(frame, (e) => (e ? finish(e) : port.drain((e2) => finish(e2 ?? null))));
+      } catch (e) {
+        finish(e as Error);
+      }
+    });
   }
 
   /**

@@ -45,6 +45,7 @@ export class TcpClient {
       o.maxQueue,
       (j) => this.transact(j.req, j.timeoutMs),
       () => ({ ok: false, failure: { kind: 'transport', errno: 'EBUSY', message: `queue full (${o.maxQueue})` } }),
+      (_j, e) => ({ ok: false, failure: { kind: 'transport', errno: 'EIO', message: (e as Error).message } }),
     );
   }
 
