@@ -17,6 +17,7 @@ interface Node {
   pattern?: string;
   properties?: Record<string, Node>;
   items?: Node;
+  oneOf?: readonly Node[];
   required?: readonly string[];
 }
 
@@ -33,14 +34,19 @@ function typeOf(n: Node): string {
 export function configReference(): string {
   const rows: string[] = [];
   const walk = (n: Node, path: string, required: boolean) => {
-    if (path && n.type !== 'object' && !(n.type === 'array' && n.items?.properties)) {
+    if (path && n.type !== 'object' && !(n.type === 'array' && (n.items?.properties || n.items?.oneOf))) {
       const def = n.default === undefined ? (required ? '**required**' : '') : `\`${JSON.stringify(n.default)}\``;
       rows.push(`| \`${path}\` | ${typeOf(n)} | ${def} | ${(n.description ?? '').replace(/\|/g, '\\|')} |`);
     }
     if (n.properties) for (const [k, v] of Object.entries(n.properties)) if (k !== '$schema') walk(v, path ? `${path}.${k}` : k, n.required?.includes(k) ?? false);
-    if (n.type === 'array' && n.items?.properties) {
+    if (n.type === 'array' && n.items?.properties && !n.items.oneOf) {
       rows.push(`| \`${path}\` | array | ${n.default === undefined ? '**required**' : `\`${JSON.stringify(n.default)}\``} | ${n.description ?? 'list of objects:'} |`);
       walk(n.items, `${path}[]`, false);
+    }
+    if (n.type === 'array' && n.items?.oneOf) {
+      // A list of objects of several kinds, told apart by `type`: one block of rows per kind.
+      rows.push(`| \`${path}\` | array | ${n.default === undefined ? '**required**' : `\`${JSON.stringify(n.default)}\``} | ${n.description ?? ''}; each item one of the kinds below, by \`type\` |`);
+      for (const v of n.items.oneOf) walk(v, `${path}[type=${JSON.stringify(v.properties?.type?.const)}]`, false);
     }
   };
   walk(configSchema as unknown as Node, '', true);

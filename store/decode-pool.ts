@@ -16,9 +16,9 @@
  *     The next stream starts a new worker; after MAX_CONSECUTIVE_FAILURES deaths without a good
  *     reply in between the pool refuses (streams fail at once) and lanes read inline, as before.
  *
- * Workers start on the first stream (an agent that never drains a backlog never starts one), are
- * unref'd (they never keep the process alive), and stop once no stream has been open for IDLE_MS,
- * so a gateway whose backlog is drained does not keep a second V8 heap.
+ * Workers start on the first stream (an agent that never drains a backlog never starts one), keep
+ * the process alive only while a request is in hand, and stop once no stream has been open for
+ * IDLE_MS, so a gateway whose backlog is drained does not keep a second V8 heap.
  *
  * Size: HOLDFAST_DECODE_WORKERS (0 = none: lanes read and decode on the main thread), else one
  * worker per core beyond the first, at most 2 (a 2-core gateway gets 1, a 1-core one none).
@@ -172,6 +172,7 @@ export class DecodePool implements ReadAhead {
         if (!open) return Promise.reject(new Error('stream closed'));
         const id = this.nextId++;
         return new Promise<AheadRow[]>((resolve, reject) => {
+          if (slot.pending.size === 0) slot.worker.ref();
           slot.pending.set(id, { resolve, reject });
           this.post(slot, { type: 'next', stream, id, n, recycle }, recycle);
         });
@@ -216,6 +217,7 @@ export class DecodePool implements ReadAhead {
       const w = slot.pending.get(m.id);
       if (!w) return;
       slot.pending.delete(m.id);
+      if (slot.pending.size === 0) worker.unref();
       if (m.error !== undefined || !m.rows) {
         w.reject(new Error(`decode worker: ${m.error ?? 'empty reply'}`));
         return;

@@ -439,7 +439,7 @@ t.test('`holdfast config schema` prints the published schema; config/demo.json c
   t.same(schema, JSON.parse(JSON.stringify(configSchema)), 'exactly the schema the validator compiles');
 
   const demo = JSON.parse(readFileSync(join(ROOT, 'config', 'demo.json'), 'utf8')) as Raw;
-  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: false });
+  const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: false, discriminator: true });
   const validate = ajv.compile(schema);
   const ok = validate(structuredClone(demo));
   t.ok(ok, `demo.json conforms to the printed schema ${JSON.stringify(validate.errors)}`);

@@ -46,10 +46,10 @@ function oneProblem(t: TapTest, raw: unknown, path: string, re: RegExp): void {
 t.test('the shipped maps load', async (t) => {
   const meter = loadDeviceMap(join(ROOT, 'config/devices/generic-energy-meter.json'));
   t.equal(meter.name, 'generic-energy-meter');
-  t.same(meter.points.find((p) => p.name === 'counter'), { name: 'counter', kind: 'holding', address: 0, type: 'uint32' }, 'the loss-check counter');
+  t.same(meter.points.find((p) => p.name === 'counter'), { name: 'counter', kind: 'holding', address: 4, type: 'uint32' }, 'the loss-check counter (the simulator meter\'s holding 4-5)');
   for (const n of ['voltage_l1', 'voltage_l2', 'voltage_l3']) t.match(meter.points.find((p) => p.name === n), { kind: 'input', type: 'float32', unit: 'V' });
-  t.ok(meter.points.filter((p) => p.name.startsWith('energy_')).every((p) => p.type === 'uint32' && p.scale === 100 && p.unit === 'Wh'), 'energy in Wh from 0.1 kWh counts');
-  t.same(planReads(meter.points).map((i) => [i.kind, i.address, i.count]), [['holding', 0, 2], ['input', 0, 22]], 'two reads per poll');
+  t.ok(meter.points.filter((p) => p.name.startsWith('energy_')).every((p) => p.type === 'uint32' && p.unit === 'Wh'), 'energy as uint32 Wh');
+  t.same(planReads(meter.points).map((i) => [i.kind, i.address, i.count]), [['holding', 1, 5], ['input', 0, 24]], 'two reads per poll');
   t.ok(Object.isFrozen(meter) && Object.isFrozen(meter.points[0]), 'frozen');
 
   const inv = loadDeviceMap(join(ROOT, 'config/devices/sunspec-inverter.json'));

@@ -74,7 +74,9 @@ t.test('RETRY_STRATEGY=ADAPTIVE: reconnects chosen from the outage history, then
     if (agent.proc.exitCode === null) await agent.kill9();
     await broker.stop();
   });
+  const openOutage = () => count(a, `SELECT count(*) FROM recovery_events WHERE kind = 'outage' AND ended_at IS NULL`) > 0;
   for (let i = 0; i < 3; i++) {
+    await waitFor(openOutage, 30_000, `outage ${i + 1} seen by the agent`);
     await new Promise((r) => setTimeout(r, 1000));
     await broker.start();
     await waitFor(() => count(a, `SELECT count(*) FROM recovery_events WHERE kind = 'outage' AND ended_at IS NOT NULL`) > i, 30_000, `outage ${i + 1} closed`);
@@ -82,6 +84,7 @@ t.test('RETRY_STRATEGY=ADAPTIVE: reconnects chosen from the outage history, then
   }
   await agent.stop();
   agent = startAgent(a, { RETRY_STRATEGY: 'ADAPTIVE' });
+  await waitFor(openOutage, 30_000, 'outage 4 seen by the agent');
   await new Promise((r) => setTimeout(r, 1500));
   await broker.start();
   await waitFor(() => count(a, `SELECT count(*) FROM recovery_events WHERE kind = 'outage' AND ended_at IS NOT NULL`) >= 4, 30_000, 'recovered under ADAPTIVE');

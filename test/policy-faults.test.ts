@@ -111,7 +111,7 @@ const SCENARIOS: { name: string; transport?: Transport; steps: Step[]; expect: s
   {
     name: 'RTU EIO on the serial port: local, bus scope',
     steps: [err('d1', 'EIO'), err('d2', 'EIO'), ok('d2')],
-    expect: ['0 fault bus EIO local soft', '2 recovery bus EIO local soft'],
+    expect: ['0 fault bus SERIAL_PORT_ERROR local soft', '2 recovery bus SERIAL_PORT_ERROR local soft'],
   },
   {
     name: 'a dead device stays a device fault when the bus then goes silent',

@@ -10,9 +10,10 @@ import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { HoldfastError, isHoldfastError } from '../agent/errors.js';
 import { generateKey, loadKeyring, parseKeyring, PayloadCodec, type EncodedPayload } from '../store/codec.js';
-import { DB_FILE, openDb, schemaVersion, type DB } from '../store/db.js';
+import { CACHE_KIB, DB_FILE, openDb, PAGE_SIZE, schemaVersion, WAL_CHECKPOINT_BYTES, type DB } from '../store/db.js';
 import { MIGRATIONS } from '../store/migrations.js';
 import { Outbox, type SealedBatch } from '../store/outbox.js';
+import { TASK_SQL, TaskQueue } from '../store/tasks.js';
 import { parseDuration, purge, readmitReset, retryReset, storeStatus } from '../store/admin.js';
 import { newBatchKey } from '../agent/ingest.js';
 import { tempDir } from './helpers/config-fixtures.js';
@@ -95,6 +96,12 @@ t.test('codec', async (t) => {
     t.equal(p.tag?.length, 16, '128-bit tag');
     t.notOk(p.body.includes(Buffer.from('counter')), 'body is not plaintext');
     t.equal(codec.decodeText(p, 'KEY-A'), json);
+    const bytes = codec.decode(p, 'KEY-A');
+    t.ok(Buffer.isBuffer(bytes), 'decode gives the bytes (no string is made)');
+    t.ok(bytes.equals(Buffer.from(json, 'utf8')), 'exactly the UTF-8 of the JSON that was encoded');
+    const big = readingsJson('d1', 5000);
+    t.equal(codec.decodeText(codec.encode(big, 'KEY-B'), 'KEY-B'), big, 'a batch larger than the inflate chunk estimate');
+    t.equal(codec.decodeText(codec.encode('[]', 'KEY-C'), 'KEY-C'), '[]', 'and a tiny one after it');
     const p2 = codec.encode(json, 'KEY-A');
     t.not(p2.iv!.toString('hex'), p.iv!.toString('hex'), 'a fresh IV per encode');
   });
@@ -218,6 +225,72 @@ t.test('db', async (t) => {
     const third = openDb(dataDir, { create: true });
     t.equal(third.prepare('SELECT count(*) FROM payloads').pluck().get(), 1);
     third.close();
+  });
+
+  t.test('page size, page cache and checkpoint size', async (t) => {
+    const { db, dataDir } = freshDb(t);
+    t.equal(db.pragma('page_size', { simple: true }), PAGE_SIZE, 'a new file gets PAGE_SIZE');
+    t.equal(db.pragma('cache_size', { simple: true }), -CACHE_KIB, 'the page cache is CACHE_KIB, not better-sqlite3\'s 16 MB');
+    t.equal(db.pragma('wal_autocheckpoint', { simple: true }), WAL_CHECKPOINT_BYTES / PAGE_SIZE);
+    db.close();
+    const small = openDb(join(tempDir(t), 'small'), { create: true, pageSize: 1024, cacheKiB: 512 });
+    t.equal(small.pragma('page_size', { simple: true }), 1024);
+    t.equal(small.pragma('journal_mode', { simple: true }), 'wal');
+    t.equal(small.pragma('wal_autocheckpoint', { simple: true }), Math.round(WAL_CHECKPOINT_BYTES / 1024), 'the same WAL bytes whatever the page size');
+    t.equal(small.pragma('cache_size', { simple: true }), -512);
+    small.close();
+    const again = openDb(dataDir, { pageSize: 1024 });
+    t.equal(again.pragma('page_size', { simple: true }), PAGE_SIZE, 'an existing file keeps its page size');
+    again.close();
+    const ro = openDb(dataDir, { readonly: true });
+    t.equal(ro.pragma('cache_size', { simple: true }), -CACHE_KIB, 'read-only (admin) connections too');
+    ro.close();
+  });
+
+  t.test('migration 2: retries waiting for their time have an index, and due() uses it', async (t) => {
+    const { db } = freshDb(t);
+    const idx = db.prepare(`SELECT sql FROM sqlite_master WHERE type = 'index' AND name = 'recovery_tasks_due'`).pluck().get() as string;
+    t.match(idx, /ON recovery_tasks \(uplink, next_attempt_at\) WHERE status = 'pending' AND next_attempt_at > 0/);
+    t.match(MIGRATIONS[0], /CREATE INDEX recovery_tasks_pending/, 'migration 1 is as shipped');
+    t.notMatch(MIGRATIONS[0], /recovery_tasks_due/, 'and does not carry the new index');
+    const plan = (sql: string, ...args: unknown[]) =>
+      (db.prepare(`EXPLAIN QUERY PLAN ${sql}`).all(...args) as { detail: string }[]).map((r) => r.detail).join(' | ');
+    const due = plan(TASK_SQL.due, 'a', 1, 10);
+    t.match(due, /SEARCH t USING INDEX recovery_tasks_due \(uplink=\? AND next_attempt_at>\? AND next_attempt_at<\?\)/, due);
+    t.notMatch(due, /TEMP B-TREE/, 'ordered by the index, no sort');
+    const fresh = plan(TASK_SQL.fresh, 'a', 0, 10, 10);
+    t.match(fresh, /SEARCH t USING INDEX recovery_tasks_pending \(uplink=\? AND id>\? AND id<\?\)/, fresh);
+    t.notMatch(fresh, /TEMP B-TREE/);
+
+    // An old database (schema 1) gets the index when a new build opens it.
+    const dir = join(tempDir(t), 'v1');
+    mkdirSync(dir, { mode: 0o700 });
+    const v1 = new Database(join(dir, DB_FILE));
+    v1.exec(MIGRATIONS[0]);
+    v1.pragma('user_version = 1');
+    v1.close();
+    const up = openDb(dir);
+    t.equal(schemaVersion(up), 2);
+    t.equal(up.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'recovery_tasks_due'`).pluck().get(), 1, 'migrated');
+    up.close();
+  });
+
+  t.test('due() returns waiting retries by time, for its uplink only', async (t) => {
+    const { db } = freshDb(t);
+    const codec = new PayloadCodec(null, null);
+    new Outbox(db, ['a', 'b']).commit([batch(codec, 'd1'), batch(codec, 'd2'), batch(codec, 'd3')]);
+    const qa = new TaskQueue(db, 'a');
+    const ids = qa.fresh(0, Number.MAX_SAFE_INTEGER, 10).map((r) => r.id);
+    t.equal(ids.length, 3);
+    const fail = (id: number, at: number) =>
+      ({ id, ok: false as const, requestAt: 1, code: 'ETIMEDOUT', message: 'x', faultClass: 'link', retryClass: 'soft' as const, status: 'pending' as const, nextAttemptAt: at });
+    qa.flush([fail(ids[0], 5000), fail(ids[1], 3000), fail(ids[2], 9000)]);
+    t.same(qa.due(4000, 10).map((r) => r.id), [ids[1]], 'only those whose time has come');
+    t.same(qa.due(9000, 10).map((r) => r.id), [ids[1], ids[0], ids[2]], 'earliest first');
+    t.same(qa.due(9000, 2).map((r) => r.id), [ids[1], ids[0]], 'limit');
+    t.same(new TaskQueue(db, 'b').due(9000, 10), [], 'another uplink\'s retries are not ours');
+    t.same(qa.fresh(0, Number.MAX_SAFE_INTEGER, 10), [], 'and they are no longer fresh');
+    t.equal(qa.file, join(db.name), 'the file a decode worker opens');
   });
 
   t.test('a database from a newer build is refused: SCHEMA_TOO_NEW', async (t) => {
