@@ -5,7 +5,7 @@
  * relative paths, deep freezing, the published schema, and the CLI's usage conventions.
  */
 import t from 'tap';
-import { chmodSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readdirSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { buildConfig, ConfigError, loadConfig, type LoadOptions } from '../agent/config/load.js';
@@ -448,6 +448,9 @@ t.test('`holdfast config schema` prints the published schema; config/demo.json c
   const dir = tempDir(t);
   const confDir = join(dir, 'config');
   mkdirSync(confDir);
+  // the demo's device map, relative to the config file
+  mkdirSync(join(confDir, 'devices'));
+  copyFileSync(join(ROOT, 'config', 'devices', 'generic-energy-meter.json'), join(confDir, 'devices', 'generic-energy-meter.json'));
   generateKey(join(dir, 'var', 'demo', 'keys', 'holdfast.key'), 'k1');
   const cfg = buildConfig(demo, { env: { HOLDFAST_DATA_DIR: join(dir, 'data') }, baseDir: confDir });
   t.equal(cfg.gatewayId, 'demo-gw-01');
