@@ -59,7 +59,18 @@ export class Engine {
     this.lanes = enabled.map((u) => {
       const driver = createDriver(cfg, u);
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
-      return new Lane({ cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver });
+      return new Lane({
+        cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver,
+        onAttempt: (e) => {
+          const m = this.metrics;
+          m.attempts.inc({ uplink: e.uplink, result: e.result });
+          if (e.retry) m.retries.inc({ uplink: e.uplink });
+          if (e.result === 'ok') {
+            m.deliveries.inc({ uplink: e.uplink });
+            if (e.latencyMs !== undefined) m.latency.observe({ uplink: e.uplink }, e.latencyMs / 1000);
+          }
+        },
+      });
     });
     const outbox = new Outbox(this.db, enabled.map((u) => u.name));
     this.ingest = new Ingest(outbox, codec, cfg.batch, s, log, (r) => {

@@ -59,6 +59,8 @@ export interface LaneDeps {
   log: Logger;
   rand?: () => number;
   now?: () => number;
+  /** Told of every finished attempt (metrics): result, whether it was a retry, the ack latency. */
+  onAttempt?: (e: { uplink: string; result: 'ok' | 'payload' | 'link'; retry: boolean; latencyMs?: number }) => void;
   /**
    * Reads and decodes the backlog ahead in a worker. Default: the pool shared by every lane of
    * `codec` (store/decode-pool.ts); null reads and decodes on this thread when sending.
@@ -473,6 +475,7 @@ export class Lane {
         if (r.ok) {
           this.setBreaker(record(this.cfg.breaker, this.breaker, this.now(), true, a.probe, this.rand));
           this.delivered++;
+          this.d.onAttempt?.({ uplink: this.name, result: 'ok', retry: task.retryCount > 0, latencyMs: r.ackAt - r.requestAt });
           this.push({ id: task.id, ok: true, requestAt: r.requestAt, ackAt: r.ackAt });
           // The driver is done with the readings (acknowledged): their buffer can be filled again.
           if (framable && this.d.driver.releasesOnSettle && this.stream && this.recycle.length < RECYCLE_MAX) {
@@ -496,6 +499,7 @@ export class Lane {
   private settle(task: TaskMeta, requestAt: number, f: Failure, probe: boolean): void {
     const t = this.now();
     this.failedAttempts++;
+    this.d.onAttempt?.({ uplink: this.name, result: f.scope, retry: task.retryCount > 0 });
     if (f.scope === 'link') {
       // A dropped connection is one link failure (counted in onLinkDown), not one per message.
       if (this.connected) {

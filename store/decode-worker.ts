@@ -85,7 +85,6 @@ export class BacklogReader {
     if (!c) {
       const db = new Database(file, { readonly: true, fileMustExist: true });
       db.pragma('busy_timeout = 5000');
-      if (process.env.HF_MMAP) db.pragma(`mmap_size = ${process.env.HF_MMAP}`);
       c = { db, fresh: db.prepare(TASK_SQL.fresh).raw(true), users: 0 };
       this.conns.set(file, c);
     }

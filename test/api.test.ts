@@ -45,6 +45,7 @@ t.test('metrics, health, readiness and the admin API', async (t) => {
   }
   t.match(m.text, /holdfast_breaker_state\{uplink="broker",state="open"\} 1/, 'the open breaker shows');
   t.match(m.text, /holdfast_buffer_batches\{uplink="broker",status="pending"\} [1-9]/, 'the pending buffer shows');
+  t.match(m.text, /holdfast_readings_committed_total [1-9]/, 'committed readings counted');
   const check = spawnSync('promtool', ['check', 'metrics'], { input: m.text, encoding: 'utf8' });
   t.equal(check.status, 0, `promtool check metrics passes ${check.stdout}${check.stderr}`);
 

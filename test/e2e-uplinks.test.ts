@@ -10,7 +10,7 @@ import { startBroker, freePort, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
 import { OtlpTestServer } from './helpers/otlp-server.js';
 import { makePki } from './helpers/sep2-server.js';
-import { checkCounters, count, diagnoseOnFailure, makeAgentDir, startAgent, telemetry } from './helpers/agent.js';
+import { checkCounters, count, diagnoseOnFailure, log, makeAgentDir, startAgent, telemetry } from './helpers/agent.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -67,5 +67,13 @@ t.test('healthy, flapping and dead uplinks do not hold each other back', async (
   t.equal(count(a, 'SELECT count(*) FROM recovery_tasks'), total * 3, 'one task per batch per uplink, no more, no less');
   await waitFor(() => new Set(telemetry(rec.messages).map((m) => m.key)).size === total, 10_000, 'all at the broker');
   t.same(checkCounters(telemetry(rec.messages)).problems, [], 'the MQTT side saw a contiguous counter');
+  // The metrics tell the same story (port 0: the agent logs the port it got).
+  const port = Number(/"port":(\d+),"msg":"HTTP server/.exec(log(a))?.[1]);
+  const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+  t.match(metrics, new RegExp(`holdfast_deliveries_total\\{uplink="broker"\\} ${total}\\b`), 'deliveries counted per uplink');
+  t.match(metrics, /holdfast_delivery_latency_seconds_count\{uplink="collector"\} [1-9]/, 'latency observed');
+  t.match(metrics, /holdfast_breaker_state\{uplink="utility",state="closed"\} 0/, 'the dead uplink\'s breaker is not closed');
+  t.match(metrics, /holdfast_attempts_total\{uplink="broker",result="ok"\} [1-9]/, 'attempts counted by result');
+  t.match(metrics, /holdfast_buffer_batches\{uplink="utility",status="pending"\} [1-9]/, 'its backlog is visible');
   await agent.stop();
 });
