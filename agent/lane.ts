@@ -116,7 +116,6 @@ export class Lane {
   private drainStartAt = 0;
   private nextDueCheckAt = 0;
   private readonly inflight = new Set<number>();
-  private readonly unflushed = new Set<number>();
   private outcomes: Outcome[] = [];
   private msgBucket: TokenBucket;
   private readBucket: TokenBucket;
@@ -338,11 +337,14 @@ export class Lane {
     }
     if (free > 0 && t >= this.nextDueCheckAt) {
       const b = this.cfg.retryBudget;
-      const due = this.d.tasks.due(t, free + this.inflight.size + this.unflushed.size);
+      const due = this.d.tasks.due(t, free + this.inflight.size + this.outcomes.length);
+      // Outcomes not yet flushed are still 'pending' in the store: not due again. (A Set of them
+      // is made only here, when retries are due, not for every acknowledgement.)
+      const unflushed = due.length > 0 && this.outcomes.length > 0 ? new Set(this.outcomes.map((o) => o.id)) : null;
       let sent = 0;
       for (const task of due) {
         if (free <= 0) break;
-        if (this.inflight.has(task.id) || this.unflushed.has(task.id)) continue;
+        if (this.inflight.has(task.id) || unflushed?.has(task.id)) continue;
         if (!budgetAllows(this.budget, b.ratio, b.minPerSec, BUDGET_WINDOW_MS, t)) break;
         if (!this.dispatch(task, task.id < this.liveFromId, 'due')) return;
         free--;
@@ -460,8 +462,7 @@ export class Lane {
       if (ahead?.readings) {
         readings = ahead.readings;
         framable = true;
-      }
-      else if ('payload' in task) readings = this.d.codec.decode(task.payload, task.key);
+      } else if ('payload' in task) readings = this.d.codec.decode(task.payload, task.key);
       else throw new Error(`task ${task.id} was read without its payload`);
     } catch (e) {
       this.inflight.delete(task.id);
@@ -531,7 +532,6 @@ export class Lane {
 
   private push(o: Outcome): void {
     this.outcomes.push(o);
-    this.unflushed.add(o.id);
     if (this.outcomes.length >= FLUSH_MAX) this.flush();
     else this.flushTimer ??= setTimeout(() => this.flush(), FLUSH_MS);
   }
@@ -544,6 +544,5 @@ export class Lane {
     if (batch.length === 0) return;
     this.outcomes = [];
     this.d.tasks.flush(batch);
-    this.unflushed.clear();
   }
 }
