@@ -26,6 +26,7 @@
  * BENCH_DRAIN_ROUNDS, BENCH_ONLY=ingest,drain,rss,cold (a subset, e.g. for --cpu-prof), BENCH_DIR
  * (where the databases go; must be on a real disk for figure 3; default os.tmpdir()).
  */
+import { fieldTable, runFieldBench } from './bench-field.js';
 import Database from 'better-sqlite3';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -1008,6 +1009,12 @@ async function main(): Promise<void> {
   say();
   say(`summary (${os.cpus()[0]?.model ?? '?'}, nproc ${nproc}, node ${process.version}):`);
   say(table(rows));
+  if (process.env.BENCH_FIELD !== '0') {
+    // The field side: RTU transactions/s against the line's limit, and poll jitter (BENCH_FIELD=0 skips).
+    say();
+    say('field side (RTU over socat pty pairs, simulators in a child process):');
+    say(fieldTable(await runFieldBench()));
+  }
   say();
   say(`total ${fmt1((now() - started) / 1000)} s`);
 }
