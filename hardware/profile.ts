@@ -23,8 +23,8 @@ import { existsSync, readFileSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import type { ErrorObject } from 'ajv';
 import { HoldfastError } from '../agent/errors.js';
+import { describeAjvError } from '../agent/config/ajv-problems.js';
 
 const require = createRequire(import.meta.url);
 const Ajv = require('ajv') as typeof import('ajv').default;
@@ -144,14 +144,6 @@ export class ProfileError extends HoldfastError {
   }
 }
 
-function describe(e: ErrorObject): ProfileProblem {
-  const p = e.params as Record<string, unknown>;
-  if (e.keyword === 'additionalProperties') return { path: `${e.instancePath}/${String(p.additionalProperty)}`, message: 'unknown key' };
-  if (e.keyword === 'required') return { path: `${e.instancePath}/${String(p.missingProperty)}`, message: 'is required' };
-  if (e.keyword === 'enum') return { path: e.instancePath || '/', message: `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
-  if (e.keyword === 'propertyNames') return { path: `${e.instancePath}/${String(p.propertyName)}`, message: 'invalid name' };
-  return { path: e.instancePath || '/', message: e.message ?? e.keyword };
-}
 
 /** What the schema cannot say: buses name existing ports, iio sources are complete, none is bare. */
 function crossCheck(p: BoardProfile): ProfileProblem[] {
@@ -176,7 +168,7 @@ function crossCheck(p: BoardProfile): ProfileProblem[] {
 export function validateProfile(raw: unknown, label?: string): BoardProfile {
   if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ProfileError('CONFIG_INVALID', [{ path: '/', message: 'must be a JSON object' }], label);
   // A bad key name yields a pattern error (with propertyName) and a propertyNames one: keep the latter.
-  if (!validate(raw)) throw new ProfileError('CONFIG_INVALID', (validate.errors ?? []).filter((e) => e.keyword === 'propertyNames' || e.propertyName === undefined).map(describe), label);
+  if (!validate(raw)) throw new ProfileError('CONFIG_INVALID', (validate.errors ?? []).filter((e) => e.keyword === 'propertyNames' || e.propertyName === undefined).map((e) => describeAjvError(e)), label);
   const profile = raw as unknown as BoardProfile;
   const problems = crossCheck(profile);
   if (problems.length > 0) throw new ProfileError('CONFIG_INVALID', problems, label);

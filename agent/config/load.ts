@@ -7,10 +7,10 @@ import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { createRequire } from 'node:module';
-import type { ErrorObject } from 'ajv';
 import { HoldfastError } from '../errors.js';
 import cron from 'node-cron';
 import { configSchema } from './schema.js';
+import { describeAjvError } from './ajv-problems.js';
 import { loadDeviceMap } from '../../drivers/modbus/devicemap.js';
 import { loadProfile } from '../../hardware/profile.js';
 import { RETRY_STRATEGIES, type Config, type HoldfastConfig, type RetryStrategy } from './types.js';
@@ -37,19 +37,6 @@ export class ConfigError extends HoldfastError {
   }
 }
 
-function describe(e: ErrorObject): ConfigProblem {
-  const path = e.instancePath || '/';
-  switch (e.keyword) {
-    case 'additionalProperties':
-      return { path: `${e.instancePath}/${(e.params as { additionalProperty: string }).additionalProperty}`, message: 'unknown key' };
-    case 'required':
-      return { path: `${e.instancePath}/${(e.params as { missingProperty: string }).missingProperty}`, message: 'is required' };
-    case 'enum':
-      return { path, message: `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}` };
-    default:
-      return { path, message: e.message ?? e.keyword };
-  }
-}
 
 export interface LoadOptions {
   /** Environment to read overrides from (default process.env). */
@@ -90,7 +77,7 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
   if (opts.remote) Object.assign(doc, structuredClone(opts.remote));
 
   const schemaOk = validateSchema(doc);
-  if (!schemaOk) for (const e of validateSchema.errors ?? []) problems.push(describe(e));
+  if (!schemaOk) for (const e of validateSchema.errors ?? []) problems.push(describeAjvError(e));
   const cfg = doc as unknown as HoldfastConfig;
 
   const strategy = env.RETRY_STRATEGY;

@@ -16,8 +16,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
-import type { ErrorObject } from 'ajv';
 import { ConfigError, type ConfigProblem } from '../../agent/config/load.js';
+import { describeAjvError } from '../../agent/config/ajv-problems.js';
 import { MAX_READ_REGISTERS } from './frame.js';
 import { registerCount } from './decode.js';
 import type { DeviceMap, PointDef } from './types.js';
@@ -72,21 +72,6 @@ export const deviceMapSchema = {
 const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: false });
 const validateSchema = ajv.compile(deviceMapSchema);
 
-function describe(e: ErrorObject): ConfigProblem {
-  const path = e.instancePath || '/';
-  switch (e.keyword) {
-    case 'additionalProperties':
-      return { path: `${e.instancePath}/${(e.params as { additionalProperty: string }).additionalProperty}`, message: 'unknown key' };
-    case 'required':
-      return { path: `${e.instancePath}/${(e.params as { missingProperty: string }).missingProperty}`, message: 'is required' };
-    case 'enum':
-      return { path, message: `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map((v) => JSON.stringify(v)).join(', ')}` };
-    case 'not':
-      return { path, message: 'must not be 0' };
-    default:
-      return { path, message: e.message ?? e.keyword };
-  }
-}
 
 /** Reads and validates a device map file. Throws ConfigError (a HoldfastError) on any problem. */
 export function loadDeviceMap(file: string): DeviceMap {
@@ -112,7 +97,7 @@ export function validateDeviceMap(raw: unknown, label?: string): DeviceMap {
   }
   const doc = structuredClone(raw);
   const problems: ConfigProblem[] = [];
-  if (!validateSchema(doc)) for (const e of validateSchema.errors ?? []) problems.push(describe(e));
+  if (!validateSchema(doc)) for (const e of validateSchema.errors ?? []) problems.push(describeAjvError(e, 'must not be 0'));
   else semanticChecks(doc as unknown as DeviceMap, problems);
   if (problems.length > 0) throw new ConfigError('CONFIG_INVALID', problems, label);
   return deepFreeze(doc as unknown as DeviceMap);

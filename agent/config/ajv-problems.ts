@@ -1,0 +1,31 @@
+/**
+ * One wording for schema problems, shared by the config, device maps and board profiles: ajv's
+ * errors turned into `{ path, message }` with the path of the key at fault (an unknown or missing
+ * key names the key itself, not its parent).
+ */
+import type { ErrorObject } from 'ajv';
+
+export interface SchemaProblem {
+  path: string;
+  message: string;
+}
+
+/** `notMessage`: what a failed `not` means in that schema (e.g. "must not be 0"). */
+export function describeAjvError(e: ErrorObject, notMessage = 'has a value that is not allowed'): SchemaProblem {
+  const p = e.params as Record<string, unknown>;
+  const path = e.instancePath || '/';
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return { path: `${e.instancePath}/${String(p.additionalProperty)}`, message: 'unknown key' };
+    case 'required':
+      return { path: `${e.instancePath}/${String(p.missingProperty)}`, message: 'is required' };
+    case 'enum':
+      return { path, message: `must be one of ${(p.allowedValues as unknown[]).map((v) => JSON.stringify(v)).join(', ')}` };
+    case 'propertyNames':
+      return { path: `${e.instancePath}/${String(p.propertyName)}`, message: 'invalid name' };
+    case 'not':
+      return { path, message: notMessage };
+    default:
+      return { path, message: e.message ?? e.keyword };
+  }
+}
