@@ -37,6 +37,7 @@ t.test('metrics, health, readiness and the admin API', async (t) => {
   t.equal((await get(port, '/readyz')).status, 200, 'ready: store writable, one uplink configured');
 
   await waitFor(() => count(a, `SELECT count(*) FROM recovery_events WHERE kind = 'breaker'`) > 0, 30_000, 'breaker open');
+  await waitFor(() => count(a, `SELECT count(*) FROM recovery_tasks WHERE status = 'pending'`) > 0, 30_000, 'something buffered');
   const m = await get(port, '/metrics');
   t.equal(m.status, 200, '/metrics answers');
   t.match(m.type, /text\/plain/, 'in the text exposition format');
