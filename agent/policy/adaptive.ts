@@ -61,6 +61,7 @@
  * history is stale (outages suddenly much shorter or longer than recorded) ADAPTIVE is worse
  * for the ~25 outages it takes the new ones to dominate the window (docs/adaptive-retry.md).
  */
+import { draw, positive } from './retry.js';
 
 /** Past outages of one uplink, most recent last (e.g. duration_ms of its closed 'outage' rows). */
 export interface OutageHistory {
@@ -101,17 +102,6 @@ export const EARLY_DIVISOR = 2;
 export const TAIL_GROWTH = 1;
 /** Jitter is at least +- this fraction, whatever cfg.jitter says. */
 export const MIN_JITTER = 0.1;
-
-/** A rand() draw forced into [0, 1), as in retry.ts. */
-function draw(rand: () => number): number {
-  const r = rand();
-  if (!Number.isFinite(r) || r < 0) return 0;
-  return r >= 1 ? 1 - Number.EPSILON : r;
-}
-
-function positive(x: number, fallback: number): number {
-  return Number.isFinite(x) && x > 0 ? x : fallback;
-}
 
 function clamp(x: number, lo: number, hi: number): number {
   return Math.min(hi, Math.max(lo, x));

@@ -53,14 +53,14 @@ export const HINT_JITTER_FRACTION = 0.1;
 type DelayConfig = Pick<RetryConfig, 'strategy' | 'baseMs' | 'maxMs' | 'jitter'>;
 
 /** A rand() draw forced into [0, 1) so a misbehaving source cannot escape the bounds. */
-function draw(rand: () => number): number {
+export function draw(rand: () => number): number {
   const r = rand();
   if (!Number.isFinite(r) || r < 0) return 0;
   return r >= 1 ? 1 - Number.EPSILON : r;
 }
 
 /** A positive finite number, or the fallback. */
-function positive(x: number, fallback: number): number {
+export function positive(x: number, fallback: number): number {
   return Number.isFinite(x) && x > 0 ? x : fallback;
 }
 
