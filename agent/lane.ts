@@ -15,6 +15,10 @@
  * order. Live tasks and due retries are few and are read and decoded here when sent. If the
  * worker fails, this thread reads on from the last task it received (backlogCursor), so no task
  * is lost or skipped; a task stays `pending` in the store until an outcome is written for it.
+ *
+ * A device whose upstream asked for a posting pace (IEEE 2030.5 postRate, `notBefore` on an ack)
+ * is served only by the pacer (agent/pacer.ts): the three paths above skip its tasks, and when its
+ * time comes its pending tasks are read from the store and sent as one merged message.
  */
 import type { Logger } from 'pino';
 import { HoldfastError } from './errors.js';
@@ -24,6 +28,7 @@ import { classify, type Failure } from './policy/classify.js';
 import { nextDelay, shouldGiveUp } from './policy/retry.js';
 import { adaptiveDelay } from './policy/adaptive.js';
 import { budgetAllows, emptyBudget, noteAttempt, take, type RetryBudget, type TokenBucket } from './policy/budget.js';
+import { arrayBody, clearWaiting, dueDevices, emptyPace, isPaced, markWaiting, mergeJsonArrays, nextDueAt, noteAck, takeForPost, type PaceState } from './pacer.js';
 import { StoredMessage, type UplinkDriver } from '../drivers/uplink.js';
 import type { PayloadCodec } from '../store/codec.js';
 import { sharedReadAhead, type BacklogStream, type ReadAhead } from '../store/decode-pool.js';
@@ -38,6 +43,9 @@ const BUDGET_WINDOW_MS = 10_000;
 const AHEAD_CHUNK = 8;
 /** Buffers waiting to be handed back to the read-ahead worker at most. */
 const RECYCLE_MAX = 256;
+/** A paced device's merged post holds at most this many readings and tasks (agent/pacer.ts). */
+const PACED_MAX_READINGS = 10_000;
+const PACED_MAX_TASKS = 500;
 
 /**
  * A backlog task read ahead: decoded by the worker (`readings`, or `error` if its payload does
@@ -120,6 +128,7 @@ export class Lane {
   private msgBucket: TokenBucket;
   private readBucket: TokenBucket;
   private budget: RetryBudget = emptyBudget();
+  private pace: PaceState = emptyPace();
   private wakeTimer: NodeJS.Timeout | null = null;
   private wakeAt = Infinity;
   private immediate: NodeJS.Immediate | null = null;
@@ -325,12 +334,22 @@ export class Lane {
     const t = this.now();
     let free = Math.min(this.cfg.maxInflight, this.d.driver.sendWindow) - this.inflight.size;
     if (free <= 0) return;
+    if (this.pace.waiting.size > 0) {
+      for (const device of dueDevices(this.pace, t)) {
+        if (free <= 0) break;
+        const r = this.sendPaced(device, t);
+        if (r === 'refused') return;
+        if (r === 'sent') free--;
+      }
+      if (free <= 0) return;
+    }
     if (this.liveDirty) {
       this.liveDirty = false;
       const live = this.d.tasks.fresh(this.liveCursor, Number.MAX_SAFE_INTEGER, free);
       if (live.length === free) this.liveDirty = true;
       for (const task of live) {
         this.liveCursor = task.id;
+        if (this.skipPaced(task)) continue;
         if (!this.dispatch(task, false, 'live')) return;
         free--;
       }
@@ -344,7 +363,7 @@ export class Lane {
       let sent = 0;
       for (const task of due) {
         if (free <= 0) break;
-        if (this.inflight.has(task.id) || unflushed?.has(task.id)) continue;
+        if (this.inflight.has(task.id) || unflushed?.has(task.id) || this.skipPaced(task)) continue;
         if (!budgetAllows(this.budget, b.ratio, b.minPerSec, BUDGET_WINDOW_MS, t)) break;
         if (!this.dispatch(task, task.id < this.liveFromId, 'due')) return;
         free--;
@@ -363,6 +382,11 @@ export class Lane {
           break;
         }
         const task = ahead.task;
+        if (this.skipPaced(task)) {
+          this.backlog.shift();
+          this.readAhead();
+          continue;
+        }
         const m = take(this.msgBucket, 1, dr.messagesPerSec, dr.messagesPerSec, t);
         const n = take(this.readBucket, task.readingCount, dr.readingsPerSec, dr.readingsPerSec, t);
         if (!m.ok || !n.ok) {
@@ -379,6 +403,29 @@ export class Lane {
       }
     }
     if (this.inflight.size === 0 && this.nextDueCheckAt > t) this.wake(this.nextDueCheckAt - t);
+    const paceAt = nextDueAt(this.pace);
+    if (paceAt < Infinity) this.wake(Math.max(1, paceAt - t));
+  }
+
+  /** A task of a paced device met on another path: left pending for the pacer. */
+  private skipPaced(task: TaskMeta): boolean {
+    if (!isPaced(this.pace, task.device)) return false;
+    this.pace = markWaiting(this.pace, task.device);
+    return true;
+  }
+
+  /**
+   * Sends a paced device's pending tasks (fresh and due, not in flight, not awaiting their
+   * outcome's write) as one merged message. 'none' when it has nothing to send.
+   */
+  private sendPaced(device: string, t: number): 'sent' | 'none' | 'refused' {
+    const busy = new Set(this.inflight);
+    for (const o of this.outcomes) busy.add(o.id);
+    const rows = this.d.tasks.pendingOfDevice(device, t, PACED_MAX_TASKS + busy.size).filter((r) => !busy.has(r.id));
+    const group = takeForPost(rows, PACED_MAX_READINGS, PACED_MAX_TASKS);
+    if (group.length === rows.length) this.pace = clearWaiting(this.pace, device);
+    if (group.length === 0) return 'none';
+    return this.dispatchGroup(group, group.some((r) => r.id < this.liveFromId)) ? 'sent' : 'refused';
   }
 
   /**
@@ -452,8 +499,6 @@ export class Lane {
       this.wake(Math.max(10, (a.retryAt ?? t + 1000) - t));
       return false;
     }
-    this.inflight.add(task.id);
-    this.budget = noteAttempt(this.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t);
     let readings: Buffer;
     let framable = false;
     try {
@@ -465,42 +510,94 @@ export class Lane {
       } else if ('payload' in task) readings = this.d.codec.decode(task.payload, task.key);
       else throw new Error(`task ${task.id} was read without its payload`);
     } catch (e) {
-      this.inflight.delete(task.id);
-      this.settle(task, t, { code: 'PAYLOAD_UNREADABLE', message: (e as Error).message, scope: 'payload', retry: 'hard', faultClass: 'local' }, a.probe);
+      this.unreadable(task, t, e, a.probe);
       return true;
     }
-    const msg = new StoredMessage(task.id, task.key, task.payloadId, task.device, historical, task.readingCount, readings, framable);
+    this.transmit([task], new StoredMessage(task.id, task.key, task.payloadId, task.device, historical, task.readingCount, readings, framable), a.probe);
+    return true;
+  }
+
+  /**
+   * Sends tasks of one device as one message, their readings merged oldest first (the pacer's
+   * post); false when the breaker refused. A task whose payload does not decode is dead-lettered
+   * on its own and left out.
+   */
+  private dispatchGroup(tasks: readonly TaskRow[], historical: boolean): boolean {
+    const t = this.now();
+    const a = admit(this.cfg.breaker, this.breaker, t);
+    this.setBreaker(a.state);
+    if (!a.allowed) {
+      this.wake(Math.max(10, (a.retryAt ?? t + 1000) - t));
+      return false;
+    }
+    const sent: TaskRow[] = [];
+    const parts: Buffer[] = [];
+    for (const task of tasks) {
+      try {
+        const b = this.d.codec.decode(task.payload, task.key);
+        arrayBody(b); // not a JSON array: this task alone is dead-lettered
+        parts.push(b);
+        sent.push(task);
+      } catch (e) {
+        this.unreadable(task, t, e, a.probe);
+      }
+    }
+    if (sent.length === 0) return true;
+    const merged = mergeJsonArrays(parts);
+    const first = sent[0];
+    const count = sent.reduce((n, r) => n + r.readingCount, 0);
+    this.transmit(sent, new StoredMessage(first.id, first.key, first.payloadId, first.device, historical, count, merged), a.probe);
+    return true;
+  }
+
+  private unreadable(task: TaskMeta, t: number, e: unknown, probe: boolean): void {
+    this.budget = noteAttempt(this.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t);
+    this.settle([task], t, { code: 'PAYLOAD_UNREADABLE', message: (e as Error).message, scope: 'payload', retry: 'hard', faultClass: 'local' }, probe);
+  }
+
+  /** Hands one message (of one or more tasks) to the driver and settles every task on its outcome. */
+  private transmit(tasks: readonly TaskMeta[], msg: StoredMessage, probe: boolean): void {
+    const t = this.now();
+    for (const task of tasks) {
+      this.inflight.add(task.id);
+      this.budget = noteAttempt(this.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t);
+    }
+    const done = () => {
+      for (const task of tasks) this.inflight.delete(task.id);
+    };
+    const retry = tasks.some((task) => task.retryCount > 0);
     this.d.driver.send(msg).then(
       (r) => {
-        this.inflight.delete(task.id);
+        done();
         if (r.ok) {
-          this.setBreaker(record(this.cfg.breaker, this.breaker, this.now(), true, a.probe, this.rand));
-          this.delivered++;
-          this.d.onAttempt?.({ uplink: this.name, result: 'ok', retry: task.retryCount > 0, latencyMs: r.ackAt - r.requestAt });
-          this.push({ id: task.id, ok: true, requestAt: r.requestAt, ackAt: r.ackAt });
+          const now = this.now();
+          this.setBreaker(record(this.cfg.breaker, this.breaker, now, true, probe, this.rand));
+          this.delivered += tasks.length;
+          this.d.onAttempt?.({ uplink: this.name, result: 'ok', retry, latencyMs: r.ackAt - r.requestAt });
+          for (const task of tasks) this.push({ id: task.id, ok: true, requestAt: r.requestAt, ackAt: r.ackAt });
+          this.pace = noteAck(this.pace, msg.device, r.notBefore, now);
           // The driver is done with the readings (acknowledged): their buffer can be filled again.
-          if (framable && this.d.driver.releasesOnSettle && this.stream && this.recycle.length < RECYCLE_MAX) {
-            this.recycle.push(readings.buffer as ArrayBuffer);
+          if (msg.framable && this.d.driver.releasesOnSettle && this.stream && this.recycle.length < RECYCLE_MAX) {
+            this.recycle.push(msg.readings.buffer as ArrayBuffer);
           }
         } else if (!this.stopped) {
-          this.settle(task, r.requestAt, classify(r.failure), a.probe);
+          this.settle(tasks, r.requestAt, classify(r.failure), probe);
         }
         this.wake(0);
       },
       (e: unknown) => {
-        this.inflight.delete(task.id);
-        this.settle(task, t, classify({ kind: 'socket', message: String(e) }), a.probe);
+        done();
+        this.settle(tasks, t, classify({ kind: 'socket', message: String(e) }), probe);
         this.wake(0);
       },
     );
-    return true;
   }
 
-  /** A failed attempt: breaker, backoff or dead letter, and the record of why. */
-  private settle(task: TaskMeta, requestAt: number, f: Failure, probe: boolean): void {
+  /** A failed attempt (of one message): breaker, backoff or dead letter, and the record of why, for each of its tasks. */
+  private settle(tasks: readonly TaskMeta[], requestAt: number, f: Failure, probe: boolean): void {
     const t = this.now();
     this.failedAttempts++;
-    this.d.onAttempt?.({ uplink: this.name, result: f.scope, retry: task.retryCount > 0 });
+    this.d.onAttempt?.({ uplink: this.name, result: f.scope, retry: tasks.some((task) => task.retryCount > 0) });
     if (f.scope === 'link') {
       // A dropped connection is one link failure (counted in onLinkDown), not one per message.
       if (this.connected) {
@@ -514,6 +611,10 @@ export class Lane {
     } else {
       this.setBreaker(record(this.cfg.breaker, this.breaker, t, true, probe, this.rand));
     }
+    for (const task of tasks) this.outcome(task, requestAt, f, t);
+  }
+
+  private outcome(task: TaskMeta, requestAt: number, f: Failure, t: number): void {
     const attempts = task.retryCount + 1;
     const base = { id: task.id, ok: false as const, requestAt, faultClass: f.faultClass, retryClass: f.retry };
     const r = this.cfg.retry;

@@ -51,7 +51,11 @@ export function readingsBytes(m: OutboundMessage): Buffer {
   return m.readings ?? Buffer.from(m.readingsJson, 'utf8');
 }
 
-export type SendResult = { ok: true; requestAt: number; ackAt: number } | { ok: false; requestAt: number; failure: RawFailure };
+/**
+ * `notBefore` (ms): the upstream asked that this device post no earlier than this again (IEEE
+ * 2030.5 postRate); the lane then paces and merges that device's sends (agent/pacer.ts).
+ */
+export type SendResult = { ok: true; requestAt: number; ackAt: number; notBefore?: number } | { ok: false; requestAt: number; failure: RawFailure };
 
 export type ConnectResult = { ok: true } | { ok: false; failure: RawFailure };
 

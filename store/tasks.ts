@@ -81,11 +81,16 @@ export const TASK_SQL = {
   due: `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
        WHERE t.uplink = ? AND t.status = 'pending' AND t.next_attempt_at > 0 AND t.next_attempt_at <= ?
        ORDER BY t.next_attempt_at LIMIT ?`,
+  /** A paced device's tasks that may be sent now (fresh, or due for a retry), oldest first. */
+  ofDevice: `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
+       WHERE t.uplink = ? AND t.status = 'pending' AND p.device = ? AND t.next_attempt_at <= ?
+       ORDER BY t.id LIMIT ?`,
 } as const;
 
 export class TaskQueue {
   private readonly freshStmt;
   private readonly dueStmt;
+  private readonly ofDeviceStmt;
   private readonly maxIdStmt;
   private readonly okStmt;
   private readonly failStmt;
@@ -101,6 +106,7 @@ export class TaskQueue {
     this.file = db.memory || db.name === '' ? null : db.name;
     this.freshStmt = db.prepare(TASK_SQL.fresh);
     this.dueStmt = db.prepare(TASK_SQL.due);
+    this.ofDeviceStmt = db.prepare(TASK_SQL.ofDevice);
     this.maxIdStmt = db.prepare('SELECT coalesce(max(id), 0) FROM recovery_tasks').pluck();
     this.okStmt = db.prepare(
       `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?,
@@ -131,6 +137,14 @@ export class TaskQueue {
   /** Tasks whose retry time has come, earliest first. */
   due(now: number, limit: number): TaskRow[] {
     return (this.dueStmt.all(this.uplink, now, limit) as RawRow[]).map(toTask);
+  }
+
+  /**
+   * One device's pending tasks that may be sent at `now`, oldest first (the lane's pacer). It walks
+   * the uplink's pending tasks (index recovery_tasks_pending): run once per device per postRate.
+   */
+  pendingOfDevice(device: string, now: number, limit: number): TaskRow[] {
+    return (this.ofDeviceStmt.all(this.uplink, device, now, limit) as RawRow[]).map(toTask);
   }
 
   /** The highest task id in the store (all uplinks): the live/backlog boundary at a recovery. */

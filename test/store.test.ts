@@ -261,6 +261,9 @@ t.test('db', async (t) => {
     const fresh = plan(TASK_SQL.fresh, 'a', 0, 10, 10);
     t.match(fresh, /SEARCH t USING INDEX recovery_tasks_pending \(uplink=\? AND id>\? AND id<\?\)/, fresh);
     t.notMatch(fresh, /TEMP B-TREE/);
+    const ofDevice = plan(TASK_SQL.ofDevice, 'a', 'd1', 10, 10);
+    t.match(ofDevice, /SEARCH t USING INDEX recovery_tasks_pending \(uplink=\?\)/, `paced device: the uplink's pending tasks in id order: ${ofDevice}`);
+    t.notMatch(ofDevice, /TEMP B-TREE/);
 
     // An old database (schema 1) gets the index when a new build opens it.
     const dir = join(tempDir(t), 'v1');
@@ -291,6 +294,24 @@ t.test('db', async (t) => {
     t.same(new TaskQueue(db, 'b').due(9000, 10), [], 'another uplink\'s retries are not ours');
     t.same(qa.fresh(0, Number.MAX_SAFE_INTEGER, 10), [], 'and they are no longer fresh');
     t.equal(qa.file, join(db.name), 'the file a decode worker opens');
+  });
+
+  t.test('pendingOfDevice() returns one device\'s sendable tasks (fresh and due), oldest first', async (t) => {
+    const { db } = freshDb(t);
+    const codec = new PayloadCodec(null, null);
+    new Outbox(db, ['a', 'b']).commit(['d1', 'd2', 'd1', 'd1', 'd1'].map((d) => batch(codec, d)));
+    const qa = new TaskQueue(db, 'a');
+    const all = qa.fresh(0, Number.MAX_SAFE_INTEGER, 10);
+    const d1 = all.filter((r) => r.device === 'd1').map((r) => r.id);
+    const fail = (id: number, status: 'pending' | 'failed', at: number) =>
+      ({ id, ok: false as const, requestAt: 1, code: 'ETIMEDOUT', message: 'x', faultClass: 'link', retryClass: 'soft' as const, status, nextAttemptAt: at });
+    qa.flush([fail(d1[1], 'pending', 5000), fail(d1[2], 'failed', 0), { id: d1[3], ok: true, requestAt: 1, ackAt: 2 }]);
+    t.same(qa.pendingOfDevice('d1', 4000, 10).map((r) => r.id), [d1[0]], 'a retry not yet due, a dead letter and a delivered task are left out');
+    t.same(qa.pendingOfDevice('d1', 5000, 10).map((r) => r.id), [d1[0], d1[1]], 'the retry once due, in id order');
+    t.same(qa.pendingOfDevice('d1', 5000, 1).map((r) => r.id), [d1[0]], 'limit');
+    t.same(qa.pendingOfDevice('d3', 5000, 10), [], 'another device');
+    t.equal(new TaskQueue(db, 'b').pendingOfDevice('d1', 0, 10).length, 4, 'the other uplink has its own');
+    t.ok(qa.pendingOfDevice('d1', 5000, 10).every((r) => r.payload.body.length > 0), 'with their payloads');
   });
 
   t.test('a database from a newer build is refused: SCHEMA_TOO_NEW', async (t) => {

@@ -22,8 +22,8 @@
  * Retries of a partly posted batch re-post the same mRIDs (MMR per device/point, reading set per
  *   batch key), so a server can recognise duplicates; delivery is at-least-once anyway.
  * postRate (the server's preferred posting interval): `minIntervalMs` is the largest seen; each
- *   success carries `notBefore` = ack time + that MUP's postRate, for a lane that sends one at a
- *   time (sendWindow 1) and waits until notBefore.
+ *   success carries `notBefore` = ack time + that MUP's postRate. The lane then serves that device
+ *   through its pacer (agent/pacer.ts): one post per postRate with every reading waiting merged.
  */
 import https from 'node:https';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
@@ -57,7 +57,6 @@ export interface Sep2DriverOptions {
   now?: () => number;
 }
 
-export type Sep2SendResult = SendResult & { notBefore?: number };
 
 type Http = { ok: true; status: number; headers: IncomingHttpHeaders; body: string } | { ok: false; failure: RawFailure };
 interface Mup { href: string; postRate?: number }
@@ -173,9 +172,9 @@ export class Sep2Driver implements UplinkDriver {
     return { ok: true };
   }
 
-  async send(msg: OutboundMessage): Promise<Sep2SendResult> {
+  async send(msg: OutboundMessage): Promise<SendResult> {
     const requestAt = this.now();
-    const fail = (failure: RawFailure): Sep2SendResult => ({ ok: false, requestAt, failure });
+    const fail = (failure: RawFailure): SendResult => ({ ok: false, requestAt, failure });
     if (!this.up || !this.listUrl) return fail({ kind: 'socket', message: 'not connected' });
     const rows = parseBatch(batchOf(msg));
     if (!rows) return fail({ kind: 'http', code: 422, message: 'stored batch is not a JSON array of readings; not sent' });

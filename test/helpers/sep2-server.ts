@@ -163,12 +163,13 @@ export function checkOrder(n: TNode, type: string, pen: number, at = type): stri
 export interface ServerReading { start: number; duration: number; value: number; qualityFlags?: string; set?: string }
 export interface ServerMmr { mRID: string; description?: string; readingType: Record<string, string>; readings: ServerReading[] }
 export interface ServerMup { id: number; mRID: string; description?: string; deviceLFDI: string; postRate?: number; mmrs: Map<string, ServerMmr> }
-export interface Logged { method: string; path: string; status: number; cipher: string; protocol: string }
+export interface Logged { method: string; path: string; status: number; cipher: string; protocol: string; /** when the request was answered (ms) */ at: number }
 interface Scripted { method?: string; path?: RegExp; status: number; headers?: Record<string, string>; body?: string; times: number }
 
 export interface Sep2ServerOptions {
   pki: Pki; pen: number; postRate?: number; pollRate?: number; ciphers?: string; maxVersion?: 'TLSv1.2' | 'TLSv1.3';
   /** Serve the rogue (untrusted) server certificate. */ rogueServer?: boolean;
+  /** Listen on this loopback port (default: a free one). */ port?: number;
   /** Trust only the rogue CA for client certificates (so the real client cert is refused). */ rogueClientCa?: boolean;
 }
 
@@ -281,14 +282,14 @@ export async function startSep2Server(o: Sep2ServerOptions): Promise<Sep2Server>
     req.on('end', () => {
       const r = route(req, Buffer.concat(chunks).toString('utf8'));
       const sock = req.socket as import('node:tls').TLSSocket;
-      log.push({ method: req.method ?? '', path: req.url ?? '', status: r.status, cipher: sock.getCipher().name, protocol: sock.getProtocol() ?? '' });
+      log.push({ method: req.method ?? '', path: req.url ?? '', status: r.status, cipher: sock.getCipher().name, protocol: sock.getProtocol() ?? '', at: Date.now() });
       if (r.status === 0) return; // scripted silence: the client's timeout must fire
       res.writeHead(r.status, { ...(r.xml ? { 'Content-Type': SEP } : {}), ...r.headers });
       res.end(r.xml ? doc(r.xml) : undefined);
     });
   });
   server.on('tlsClientError', (e: Error & { code?: string }) => tlsErrors.push(e.code ?? e.message));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  await new Promise<void>((resolve) => server.listen(o.port ?? 0, '127.0.0.1', resolve));
   const port = (server.address() as net.AddressInfo).port;
   return {
     url: `https://127.0.0.1:${port}`, port, problems, log, tlsErrors, mups, creations,
