@@ -34,6 +34,7 @@ import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, rea
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { buildConfig, topicPrefix } from '../agent/config/load.js';
@@ -456,6 +457,8 @@ async function startBroker(dir: string): Promise<Broker> {
 interface DrainRun {
   /** CPU time of this process (user + system) during the run, ms. */
   cpuMs: number;
+  /** Garbage collections on this thread during the run. */
+  gc?: GcTally;
   messages: number;
   readings: number;
   bytes: number;
@@ -503,7 +506,27 @@ function mqttOptions(clientId: string): IClientOptions {
 }
 
 /** The limit: mqtt.js QoS 1 publishes of the same payloads, at most `window` unacknowledged. */
+/** GC pauses on this thread (count and ms by kind) between start and stop. */
+interface GcTally { minor: number; minorMs: number; major: number; majorMs: number }
+
+function watchGc(): () => GcTally {
+  const tally: GcTally = { minor: 0, minorMs: 0, major: 0, majorMs: 0 };
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0;
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) (tally.minor++, (tally.minorMs += e.duration));
+      else (tally.major++, (tally.majorMs += e.duration));
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  return () => (obs.disconnect(), tally);
+}
+
+const gcText = (g: GcTally | undefined, messages: number) =>
+  g ? `GC ${fmtInt((1000 * (g.minorMs + g.majorMs)) / messages)} us/msg: ${fmtInt(g.minor)} scavenges ${fmtInt(g.minorMs)} ms, ${fmtInt(g.major)} other ${fmtInt(g.majorMs)} ms` : '';
+
 async function runRawPublish(url: string, topic: string, msgs: Envelope[], window: number): Promise<DrainRun> {
+  const stopGc = watchGc();
   const c0 = process.cpuUsage();
   const t0 = now();
   const client: MqttClient = mqtt.connect(url, mqttOptions(`bench-raw-${process.pid}-${Math.floor(t0)}`));
@@ -561,7 +584,7 @@ async function runRawPublish(url: string, topic: string, msgs: Envelope[], windo
     readings += m.readings;
     bytes += m.payload.length;
   }
-  return { cpuMs: (cpu.user + cpu.system) / 1000, messages: msgs.length, readings, bytes, ms: t1 - t0, perSec: (readings * 1000) / (t1 - t0) };
+  return { cpuMs: (cpu.user + cpu.system) / 1000, gc: stopGc(), messages: msgs.length, readings, bytes, ms: t1 - t0, perSec: (readings * 1000) / (t1 - t0) };
 }
 
 /** Puts every task of the bench uplink back to never-attempted (between drain rounds). */
@@ -593,6 +616,7 @@ async function runLane(db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: num
     }),
   });
   gc();
+  const stopGc = watchGc();
   const c0 = process.cpuUsage();
   const t0 = now();
   let t1 = 0;
@@ -620,7 +644,7 @@ async function runLane(db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: num
   }
   const after = pending.get(UPLINK) as { n: number; r: number };
   if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
-  return { cpuMs: (cpu.user + cpu.system) / 1000, messages: before.n, readings: before.r, bytes: expectBytes, ms: t1 - t0, perSec: (before.r * 1000) / (t1 - t0) };
+  return { cpuMs: (cpu.user + cpu.system) / 1000, gc: stopGc(), messages: before.n, readings: before.r, bytes: expectBytes, ms: t1 - t0, perSec: (before.r * 1000) / (t1 - t0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -915,6 +939,7 @@ async function main(): Promise<void> {
           lanes.push(b);
           const us = (r: DrainRun) => fmtInt((r.cpuMs * 1000) / r.messages);
           say(`    round ${round + 1}: raw mqtt.js ${fmtInt(a.perSec)} readings/s (${fmtInt(a.ms)} ms, ${fmtInt((a.messages * 1000) / a.ms)} msg/s, ${us(a)} us CPU/msg)   holdfast lane ${fmtInt(b.perSec)} readings/s (${fmtInt(b.ms)} ms, ${fmtInt((b.messages * 1000) / b.ms)} msg/s, ${us(b)} us CPU/msg)`);
+          say(`             raw ${gcText(a.gc, a.messages)};   lane ${gcText(b.gc, b.messages)} (lane thread only)`);
         }
         say('    raw: connect to the last PUBACK; lane: lane.start() (incl. connect) to every outcome flushed to the store; CPU = this process only (the broker is another)');
         const best = raws.reduce((x, y) => (y.perSec > x.perSec ? y : x));
