@@ -1,0 +1,160 @@
+/**
+ * The link half of a lane: one uplink's connection, its circuit breaker, its reconnect backoff
+ * (jittered; ADAPTIVE from the outage history) and the hold after a hard link failure (bad
+ * credentials: data held, alarm raised, no hammering). The policies are the pure modules in
+ * agent/policy/; this class keeps their state, asks the driver to connect, and records every
+ * transition (outages, breaker changes, alarms) in the store.
+ */
+import type { Logger } from 'pino';
+import type { DeepReadonly, UplinkCommon } from './config/types.js';
+import { admit, initialBreaker, record, reset, transition, type Admission, type BreakerState } from './policy/breaker.js';
+import { classify, type Failure } from './policy/classify.js';
+import { nextDelay } from './policy/retry.js';
+import { adaptiveDelay } from './policy/adaptive.js';
+import type { UplinkDriver } from '../drivers/uplink.js';
+import type { Events } from '../store/events.js';
+
+export interface LinkDeps {
+  cfg: DeepReadonly<UplinkCommon>;
+  driver: UplinkDriver;
+  events: Events;
+  log: Logger;
+  now: () => number;
+  rand: () => number;
+  /** Run the lane again after `ms` (0: on the next turn of the event loop). */
+  wake: (ms: number) => void;
+  /** The link came up (after `outageMs` down, if an outage was open). */
+  onUp: (outageMs: number | undefined) => void;
+  /** The lane was stopped: a connect that completes is ignored. */
+  stopped: () => boolean;
+}
+
+export class Link {
+  connected = false;
+  private connecting = false;
+  private failures = 0;
+  private prevDelay = 0;
+  nextConnectAt = 0;
+  heldUntil = 0;
+  private breaker: BreakerState;
+  private readonly name: string;
+
+  constructor(private readonly d: LinkDeps) {
+    this.name = d.cfg.name;
+    this.breaker = initialBreaker(d.now());
+  }
+
+  get breakerName(): string {
+    return this.breaker.name;
+  }
+
+  /** Whether the breaker lets a call through now (and whether it is a half-open probe). */
+  admit(t: number): Admission {
+    const a = admit(this.d.cfg.breaker, this.breaker, t);
+    this.setBreaker(a.state);
+    return a;
+  }
+
+  /** The outcome of a call for the breaker (`ok` false: a link failure). */
+  record(ok: boolean, probe: boolean): void {
+    this.setBreaker(record(this.d.cfg.breaker, this.breaker, this.d.now(), ok, probe, this.d.rand));
+  }
+
+  /** One connection attempt when the backoff, the hold and the breaker allow it. */
+  async connect(): Promise<void> {
+    if (this.connecting) return;
+    const t = this.d.now();
+    const notBefore = Math.max(this.heldUntil, this.nextConnectAt);
+    if (t < notBefore) return this.d.wake(notBefore - t);
+    const a = this.admit(t);
+    if (!a.allowed) return this.d.wake(Math.max(10, (a.retryAt ?? t + 1000) - t));
+    this.connecting = true;
+    const r = await this.d.driver.connect();
+    this.connecting = false;
+    if (this.d.stopped()) return;
+    if (r.ok) this.up(a.probe);
+    else this.failed(classify(r.failure), a.probe);
+    this.d.wake(0);
+  }
+
+  private up(probe: boolean): void {
+    const t = this.d.now();
+    this.connected = true;
+    this.failures = 0;
+    this.prevDelay = 0;
+    this.record(true, probe);
+    const outage = this.d.events.close('uplink', this.name, 'outage', t);
+    this.d.onUp(outage);
+    this.persist();
+  }
+
+  /** The driver lost the connection; false if it was not up. */
+  down(f: Failure): boolean {
+    if (!this.connected) return false;
+    this.connected = false;
+    this.failed(f, false);
+    return true;
+  }
+
+  /** A send failed hard on the link (credentials revoked): drop the connection and hold. */
+  hardFailure(f: Failure): void {
+    this.connected = false;
+    void this.d.driver.close();
+    this.failed(f, false);
+  }
+
+  /** A failed connect or a lost link: breaker, then the hold (hard) or the next reconnect time. */
+  private failed(f: Failure, probe: boolean): void {
+    const t = this.d.now();
+    this.record(false, probe);
+    this.failures++;
+    const r = this.d.cfg.retry;
+    if (f.retry === 'hard') {
+      const hold = Math.round(r.hardFailureHoldMs * (0.8 + 0.4 * this.d.rand()));
+      this.heldUntil = t + hold;
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'alarm', code: f.code, faultClass: f.faultClass, at: t, detail: { message: f.message, holdMs: hold } });
+      this.d.log.error({ uplink: this.name, code: f.code, holdMs: hold }, `hard link failure, data held: ${f.message}`);
+    } else {
+      const delay =
+        r.strategy === 'ADAPTIVE'
+          ? Math.max(adaptiveDelay(r, { durationsMs: this.d.events.outageHistory(this.name) }, t - (this.d.events.outageStart(this.name) ?? t), this.d.rand), f.retryAfterMs ?? 0)
+          : nextDelay(r, { attempt: this.failures, prevDelayMs: this.prevDelay || r.baseMs }, this.d.rand, f.retryAfterMs);
+      this.prevDelay = delay;
+      this.nextConnectAt = t + delay;
+      if (this.failures <= 3 || this.failures % 20 === 0) {
+        this.d.log.warn({ uplink: this.name, code: f.code, attempt: this.failures, retryInMs: delay }, `uplink down: ${f.message}`);
+      }
+    }
+    this.d.events.open({ scope: 'uplink', subject: this.name, kind: 'outage', code: f.code, faultClass: f.faultClass, at: t });
+    this.persist(f);
+  }
+
+  /** Manual breaker reset (console, CLI, MQTT, API): closed, hold lifted, reconnect now. */
+  reset(): void {
+    const t = this.d.now();
+    this.setBreaker(reset(t), 'manual reset');
+    this.heldUntil = 0;
+    this.nextConnectAt = 0;
+    this.failures = 0;
+    this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: t, detail: { reset: 'manual' } });
+  }
+
+  private setBreaker(next: BreakerState, why?: string): void {
+    const tr = transition(this.breaker, next);
+    this.breaker = next;
+    if (tr) {
+      const t = this.d.now();
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: t, detail: { transition: tr, why } });
+      this.d.log.warn({ uplink: this.name, breaker: tr }, 'breaker state changed');
+      this.persist();
+    }
+  }
+
+  /** The link's state for `holdfast status` (link_state). */
+  persist(f?: Failure): void {
+    this.d.events.link({
+      uplink: this.name, connected: this.connected, breaker: this.breaker.name, breakerSince: this.breaker.since,
+      at: this.d.now(), code: f?.code, error: f?.message,
+    });
+  }
+}
