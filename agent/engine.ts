@@ -21,6 +21,7 @@ import { TaskQueue } from '../store/tasks.js';
 import { Field } from './field/field.js';
 import { loadProfile } from '../hardware/profile.js';
 import { BoardSensors } from '../hardware/sensors.js';
+import { Thermal } from './thermal.js';
 import { Sysfs } from '../hardware/sysfs.js';
 import type { Metrics } from './api/metrics.js';
 import type { ApiServer } from './api/server.js';
@@ -34,10 +35,9 @@ export class Engine {
   readonly field: Field | null;
   readonly sensors: BoardSensors;
   readonly metrics: Metrics;
-  /** Last CPU temperature sample (null: no readable sensor). */
-  cpuTempC: number | null = null;
+  /** The thermal governor: CPU temperature samples and the throttle factor. */
+  readonly thermal: Thermal;
   private api: ApiServer | null = null;
-  private tempTimer: NodeJS.Timeout | null = null;
   private readonly mqtt: MqttDriver[] = [];
   private readonly events: Events;
   private sweepTimer: NodeJS.Timeout | null = null;
@@ -54,6 +54,13 @@ export class Engine {
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
     this.events = new Events(this.db);
     this.sensors = new BoardSensors(loadProfile(cfg.hardware.profile), new Sysfs(cfg.hardware.sysfsRoot));
+    this.thermal = new Thermal({
+      cfg: cfg.hardware.throttle, events: this.events, log, sample: () => this.sensors.cpuTempC(),
+      apply: (factor) => {
+        for (const l of this.lanes) l.setThrottle(factor);
+        this.field?.setThrottle(factor);
+      },
+    });
     this.metrics = createMetrics(this);
     const enabled = cfg.uplinks.filter((u) => u.enabled);
     this.lanes = enabled.map((u) => {
@@ -96,9 +103,7 @@ export class Engine {
     for (const l of this.lanes) l.start();
     for (const s of this.sources) s.start();
     void this.field?.start();
-    const sampleTemp = () => void this.sensors.cpuTempC().then((v) => (this.cpuTempC = v), () => (this.cpuTempC = null));
-    sampleTemp();
-    this.tempTimer = setInterval(sampleTemp, 10_000);
+    this.thermal.start();
     this.sweepTimer = setInterval(() => this.sweep(), c.sweepIntervalMs);
     this.purgeTask = cron.schedule(c.store.purgeCron, () => {
       // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
@@ -139,7 +144,7 @@ export class Engine {
   stop(): Promise<void> {
     this.stopping ??= (async () => {
       for (const s of this.sources) s.stop();
-      if (this.tempTimer) clearInterval(this.tempTimer);
+      this.thermal.stop();
       await this.api?.stop();
       await this.field?.stop();
       if (this.sweepTimer) clearInterval(this.sweepTimer);

@@ -55,7 +55,7 @@ export const CODES = {
   RS485_VOLTAGE_HIGH: 'RS-485 bus voltage above its window',
   SERIAL_PORT_ERROR: 'the serial port of an RTU bus failed or cannot be opened (errno in the detail: ENOENT, EACCES, EIO)',
   NETWORK_ERROR: 'a Modbus TCP connection failed with an errno not in this catalogue (errno in the detail)',
-  THERMAL_THROTTLE: 'the CPU is above throttleAboveC; retries, drain and polling slowed',
+  THERMAL_THROTTLE: 'the CPU is at or above hardware.throttle.aboveC; drain, retries and polling slowed',
 } as const;
 
 export type CatalogCode = keyof typeof CODES;

@@ -90,6 +90,8 @@ export class Lane {
   private readBucket: TokenBucket;
   private budget: RetryBudget = emptyBudget();
   private pace: PaceState = emptyPace();
+  /** The thermal governor's factor on the drain rates and the retry budget (1: full speed). */
+  private throttle = 1;
   private wakeTimer: NodeJS.Timeout | null = null;
   private wakeAt = Infinity;
   private immediate: NodeJS.Immediate | null = null;
@@ -143,6 +145,11 @@ export class Lane {
     this.backlogExhausted = false;
     this.liveDirty = true;
     this.wake(0);
+  }
+
+  /** The thermal governor's factor (agent/policy/governor.ts): live data is never slowed. */
+  setThrottle(factor: number): void {
+    this.throttle = factor > 0 && factor <= 1 ? factor : 1;
   }
 
   /** Manual breaker reset (console, CLI, MQTT): closed, hold lifted, reconnect now. */
@@ -247,7 +254,7 @@ export class Lane {
       for (const task of due) {
         if (free <= 0) break;
         if (this.inflight.has(task.id) || unflushed?.has(task.id) || this.skipPaced(task)) continue;
-        if (!budgetAllows(this.budget, b.ratio, b.minPerSec, BUDGET_WINDOW_MS, t)) break;
+        if (!budgetAllows(this.budget, b.ratio * this.throttle, b.minPerSec * this.throttle, BUDGET_WINDOW_MS, t)) break;
         if (!this.dispatch(task, task.id < this.liveFromId, 'due')) return;
         free--;
         sent++;
@@ -270,8 +277,9 @@ export class Lane {
           this.backlog.fill();
           continue;
         }
-        const m = take(this.msgBucket, 1, dr.messagesPerSec, dr.messagesPerSec, t);
-        const n = take(this.readBucket, task.readingCount, dr.readingsPerSec, dr.readingsPerSec, t);
+        // Throttled: the rates shrink, the bursts stay (a burst clamps what one message may need).
+        const m = take(this.msgBucket, 1, dr.messagesPerSec * this.throttle, dr.messagesPerSec, t);
+        const n = take(this.readBucket, task.readingCount, dr.readingsPerSec * this.throttle, dr.readingsPerSec, t);
         if (!m.ok || !n.ok) {
           this.msgBucket = m.ok ? this.msgBucket : m.bucket;
           this.readBucket = n.ok ? this.readBucket : n.bucket;

@@ -5,7 +5,7 @@
 import type { DB } from './db.js';
 
 export interface EventInput {
-  scope: 'uplink' | 'store' | 'device' | 'bus';
+  scope: 'uplink' | 'store' | 'device' | 'bus' | 'gateway';
   subject: string;
   kind: string;
   code?: string | null;

@@ -83,6 +83,17 @@ const BAD: BadCase[] = [
     says: ['baseMs'],
   },
   {
+    name: 'throttle release above its trigger',
+    raw: (d) => validRaw(d, { hardware: { throttle: { aboveC: 70, belowC: 75 } } }),
+    paths: ['/hardware/throttle/belowC'],
+    says: ['below aboveC'],
+  },
+  {
+    name: 'throttle factor 0 (would stop the drain)',
+    raw: (d) => validRaw(d, { hardware: { throttle: { factor: 0 } } }),
+    paths: ['/hardware/throttle/factor'],
+  },
+  {
     name: 'duplicate uplink names',
     raw: (d) => validRaw(d, { uplinks: [uplink(), uplink({ url: 'mqtt://127.0.0.1:2' })] }),
     paths: ['/uplinks/1/name'],

@@ -18,6 +18,8 @@ export interface MetricsSources {
   depth(): DepthRow[];
   breakers(): { uplink: string; state: string }[];
   cpuTempC(): number | null;
+  /** The thermal governor's factor: 1 at full speed, below 1 while throttled. */
+  throttleFactor(): number;
   busVolts(): { bus: string; volts: number | null }[];
 }
 
@@ -70,6 +72,12 @@ export class Metrics {
         this.reset();
         const c = src.cpuTempC();
         if (c !== null) this.set(c);
+      },
+    });
+    new Gauge({
+      name: 'holdfast_throttle_factor', help: 'Thermal governor: fraction of the drain, retry and poll rates in force (1 = full speed)', registers: [r],
+      collect() {
+        this.set(src.throttleFactor());
       },
     });
     new Gauge({

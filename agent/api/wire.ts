@@ -26,7 +26,8 @@ export function createMetrics(engine: Engine): Metrics {
       return depth.rows;
     },
     breakers: () => engine.lanes.map((l) => ({ uplink: l.name, state: l.snapshot().breaker })),
-    cpuTempC: () => engine.cpuTempC,
+    cpuTempC: () => engine.thermal.tempC,
+    throttleFactor: () => engine.thermal.factor,
     busVolts: () => engine.field?.busVolts() ?? [],
   });
 }
@@ -39,7 +40,8 @@ export function createApi(engine: Engine): ApiServer {
       ...storeStatus(engine.db, Date.now(), engine.cfg.uplinks.map((u) => u.name)),
       lanes: engine.lanes.map((l) => l.snapshot()),
       fieldFaults: engine.field?.faults() ?? [],
-      cpuTempC: engine.cpuTempC,
+      cpuTempC: engine.thermal.tempC,
+      throttleFactor: engine.thermal.factor,
     }),
     ready: () => {
       if (engine.lanes.length === 0) return { ok: false, why: 'no uplink configured' };

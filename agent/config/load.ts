@@ -133,6 +133,8 @@ function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
     if (u.type === 'otlp' && (u.tlsCertFile === undefined) !== (u.tlsKeyFile === undefined)) problems.push({ path: `/uplinks/${i}/tlsKeyFile`, message: 'mTLS needs both tlsCertFile and tlsKeyFile' });
     if (u.type === 'otlp' && u.url.startsWith('http://') && (u.tlsCaFile || u.tlsCertFile)) problems.push({ path: `/uplinks/${i}/url`, message: 'TLS files need an https:// url' });
   });
+  const th = cfg.hardware.throttle;
+  if (th.belowC >= th.aboveC) problems.push({ path: '/hardware/throttle/belowC', message: `must be below aboveC (${th.aboveC})` });
   if (!cron.validate(cfg.store.purgeCron)) problems.push({ path: '/store/purgeCron', message: `not a valid cron expression: ${JSON.stringify(cfg.store.purgeCron)}` });
   const devices = new Set<string>();
   cfg.sources.forEach((s, i) => {

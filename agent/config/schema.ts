@@ -238,6 +238,19 @@ export const configSchema = {
       properties: {
         profile: { type: 'string', minLength: 1, default: 'generic-linux', description: 'board profile name (hardware/profiles/) or file' },
         sysfsRoot: { type: 'string', minLength: 1, default: '/', description: 'root under which every sysfs path is read (tests use a fake tree)' },
+        throttle: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'thermal governor: above aboveC the backlog drain, retries and field polling run at `factor` of their rates (live data is never slowed)',
+          properties: {
+            aboveC: { type: 'number', minimum: 0, maximum: 150, default: 75, description: 'throttle at or above this CPU temperature (C)' },
+            belowC: { type: 'number', minimum: 0, maximum: 150, default: 70, description: 'release at or below this (C); must be below aboveC' },
+            factor: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'fraction of the configured rates kept while throttled' },
+            minDwellMs: ms(0, 30000, 'least time in a state before the temperature may change it'),
+            sampleMs: ms(1000, 10000, 'temperature sample interval (jittered +-10%)'),
+          },
+        },
       },
     },
     buses: { type: 'array', default: [], items: bus, description: 'Modbus buses and their devices' },

@@ -152,6 +152,16 @@ export interface BusConfig {
 export interface HardwareConfig {
   profile: string;
   sysfsRoot: string;
+  throttle: ThrottleConfig;
+}
+
+/** agent/policy/governor.ts's GovernorConfig plus the sample interval. */
+export interface ThrottleConfig {
+  aboveC: number;
+  belowC: number;
+  factor: number;
+  minDwellMs: number;
+  sampleMs: number;
 }
 
 export interface ApiConfig {

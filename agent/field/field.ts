@@ -145,6 +145,11 @@ export class Field {
     return activeFaults(this.state);
   }
 
+  /** The thermal governor's factor for every poller (1: full speed). */
+  setThrottle(factor: number): void {
+    for (const b of this.buses) for (const p of b.pollers) p.setThrottle(factor);
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.reopen.values()) clearTimeout(t);

@@ -13,6 +13,7 @@ import { planReads } from '../../drivers/modbus/plan.js';
 import { discover, modelPoints } from '../../drivers/modbus/sunspec.js';
 import type { ModbusFailure, PointDef, ReadPlanItem, ReadResult } from '../../drivers/modbus/types.js';
 import { nextDelay } from '../policy/retry.js';
+import { pollStride } from '../policy/governor.js';
 import type { RetryConfig } from '../config/types.js';
 import type { Reading, Sink } from '../reading.js';
 
@@ -47,6 +48,7 @@ export class DevicePoller {
   private prevDelay = 0;
   private t0 = 0;
   private k = 0;
+  private stride = 1;
   private stopped = false;
   readonly stats = { polls: 0, okPolls: 0, failedPolls: 0, skippedSlots: 0, lateMs: [] as number[] };
 
@@ -64,6 +66,11 @@ export class DevicePoller {
   private setPoints(points: PointDef[]): void {
     this.points = points;
     this.plan = planReads(points.filter((p) => !this.disabled.has(p.name)), { gap: this.o.gap });
+  }
+
+  /** The thermal governor's factor: polled every pollStride(factor)-th slot (1: every slot). */
+  setThrottle(factor: number): void {
+    this.stride = pollStride(factor);
   }
 
   start(at = Date.now()): void {
@@ -87,6 +94,8 @@ export class DevicePoller {
     this.k = Math.max(this.k + 1, Math.ceil((now - this.t0) / this.o.pollMs));
     const missed = this.k - 1 - Math.floor((scheduled - this.t0) / this.o.pollMs);
     if (missed > 0) this.stats.skippedSlots += missed;
+    // Throttled (thermal governor): the same grid, only every stride-th slot.
+    if (this.stride > 1) this.k = Math.ceil(this.k / this.stride) * this.stride;
     let next = this.t0 + this.k * this.o.pollMs;
     if (!outcome.ok) {
       this.failures++;

@@ -1,0 +1,80 @@
+/**
+ * The thermal governor at work: samples the board's CPU temperature (hardware/sensors.ts) on a
+ * jittered timer, runs the pure policy (agent/policy/governor.ts) and applies its factor to the
+ * lanes' drain and retry rates and to the field pollers. Each throttle is a THERMAL_THROTTLE
+ * recovery event (scope 'gateway', subject 'cpu', kind 'throttle') open while it lasts, and a
+ * warning in the log; the factor and the temperature are metrics.
+ */
+import type { Logger } from 'pino';
+import type { DeepReadonly, ThrottleConfig } from './config/types.js';
+import { govern, initialGovernor, type GovernorState } from './policy/governor.js';
+import type { Events } from '../store/events.js';
+
+export interface ThermalDeps {
+  cfg: DeepReadonly<ThrottleConfig>;
+  /** The CPU temperature now (null: unknown); never rejects. */
+  sample: () => Promise<number | null>;
+  events: Events;
+  log: Logger;
+  /** Applies a factor (1: full speed) to everything the governor slows. */
+  apply: (factor: number) => void;
+  now?: () => number;
+  rand?: () => number;
+}
+
+export class Thermal {
+  /** Last CPU temperature sample (null: no readable sensor). */
+  tempC: number | null = null;
+  factor = 1;
+  private state: GovernorState;
+  private timer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private readonly now: () => number;
+  private readonly rand: () => number;
+
+  constructor(private readonly d: ThermalDeps) {
+    this.now = d.now ?? Date.now;
+    this.rand = d.rand ?? Math.random;
+    this.state = initialGovernor(this.now());
+  }
+
+  start(): void {
+    void this.tick();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = null;
+  }
+
+  /** One sample and its consequence (exported for tests; the timer calls it). */
+  async tick(): Promise<void> {
+    const temp = await this.d.sample().catch(() => null);
+    if (this.stopped) return;
+    this.tempC = temp;
+    this.step(temp);
+    // +-10% jitter: a fleet of gateways must not sample (and throttle) in lockstep.
+    const ms = Math.round(this.d.cfg.sampleMs * (0.9 + 0.2 * this.rand()));
+    this.timer = setTimeout(() => void this.tick(), ms);
+    this.timer.unref();
+  }
+
+  private step(temp: number | null): void {
+    const t = this.now();
+    const c = this.d.cfg;
+    const r = govern({ aboveC: c.aboveC, belowC: c.belowC, factor: c.factor, minDwellMs: c.minDwellMs }, this.state, temp, t);
+    this.state = r.state;
+    if (r.factor !== this.factor) {
+      this.factor = r.factor;
+      this.d.apply(r.factor);
+    }
+    if (r.change === 'throttle') {
+      this.d.events.open({ scope: 'gateway', subject: 'cpu', kind: 'throttle', code: 'THERMAL_THROTTLE', faultClass: 'local', at: t, detail: { tempC: temp, aboveC: c.aboveC, factor: r.factor } });
+      this.d.log.warn({ code: 'THERMAL_THROTTLE', tempC: temp, aboveC: c.aboveC, factor: r.factor }, 'CPU hot: drain, retries and polling slowed');
+    } else if (r.change === 'release') {
+      const ms = this.d.events.close('gateway', 'cpu', 'throttle', t);
+      this.d.log.info({ tempC: temp, belowC: c.belowC, throttledMs: ms }, temp === null ? 'CPU temperature unknown: throttle released' : 'CPU cool again: full speed');
+    }
+  }
+}
