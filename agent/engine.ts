@@ -25,6 +25,11 @@ import { Sysfs } from '../hardware/sysfs.js';
 import type { Metrics } from './api/metrics.js';
 import type { ApiServer } from './api/server.js';
 import { createApi, createMetrics } from './api/wire.js';
+import { LogLimiter } from './log-limit.js';
+import type { PartialEvent } from '../drivers/otlp/client.js';
+
+/** A collector that answers every batch with a partial success is logged once per this. */
+const PARTIAL_LOG_MS = 600_000;
 
 export class Engine {
   readonly db: DB;
@@ -44,6 +49,7 @@ export class Engine {
   private purgeTask: { stop(): void } | null = null;
   private purgeDelay: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
+  private readonly partialLog = new LogLimiter(PARTIAL_LOG_MS);
 
   constructor(
     readonly cfg: Config,
@@ -57,7 +63,7 @@ export class Engine {
     this.metrics = createMetrics(this);
     const enabled = cfg.uplinks.filter((u) => u.enabled);
     this.lanes = enabled.map((u) => {
-      const driver = createDriver(cfg, u);
+      const driver = createDriver(cfg, u, { onPartial: (e) => this.onPartial(e) });
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
         cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver,
@@ -109,6 +115,29 @@ export class Engine {
     const port = await this.api.start();
     this.log.info({ listen: c.api.listen, port }, 'HTTP server: /metrics /healthz /readyz /api');
     return port;
+  }
+
+  /**
+   * An OTLP partial success: the batch is delivered, but the collector refused `rejected` of its
+   * points. Each refusal is recovery data (an event with the batch and the collector's message)
+   * and counted; a warning (nothing refused) is only logged. Both logs are rate-limited.
+   */
+  private onPartial(e: PartialEvent): void {
+    if (e.rejected > 0) {
+      this.metrics.otlpRejected.inc({ uplink: e.uplink }, e.rejected);
+      try {
+        this.events.record({
+          scope: 'uplink', subject: e.uplink, kind: 'partial', faultClass: 'payload', at: Date.now(),
+          detail: { task: e.taskId, key: e.key, rejected: e.rejected, message: e.message },
+        });
+      } catch (err) {
+        this.log.error({ err, code: 'STORE_UNAVAILABLE', uplink: e.uplink }, 'partial success not recorded');
+      }
+    }
+    const l = this.partialLog.take(`${e.uplink}:${e.rejected > 0 ? 'rejected' : 'warning'}`);
+    if (!l.log) return;
+    const what = e.rejected > 0 ? `collector refused ${e.rejected} data point(s) of a delivered batch` : 'collector accepted a batch with a warning';
+    this.log.warn({ uplink: e.uplink, task: e.taskId, key: e.key, rejected: e.rejected, suppressedSinceLast: l.suppressed }, `${what}: ${e.message}`);
   }
 
   /** Re-admits operator-reset tasks and applies admin requests written by the CLI. */

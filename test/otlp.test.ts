@@ -14,7 +14,7 @@ import net from 'node:net';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { classify, DEFAULT_BUSY_HINT_MS, GRPC_TABLE, type RawFailure } from '../agent/policy/classify.js';
-import { OtlpDriver, batchToResourceMetrics, msToHrTime, type OtlpDriverOptions, type OtlpSendResult } from '../drivers/otlp/client.js';
+import { OtlpDriver, batchToResourceMetrics, msToHrTime, type OtlpDriverOptions, type OtlpSendResult, type PartialEvent } from '../drivers/otlp/client.js';
 import { grpcRawFailure, rawFromGrpcError, retryDelayMs, GRPC_STATUS_NAMES } from '../drivers/otlp/grpc-status.js';
 import type { OutboundMessage } from '../drivers/uplink.js';
 import type { Reading } from '../agent/reading.js';
@@ -207,7 +207,8 @@ t.test('every scripted status maps to its failure; exactly one request per send 
 
 t.test('partial success is delivered, with the rejected count recorded', async (t) => {
   const srv = await OtlpTestServer.start();
-  const d = driver(srv.url);
+  const told: PartialEvent[] = [];
+  const d = driver(srv.url, { onPartial: (e) => told.push(e) });
   t.teardown(async () => {
     await d.close();
     await srv.close();
@@ -226,6 +227,15 @@ t.test('partial success is delivered, with the rejected count recorded', async (
   if (plain.ok) t.equal(plain.partial, undefined, 'a plain OK has no partial');
   t.equal(d.rejectedTotal, 2);
   t.equal(srv.exports.length, 3);
+  t.same(told.map((e) => [e.uplink, e.rejected, e.message]), [['otel', 2, '2 data points older than 7 days'], ['otel', 0, 'deprecated attribute']],
+    'onPartial: told of both, never of the plain OK');
+  t.match(told[0].key, /^gw-7:inv:/, 'with the batch key');
+
+  const throwing = driver(srv.url, { onPartial: () => { throw new Error('store busy'); } });
+  t.ok((await throwing.connect()).ok);
+  srv.answer({ kind: 'partial', rejected: 1, message: 'one too old' });
+  t.ok((await throwing.send(msg(READINGS))).ok, 'a throwing onPartial does not turn the delivery into a failure');
+  await throwing.close();
 });
 
 t.test('collector down: onDown once, sends and connects fail soft (ECONNREFUSED); back up: ok', async (t) => {

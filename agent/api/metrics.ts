@@ -31,6 +31,7 @@ export class Metrics {
   readonly latency: Histogram<'uplink'>;
   readonly faults: Counter<'class' | 'code'>;
   readonly readings: Counter;
+  readonly otlpRejected: Counter<'uplink'>;
 
   constructor(src: MetricsSources) {
     const r = this.registry;
@@ -43,6 +44,10 @@ export class Metrics {
     });
     this.faults = new Counter({ name: 'holdfast_field_faults_total', help: 'Field fault verdicts by class and code', labelNames: ['class', 'code'], registers: [r] });
     this.readings = new Counter({ name: 'holdfast_readings_committed_total', help: 'Readings committed to the store', registers: [r] });
+    this.otlpRejected = new Counter({
+      name: 'holdfast_otlp_rejected_points_total', help: 'Data points an OTLP collector refused in partial successes (the batch counts as delivered)',
+      labelNames: ['uplink'], registers: [r],
+    });
     new Gauge({
       name: 'holdfast_buffer_batches', help: 'Tasks in the store by uplink and status', labelNames: ['uplink', 'status'], registers: [r],
       collect() {
