@@ -24,7 +24,8 @@ import { BoardSensors } from '../hardware/sensors.js';
 import { Sysfs } from '../hardware/sysfs.js';
 import type { Metrics } from './api/metrics.js';
 import type { ApiServer } from './api/server.js';
-import { createApi, createMetrics } from './api/wire.js';
+import { createApi, createMetrics, createSelfExport } from './api/wire.js';
+import type { SelfMetricsExport } from './api/self-export.js';
 import { LogLimiter } from './log-limit.js';
 import type { PartialEvent } from '../drivers/otlp/client.js';
 
@@ -42,6 +43,7 @@ export class Engine {
   /** Last CPU temperature sample (null: no readable sensor). */
   cpuTempC: number | null = null;
   private api: ApiServer | null = null;
+  private selfExport: SelfMetricsExport | null = null;
   private tempTimer: NodeJS.Timeout | null = null;
   private readonly mqtt: MqttDriver[] = [];
   private readonly events: Events;
@@ -106,6 +108,8 @@ export class Engine {
     sampleTemp();
     this.tempTimer = setInterval(sampleTemp, 10_000);
     this.sweepTimer = setInterval(() => this.sweep(), c.sweepIntervalMs);
+    this.selfExport = createSelfExport(this);
+    this.selfExport?.start();
     this.purgeTask = cron.schedule(c.store.purgeCron, () => {
       // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
       this.purgeDelay = setTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
@@ -169,6 +173,7 @@ export class Engine {
     this.stopping ??= (async () => {
       for (const s of this.sources) s.stop();
       if (this.tempTimer) clearInterval(this.tempTimer);
+      await this.selfExport?.stop(); // before the database closes: collecting reads it
       await this.api?.stop();
       await this.field?.stop();
       if (this.sweepTimer) clearInterval(this.sweepTimer);
