@@ -173,6 +173,28 @@ t.test('a self-metrics endpoint that is down: counted, logged once, not retried,
   t.equal(await agent.stop(), 0, 'clean stop');
 });
 
+t.test('a collector that does not answer: one export in flight, ticks skipped and counted, stop does not wait for it', async (t) => {
+  const sink = await OtlpTestServer.start();
+  sink.answer(...Array.from({ length: 50 }, () => ({ kind: 'delay' as const, ms: 60_000 })));
+  const port = await freePort();
+  const a = makeAgentDir('mqtt://127.0.0.1:1', { sources: [], api: { port }, selfMetrics: { uplink: 'sink', intervalMs: INTERVAL_MS, timeoutMs: 10_000 } });
+  a.config.uplinks = [{ name: 'sink', type: 'otlp', enabled: false, url: sink.url, compression: 'none' }];
+  writeFileSync(a.configFile, JSON.stringify(a.config));
+  const agent = startAgent(a);
+  diagnoseOnFailure(t, a, agent);
+  t.teardown(async () => {
+    if (agent.proc.exitCode === null) await agent.kill9();
+    await sink.close();
+  });
+  const metrics = async () => (await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => ''));
+  await waitFor(async () => promValue(await metrics(), 'holdfast_self_metrics_exports_total{result="skipped"}') >= 2, 30_000, 'ticks skipped while an export hangs');
+  t.equal(sink.exports.filter(isSelf).length, 1, 'exactly one export reached the collector: at most one in flight');
+  const t0 = Date.now();
+  t.equal(await agent.stop(), 0, 'clean stop');
+  const ms = Date.now() - t0;
+  t.ok(ms < 5000, `stopped in ${ms} ms, without waiting out the hanging export's 10 s deadline`);
+});
+
 t.test('registry conversion: types, per-bucket counts, units, what is left out', async (t) => {
   const r = new Registry();
   const c = new Counter({ name: 'x_requests_total', help: 'requests', labelNames: ['u'], registers: [r] });

@@ -35,6 +35,8 @@ import { registryToResourceMetrics } from './otlp-metrics.js';
 
 /** A self-metrics endpoint that stays down is logged this often per error code. */
 export const FAIL_LOG_MS = 15 * 60_000;
+/** How long stop() waits for an export in flight. */
+const STOP_WAIT_MS = 500;
 
 type ExporterOptions = NonNullable<ConstructorParameters<typeof OTLPMetricExporter>[0]>;
 type ExportResult = Parameters<Parameters<OTLPMetricExporter['export']>[1]>[0];
@@ -171,11 +173,17 @@ export class SelfMetricsExport {
     return r;
   }
 
-  /** Stops the timer, lets an export in flight finish (bounded by its deadline), closes the channel. */
+  /**
+   * Stops the timer and closes the exporter. An export in flight gets at most STOP_WAIT_MS: the
+   * agent's last group commit comes after this, within pm2's kill_timeout, and is worth more
+   * than one sample of its metrics (the exporter closes its channel once the call is over).
+   */
   async stop(): Promise<void> {
     this.stopped = true;
     if (this.timer) clearTimeout(this.timer);
-    await this.inflight;
-    await this.o.exporter.shutdown().catch(() => undefined);
+    let wait: NodeJS.Timeout | undefined;
+    await Promise.race([this.inflight, new Promise<void>((r) => (wait = setTimeout(r, STOP_WAIT_MS)))]);
+    clearTimeout(wait);
+    void this.o.exporter.shutdown().catch(() => undefined);
   }
 }
