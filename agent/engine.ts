@@ -25,7 +25,13 @@ import { Thermal } from './thermal.js';
 import { Sysfs } from '../hardware/sysfs.js';
 import type { Metrics } from './api/metrics.js';
 import type { ApiServer } from './api/server.js';
-import { createApi, createMetrics } from './api/wire.js';
+import { createApi, createMetrics, createSelfExport } from './api/wire.js';
+import type { SelfMetricsExport } from './api/self-export.js';
+import { LogLimiter } from './log-limit.js';
+import type { PartialEvent } from '../drivers/otlp/client.js';
+
+/** A collector that answers every batch with a partial success is logged once per this. */
+const PARTIAL_LOG_MS = 600_000;
 
 export class Engine {
   readonly db: DB;
@@ -38,12 +44,14 @@ export class Engine {
   /** The thermal governor: CPU temperature samples and the throttle factor. */
   readonly thermal: Thermal;
   private api: ApiServer | null = null;
+  private selfExport: SelfMetricsExport | null = null;
   private readonly mqtt: MqttDriver[] = [];
   private readonly events: Events;
   private sweepTimer: NodeJS.Timeout | null = null;
   private purgeTask: { stop(): void } | null = null;
   private purgeDelay: NodeJS.Timeout | null = null;
   private stopping: Promise<void> | null = null;
+  private readonly partialLog = new LogLimiter(PARTIAL_LOG_MS);
 
   constructor(
     readonly cfg: Config,
@@ -64,7 +72,7 @@ export class Engine {
     this.metrics = createMetrics(this);
     const enabled = cfg.uplinks.filter((u) => u.enabled);
     this.lanes = enabled.map((u) => {
-      const driver = createDriver(cfg, u);
+      const driver = createDriver(cfg, u, { onPartial: (e) => this.onPartial(e) });
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
         cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver,
@@ -105,6 +113,8 @@ export class Engine {
     void this.field?.start();
     this.thermal.start();
     this.sweepTimer = setInterval(() => this.sweep(), c.sweepIntervalMs);
+    this.selfExport = createSelfExport(this);
+    this.selfExport?.start();
     this.purgeTask = cron.schedule(c.store.purgeCron, () => {
       // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
       this.purgeDelay = setTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
@@ -114,6 +124,29 @@ export class Engine {
     const port = await this.api.start();
     this.log.info({ listen: c.api.listen, port }, 'HTTP server: /metrics /healthz /readyz /api');
     return port;
+  }
+
+  /**
+   * An OTLP partial success: the batch is delivered, but the collector refused `rejected` of its
+   * points. Each refusal is recovery data (an event with the batch and the collector's message)
+   * and counted; a warning (nothing refused) is only logged. Both logs are rate-limited.
+   */
+  private onPartial(e: PartialEvent): void {
+    if (e.rejected > 0) {
+      this.metrics.otlpRejected.inc({ uplink: e.uplink }, e.rejected);
+      try {
+        this.events.record({
+          scope: 'uplink', subject: e.uplink, kind: 'partial', faultClass: 'payload', at: Date.now(),
+          detail: { task: e.taskId, key: e.key, rejected: e.rejected, message: e.message },
+        });
+      } catch (err) {
+        this.log.error({ err, code: 'STORE_UNAVAILABLE', uplink: e.uplink }, 'partial success not recorded');
+      }
+    }
+    const l = this.partialLog.take(`${e.uplink}:${e.rejected > 0 ? 'rejected' : 'warning'}`);
+    if (!l.log) return;
+    const what = e.rejected > 0 ? `collector refused ${e.rejected} data point(s) of a delivered batch` : 'collector accepted a batch with a warning';
+    this.log.warn({ uplink: e.uplink, task: e.taskId, key: e.key, rejected: e.rejected, suppressedSinceLast: l.suppressed }, `${what}: ${e.message}`);
   }
 
   /** Re-admits operator-reset tasks and applies admin requests written by the CLI. */
@@ -145,6 +178,7 @@ export class Engine {
     this.stopping ??= (async () => {
       for (const s of this.sources) s.stop();
       this.thermal.stop();
+      await this.selfExport?.stop(); // before the database closes: collecting reads it
       await this.api?.stop();
       await this.field?.stop();
       if (this.sweepTimer) clearInterval(this.sweepTimer);

@@ -6,6 +6,11 @@
  * (test/errors.test.ts fails when one is not). Codes that carry a number from the wire are
  * families: `MQTT_0x87` is an instance of `MQTT_0xNN`, `HTTP_503` of `HTTP_NNN`.
  *
+ * gRPC statuses are the family `GRPC_<NAME>` (grpcCode(14) = GRPC_UNAVAILABLE). Unlike MQTT
+ * reasons and HTTP statuses they are a closed set of 16 names, each with its own class and
+ * remedy, so each name is a catalogue entry of its own (and a row of the README's table);
+ * a number without a name (a newer gRPC) is `GRPC_STATUS_NN`, e.g. GRPC_STATUS_17.
+ *
  * Expected failures on the wire are *results* (see drivers/uplink.ts), not exceptions;
  * HoldfastError is for bad input and broken invariants: a refused config, an unreadable key.
  */
@@ -27,6 +32,24 @@ export const CODES = {
   MQTT_ACK_TIMEOUT: 'a QoS 1 PUBLISH got no PUBACK within ackTimeoutMs',
   MQTT_DISCONNECTED: 'the MQTT connection dropped while the message was in flight',
   HTTP_NNN: 'an HTTP status from an upstream, e.g. HTTP_503',
+  // gRPC statuses (OTLP/gRPC uplinks); agent/policy/classify.ts GRPC_TABLE says what each does
+  GRPC_CANCELLED: 'gRPC CANCELLED: the call was cancelled before it completed (channel closed, collector cancelled it)',
+  GRPC_UNKNOWN: 'gRPC UNKNOWN: the collector failed without saying why',
+  GRPC_INVALID_ARGUMENT: 'gRPC INVALID_ARGUMENT: the collector refuses this batch as malformed',
+  GRPC_DEADLINE_EXCEEDED: 'gRPC DEADLINE_EXCEEDED: no answer within the call deadline (timeoutMs)',
+  GRPC_NOT_FOUND: 'gRPC NOT_FOUND: the collector (or a proxy in front of it) found no such resource',
+  GRPC_ALREADY_EXISTS: 'gRPC ALREADY_EXISTS: the collector says it has this data already',
+  GRPC_PERMISSION_DENIED: 'gRPC PERMISSION_DENIED: the credentials are valid but not allowed to export here',
+  GRPC_RESOURCE_EXHAUSTED: 'gRPC RESOURCE_EXHAUSTED: the collector is busy or rate-limits us (or the batch exceeds its maximum message size)',
+  GRPC_FAILED_PRECONDITION: 'gRPC FAILED_PRECONDITION: the collector is not in a state to accept the export',
+  GRPC_ABORTED: 'gRPC ABORTED: the collector aborted the call (a conflict on its side)',
+  GRPC_OUT_OF_RANGE: 'gRPC OUT_OF_RANGE: the collector refused a value or time outside its range',
+  GRPC_UNIMPLEMENTED: 'gRPC UNIMPLEMENTED: no OTLP MetricsService/Export at this address (wrong port, no metrics pipeline)',
+  GRPC_INTERNAL: 'gRPC INTERNAL: an internal error in the collector or its pipeline',
+  GRPC_UNAVAILABLE: 'gRPC UNAVAILABLE: the collector is (temporarily) unable to take the export',
+  GRPC_DATA_LOSS: 'gRPC DATA_LOSS: the collector reports unrecoverable data loss or corruption',
+  GRPC_UNAUTHENTICATED: 'gRPC UNAUTHENTICATED: the collector wants valid credentials (headersFile token, client certificate)',
+  GRPC_STATUS_NN: 'a gRPC status number without a name in this build, e.g. GRPC_STATUS_17',
   UPLINK_ERROR: 'an upstream failure the classifier does not know (treated as a soft link failure)',
   // retry / delivery policy
   RETRY_LIMIT_EXCEEDED: 'a task used up its attempts or its age limit and was dead-lettered',
@@ -60,7 +83,7 @@ export const CODES = {
 
 export type CatalogCode = keyof typeof CODES;
 /** A concrete code: a catalogue code, or an instance of one of the families. */
-export type ErrorCode = CatalogCode | `MQTT_0x${string}` | `HTTP_${number}` | `MODBUS_EXCEPTION_${string}`;
+export type ErrorCode = CatalogCode | `MQTT_0x${string}` | `HTTP_${number}` | `MODBUS_EXCEPTION_${string}` | `GRPC_STATUS_${number}`;
 
 export class HoldfastError extends Error {
   readonly code: ErrorCode;
@@ -83,11 +106,28 @@ export function mqttCode(reason: number): ErrorCode {
   return `MQTT_0x${reason.toString(16).padStart(2, '0').toUpperCase()}` as ErrorCode;
 }
 
+/** gRPC status names by number (grpc/status.h); 0 (OK) is never a failure. */
+export const GRPC_STATUS_NAMES: readonly string[] = Object.freeze([
+  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
+  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE',
+  'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
+]);
+
+/**
+ * Formats a (non-OK) gRPC status as its stable error code: 14 -> GRPC_UNAVAILABLE; a number
+ * without a name -> GRPC_STATUS_NN (e.g. GRPC_STATUS_17). Callers never pass 0 (OK).
+ */
+export function grpcCode(status: number): ErrorCode {
+  if (Number.isInteger(status) && status > 0 && status < GRPC_STATUS_NAMES.length) return `GRPC_${GRPC_STATUS_NAMES[status]}` as ErrorCode;
+  return `GRPC_STATUS_${status}` as ErrorCode;
+}
+
 /** The catalogue entry a concrete code belongs to (MQTT_0x87 -> MQTT_0xNN). */
 export function familyOf(code: string): CatalogCode | undefined {
   if (Object.hasOwn(CODES, code)) return code as CatalogCode;
   if (/^MQTT_0x[0-9A-F]{2}$/.test(code)) return 'MQTT_0xNN';
   if (/^HTTP_\d{3}$/.test(code)) return 'HTTP_NNN';
   if (/^MODBUS_EXCEPTION_[0-9A-F]{2}$/.test(code)) return 'MODBUS_EXCEPTION_NN';
+  if (/^GRPC_STATUS_\d+$/.test(code)) return 'GRPC_STATUS_NN';
   return undefined;
 }

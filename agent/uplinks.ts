@@ -9,10 +9,21 @@ import { topicPrefix } from './config/load.js';
 import { VERSION } from './version.js';
 import type { UplinkDriver } from '../drivers/uplink.js';
 import { MqttDriver } from '../drivers/mqtt/client.js';
-import { OtlpDriver } from '../drivers/otlp/client.js';
+import { OtlpDriver, type PartialEvent } from '../drivers/otlp/client.js';
 import { Sep2Driver } from '../drivers/sep2/client.js';
 
-export function createDriver(cfg: Config, u: DeepReadonly<UplinkConfig>): UplinkDriver {
+/** What the agent wants to hear from drivers beyond send results (each applies to some types only). */
+export interface DriverHooks {
+  /** OTLP: the collector answered a batch with a partial success (see OtlpDriverOptions.onPartial). */
+  onPartial?: (e: PartialEvent) => void;
+}
+
+/** gRPC metadata of an OTLP uplink, from its headersFile (a JSON object of strings). */
+export function otlpHeaders(u: { headersFile?: string }): Record<string, string> | undefined {
+  return u.headersFile ? (JSON.parse(readFileSync(u.headersFile, 'utf8')) as Record<string, string>) : undefined;
+}
+
+export function createDriver(cfg: Config, u: DeepReadonly<UplinkConfig>, hooks: DriverHooks = {}): UplinkDriver {
   switch (u.type) {
     case 'mqtt':
       return new MqttDriver({
@@ -23,9 +34,9 @@ export function createDriver(cfg: Config, u: DeepReadonly<UplinkConfig>): Uplink
     case 'otlp':
       return new OtlpDriver({
         name: u.name, url: u.url, gatewayId: cfg.gatewayId, hardwareProfile: cfg.hardware.profile,
-        headers: u.headersFile ? (JSON.parse(readFileSync(u.headersFile, 'utf8')) as Record<string, string>) : undefined,
+        headers: otlpHeaders(u),
         tlsCaFile: u.tlsCaFile, tlsCertFile: u.tlsCertFile, tlsKeyFile: u.tlsKeyFile, compression: u.compression,
-        timeoutMs: u.timeoutMs, sendWindow: u.maxInflight,
+        timeoutMs: u.timeoutMs, sendWindow: u.maxInflight, onPartial: hooks.onPartial,
       });
     case 'sep2':
       return new Sep2Driver({

@@ -14,6 +14,8 @@
  * 4. RSS of the real Engine with 1,000,000 readings buffered (fresh child: scripts/bench-rss.ts),
  *    started the way production starts the agent: node_args and env of ecosystem.config.cjs.
  * 5. cold start: spawn of `holdfast run` to the first committed batch  vs  `node -e 0`.
+ * 6. OTLP drain readings/s (real Lane + OTLP driver to a local gRPC collector)  vs  a raw
+ *    OTLPMetricExporter.export() loop of the same ResourceMetrics, same window (scripts/bench-otlp.ts).
  *
  * Throughput figures alternate holdfast and its limit over a few rounds and compare the best of each
  * (a 2-core box running a broker is noisy). CPU time per message/run is printed for context.
@@ -23,10 +25,11 @@
  * V8 and malloc settings as the agent in production (holdfast and its limits alike).
  *
  * Env knobs: BENCH_INGEST_READINGS, BENCH_DRAIN_READINGS, BENCH_RSS_READINGS, BENCH_INGEST_ROUNDS,
- * BENCH_DRAIN_ROUNDS, BENCH_ONLY=ingest,drain,rss,cold (a subset, e.g. for --cpu-prof), BENCH_DIR
+ * BENCH_DRAIN_ROUNDS, BENCH_ONLY=ingest,drain,rss,cold,otlp (a subset, e.g. for --cpu-prof), BENCH_DIR
  * (where the databases go; must be on a real disk for figure 3; default os.tmpdir()).
  */
 import { fieldTable, runFieldBench } from './bench-field.js';
+import { runOtlpBench } from './bench-otlp.js';
 import Database from 'better-sqlite3';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -67,8 +70,8 @@ const GROUP = DEVICES * BATCH;
 const INGEST_READINGS = Math.ceil(envInt('BENCH_INGEST_READINGS', 2_000_000) / GROUP) * GROUP;
 const DRAIN_READINGS = Math.ceil(envInt('BENCH_DRAIN_READINGS', 2_000_000) / BATCH) * BATCH;
 const RSS_READINGS = envInt('BENCH_RSS_READINGS', 1_000_000);
-/** BENCH_ONLY=ingest,drain,rss,cold runs a subset (profiling); default all. */
-const ONLY = new Set((process.env.BENCH_ONLY ?? 'ingest,drain,rss,cold').split(',').map((s) => s.trim()));
+/** BENCH_ONLY=ingest,drain,rss,cold,otlp runs a subset (profiling); default all. */
+const ONLY = new Set((process.env.BENCH_ONLY ?? 'ingest,drain,rss,cold,otlp').split(',').map((s) => s.trim()));
 const MAX_INFLIGHT = 32;
 const DRAIN_ROUNDS = envInt('BENCH_DRAIN_ROUNDS', 3);
 const INGEST_ROUNDS = envInt('BENCH_INGEST_ROUNDS', 2);
@@ -1023,6 +1026,11 @@ async function main(): Promise<void> {
       } catch (e) {
         rows.push(errRow('cold start to 1st commit', 'none set', e));
       }
+    }
+    // -- 6: OTLP drain (scripts/bench-otlp.ts: its own store and collector) ------------------
+    if (ONLY.has('otlp')) {
+      say();
+      rows.push(...(await runOtlpBench(say)));
     }
   } catch (e) {
     say(`bench setup failed: ${(e as Error)?.stack ?? String(e)}`);

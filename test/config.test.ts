@@ -100,6 +100,23 @@ const BAD: BadCase[] = [
     says: ['duplicate', '"broker"'],
   },
   {
+    name: 'selfMetrics names an unknown uplink',
+    raw: (d) => validRaw(d, { uplinks: [uplink(), { name: 'otel', type: 'otlp', url: 'http://127.0.0.1:4317' }], selfMetrics: { uplink: 'nosuch' } }),
+    paths: ['/selfMetrics/uplink'],
+    says: ['no uplink is named "nosuch"', 'the otlp uplinks are "otel"'],
+  },
+  {
+    name: 'selfMetrics names an mqtt uplink',
+    raw: (d) => validRaw(d, { uplinks: [uplink()], selfMetrics: { uplink: 'broker' } }),
+    paths: ['/selfMetrics/uplink'],
+    says: ['uplink "broker" is of type mqtt', 'over OTLP only', 'there is no uplink of type otlp'],
+  },
+  {
+    name: 'selfMetrics: interval too short, unknown key, no uplink',
+    raw: (d) => validRaw(d, { selfMetrics: { intervalMs: 10, every: 5 } }),
+    paths: ['/selfMetrics/intervalMs', '/selfMetrics/every', '/selfMetrics/uplink'],
+  },
+  {
     name: 'bad cron expression',
     raw: (d) => validRaw(d, { store: { keyFile: keyOf(d), purgeCron: '61 3 * * *' } }),
     paths: ['/store/purgeCron'],
@@ -325,6 +342,13 @@ t.test('defaults filled in', async (t) => {
   t.same(c2.sources, [], 'sources default to none');
   t.equal(c2.logFile, '/var/log/recovery/engine.log');
   t.equal(c2.spoolDir, '/tmp/recovery_cache');
+  t.equal(c2.selfMetrics, undefined, 'self-metrics export is off unless configured');
+
+  const c3 = build(validRaw(dir, {
+    uplinks: [uplink(), { name: 'otel', type: 'otlp', url: 'http://127.0.0.1:4317', enabled: false }],
+    selfMetrics: { uplink: 'otel' },
+  }), dir);
+  t.same(c3.selfMetrics, { uplink: 'otel', intervalMs: 60000, jitter: 0.2, timeoutMs: 10000 }, 'selfMetrics defaults; a disabled otlp uplink may carry them');
 });
 
 t.test('the result is deeply frozen', async (t) => {

@@ -5,7 +5,7 @@
 import t from 'tap';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CODES, familyOf, HoldfastError, isHoldfastError, mqttCode } from '../agent/errors.js';
+import { CODES, familyOf, GRPC_STATUS_NAMES, grpcCode, HoldfastError, isHoldfastError, mqttCode } from '../agent/errors.js';
 import { ROOT } from './helpers/agent.js';
 
 /** The codes in the first column of the table(s) in README.md's `## Error codes` section. */
@@ -87,8 +87,18 @@ t.test('code families', async (t) => {
   t.equal(familyOf('HTTP_401'), 'HTTP_NNN');
   t.equal(familyOf('MODBUS_EXCEPTION_02'), 'MODBUS_EXCEPTION_NN');
   t.equal(familyOf('ETIMEDOUT'), 'ETIMEDOUT', 'a catalogue code is its own family');
+  t.equal(grpcCode(14), 'GRPC_UNAVAILABLE');
+  t.equal(grpcCode(3), 'GRPC_INVALID_ARGUMENT');
+  t.equal(grpcCode(16), 'GRPC_UNAUTHENTICATED');
+  t.equal(grpcCode(17), 'GRPC_STATUS_17', 'a number without a name keeps its number');
+  for (let s = 1; s < GRPC_STATUS_NAMES.length; s++) {
+    t.equal(familyOf(grpcCode(s)), grpcCode(s), `${grpcCode(s)} is a catalogue entry of its own (documented row)`);
+  }
+  t.equal(GRPC_STATUS_NAMES.length, 17, 'OK plus the 16 failure statuses');
+  t.equal(familyOf('GRPC_STATUS_17'), 'GRPC_STATUS_NN');
+  t.equal(familyOf('GRPC_STATUS_NN'), 'GRPC_STATUS_NN');
   t.equal(familyOf('MQTT_0xNN'), 'MQTT_0xNN');
-  for (const bad of ['nope', '', 'MQTT_0x8', 'MQTT_0x087', 'mqtt_0x87', 'HTTP_50', 'HTTP_5031', 'HTTP_abc', 'MODBUS_EXCEPTION_2', 'etimedout']) {
+  for (const bad of ['nope', '', 'MQTT_0x8', 'MQTT_0x087', 'mqtt_0x87', 'HTTP_50', 'HTTP_5031', 'HTTP_abc', 'MODBUS_EXCEPTION_2', 'etimedout', 'GRPC_OK', 'GRPC_NOPE', 'GRPC_STATUS_', 'grpc_unavailable']) {
     t.equal(familyOf(bad), undefined, `familyOf(${JSON.stringify(bad)}) is undefined`);
   }
   // Object.prototype members are not codes (`code in CODES` would say they are)

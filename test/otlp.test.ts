@@ -13,11 +13,9 @@ import { join } from 'node:path';
 import net from 'node:net';
 import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
 import { resourceFromAttributes } from '@opentelemetry/resources';
-import { classify, DEFAULT_BUSY_HINT_MS, type RawFailure } from '../agent/policy/classify.js';
-import { OtlpDriver, batchToResourceMetrics, msToHrTime, type OtlpDriverOptions, type OtlpSendResult } from '../drivers/otlp/client.js';
-import {
-  classifyGrpc, grpcRawFailure, rawFromGrpcError, retryDelayMs, GRPC_TABLE, GRPC_STATUS_NAMES, GrpcStatus,
-} from '../drivers/otlp/grpc-status.js';
+import { classify, DEFAULT_BUSY_HINT_MS, GRPC_TABLE, type RawFailure } from '../agent/policy/classify.js';
+import { OtlpDriver, batchToResourceMetrics, msToHrTime, type OtlpDriverOptions, type OtlpSendResult, type PartialEvent } from '../drivers/otlp/client.js';
+import { grpcRawFailure, rawFromGrpcError, retryDelayMs, GRPC_STATUS_NAMES } from '../drivers/otlp/grpc-status.js';
 import type { OutboundMessage } from '../drivers/uplink.js';
 import type { Reading } from '../agent/reading.js';
 import { OtlpTestServer, attrs, statusDetailsBin } from './helpers/otlp-server.js';
@@ -192,13 +190,12 @@ t.test('every scripted status maps to its failure; exactly one request per send 
     const r = await d.send(msg(READINGS));
     const raw = failure(r);
     const f = classify(raw);
+    t.same([raw.kind, raw.code], ['grpc', c.code], `${c.name}: reported as gRPC status ${c.code}`);
+    t.equal(f.code, `GRPC_${GRPC_STATUS_NAMES[c.code]}`, `${c.name}: code GRPC_${GRPC_STATUS_NAMES[c.code]}`);
     t.equal(f.scope, c.scope, `${c.name}: scope ${c.scope}`);
     t.equal(f.retry, c.retry, `${c.name}: retry ${c.retry}`);
     t.equal(f.retryAfterMs, c.hint, `${c.name}: retryAfterMs ${c.hint}`);
     t.match(raw.message, `gRPC ${GRPC_STATUS_NAMES[c.code]} (${c.code})`, `${c.name}: the message names the gRPC status`);
-    const g = classifyGrpc(c.code, c.message, c.retryDelayMs);
-    t.equal(g.code, `GRPC_${GRPC_STATUS_NAMES[c.code]}`);
-    if (c.delayMs === undefined) t.same([g.scope, g.retry, g.retryAfterMs], [f.scope, f.retry, f.retryAfterMs], `${c.name}: classifyGrpc agrees`);
     t.equal(srv.exports.length, before + 1, `${c.name}: exactly one request reached the collector`);
     t.ok(d.connected, `${c.name}: a status is not a lost connection`);
   }
@@ -210,7 +207,8 @@ t.test('every scripted status maps to its failure; exactly one request per send 
 
 t.test('partial success is delivered, with the rejected count recorded', async (t) => {
   const srv = await OtlpTestServer.start();
-  const d = driver(srv.url);
+  const told: PartialEvent[] = [];
+  const d = driver(srv.url, { onPartial: (e) => told.push(e) });
   t.teardown(async () => {
     await d.close();
     await srv.close();
@@ -229,6 +227,15 @@ t.test('partial success is delivered, with the rejected count recorded', async (
   if (plain.ok) t.equal(plain.partial, undefined, 'a plain OK has no partial');
   t.equal(d.rejectedTotal, 2);
   t.equal(srv.exports.length, 3);
+  t.same(told.map((e) => [e.uplink, e.rejected, e.message]), [['otel', 2, '2 data points older than 7 days'], ['otel', 0, 'deprecated attribute']],
+    'onPartial: told of both, never of the plain OK');
+  t.match(told[0].key, /^gw-7:inv:/, 'with the batch key');
+
+  const throwing = driver(srv.url, { onPartial: () => { throw new Error('store busy'); } });
+  t.ok((await throwing.connect()).ok);
+  srv.answer({ kind: 'partial', rejected: 1, message: 'one too old' });
+  t.ok((await throwing.send(msg(READINGS))).ok, 'a throwing onPartial does not turn the delivery into a failure');
+  await throwing.close();
 });
 
 t.test('collector down: onDown once, sends and connects fail soft (ECONNREFUSED); back up: ok', async (t) => {
@@ -352,27 +359,22 @@ t.test('pure parts: batch building, the gRPC table, RetryInfo decoding', async (
   const onlyStrings = batchToResourceMetrics([READINGS[4]], { gatewayId: 'g', hardwareProfile: 'h', batchKey: 'k' });
   t.equal(onlyStrings.resourceMetrics.scopeMetrics[0].metrics.length, 0, 'nothing numeric: no metric');
 
-  // The table, against an independent statement of the intended rows.
+  // The table, against an independent statement of the intended rows, through classify().
   const want: Record<number, [string, string]> = {
     1: ['link', 'soft'], 2: ['link', 'soft'], 3: ['payload', 'hard'], 4: ['link', 'soft'], 5: ['link', 'soft'], 6: ['link', 'soft'],
     7: ['link', 'hard'], 8: ['link', 'soft'], 9: ['link', 'soft'], 10: ['link', 'soft'], 11: ['link', 'soft'], 12: ['link', 'hard'],
     13: ['link', 'soft'], 14: ['link', 'soft'], 15: ['link', 'soft'], 16: ['link', 'hard'], 99: ['link', 'soft'],
   };
   for (const [code, [scope, retry]] of Object.entries(want)) {
-    const g = classifyGrpc(Number(code), 'x');
-    t.same([g.scope, g.retry], [scope, retry], `gRPC ${code} ${GRPC_STATUS_NAMES[Number(code)] ?? '?'}: ${scope}/${retry}`);
-    // Until classify.ts has a 'grpc' kind, the driver's RawFailure must classify the same way.
-    const f = classify(grpcRawFailure(Number(code), 'x'));
-    if (Number(code) === GrpcStatus.UNIMPLEMENTED) {
-      t.same([f.scope, f.retry], ['link', 'soft'], 'UNIMPLEMENTED: soft through the HTTP twin (501) until the merge');
-    } else {
-      t.same([f.scope, f.retry, f.retryAfterMs], [g.scope, g.retry, g.retryAfterMs], `gRPC ${code}: the interim HTTP twin agrees`);
-    }
+    const n = Number(code);
+    const f = classify(grpcRawFailure(n, 'x'));
+    const name = GRPC_STATUS_NAMES[n] ? `GRPC_${GRPC_STATUS_NAMES[n]}` : `GRPC_STATUS_${n}`;
+    t.same([f.code, f.scope, f.retry], [name, scope, retry], `gRPC ${code}: ${name} ${scope}/${retry}`);
   }
   t.same(Object.keys(GRPC_TABLE).map(Number), [1, 3, 4, 7, 8, 10, 11, 12, 14, 15, 16], 'listed rows');
-  t.equal(classifyGrpc(8, 'busy').retryAfterMs, DEFAULT_BUSY_HINT_MS, 'RESOURCE_EXHAUSTED without RetryInfo: the busy hint');
-  t.equal(classifyGrpc(14, 'x', 750).retryAfterMs, 750, 'RetryInfo wins');
-  t.equal(classifyGrpc(16, 'x', 750).retryAfterMs, undefined, 'no hint on a hard failure');
+  t.equal(classify(grpcRawFailure(8, 'busy')).retryAfterMs, DEFAULT_BUSY_HINT_MS, 'RESOURCE_EXHAUSTED without RetryInfo: the busy hint');
+  t.equal(classify(grpcRawFailure(14, 'x', 750)).retryAfterMs, 750, 'RetryInfo wins');
+  t.equal(classify(grpcRawFailure(16, 'x', 750)).retryAfterMs, undefined, 'no hint on a hard failure');
 
   // RetryInfo, encoded by protobufjs (through proto-loader), decoded by the driver's own reader.
   t.equal(retryDelayMs(statusDetailsBin(14, 'x', 2500)), 2500);

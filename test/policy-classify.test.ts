@@ -6,8 +6,8 @@
 import t from 'tap';
 import { familyOf, mqttCode } from '../agent/errors.js';
 import {
-  classify, codeNumber, SOCKET_TABLE, TLS_CERT_CODES, MQTT_CONNECT_TABLE, MQTT_PUBACK_TABLE, HTTP_TABLE,
-  DEFAULT_BUSY_HINT_MS, type Failure, type RawFailure, type Rule,
+  classify, codeNumber, grpcStatusNumber, SOCKET_TABLE, TLS_CERT_CODES, MQTT_CONNECT_TABLE, MQTT_PUBACK_TABLE, HTTP_TABLE, GRPC_TABLE,
+  GRPC_OTHER, GRPC_TOO_LARGE, DEFAULT_BUSY_HINT_MS, type Failure, type RawFailure, type Rule,
 } from '../agent/policy/classify.js';
 
 type Want = [scope: Failure['scope'], retry: Failure['retry'], faultClass: Failure['faultClass'], hint?: number];
@@ -27,6 +27,18 @@ const WANT_HTTP: Record<number, Want> = {
   400: PH, 413: PH, 415: PH, 422: PH, 401: LH_UP, 403: LH_UP, 404: LS_UP,
   408: LS_UP, 429: LS_UP, 500: LS_UP, 502: LS_UP, 503: LS_UP, 504: LS_UP,
 };
+/** gRPC statuses with a row of their own (GRPC_TABLE); the rest fall to WANT_GRPC_OTHER. */
+const WANT_GRPC: Record<number, Want> = {
+  1: LS_UP, 3: PH, 4: ['link', 'soft', 'network'], 7: LH_UP, 8: BUSY, 10: LS_UP, 11: LS_UP, 12: LH_UP, 14: LS_UP, 15: LS_UP, 16: LH_UP,
+};
+const WANT_GRPC_OTHER: Want = LS_UP;
+/** Every named status, with the code it must get. */
+const GRPC_NAMES: Record<number, string> = {
+  1: 'GRPC_CANCELLED', 2: 'GRPC_UNKNOWN', 3: 'GRPC_INVALID_ARGUMENT', 4: 'GRPC_DEADLINE_EXCEEDED', 5: 'GRPC_NOT_FOUND',
+  6: 'GRPC_ALREADY_EXISTS', 7: 'GRPC_PERMISSION_DENIED', 8: 'GRPC_RESOURCE_EXHAUSTED', 9: 'GRPC_FAILED_PRECONDITION',
+  10: 'GRPC_ABORTED', 11: 'GRPC_OUT_OF_RANGE', 12: 'GRPC_UNIMPLEMENTED', 13: 'GRPC_INTERNAL', 14: 'GRPC_UNAVAILABLE',
+  15: 'GRPC_DATA_LOSS', 16: 'GRPC_UNAUTHENTICATED',
+};
 const WANT_SOCKET = ['ETIMEDOUT', 'ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'EPIPE'];
 
 const ruleWant = (r: Rule): Want => (r.defaultRetryAfterMs === undefined ? [r.scope, r.retry, r.faultClass] : [r.scope, r.retry, r.faultClass, r.defaultRetryAfterMs]);
@@ -36,10 +48,12 @@ const keys = (o: object) => Object.keys(o).map(Number).sort((a, b) => a - b);
 t.test('the exported tables hold exactly the intended rules', async (t) => {
   t.equal(DEFAULT_BUSY_HINT_MS, 5000);
   t.same(Object.keys(SOCKET_TABLE).sort(), [...WANT_SOCKET].sort());
-  for (const [name, table, want] of [['connect', MQTT_CONNECT_TABLE, WANT_CONNECT], ['puback', MQTT_PUBACK_TABLE, WANT_PUBACK], ['http', HTTP_TABLE, WANT_HTTP]] as const) {
+  for (const [name, table, want] of [['connect', MQTT_CONNECT_TABLE, WANT_CONNECT], ['puback', MQTT_PUBACK_TABLE, WANT_PUBACK], ['http', HTTP_TABLE, WANT_HTTP], ['grpc', GRPC_TABLE, WANT_GRPC]] as const) {
     t.same(keys(table), keys(want), `${name}: same rows`);
     for (const k of keys(want)) t.same(ruleWant((table as Record<number, Rule>)[k]), (want as Record<number, Want>)[k], `${name} ${k}`);
   }
+  t.same(ruleWant(GRPC_OTHER), WANT_GRPC_OTHER, 'grpc: unlisted statuses');
+  t.same(ruleWant(GRPC_TOO_LARGE), PH, 'grpc: a too-large RESOURCE_EXHAUSTED');
   for (const c of ['CERT_HAS_EXPIRED', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'SELF_SIGNED_CERT_IN_CHAIN', 'ERR_TLS_CERT_ALTNAME_INVALID']) {
     t.ok(TLS_CERT_CODES.includes(c), c);
   }
@@ -157,6 +171,56 @@ t.test('HTTP rows and fallbacks', async (t) => {
   t.equal(classify({ kind: 'http', message: '' }).code, 'UPLINK_ERROR');
 });
 
+t.test('gRPC rows: every status 1..16 by its GRPC_<NAME> code', async (t) => {
+  for (let n = 1; n <= 16; n++) {
+    const f = classify({ kind: 'grpc', code: n, message: `status ${n}` });
+    const want = WANT_GRPC[n] ?? WANT_GRPC_OTHER;
+    t.same([f.code, f.message, ...got(f)], [GRPC_NAMES[n], `status ${n}`, ...want], `grpc ${n} ${GRPC_NAMES[n]}`);
+  }
+  const rows: [string, RawFailure, string, Want][] = [
+    ['a status without a name keeps its number', { kind: 'grpc', code: 17, message: '' }, 'GRPC_STATUS_17', LS_UP],
+    ['a large unknown number', { kind: 'grpc', code: 1000, message: '' }, 'GRPC_STATUS_1000', LS_UP],
+    ['OK reported as a failure: unexpected, soft', { kind: 'grpc', code: 0, message: '' }, 'UPLINK_ERROR', LS_UP],
+    ['no status at all', { kind: 'grpc', message: 'x' }, 'UPLINK_ERROR', LS_UP],
+    ['a negative status', { kind: 'grpc', code: -3, message: 'x' }, 'UPLINK_ERROR', LS_UP],
+    ['a status as a decimal string', { kind: 'grpc', code: '14', message: '' }, 'GRPC_UNAVAILABLE', LS_UP],
+    ['a status by name', { kind: 'grpc', code: 'UNAUTHENTICATED', message: '' }, 'GRPC_UNAUTHENTICATED', LH_UP],
+    ['a status by its code', { kind: 'grpc', code: 'GRPC_INVALID_ARGUMENT', message: '' }, 'GRPC_INVALID_ARGUMENT', PH],
+    ['GRPC_STATUS_NN as a string', { kind: 'grpc', code: 'GRPC_STATUS_42', message: '' }, 'GRPC_STATUS_42', LS_UP],
+    ['a name gRPC does not have', { kind: 'grpc', code: 'SHRUG', message: '' }, 'UPLINK_ERROR', LS_UP],
+    ['a socket errno wins over the kind', { kind: 'grpc', code: 'ECONNREFUSED', message: '' }, 'ECONNREFUSED', ['link', 'soft', 'network']],
+    ['a certificate code wins over the kind', { kind: 'grpc', code: 'CERT_HAS_EXPIRED', message: '' }, 'TLS_CERT_INVALID', LH_UP],
+  ];
+  for (const [name, raw, code, want] of rows) {
+    const f = classify(raw);
+    t.same([f.code, ...got(f)], [code, ...want], name);
+  }
+  t.same([grpcStatusNumber('0x0e'), grpcStatusNumber(1.5), grpcStatusNumber('GRPC_OK'), grpcStatusNumber(undefined)], [undefined, undefined, 0, undefined]);
+});
+
+t.test('gRPC hints: RetryInfo on soft rows, none on hard ones; RESOURCE_EXHAUSTED busy vs too large', async (t) => {
+  const lsHint = (ms: number): Want => ['link', 'soft', 'upstream', ms];
+  const TOO_LARGE = 'Received message larger than max (5000000 vs. 4194304)';
+  const rows: [string, RawFailure, Want][] = [
+    ['UNAVAILABLE without RetryInfo', { kind: 'grpc', code: 14, message: 'restarting' }, LS_UP],
+    ['UNAVAILABLE with RetryInfo', { kind: 'grpc', code: 14, message: 'memory limiter', retryAfterMs: 2500 }, lsHint(2500)],
+    ['DEADLINE_EXCEEDED with RetryInfo', { kind: 'grpc', code: 4, message: 'slow', retryAfterMs: 800 }, ['link', 'soft', 'network', 800]],
+    ['RESOURCE_EXHAUSTED without RetryInfo: the busy hint', { kind: 'grpc', code: 8, message: 'queue full' }, lsHint(DEFAULT_BUSY_HINT_MS)],
+    ['RESOURCE_EXHAUSTED with RetryInfo: the server wins', { kind: 'grpc', code: 8, message: 'rate limited', retryAfterMs: 1250 }, lsHint(1250)],
+    ['RESOURCE_EXHAUSTED with RetryInfo 0', { kind: 'grpc', code: 8, message: 'rate limited', retryAfterMs: 0 }, lsHint(0)],
+    ['RESOURCE_EXHAUSTED, message too large: payload hard', { kind: 'grpc', code: 8, message: TOO_LARGE }, PH],
+    ['grpc-go wording of too large', { kind: 'grpc', code: 8, message: 'grpc: received message larger than max (9 vs. 4)' }, PH],
+    ['too large but with RetryInfo: the server says wait, so busy', { kind: 'grpc', code: 8, message: TOO_LARGE, retryAfterMs: 3000 }, lsHint(3000)],
+    ['a too-large wording on another status changes nothing', { kind: 'grpc', code: 14, message: TOO_LARGE }, LS_UP],
+    ['UNAUTHENTICATED: no hint on a hard failure', { kind: 'grpc', code: 16, message: 'no token', retryAfterMs: 30000 }, LH_UP],
+    ['PERMISSION_DENIED: no hint', { kind: 'grpc', code: 7, message: 'tenant', retryAfterMs: 30000 }, LH_UP],
+    ['INVALID_ARGUMENT: no hint', { kind: 'grpc', code: 3, message: 'bad point', retryAfterMs: 30000 }, PH],
+    ['a NaN hint is no hint', { kind: 'grpc', code: 14, message: 'x', retryAfterMs: NaN }, LS_UP],
+    ['a negative hint is no hint', { kind: 'grpc', code: 8, message: 'x', retryAfterMs: -1 }, lsHint(DEFAULT_BUSY_HINT_MS)],
+  ];
+  for (const [name, raw, want] of rows) t.same(got(classify(raw)), want, name);
+});
+
 t.test('unknown input is a soft upstream link failure; messages are preserved', async (t) => {
   const f = classify({ kind: 'carrier-pigeon' as RawFailure['kind'], code: 7, message: 'lost' });
   t.same([f.code, f.message, ...got(f)], ['UPLINK_ERROR', 'lost', ...LS_UP]);
@@ -171,6 +235,8 @@ t.test('every code classify() produces is in the error catalogue', async (t) => 
     ...Array.from({ length: 256 }, (_, n) => ({ kind: 'puback' as const, code: n, message: '' })),
     ...Array.from({ length: 256 }, (_, n) => ({ kind: 'disconnect' as const, code: n, message: '' })),
     ...Array.from({ length: 500 }, (_, n) => ({ kind: 'http' as const, code: n + 100, message: '' })),
+    ...Array.from({ length: 40 }, (_, n) => ({ kind: 'grpc' as const, code: n, message: '' })),
+    ...['UNAVAILABLE', 'GRPC_DATA_LOSS', 'GRPC_STATUS_99', 'nonsense'].map((code) => ({ kind: 'grpc' as const, code, message: '' })),
     { kind: 'timeout', message: '' }, { kind: 'socket', code: 'EODD', message: '' },
   ];
   const missing = raws.map((r) => classify(r).code).filter((c) => familyOf(c) === undefined);

@@ -33,6 +33,11 @@ export class Metrics {
   readonly latency: Histogram<'uplink'>;
   readonly faults: Counter<'class' | 'code'>;
   readonly readings: Counter;
+  readonly otlpRejected: Counter<'uplink'>;
+  readonly selfExports: Counter<'result'>;
+  readonly selfExportFailures: Counter<'code'>;
+  /** When the counters started (epoch ms): the start time of every cumulative OTLP point. */
+  readonly startedAt = Date.now();
 
   constructor(src: MetricsSources) {
     const r = this.registry;
@@ -45,6 +50,18 @@ export class Metrics {
     });
     this.faults = new Counter({ name: 'holdfast_field_faults_total', help: 'Field fault verdicts by class and code', labelNames: ['class', 'code'], registers: [r] });
     this.readings = new Counter({ name: 'holdfast_readings_committed_total', help: 'Readings committed to the store', registers: [r] });
+    this.otlpRejected = new Counter({
+      name: 'holdfast_otlp_rejected_points_total', help: 'Data points an OTLP collector refused in partial successes (the batch counts as delivered)',
+      labelNames: ['uplink'], registers: [r],
+    });
+    this.selfExports = new Counter({
+      name: 'holdfast_self_metrics_exports_total', help: 'Exports of these metrics over OTLP by result (ok, failed, skipped: the previous one still in flight)',
+      labelNames: ['result'], registers: [r],
+    });
+    this.selfExportFailures = new Counter({
+      name: 'holdfast_self_metrics_export_failures_total', help: 'Failed exports of these metrics over OTLP by error code (never stored nor retried)',
+      labelNames: ['code'], registers: [r],
+    });
     new Gauge({
       name: 'holdfast_buffer_batches', help: 'Tasks in the store by uplink and status', labelNames: ['uplink', 'status'], registers: [r],
       collect() {

@@ -7,6 +7,8 @@ import type { Engine } from '../engine.js';
 import { retryReset, storeStatus } from '../../store/admin.js';
 import { ApiServer } from './server.js';
 import { Metrics, type DepthRow } from './metrics.js';
+import { SelfMetricsExport, exporterFor, selfResource } from './self-export.js';
+import { otlpHeaders } from '../uplinks.js';
 
 const DEPTH_TTL_MS = 5000;
 
@@ -64,4 +66,28 @@ export function createApi(engine: Engine): ApiServer {
       return n;
     },
   });
+}
+
+/**
+ * The agent's own metrics over OTLP, when `selfMetrics` is configured (load.ts checked that it
+ * names an otlp uplink; a disabled one is fine). Null when off, or when the uplink's TLS or
+ * headers files cannot be read now: then it is logged and the agent runs without it.
+ */
+export function createSelfExport(engine: Engine): SelfMetricsExport | null {
+  const c = engine.cfg.selfMetrics;
+  if (!c) return null;
+  const u = engine.cfg.uplinks.find((x) => x.name === c.uplink);
+  if (u?.type !== 'otlp') return null;
+  try {
+    return new SelfMetricsExport({
+      cfg: c,
+      metrics: engine.metrics,
+      resource: selfResource(engine.cfg.gatewayId, engine.cfg.hardware.profile),
+      exporter: exporterFor(u, otlpHeaders(u), c.timeoutMs),
+      log: engine.log,
+    });
+  } catch (e) {
+    engine.log.error({ err: e, uplink: u.name }, `self-metrics export not started: ${(e as Error).message}`);
+    return null;
+  }
 }

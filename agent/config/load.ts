@@ -143,6 +143,20 @@ function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
   });
   busChecks(cfg, devices, problems);
   apiChecks(cfg, problems);
+  selfMetricsChecks(cfg, problems);
+}
+
+/** selfMetrics.uplink must name an uplink of type otlp (a schema cannot follow the reference). */
+function selfMetricsChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
+  const want = cfg.selfMetrics?.uplink;
+  if (want === undefined) return;
+  const u = cfg.uplinks.find((x) => x.name === want);
+  const otlp = cfg.uplinks.filter((x) => x.type === 'otlp').map((x) => JSON.stringify(x.name));
+  const choice = otlp.length > 0 ? `the otlp uplinks are ${otlp.join(', ')}` : 'there is no uplink of type otlp';
+  if (!u) problems.push({ path: '/selfMetrics/uplink', message: `no uplink is named ${JSON.stringify(want)}; ${choice}` });
+  else if (u.type !== 'otlp') {
+    problems.push({ path: '/selfMetrics/uplink', message: `uplink ${JSON.stringify(want)} is of type ${u.type}; the agent's metrics go out over OTLP only: name an uplink of type otlp (${choice})` });
+  }
 }
 
 /** Buses: transport fields, unique names and unit ids, loadable device maps and board profile. */

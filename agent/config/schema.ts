@@ -267,6 +267,18 @@ export const configSchema = {
         tokenFile: { type: 'string', minLength: 1, description: 'bearer token for /api/* (file mode 0600); without it the admin API refuses everything' },
       },
     },
+    selfMetrics: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['uplink'],
+      description: 'the agent\'s own metrics (what /metrics shows) exported over OTLP/gRPC; absent: not exported. Never stored or retried: a failed export is logged (rarely) and counted',
+      properties: {
+        uplink: { ...name, description: 'name of an uplink of type otlp: its url, TLS files, headersFile and compression are used (a disabled one carries only these metrics)' },
+        intervalMs: ms(1000, 60000, 'mean time between exports; each interval is jittered, and the first export comes at a random point of the first interval'),
+        jitter: { type: 'number', minimum: 0, maximum: 0.5, default: 0.2, description: '+- fraction of jitter on every interval (a fleet must not export in step)' },
+        timeoutMs: ms(100, 10000, 'deadline of one export'),
+      },
+    },
     uplinks: {
       type: 'array',
       description: 'upstreams; each batch gets one task per enabled uplink',

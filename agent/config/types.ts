@@ -172,6 +172,15 @@ export interface ApiConfig {
   tokenFile?: string;
 }
 
+/** The agent's own metrics over OTLP (agent/api/self-export.ts). */
+export interface SelfMetricsConfig {
+  /** An uplink of type otlp (checked in load.ts): its endpoint, TLS, headers and compression. */
+  uplink: string;
+  intervalMs: number;
+  jitter: number;
+  timeoutMs: number;
+}
+
 export interface HoldfastConfig {
   gatewayId: string;
   dataDir: string;
@@ -185,6 +194,7 @@ export interface HoldfastConfig {
   hardware: HardwareConfig;
   buses: BusConfig[];
   api: ApiConfig;
+  selfMetrics?: SelfMetricsConfig;
   uplinks: UplinkConfig[];
 }
 

@@ -17,7 +17,7 @@
  * Order of precedence in classify():
  *   1. a string code that is a known socket or TLS certificate code, whatever the kind
  *      (fetch() failing with ECONNREFUSED is a socket error, not an HTTP one);
- *   2. the kind's own table (MQTT reason code, HTTP status, timeout, TLS);
+ *   2. the kind's own table (MQTT reason code, HTTP status, gRPC status, timeout, TLS);
  *   3. UPLINK_ERROR, link, soft, upstream.
  *
  * MQTT reason codes below 0x80 are successes (0x10 = no matching subscribers on PUBACK):
@@ -28,7 +28,7 @@
  * Hints (retryAfterMs) are carried on soft failures only; a hard failure waits
  * hardFailureHoldMs. raw.retryAfterMs wins over a row's default.
  */
-import { mqttCode, type ErrorCode, type FaultClass } from '../errors.js';
+import { GRPC_STATUS_NAMES, grpcCode, mqttCode, type ErrorCode, type FaultClass } from '../errors.js';
 
 export type Scope = 'payload' | 'link';
 export type RetryClass = 'soft' | 'hard';
@@ -43,8 +43,10 @@ export interface Failure {
 }
 
 export interface RawFailure {
-  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls';
+  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls' | 'grpc';
+  /** 'grpc': the numeric status (14), or its name ('UNAVAILABLE', 'GRPC_UNAVAILABLE'). */
   code?: string | number;
+  /** A server hint: Retry-After, MQTT server busy, gRPC google.rpc.RetryInfo retry_delay. */
   message: string;
   retryAfterMs?: number;
 }
@@ -143,6 +145,63 @@ export const HTTP_TABLE: Readonly<Record<number, Rule>> = Object.freeze({
   503: linkSoft('upstream', 'service unavailable'),
   504: linkSoft('upstream', 'gateway timeout'),
 });
+/**
+ * gRPC statuses (the OTLP/gRPC uplink), by number; GRPC_TOO_LARGE and GRPC_OTHER below.
+ *
+ *   status                 rule                 why
+ *   CANCELLED (1)          link soft  upstream  the call was cut (our close(), a proxy, the collector
+ *                                               shutting down); nothing says the batch is bad
+ *   INVALID_ARGUMENT (3)   payload hard         the collector says this batch is malformed: a re-send
+ *                                               of the same bytes gets the same answer, so dead-letter
+ *                                               it and go on (like HTTP 400)
+ *   DEADLINE_EXCEEDED (4)  link soft  network   no answer in time: the path or the collector is slow;
+ *                                               retried (a re-send keeps its batch key, the collector
+ *                                               can drop the duplicate)
+ *   PERMISSION_DENIED (7)  link hard            credentials known but not allowed: every batch would
+ *                                               fail the same way; hold the data, raise an alarm, do
+ *                                               not hammer (like HTTP 403)
+ *   RESOURCE_EXHAUSTED (8) link soft  upstream  the collector is busy or rate-limits us: back off,
+ *                          + busy hint          honouring RetryInfo, else DEFAULT_BUSY_HINT_MS (like
+ *                                               HTTP 429, MQTT 0x97). Exception: GRPC_TOO_LARGE
+ *   ABORTED (10)           link soft  upstream  OTLP lists it as retryable (a conflict on the far side)
+ *   OUT_OF_RANGE (11)      link soft  upstream  OTLP lists it as retryable
+ *   UNIMPLEMENTED (12)     link hard            no MetricsService/Export at that address (wrong port,
+ *                                               a traces-only collector): no retry can fix it, an
+ *                                               operator must; hold and alarm
+ *   UNAVAILABLE (14)       link soft  upstream  the textbook transient failure; RetryInfo honoured
+ *   DATA_LOSS (15)         link soft  upstream  OTLP lists it as retryable; we keep our copy
+ *   UNAUTHENTICATED (16)   link hard            missing or bad token/certificate (like HTTP 401)
+ *   anything else          link soft  upstream  UNKNOWN, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION,
+ *   (GRPC_OTHER)                                INTERNAL, numbers without a name: OTLP says "do not
+ *                                               retry", but nothing says the batch is at fault, and
+ *                                               soft never loses data (at worst it is re-sent until
+ *                                               RETRY_LIMIT_EXCEEDED dead-letters it)
+ *
+ * Every soft row honours a RetryInfo hint (raw.retryAfterMs); hard rows carry none.
+ */
+export const GRPC_TABLE: Readonly<Record<number, Rule>> = Object.freeze({
+  1: linkSoft('upstream', 'call cancelled'),
+  3: payloadHard('invalid argument: the collector refuses this batch'),
+  4: linkSoft('network', 'deadline exceeded: no answer in time'),
+  7: linkHard('permission denied'),
+  8: linkSoft('upstream', 'resource exhausted (collector busy or rate limited)', DEFAULT_BUSY_HINT_MS),
+  10: linkSoft('upstream', 'aborted'),
+  11: linkSoft('upstream', 'out of range'),
+  12: linkHard('unimplemented: no OTLP MetricsService at this address'),
+  14: linkSoft('upstream', 'unavailable'),
+  15: linkSoft('upstream', 'data loss'),
+  16: linkHard('unauthenticated'),
+});
+/**
+ * RESOURCE_EXHAUSTED because the request exceeds the collector's maximum message size
+ * (grpc.max_receive_message_length, the collector's max_recv_msg_size_mib) and it sent no
+ * RetryInfo: the same batch will never fit, so payload, hard (like HTTP 413).
+ */
+export const GRPC_TOO_LARGE: Rule = Object.freeze(payloadHard('request larger than the collector accepts'));
+export const GRPC_OTHER: Rule = Object.freeze(linkSoft('upstream', 'gRPC status without a rule of its own'));
+/** grpc-js / grpc-go wording when a message exceeds the maximum receive size. */
+const GRPC_TOO_LARGE_RE = /(?:message|request)\s+larger\s+than\s+max|exceeds\s+(?:the\s+)?max(?:imum)?\s+(?:message|receive)/i;
+
 export const HTTP_OTHER_4XX: Rule = Object.freeze(payloadHard('client error'));
 export const HTTP_OTHER_5XX: Rule = Object.freeze(linkSoft('upstream', 'server error'));
 
@@ -199,6 +258,30 @@ function classifyHttp(raw: RawFailure): Failure {
   return build(code, UNKNOWN_RULE, raw); // 1xx-3xx reported as a failure: unexpected, soft
 }
 
+/** A gRPC status from 14, '14', 'UNAVAILABLE' or 'GRPC_UNAVAILABLE'; else undefined. */
+export function grpcStatusNumber(code: string | number | undefined): number | undefined {
+  if (typeof code === 'number') return Number.isInteger(code) && code >= 0 ? code : undefined;
+  if (typeof code !== 'string') return undefined;
+  if (/^\d+$/.test(code)) return parseInt(code, 10);
+  const named = GRPC_STATUS_NAMES.indexOf(code.replace(/^GRPC_/, ''));
+  if (named >= 0) return named;
+  const m = /^GRPC_STATUS_(\d+)$/.exec(code);
+  return m ? parseInt(m[1], 10) : undefined;
+}
+
+/** The rule for a gRPC status: GRPC_TABLE, refined for a too-large RESOURCE_EXHAUSTED. */
+export function grpcRule(status: number, message: string, retryAfterMs?: number): Rule {
+  if (status === 8 && retryAfterMs === undefined && GRPC_TOO_LARGE_RE.test(message)) return GRPC_TOO_LARGE;
+  return has(GRPC_TABLE, status) ? GRPC_TABLE[status] : GRPC_OTHER;
+}
+
+function classifyGrpc(raw: RawFailure): Failure {
+  const n = grpcStatusNumber(raw.code);
+  // OK (0) reported as a failure, or no status at all: unexpected, soft.
+  if (n === undefined || n === 0) return build('UPLINK_ERROR', UNKNOWN_RULE, raw);
+  return build(grpcCode(n), grpcRule(n, raw.message, raw.retryAfterMs), raw);
+}
+
 /** Classifies one failed attempt. Pure; never throws. */
 export function classify(raw: RawFailure): Failure {
   if (typeof raw.code === 'string') {
@@ -219,6 +302,8 @@ export function classify(raw: RawFailure): Failure {
       return build('MQTT_ACK_TIMEOUT', TIMEOUT_RULE, raw); // ETIMEDOUT was taken above
     case 'http':
       return classifyHttp(raw);
+    case 'grpc':
+      return classifyGrpc(raw);
     default:
       return build('UPLINK_ERROR', UNKNOWN_RULE, raw);
   }

@@ -72,7 +72,20 @@ export interface OtlpDriverOptions {
   sendWindow?: number;
   /** Name of the gauge every reading goes into (default holdfast.reading). */
   metricName?: string;
+  /**
+   * Told of every partial success (after the batch counts as delivered): `rejected` > 0 means
+   * the collector refused that many data points; 0 with a message is a warning. Must not throw
+   * (a throw is caught and ignored: the batch stays delivered).
+   */
+  onPartial?: (e: PartialEvent) => void;
   now?: () => number;
+}
+
+/** A partial success, with the batch it answered. */
+export interface PartialEvent extends PartialSuccess {
+  uplink: string;
+  taskId: number;
+  key: string;
 }
 
 /** A collector's partial success: some data points were refused, the rest were accepted. */
@@ -83,7 +96,8 @@ export interface PartialSuccess {
 
 /**
  * SendResult with the OTLP extras. The ok branch is a subtype of uplink.ts's, so the driver
- * still implements UplinkDriver; the lane sees `partial` once uplink.ts grows the field.
+ * still implements UplinkDriver; the lane ignores the extras, and a partial success reaches the
+ * agent through the onPartial option instead.
  */
 export type OtlpSendResult =
   | { ok: true; requestAt: number; ackAt: number; dataPoints: number; skipped: number; invalid: number; partial?: PartialSuccess }
@@ -387,7 +401,14 @@ export class OtlpDriver implements UplinkDriver {
     if (!client) return { ok: false, requestAt, failure: grpcRawFailure(GrpcStatus.UNAVAILABLE, 'not connected') };
     const r = await this.call(client, Buffer.from(ProtobufMetricsSerializer.serializeRequest(built.resourceMetrics) ?? new Uint8Array(0)));
     if (!r.ok) return { ok: false, requestAt, failure: r.failure };
-    if (r.partial) this.rejectedTotal += r.partial.rejected;
+    if (r.partial) {
+      this.rejectedTotal += r.partial.rejected;
+      try {
+        this.o.onPartial?.({ uplink: this.name, taskId: msg.taskId, key: msg.key, ...r.partial });
+      } catch {
+        /* a hook's failure must not turn a delivered batch into a failed send */
+      }
+    }
     return { ok: true, requestAt, ackAt: this.now(), ...extras, ...(r.partial ? { partial: r.partial } : {}) };
   }
 

@@ -1,34 +1,18 @@
 /**
- * gRPC status codes as Holdfast failures: the table for the OTLP/gRPC uplink, pure and exported
- * so tests and docs can iterate it. It follows the OTLP specification's retryable/not-retryable
- * split, refined by Holdfast's two questions (see agent/policy/classify.ts):
+ * What a failed OTLP/gRPC call said, as a RawFailure of kind 'grpc' (the numeric status, the
+ * collector's message, and the retry_delay of a google.rpc.RetryInfo in the
+ * `grpc-status-details-bin` trailer as retryAfterMs). The driver only reports; the decision
+ * (scope, retry class, stable code GRPC_<NAME>) is agent/policy/classify.ts's GRPC_TABLE.
  *
- *   OTLP "retryable"            CANCELLED, DEADLINE_EXCEEDED, ABORTED, OUT_OF_RANGE, UNAVAILABLE,
- *                               DATA_LOSS                          -> link, soft
- *   RESOURCE_EXHAUSTED          with google.rpc.RetryInfo          -> link, soft, retryAfterMs = retry_delay
- *                               "message larger than max" (the collector's max_recv_msg_size)
- *                                                                  -> payload, hard (like HTTP 413)
- *                               otherwise                          -> link, soft, DEFAULT_BUSY_HINT_MS
- *   INVALID_ARGUMENT            the batch is malformed             -> payload, hard (dead letter)
- *   UNAUTHENTICATED, PERMISSION_DENIED                             -> link, hard (hold + alarm)
- *   UNIMPLEMENTED               no MetricsService/Export there (wrong port, no metrics pipeline)
- *                                                                  -> link, hard
- *   everything else (UNKNOWN, NOT_FOUND, ALREADY_EXISTS, FAILED_PRECONDITION, INTERNAL, unknown
- *   numbers)                    OTLP says "do not retry" but we are not sure the message is at
- *                               fault, and soft never loses data   -> link, soft
- *
- * Until classify.ts has a 'grpc' kind, the driver hands the lane `grpcRawFailure()`: the same
- * decision expressed as the HTTP status that classify.ts already maps the same way (the gRPC
- * name and number stay in the message). test/otlp.test.ts checks that both routes agree.
+ * A client-side UNAVAILABLE that carries a socket errno or an OpenSSL verify message is
+ * reported as the socket or TLS failure it is (ECONNREFUSED, TLS_CERT_INVALID), not as a bare
+ * status. RetryInfo is decoded by hand (a dozen lines of protobuf wire format) rather than
+ * with a protobuf library the agent does not otherwise need at run time.
  */
-import { DEFAULT_BUSY_HINT_MS, type Failure, type RawFailure, type Rule } from '../../agent/policy/classify.js';
-import type { FaultClass } from '../../agent/errors.js';
+import type { RawFailure } from '../../agent/policy/classify.js';
+import { GRPC_STATUS_NAMES } from '../../agent/errors.js';
 
-export const GRPC_STATUS_NAMES: readonly string[] = Object.freeze([
-  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
-  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE',
-  'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
-]);
+export { GRPC_STATUS_NAMES };
 
 export const GrpcStatus = Object.freeze({
   OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,
@@ -36,95 +20,17 @@ export const GrpcStatus = Object.freeze({
   UNIMPLEMENTED: 12, INTERNAL: 13, UNAVAILABLE: 14, DATA_LOSS: 15, UNAUTHENTICATED: 16,
 } as const);
 
-/** The stable error code proposed for classify.ts / errors.ts: the family `GRPC_NAME`, e.g. GRPC_UNAVAILABLE. */
-export type GrpcErrorCode = `GRPC_${string}`;
-
-/** A Failure whose code is a GRPC_ family code (not yet in errors.ts's ErrorCode union). */
-export type GrpcFailure = Omit<Failure, 'code'> & { code: GrpcErrorCode };
-
 export function grpcStatusName(code: number): string {
   return Number.isInteger(code) && code >= 0 && code < GRPC_STATUS_NAMES.length ? GRPC_STATUS_NAMES[code] : `STATUS_${code}`;
 }
 
-export function grpcErrorCode(code: number): GrpcErrorCode {
-  return `GRPC_${grpcStatusName(code)}`;
-}
-
-const linkSoft = (faultClass: FaultClass, note: string, defaultRetryAfterMs?: number): Rule =>
-  defaultRetryAfterMs === undefined
-    ? { scope: 'link', retry: 'soft', faultClass, note }
-    : { scope: 'link', retry: 'soft', faultClass, defaultRetryAfterMs, note };
-const linkHard = (note: string): Rule => ({ scope: 'link', retry: 'hard', faultClass: 'upstream', note });
-const payloadHard = (note: string): Rule => ({ scope: 'payload', retry: 'hard', faultClass: 'payload', note });
-
-/** The rows to merge into classify.ts (as GRPC_TABLE). Unlisted codes: GRPC_OTHER. */
-export const GRPC_TABLE: Readonly<Record<number, Rule>> = Object.freeze({
-  1: linkSoft('upstream', 'call cancelled'),
-  3: payloadHard('invalid argument: the collector refuses this batch'),
-  4: linkSoft('network', 'deadline exceeded: no answer in time'),
-  7: linkHard('permission denied'),
-  8: linkSoft('upstream', 'resource exhausted (collector busy or rate limited)', DEFAULT_BUSY_HINT_MS),
-  10: linkSoft('upstream', 'aborted'),
-  11: linkSoft('upstream', 'out of range'),
-  12: linkHard('unimplemented: no OTLP MetricsService at this address'),
-  14: linkSoft('upstream', 'unavailable'),
-  15: linkSoft('upstream', 'data loss'),
-  16: linkHard('unauthenticated'),
-});
-/** RESOURCE_EXHAUSTED because the request exceeds the server's maximum message size. */
-export const GRPC_TOO_LARGE: Rule = Object.freeze(payloadHard('request larger than the collector accepts'));
-export const GRPC_OTHER: Rule = Object.freeze(linkSoft('upstream', 'gRPC status without a rule of its own'));
-
-/** grpc-js / grpc-go wording when a message exceeds grpc.max_receive_message_length. */
-const TOO_LARGE_RE = /(?:message|request)\s+larger\s+than\s+max|exceeds\s+(?:the\s+)?max(?:imum)?\s+(?:message|receive)/i;
-
-/** The rule for a status: GRPC_TABLE, refined for RESOURCE_EXHAUSTED (size vs busy). */
-export function grpcRule(code: number, message: string, retryAfterMs?: number): Rule {
-  if (code === GrpcStatus.RESOURCE_EXHAUSTED && retryAfterMs === undefined && TOO_LARGE_RE.test(message)) return GRPC_TOO_LARGE;
-  return Object.prototype.hasOwnProperty.call(GRPC_TABLE, code) ? GRPC_TABLE[code] : GRPC_OTHER;
-}
-
 /**
- * Classifies a gRPC status. Pure, never throws; same contract as classify(): a hint on soft
- * failures only, the server's RetryInfo winning over the row's default.
- */
-export function classifyGrpc(code: number, message: string, retryAfterMs?: number): GrpcFailure {
-  const rule = grpcRule(code, message, retryAfterMs);
-  const f: GrpcFailure = {
-    code: grpcErrorCode(code),
-    message: message || rule.note,
-    scope: rule.scope,
-    retry: rule.retry,
-    faultClass: rule.faultClass,
-  };
-  if (rule.retry === 'soft') {
-    const hint = retryAfterMs !== undefined && Number.isFinite(retryAfterMs) && retryAfterMs >= 0 ? retryAfterMs : rule.defaultRetryAfterMs;
-    if (hint !== undefined) f.retryAfterMs = hint;
-  }
-  return f;
-}
-
-/**
- * The HTTP status classify.ts maps to the same scope and retry class as the gRPC row (the
- * mapping of the OTLP/HTTP spec where it exists). Used only until classify.ts knows 'grpc'.
- * UNIMPLEMENTED has no link-hard HTTP twin but 401/403, which would mislead: it travels as
- * 501 (link soft) until the merge.
- */
-export const GRPC_AS_HTTP: Readonly<Record<number, number>> = Object.freeze({
-  1: 503, 2: 500, 3: 400, 4: 504, 5: 404, 6: 500, 7: 403, 8: 429, 9: 500, 10: 503, 11: 500,
-  12: 501, 13: 500, 14: 503, 15: 500, 16: 401,
-});
-
-/**
- * The RawFailure the driver reports today for a gRPC status: kind 'http' with the twin status
- * (413 for a too-large RESOURCE_EXHAUSTED), the row's hint already applied, and the gRPC name
- * in the message. After the merge this becomes `{ kind: 'grpc', code, message, retryAfterMs }`.
+ * The RawFailure for a gRPC status: kind 'grpc', the number, the message prefixed with the
+ * status name and number (for logs and `last_error`), and the RetryInfo hint when there was one.
  */
 export function grpcRawFailure(code: number, message: string, retryAfterMs?: number): RawFailure {
-  const f = classifyGrpc(code, message, retryAfterMs);
-  const http = grpcRule(code, message, retryAfterMs) === GRPC_TOO_LARGE ? 413 : (GRPC_AS_HTTP[code] ?? 500);
-  const raw: RawFailure = { kind: 'http', code: http, message: `gRPC ${grpcStatusName(code)} (${code}): ${message}` };
-  if (f.retryAfterMs !== undefined) raw.retryAfterMs = f.retryAfterMs;
+  const raw: RawFailure = { kind: 'grpc', code, message: `gRPC ${grpcStatusName(code)} (${code}): ${message}` };
+  if (retryAfterMs !== undefined) raw.retryAfterMs = retryAfterMs;
   return raw;
 }
 

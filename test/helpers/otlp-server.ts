@@ -35,7 +35,25 @@ export interface NumberDataPoint {
   as_int?: string;
   value?: 'as_double' | 'as_int';
 }
-export interface Metric { name: string; description: string; unit: string; data?: string; gauge?: { data_points: NumberDataPoint[] } }
+export interface HistogramDataPoint {
+  attributes: KeyValue[];
+  start_time_unix_nano: string;
+  time_unix_nano: string;
+  count: string;
+  sum?: number;
+  bucket_counts: string[];
+  explicit_bounds: number[];
+}
+/** `data` names the oneof member that is set: 'gauge', 'sum' or 'histogram' (enums as their names). */
+export interface Metric {
+  name: string;
+  description: string;
+  unit: string;
+  data?: string;
+  gauge?: { data_points: NumberDataPoint[] };
+  sum?: { data_points: NumberDataPoint[]; aggregation_temporality: string; is_monotonic: boolean };
+  histogram?: { data_points: HistogramDataPoint[]; aggregation_temporality: string };
+}
 export interface ResourceMetrics {
   resource: { attributes: KeyValue[] };
   scope_metrics: { scope: { name: string; version: string }; metrics: Metric[] }[];
