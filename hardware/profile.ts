@@ -24,7 +24,7 @@ import { dirname, join, resolve } from 'node:path';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import { HoldfastError } from '../agent/errors.js';
-import { describeAjvError } from '../agent/config/ajv-problems.js';
+import { describeAjvError, lazyValidator } from '../agent/config/ajv-problems.js';
 
 const require = createRequire(import.meta.url);
 const Ajv = require('ajv') as typeof import('ajv').default;
@@ -127,8 +127,7 @@ export const profileSchema = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, strict: true });
-const validate = ajv.compile(profileSchema);
+const validate = lazyValidator(() => new Ajv({ allErrors: true, strict: true }).compile(profileSchema));
 
 export interface ProfileProblem {
   path: string;

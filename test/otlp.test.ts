@@ -11,8 +11,6 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
-import { MeterProvider, MetricReader } from '@opentelemetry/sdk-metrics';
-import { resourceFromAttributes } from '@opentelemetry/resources';
 import { classify, DEFAULT_BUSY_HINT_MS, GRPC_TABLE, type RawFailure } from '../agent/policy/classify.js';
 import { OtlpDriver, batchToResourceMetrics, msToHrTime, type OtlpDriverOptions, type OtlpSendResult, type PartialEvent } from '../drivers/otlp/client.js';
 import { grpcRawFailure, rawFromGrpcError, retryDelayMs, GRPC_STATUS_NAMES } from '../drivers/otlp/grpc-status.js';
@@ -324,30 +322,6 @@ t.test('close() cancels what is in flight; not connected: soft failure, no reque
   t.notOk(d.connected);
 });
 
-t.test("exportAgentMetrics: the agent's own metrics over the same channel", async (t) => {
-  const srv = await OtlpTestServer.start();
-  const d = driver(srv.url);
-  t.teardown(async () => {
-    await d.close();
-    await srv.close();
-  });
-  t.ok((await d.connect()).ok);
-  class Reader extends MetricReader {
-    protected async onForceFlush(): Promise<void> {}
-    protected async onShutdown(): Promise<void> {}
-  }
-  const reader = new Reader();
-  const mp = new MeterProvider({ resource: resourceFromAttributes({ 'service.name': 'holdfast-agent' }), readers: [reader] });
-  mp.getMeter('holdfast').createCounter('holdfast.delivered').add(42);
-  const { resourceMetrics } = await reader.collect();
-  const r = await d.exportAgentMetrics(resourceMetrics);
-  t.same(r, { ok: true });
-  const rm = srv.exports[0].request.resource_metrics[0];
-  t.equal(attrs(rm.resource.attributes)['service.name'], 'holdfast-agent');
-  t.equal(rm.scope_metrics[0].metrics[0].name, 'holdfast.delivered');
-  await mp.shutdown();
-});
-
 t.test('pure parts: batch building, the gRPC table, RetryInfo decoding', async (t) => {
   t.same(msToHrTime(T0), [1717171717, 123_000_000]);
   t.same(msToHrTime(0), [0, 0]);
@@ -396,4 +370,19 @@ t.test('pure parts: batch building, the gRPC table, RetryInfo decoding', async (
   const empty = await d.send(msg([READINGS[4], READINGS[5]]));
   t.ok(empty.ok, 'nothing representable: delivered without a call');
   if (empty.ok) t.same([empty.dataPoints, empty.skipped], [0, 2]);
+});
+
+t.test('a stored batch that is not an array of readings is never sent: PAYLOAD_UNREADABLE, ours', async (t) => {
+  const srv = await OtlpTestServer.start();
+  const d = driver(srv.url);
+  t.teardown(async () => {
+    await d.close();
+    await srv.close();
+  });
+  t.ok((await d.connect()).ok);
+  const before = srv.exports.length;
+  const bad = { ...msg([]), readings: Buffer.from('{"not":"an array"}') } as unknown as OutboundMessage;
+  const r = await d.send(bad);
+  t.match(classify(failure(r)), { code: 'PAYLOAD_UNREADABLE', scope: 'payload', retry: 'hard', faultClass: 'local' });
+  t.equal(srv.exports.length, before, 'nothing reached the collector');
 });

@@ -152,6 +152,12 @@ t.test('timeouts', async (t) => {
   }
 });
 
+t.test('a stored batch a driver cannot send is ours: PAYLOAD_UNREADABLE, payload, hard, local', async (t) => {
+  const f = classify({ kind: 'unreadable', message: 'not a JSON array' });
+  t.same([f.code, ...got(f)], ['PAYLOAD_UNREADABLE', 'payload', 'hard', 'local']);
+  t.equal(f.message, 'not a JSON array');
+});
+
 t.test('HTTP rows and fallbacks', async (t) => {
   for (const n of keys(HTTP_TABLE)) {
     const f = classify({ kind: 'http', code: n, message: `status ${n}` });

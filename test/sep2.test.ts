@@ -191,7 +191,7 @@ t.test('HTTP failures: 503/429 soft with the server hint, 401/403 link hard, 400
   t.match(x.f, { code: 'HTTP_400', scope: 'payload', retry: 'hard' });
   const junk = await d.send(msg('meter-4', [], '{"not":"an array"}'));
   t.notOk(junk.ok);
-  if (!junk.ok) t.match(classify(junk.failure), { scope: 'payload', retry: 'hard' }, 'a batch that is not an array: payload hard, not sent');
+  if (!junk.ok) t.match(classify(junk.failure), { code: 'PAYLOAD_UNREADABLE', scope: 'payload', retry: 'hard', faultClass: 'local' }, 'a batch that is not an array: ours, payload hard, not sent');
   t.equal(parseRetryAfter('Wed, 21 Oct 2015 07:28:00 GMT', Date.parse('Wed, 21 Oct 2015 07:27:50 GMT')), 10_000);
   t.equal(parseRetryAfter('soon', 0), undefined);
   t.same(srv.problems, []);

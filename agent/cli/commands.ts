@@ -11,7 +11,6 @@ import { generateKey } from '../../store/codec.js';
 import { openDb } from '../../store/db.js';
 import { parseDuration, purge, requestBreakerReset, retryReset, storeStatus } from '../../store/admin.js';
 import { formatStatus } from './format.js';
-import { runAgent } from './run.js';
 import { simulateCommand } from '../../scripts/simulator/cli.js';
 
 type Values = Record<string, string | boolean | undefined>;
@@ -52,7 +51,11 @@ export const COMMANDS: Command[] = [
     options: configOpt,
     async run(v, p) {
       noPositionals(p);
-      await runAgent(configFrom(v));
+      const cfg = configFrom(v);
+      // Loaded only to run: the engine brings every driver (gRPC, OpenTelemetry, serial), which
+      // the admin commands and --help have no use for.
+      const { runAgent } = await import('./run.js');
+      await runAgent(cfg);
       return -1;
     },
   },

@@ -3,11 +3,26 @@
  * errors turned into `{ path, message }` with the path of the key at fault (an unknown or missing
  * key names the key itself, not its parent).
  */
-import type { ErrorObject } from 'ajv';
+import type { ErrorObject, ValidateFunction } from 'ajv';
 
 export interface SchemaProblem {
   path: string;
   message: string;
+}
+
+/**
+ * A validator compiled on first use: compiling a schema costs ~100-300 ms and tens of MB, which
+ * `holdfast --help` and the admin commands that never validate should not pay.
+ */
+export function lazyValidator(compile: () => ValidateFunction): ValidateFunction {
+  let v: ValidateFunction | null = null;
+  const f = ((doc: unknown) => {
+    v ??= compile();
+    const ok = v(doc);
+    f.errors = v.errors;
+    return ok;
+  }) as ValidateFunction;
+  return f;
 }
 
 /** `notMessage`: what a failed `not` means in that schema (e.g. "must not be 0"). */

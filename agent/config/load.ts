@@ -10,7 +10,7 @@ import { createRequire } from 'node:module';
 import { HoldfastError } from '../errors.js';
 import cron from 'node-cron';
 import { configSchema } from './schema.js';
-import { describeAjvError } from './ajv-problems.js';
+import { describeAjvError, lazyValidator } from './ajv-problems.js';
 import { loadDeviceMap } from '../../drivers/modbus/devicemap.js';
 import { loadProfile } from '../../hardware/profile.js';
 import { RETRY_STRATEGIES, type Config, type HoldfastConfig, type RetryStrategy } from './types.js';
@@ -19,8 +19,8 @@ import { RETRY_STRATEGIES, type Config, type HoldfastConfig, type RetryStrategy 
 const require = createRequire(import.meta.url);
 const Ajv = require('ajv') as typeof import('ajv').default;
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: false, discriminator: true });
-const validateSchema = ajv.compile(configSchema);
+const validateSchema = lazyValidator(() =>
+  new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: false, discriminator: true }).compile(configSchema));
 
 /** One problem in a config, by JSON path (`/uplinks/0/retry/baseMs`). */
 export interface ConfigProblem {

@@ -43,7 +43,8 @@ export interface Failure {
 }
 
 export interface RawFailure {
-  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls' | 'grpc';
+  /** 'unreadable': the stored batch itself cannot be sent (not a JSON array of readings): found by a driver, never sent. */
+  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls' | 'grpc' | 'unreadable';
   /** 'grpc': the numeric status (14), or its name ('UNAVAILABLE', 'GRPC_UNAVAILABLE'). */
   code?: string | number;
   /** A server hint: Retry-After, MQTT server busy, gRPC google.rpc.RetryInfo retry_delay. */
@@ -209,6 +210,8 @@ export const TIMEOUT_RULE: Rule = Object.freeze(linkSoft('network', 'no answer i
 export const DISCONNECTED_RULE: Rule = Object.freeze(linkSoft('network', 'connection dropped'));
 export const UNKNOWN_SOCKET_RULE: Rule = Object.freeze(linkSoft('network', 'unknown socket error'));
 export const UNKNOWN_RULE: Rule = Object.freeze(linkSoft('upstream', 'unknown failure'));
+/** A stored batch a driver cannot turn into a request: no upstream said anything; it is ours. */
+export const UNREADABLE_RULE: Rule = Object.freeze({ scope: 'payload', retry: 'hard', faultClass: 'local', note: 'stored batch unreadable' });
 
 const has = (table: object, key: string | number): boolean => Object.prototype.hasOwnProperty.call(table, key);
 
@@ -304,6 +307,8 @@ export function classify(raw: RawFailure): Failure {
       return classifyHttp(raw);
     case 'grpc':
       return classifyGrpc(raw);
+    case 'unreadable':
+      return build('PAYLOAD_UNREADABLE', UNREADABLE_RULE, raw);
     default:
       return build('UPLINK_ERROR', UNKNOWN_RULE, raw);
   }

@@ -17,7 +17,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { ConfigError, type ConfigProblem } from '../../agent/config/load.js';
-import { describeAjvError } from '../../agent/config/ajv-problems.js';
+import { describeAjvError, lazyValidator } from '../../agent/config/ajv-problems.js';
 import { MAX_READ_REGISTERS } from './frame.js';
 import { registerCount } from './decode.js';
 import type { DeviceMap, PointDef } from './types.js';
@@ -69,8 +69,7 @@ export const deviceMapSchema = {
   },
 } as const;
 
-const ajv = new Ajv({ allErrors: true, strict: true, allowUnionTypes: false });
-const validateSchema = ajv.compile(deviceMapSchema);
+const validateSchema = lazyValidator(() => new Ajv({ allErrors: true, strict: true, allowUnionTypes: false }).compile(deviceMapSchema));
 
 
 /** Reads and validates a device map file. Throws ConfigError (a HoldfastError) on any problem. */

@@ -66,7 +66,7 @@ export interface OtlpDriverOptions {
   tlsCertFile?: string;
   tlsKeyFile?: string;
   compression: 'none' | 'gzip';
-  /** Deadline of each call (send, connect's empty export, exportAgentMetrics). */
+  /** Deadline of each call (send, connect's empty export). */
   timeoutMs: number;
   /** Calls in flight the lane may keep (default 4). */
   sendWindow?: number;
@@ -392,7 +392,7 @@ export class OtlpDriver implements UplinkDriver {
         metricName: this.o.metricName,
       });
     } catch (e) {
-      return { ok: false, requestAt, failure: grpcRawFailure(GrpcStatus.INVALID_ARGUMENT, `batch not sent, unreadable: ${(e as Error).message}`) };
+      return { ok: false, requestAt, failure: { kind: 'unreadable', message: `batch not sent, unreadable: ${(e as Error).message}` } };
     }
     this.skippedTotal += built.skipped;
     const extras = { dataPoints: built.dataPoints, skipped: built.skipped, invalid: built.invalid };
@@ -410,15 +410,6 @@ export class OtlpDriver implements UplinkDriver {
       }
     }
     return { ok: true, requestAt, ackAt: this.now(), ...extras, ...(r.partial ? { partial: r.partial } : {}) };
-  }
-
-  /** The agent's own metrics (from its MeterProvider) over the same channel; one attempt. */
-  async exportAgentMetrics(rm: ResourceMetrics): Promise<OtlpExportResult> {
-    const client = this.client;
-    if (!client) return { ok: false, failure: grpcRawFailure(GrpcStatus.UNAVAILABLE, 'not connected') };
-    const body = ProtobufMetricsSerializer.serializeRequest(rm);
-    if (!body) return { ok: false, failure: grpcRawFailure(GrpcStatus.INVALID_ARGUMENT, 'metrics could not be serialized') };
-    return this.call(client, Buffer.from(body));
   }
 
   async close(): Promise<void> {

@@ -17,7 +17,7 @@
  *   classify.ts makes 5xx/429 soft, 400 payload-hard, 401/403 link-hard. Certificate refusals on
  *   either side and a handshake without a shared suite are kind 'tls'; other socket errors
  *   'socket'; no answer within timeoutMs 'timeout': those three drop the link (onDown, once).
- *   A batch that is not a JSON array is reported as HTTP 422 (payload, hard), never sent; a batch
+ *   A batch that is not a JSON array is reported as kind 'unreadable' (PAYLOAD_UNREADABLE, payload, hard), never sent; a batch
  *   whose readings are all skipped succeeds with nothing posted.
  * Retries of a partly posted batch re-post the same mRIDs (MMR per device/point, reading set per
  *   batch key), so a server can recognise duplicates; delivery is at-least-once anyway.
@@ -177,7 +177,7 @@ export class Sep2Driver implements UplinkDriver {
     const fail = (failure: RawFailure): SendResult => ({ ok: false, requestAt, failure });
     if (!this.up || !this.listUrl) return fail({ kind: 'socket', message: 'not connected' });
     const rows = parseBatch(batchOf(msg));
-    if (!rows) return fail({ kind: 'http', code: 422, message: 'stored batch is not a JSON array of readings; not sent' });
+    if (!rows) return fail({ kind: 'unreadable', message: 'stored batch is not a JSON array of readings; not sent' });
     const { device, key } = msg;
     const id = (...parts: string[]) => stableMrid(this.pen, this.o.gatewayId, ...parts);
     const mupMrid = id('mup', device);
