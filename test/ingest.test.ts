@@ -12,6 +12,7 @@ import type { Reading } from '../agent/reading.js';
 import { generateKey, loadKeyring, PayloadCodec, type EncodedPayload } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
 import { Outbox, type CommitResult } from '../store/outbox.js';
+import { readPayload } from '../store/tasks.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -88,9 +89,10 @@ interface PayloadRow extends EncodedPayload {
 }
 
 const payloadRows = (db: DB) =>
-  db
-    .prepare('SELECT batch_key, device, reading_count, first_ts, last_ts, created_at, codec, key_id AS keyId, iv, tag, body FROM payloads ORDER BY id')
-    .all() as PayloadRow[];
+  (db.prepare('SELECT batch_key, device, reading_count, first_ts, last_ts, created_at FROM payloads ORDER BY id').all() as PayloadRow[]).map((r) => ({
+    ...r,
+    ...readPayload(db, r.batch_key)!, // the body from its segment
+  }));
 
 const decode = (r: Rig, row: PayloadRow) => JSON.parse(r.codec.decodeText(row, row.batch_key)) as Reading[];
 
