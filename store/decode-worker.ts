@@ -20,7 +20,7 @@ import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { InflateSizer, keyObjects, openPayload } from './codec.js';
 import type { WireRow, WorkerInit, WorkerReply, WorkerRequest } from './decode-pool.js';
 import { rawToTask, TASK_SQL } from './tasks.js';
-import { SegmentReader, segmentDir } from './segments.js';
+import { SegmentReader, segmentDir } from './segment-reader.js';
 import { dirname } from 'node:path';
 
 interface Conn {

@@ -24,7 +24,7 @@ import {
   dataDirOf, forgetSegments, listSegments, registerWriter, segmentDir, segmentName, SegmentWriter, syncDir, writerOf, type SyncLevel,
 } from './segments.js';
 
-/** A closed segment is collected by the CLI only this long after its last write (> any busy timeout). */
+/** A closed segment is collected by the CLI only this long after its last write (at least; see collectAfterPurge). */
 export const GC_GRACE_MS = 120_000;
 
 export interface GcResult {
@@ -126,12 +126,16 @@ export function collectSegments(db: DB, dir: string, active: number | null, grac
   return out;
 }
 
-/** The agent's collection after a purge: its writer knows the active segment; readers forget the rest. */
-export function collectAfterPurge(db: DB): GcResult {
+/**
+ * The collection after a purge. On the agent's connection its writer knows the active segment;
+ * on another (the CLI) the newest file and files written in the last `graceMs` stay (graceMs must
+ * exceed the agent's busy timeout: the longest it can wait between an append and its commit).
+ */
+export function collectAfterPurge(db: DB, graceMs = GC_GRACE_MS): GcResult {
   const w = writerOf(db);
   const dataDir = dataDirOf(db);
   if (dataDir === null) return { files: 0, bytes: 0, ids: [] };
-  const r = w ? collectSegments(db, w.dir, w.active) : collectSegments(db, segmentDir(dataDir), null, GC_GRACE_MS);
+  const r = w ? collectSegments(db, w.dir, w.active) : collectSegments(db, segmentDir(dataDir), null, graceMs);
   forgetSegments(db, r.ids);
   return r;
 }

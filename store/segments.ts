@@ -22,12 +22,14 @@
  * created (store/segment-gc.ts). Readers (the lanes, the decode worker, tools) pread bodies with
  * a small cache of open files.
  */
-import { closeSync, fdatasyncSync, fsyncSync, openSync, readdirSync, readSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, fdatasyncSync, openSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DB } from './db.js';
 import { WAL_CHECKPOINT_BYTES } from './db.js';
+import { SegmentReader, segmentDir, segmentName, syncDir } from './segment-reader.js';
 
-export const SEGMENT_DIR = 'segments';
+export { listSegments, READER_FDS, SEGMENT_DIR, segmentDir, segmentName, SegmentReader, syncDir } from './segment-reader.js';
+
 /**
  * A segment rolls once it would pass 32 MiB (~10,000 batches of 3.4 KB). Space comes back a
  * whole file at a time once no row refers to it, so smaller files free space sooner after a
@@ -35,92 +37,17 @@ export const SEGMENT_DIR = 'segments';
  * backlog in tens of files.
  */
 export const SEGMENT_BYTES = 32 * 1024 * 1024;
-/** Open segment files a reader keeps (least recently used closed first). */
-export const READER_FDS = 8;
+/**
+ * Without `PRAGMA wal_checkpoint(NOOP)` (SQLite before 3.51, which reads it as PASSIVE: a
+ * checkpoint before the sync) the WAL's size cannot be asked for; the agent then syncs and
+ * checkpoints every this many commits instead.
+ */
+export const CHECKPOINT_EVERY_COMMITS = 64;
 
 export interface SegmentRef {
   segment: number;
   offset: number;
   length: number;
-}
-
-export const segmentName = (id: number) => `${String(id).padStart(10, '0')}.seg`;
-export const segmentDir = (dataDir: string) => join(dataDir, SEGMENT_DIR);
-
-/** The segment ids in `dir`, ascending ([] when the directory does not exist). */
-export function listSegments(dir: string): number[] {
-  let names: string[];
-  try {
-    names = readdirSync(dir);
-  } catch {
-    return [];
-  }
-  return names.flatMap((n) => (/^\d{10}\.seg$/.test(n) ? [Number(n.slice(0, 10))] : [])).sort((a, b) => a - b);
-}
-
-/** fsync of a directory: makes the creation (or removal) of its files durable. */
-export function syncDir(dir: string): void {
-  const fd = openSync(dir, 'r');
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-}
-
-/** Reads bodies with pread; keeps up to READER_FDS files open. */
-export class SegmentReader {
-  private readonly fds = new Map<number, number>();
-
-  constructor(readonly dir: string) {}
-
-  /**
-   * The `length` bytes at `offset` of segment `id`, in `into` when it is large enough (a view of
-   * it, valid until the next read into it) else in a new buffer. Throws, with a message that
-   * says what is missing, when the file or the range is not there.
-   */
-  read(id: number, offset: number, length: number, into?: Buffer): Buffer {
-    const buf = into && into.length >= length ? into.subarray(0, length) : Buffer.allocUnsafe(length);
-    let fd: number;
-    try {
-      fd = this.fd(id);
-    } catch (e) {
-      throw new Error(`segment ${segmentName(id)} cannot be opened (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
-    }
-    let got = 0;
-    while (got < length) {
-      const n = readSync(fd, buf, got, length - got, offset + got);
-      if (n === 0) break;
-      got += n;
-    }
-    if (got < length) throw new Error(`segment ${segmentName(id)} ends before the body: ${got} of ${length} bytes at offset ${offset}`);
-    return buf;
-  }
-
-  private fd(id: number): number {
-    let fd = this.fds.get(id);
-    if (fd !== undefined) {
-      this.fds.delete(id);
-      this.fds.set(id, fd);
-      return fd;
-    }
-    fd = openSync(join(this.dir, segmentName(id)), 'r');
-    this.fds.set(id, fd);
-    if (this.fds.size > READER_FDS) this.forget(this.fds.keys().next().value as number);
-    return fd;
-  }
-
-  /** Closes the file of a segment (it was deleted, or is not needed any more). */
-  forget(id: number): void {
-    const fd = this.fds.get(id);
-    if (fd === undefined) return;
-    this.fds.delete(id);
-    closeSync(fd);
-  }
-
-  close(): void {
-    for (const id of [...this.fds.keys()]) this.forget(id);
-  }
 }
 
 /** The `synchronous` level of a connection: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
@@ -136,6 +63,9 @@ export class SegmentWriter {
   readonly checkpointFrames: number;
   /** Checkpoints run (diagnostics, bench). */
   checkpoints = 0;
+  /** Whether this SQLite knows wal_checkpoint(NOOP) (3.51+); see CHECKPOINT_EVERY_COMMITS. */
+  private readonly canAskWal: boolean;
+  private commits = 0;
 
   private id: number;
   private size: number;
@@ -157,6 +87,8 @@ export class SegmentWriter {
     this.synced = at.size;
     const pageSize = db.pragma('page_size', { simple: true }) as number;
     this.checkpointFrames = Math.max(100, Math.round(WAL_CHECKPOINT_BYTES / pageSize));
+    const [major, minor] = (db.prepare('SELECT sqlite_version()').pluck().get() as string).split('.').map(Number);
+    this.canAskWal = major > 3 || (major === 3 && minor >= 51);
   }
 
   /** The segment appends go to. */
@@ -204,6 +136,10 @@ export class SegmentWriter {
    * yet copied back, fdatasync the segment, then checkpoint (PASSIVE: never waits for readers).
    */
   afterCommit(): void {
+    if (!this.canAskWal) {
+      if (++this.commits % CHECKPOINT_EVERY_COMMITS === 0) this.checkpoint();
+      return;
+    }
     const [w] = this.db.pragma('wal_checkpoint(NOOP)') as { log: number; checkpointed: number }[];
     if (!w || w.log - w.checkpointed < this.checkpointFrames) return;
     this.checkpoint();

@@ -13,7 +13,8 @@
  */
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
-import { readerFor, writerOf, type SegmentReader } from './segments.js';
+import type { SegmentReader } from './segment-reader.js';
+import { readerFor, writerOf } from './segments.js';
 
 /** A task without its payload. */
 export interface TaskMeta {

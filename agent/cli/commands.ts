@@ -10,7 +10,7 @@ import type { Config } from '../config/types.js';
 import { generateKey } from '../../store/codec.js';
 import { openDb, type DB } from '../../store/db.js';
 import { parseDuration, purge, requestBreakerReset, retryReset, storeStatus } from '../../store/admin.js';
-import { collectAfterPurge, syncNewestSegment } from '../../store/segment-gc.js';
+import { collectAfterPurge, GC_GRACE_MS, syncNewestSegment } from '../../store/segment-gc.js';
 import { formatStatus } from './format.js';
 import { runAgent } from './run.js';
 import { simulateCommand } from '../../scripts/simulator/cli.js';
@@ -107,9 +107,10 @@ export const COMMANDS: Command[] = [
       noPositionals(p);
       const d = parseDuration(String(v['older-than'] ?? ''));
       if (d === undefined) throw new HoldfastError('USAGE', '--older-than needs a duration such as 7d, 12h, 30m');
-      const { r, gc } = withAdminDb(configFrom(v), (db) => {
+      const cfg = configFrom(v);
+      const { r, gc } = withAdminDb(cfg, (db) => {
         const r = purge(db, d, Date.now());
-        return { r, gc: collectAfterPurge(db) };
+        return { r, gc: collectAfterPurge(db, Math.max(GC_GRACE_MS, 2 * cfg.store.busyTimeoutMs)) };
       });
       console.log(`purged ${r.tasks} task(s), ${r.payloads} payload(s), ${r.events} event(s); ${gc.files} segment file(s) deleted (${(gc.bytes / 1048576).toFixed(1)} MB)`);
       return 0;
