@@ -23,8 +23,9 @@
  * V8 and malloc settings as the agent in production (holdfast and its limits alike).
  *
  * Env knobs: BENCH_INGEST_READINGS, BENCH_DRAIN_READINGS, BENCH_RSS_READINGS, BENCH_INGEST_ROUNDS,
- * BENCH_DRAIN_ROUNDS, BENCH_ONLY=ingest,drain,rss,cold (a subset, e.g. for --cpu-prof), BENCH_DIR
- * (where the databases go; must be on a real disk for figure 3; default os.tmpdir()).
+ * BENCH_DRAIN_ROUNDS, BENCH_ONLY=ingest,drain,rss,cold (a subset, e.g. for --cpu-prof), BENCH_FIELD=0
+ * (skips the field-side figures), BENCH_DIR (where the databases go; must be on a real disk for
+ * figure 3; default os.tmpdir()).
  */
 import { fieldTable, runFieldBench } from './bench-field.js';
 import Database from 'better-sqlite3';
