@@ -17,6 +17,8 @@ import { openDb, type DB } from '../store/db.js';
 import { Events } from '../store/events.js';
 import { Outbox } from '../store/outbox.js';
 import { purge, readmitReset } from '../store/admin.js';
+import { collectAfterPurge, writerFor } from '../store/segment-gc.js';
+import { closeStore, type SegmentWriter } from '../store/segments.js';
 import { TaskQueue } from '../store/tasks.js';
 import { Field } from './field/field.js';
 import { loadProfile } from '../hardware/profile.js';
@@ -35,6 +37,8 @@ const PARTIAL_LOG_MS = 600_000;
 
 export class Engine {
   readonly db: DB;
+  /** Where payload bodies are appended (store/segments.ts); null only for a database in memory. */
+  readonly segments: SegmentWriter | null;
   readonly lanes: Lane[];
   readonly ingest: Ingest;
   readonly sources: SimulatedSource[];
@@ -59,6 +63,13 @@ export class Engine {
   ) {
     const s = cfg.store;
     this.db = openDb(cfg.dataDir, { create: true, synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs });
+    try {
+      // Recovers the segment directory (orphaned tails cut, unreferenced files deleted) before anything reads or writes.
+      this.segments = writerFor(this.db);
+    } catch (e) {
+      this.db.close();
+      throw e;
+    }
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
     this.events = new Events(this.db);
     this.sensors = new BoardSensors(loadProfile(cfg.hardware.profile), new Sysfs(cfg.hardware.sysfsRoot));
@@ -164,14 +175,18 @@ export class Engine {
           this.lanes.find((l) => l.name === req.uplink)?.resetBreaker();
         }
       }
+      // Writes of the sweep and of events count towards the WAL too: checkpoint when it is due.
+      this.segments?.afterCommit();
     } catch (e) {
       this.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'sweep failed');
     }
   }
 
+  /** The retention purge, then the segment files no row refers to any more. */
   purgeNow(): void {
     const r = purge(this.db, this.cfg.store.retentionDays * 86_400_000, Date.now());
-    this.log.info({ ...r }, 'retention purge');
+    const gc = collectAfterPurge(this.db);
+    this.log.info({ ...r, segmentsDeleted: gc.files, segmentBytesFreed: gc.bytes }, 'retention purge');
   }
 
   stop(): Promise<void> {
@@ -186,7 +201,8 @@ export class Engine {
       this.purgeTask?.stop();
       this.ingest.stop();
       await Promise.all(this.lanes.map((l) => l.stop()));
-      this.db.close();
+      // The segment is synced before the close's checkpoint makes the last rows durable.
+      closeStore(this.db);
       this.log.info('holdfast stopped');
     })();
     return this.stopping;

@@ -4,6 +4,8 @@
  * work from the CLI next to a running agent as well as on a stopped one.
  */
 import type { DB } from './db.js';
+import { segmentUsage } from './segment-gc.js';
+import { dataDirOf } from './segments.js';
 
 export interface UplinkStatus {
   uplink: string;
@@ -21,6 +23,8 @@ export interface StoreStatus {
   at: number;
   schemaVersion: number;
   payloads: number;
+  /** Segment files holding payload bodies (store/segments.ts) and their bytes; null for a database in memory. */
+  segments: { files: number; bytes: number } | null;
   uplinks: UplinkStatus[];
   counters: Record<string, number>;
   openOutages: { subject: string; code: string | null; since: number }[];
@@ -71,11 +75,13 @@ export function storeStatus(db: DB, now: number, configured: readonly string[] =
                 WHERE kind LIKE 'fault:%' AND ended_at IS NULL ORDER BY id`)
       .all() as (Omit<StoreStatus['openFieldFaults'][number], 'detail'> & { detail: string | null })[]
   ).map((f) => ({ ...f, detail: f.detail === null ? null : (JSON.parse(f.detail) as unknown) }));
+  const dataDir = dataDirOf(db);
   return {
     at: now,
     openFieldFaults,
     schemaVersion: db.pragma('user_version', { simple: true }) as number,
     payloads: db.prepare('SELECT count(*) FROM payloads').pluck().get() as number,
+    segments: dataDir === null ? null : segmentUsage(dataDir),
     uplinks,
     counters,
     openOutages,
@@ -127,6 +133,8 @@ export interface PurgeResult {
 /**
  * Deletes delivered and dead-lettered tasks older than the cut-off, then payloads no task refers
  * to any more, then old closed events. Pending data is never purged. Counts go to `counters`.
+ * The segment files the deleted payloads leave unreferenced are collected after it
+ * (store/segment-gc.ts collectAfterPurge).
  */
 export function purge(db: DB, olderThanMs: number, now: number): PurgeResult {
   const cut = now - olderThanMs;

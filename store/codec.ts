@@ -20,6 +20,8 @@ export interface EncodedPayload {
   iv: Buffer | null;
   tag: Buffer | null;
   body: Buffer;
+  /** Set when the body could not be read from its segment (store/segments.ts): decoding throws it. */
+  unreadable?: string;
 }
 
 const KEY_LINE = /^([A-Za-z0-9_.-]{1,32})\s+([0-9a-fA-F]{64})$/;
@@ -100,6 +102,7 @@ const MAX_CHUNK = 120 * 1024;
  * failure. `sizer` (optional) picks zlib's output chunk size.
  */
 export function openPayload(keys: ReadonlyMap<string, KeyObject> | null, p: EncodedPayload, aad: string, sizer?: InflateSizer): Buffer {
+  if (p.unreadable !== undefined) throw new Error(p.unreadable);
   let compressed = p.body;
   if (p.codec === 'zlib+aes256gcm') {
     const key = p.keyId ? keys?.get(p.keyId) : undefined;

@@ -33,7 +33,12 @@ export const PAGE_SIZE = 4096;
  * and reads each payload about once, so a cache beyond the hot b-tree pages only holds RSS.
  */
 export const CACHE_KIB = 2048;
-/** WAL size at which a commit checkpoints: SQLite's default of 1000 pages of 4 KiB, whatever the page size. */
+/**
+ * WAL size at which the agent checkpoints: SQLite's default of 1000 pages of 4 KiB, whatever the
+ * page size. SQLite's own autocheckpoint is off on every Holdfast connection: a checkpoint makes
+ * rows durable, so the agent runs it itself after syncing the segment their bodies are in
+ * (store/segments.ts SegmentWriter.afterCommit).
+ */
 export const WAL_CHECKPOINT_BYTES = 4096 * 1000;
 
 /** Ensures the data directory exists with mode 0700 and is not accessible to group or others. */
@@ -70,8 +75,7 @@ export function openDb(dataDir: string, opts: OpenOptions = {}): DB {
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${opts.synchronous ?? 'NORMAL'}`);
       db.pragma('foreign_keys = ON');
-      const pageSize = db.pragma('page_size', { simple: true }) as number;
-      db.pragma(`wal_autocheckpoint = ${Math.max(100, Math.round(WAL_CHECKPOINT_BYTES / pageSize))}`);
+      db.pragma('wal_autocheckpoint = 0');
       migrate(db);
     }
   } catch (e) {

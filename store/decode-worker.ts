@@ -10,16 +10,23 @@
  * order and the stream's cursor (the last task id read) is always where the previous reply ended.
  * A payload that does not decode is a row with `error` set (the lane dead-letters it exactly as
  * if it had decoded it itself); a failure to read the store is a reply with `error`.
+ *
+ * Bodies are read from the segment files (store/segments.ts) with pread into one scratch buffer
+ * that is decoded before the next read, so reading a body allocates nothing; the segment files
+ * stay open while a stream uses the database (at most READER_FDS of them).
  */
 import Database from 'better-sqlite3';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { InflateSizer, keyObjects, openPayload } from './codec.js';
 import type { WireRow, WorkerInit, WorkerReply, WorkerRequest } from './decode-pool.js';
 import { rawToTask, TASK_SQL } from './tasks.js';
+import { SegmentReader, segmentDir } from './segment-reader.js';
+import { dirname } from 'node:path';
 
 interface Conn {
   db: Database.Database;
   fresh: Database.Statement;
+  segments: SegmentReader;
   users: number;
 }
 
@@ -45,6 +52,8 @@ export class BacklogReader {
   private readonly streams = new Map<number, Stream>();
   /** Buffers handed back by the main thread, filled again before a new one is allocated. */
   private readonly free: ArrayBuffer[] = [];
+  /** Where a body read from its segment goes until it is decoded. */
+  private scratch = Buffer.allocUnsafeSlow(64 * 1024);
 
   constructor(init: WorkerInit) {
     this.keys = keyObjects(init.keys === null ? null : new Map(init.keys.map(([id, raw]) => [id, Buffer.from(raw)])));
@@ -85,7 +94,7 @@ export class BacklogReader {
     if (!c) {
       const db = new Database(file, { readonly: true, fileMustExist: true });
       db.pragma('busy_timeout = 5000');
-      c = { db, fresh: db.prepare(TASK_SQL.fresh).raw(true), users: 0 };
+      c = { db, fresh: db.prepare(TASK_SQL.fresh).raw(true), segments: new SegmentReader(segmentDir(dirname(file))), users: 0 };
       this.conns.set(file, c);
     }
     c.users++;
@@ -96,6 +105,7 @@ export class BacklogReader {
     if (!c || --c.users > 0) return;
     this.conns.delete(file);
     c.db.close();
+    c.segments.close();
   }
 
   private next(s: Stream, n: number, transfer: ArrayBuffer[]): WireRow[] {
@@ -103,7 +113,9 @@ export class BacklogReader {
     const raw = s.conn.fresh.all(s.uplink, s.cursor, s.beforeId, n) as unknown[][];
     const rows: WireRow[] = [];
     for (const r of raw) {
-      const { payload, ...task } = rawToTask(r);
+      const need = r[15] as number | null;
+      if (need !== null && need > this.scratch.length) this.scratch = Buffer.allocUnsafeSlow(Math.ceil(need / 4096) * 4096);
+      const { payload, ...task } = rawToTask(r, s.conn.segments, this.scratch);
       let bytes: ArrayBuffer | null = null;
       let length = 0;
       let error: string | null = null;
@@ -130,7 +142,10 @@ export class BacklogReader {
   }
 
   close(): void {
-    for (const c of this.conns.values()) c.db.close();
+    for (const c of this.conns.values()) {
+      c.db.close();
+      c.segments.close();
+    }
     this.conns.clear();
     this.streams.clear();
   }

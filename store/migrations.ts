@@ -94,4 +94,14 @@ export const MIGRATIONS: readonly string[] = [
   /* 2: the retry index that store/tasks.ts due() relies on (tasks waiting for a retry, by time) */ `
   CREATE INDEX recovery_tasks_due ON recovery_tasks (uplink, next_attempt_at) WHERE status = 'pending' AND next_attempt_at > 0;
   `,
+  /*
+   * 3: bodies in segment files (store/segments.ts). A new row holds where its body is and an
+   * empty `body` (the column stays NOT NULL: changing that would rebuild the table, i.e. rewrite
+   * every stored body); rows from before keep their body in the row (body_segment NULL) and stay
+   * readable. No index: the segments referred to are only looked up at open and after a purge.
+   */ `
+  ALTER TABLE payloads ADD COLUMN body_segment INTEGER;   -- segments/<id>.seg; NULL: the body is in the row
+  ALTER TABLE payloads ADD COLUMN body_offset  INTEGER;
+  ALTER TABLE payloads ADD COLUMN body_length  INTEGER;
+  `,
 ];

@@ -6,9 +6,18 @@
  * Idempotency: a batch key that already exists with the same payload hash is a harmless replay
  * (ignored); with a different hash it is refused as IDEMPOTENCY_KEY_COLLISION, counted, and
  * recorded as an event. The stored row is never overwritten.
+ *
+ * Bodies go to the segment files (store/segments.ts): appended with write() before the
+ * transaction, which stores where each one is. Bytes appended for a batch that is then not
+ * inserted (a replay, a collision, a failed transaction) are never referred to: the tail of the
+ * active segment is cut at the next open, a closed segment goes when no row refers to it.
  */
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
+import { writerFor } from './segment-gc.js';
+import type { SegmentRef, SegmentWriter } from './segments.js';
+
+const EMPTY = Buffer.alloc(0);
 
 export interface SealedBatch {
   key: string;
@@ -37,13 +46,19 @@ export class Outbox {
   private readonly event;
   private readonly txn;
 
+  /**
+   * `segments`: where bodies go; by default the connection's writer (created, with recovery, on
+   * first use); null keeps bodies in the rows (a database that is not a file).
+   */
   constructor(
     private readonly db: DB,
     private uplinks: readonly string[],
+    private readonly segments: SegmentWriter | null = writerFor(db),
   ) {
     this.insertPayload = db.prepare(
-      `INSERT INTO payloads (batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (batch_key) DO NOTHING`,
+      `INSERT INTO payloads (batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body,
+         body_segment, body_offset, body_length)
+       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (batch_key) DO NOTHING`,
     );
     this.findPayload = db.prepare('SELECT payload_hash FROM payloads WHERE batch_key = ?').pluck();
     this.insertTask = db.prepare(
@@ -58,12 +73,15 @@ export class Outbox {
       `INSERT INTO recovery_events (scope, subject, kind, code, fault_class, started_at, ended_at, duration_ms, detail)
        VALUES ('store', ?, 'collision', 'IDEMPOTENCY_KEY_COLLISION', 'local', ?, ?, 0, ?)`,
     );
-    this.txn = db.transaction((batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number>) => {
+    this.txn = db.transaction((batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number>, refs: readonly SegmentRef[] | null) => {
       const r: CommitResult = { committed: 0, readings: 0, duplicates: 0, collisions: [] };
-      for (const b of batches) {
+      for (let i = 0; i < batches.length; i++) {
+        const b = batches[i];
         const p = b.payload;
+        const ref = refs?.[i];
         const ins = this.insertPayload.run(
-          b.key, b.hash, b.device, b.readingCount, b.firstTs, b.lastTs, b.createdAt, p.codec, p.keyId, p.iv, p.tag, p.body,
+          b.key, b.hash, b.device, b.readingCount, b.firstTs, b.lastTs, b.createdAt, p.codec, p.keyId, p.iv, p.tag, ref ? EMPTY : p.body,
+          ref?.segment ?? null, ref?.offset ?? null, ref?.length ?? null,
         );
         if (ins.changes === 0) {
           const existing = this.findPayload.get(b.key) as Buffer | undefined;
@@ -87,9 +105,18 @@ export class Outbox {
     });
   }
 
-  /** Commits batches and source cursors in one transaction. */
+  /**
+   * Commits batches and source cursors in one transaction: the bodies are appended to the active
+   * segment first (and fdatasynced first with synchronous FULL), the agent's checkpoint check after.
+   */
   commit(batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number> = new Map()): CommitResult {
-    return this.txn.immediate(batches, cursors);
+    const w = this.segments;
+    if (!w || batches.length === 0) return this.txn.immediate(batches, cursors, null);
+    const refs = w.append(batches.map((b) => b.payload.body));
+    w.beforeCommit();
+    const r = this.txn.immediate(batches, cursors, refs);
+    w.afterCommit();
+    return r;
   }
 
   /** The last committed cursor of a source (e.g. the simulated counter), or 0. */

@@ -8,10 +8,13 @@
  * transaction for many acknowledgements), never one fsync per message.
  *
  * The decode worker (store/decode-worker.ts) runs TASK_SQL.fresh on its own read-only connection
- * to read a lane's backlog ahead; `file` says which database that is.
+ * to read a lane's backlog ahead; `file` says which database that is. Bodies live in segment
+ * files (store/segments.ts) and are read with pread as the rows are (rawToTask).
  */
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
+import type { SegmentReader } from './segment-reader.js';
+import { readerFor, writerOf } from './segments.js';
 
 /** A task without its payload. */
 export interface TaskMeta {
@@ -46,34 +49,35 @@ export type Outcome =
 
 const COLS = `t.id, t.payload_id AS payloadId, t.idempotency_key AS key, p.device, t.reading_count AS readingCount,
   t.retry_count AS retryCount, t.first_attempt_at AS firstAttemptAt, t.created_at AS createdAt,
-  p.codec, p.key_id AS keyId, p.iv, p.tag, p.body`;
+  p.codec, p.key_id AS keyId, p.iv, p.tag, p.body, p.body_segment, p.body_offset, p.body_length`;
 
-export interface RawRow extends TaskMeta {
-  codec: EncodedPayload['codec'];
-  keyId: string | null;
-  iv: Buffer | null;
-  tag: Buffer | null;
-  body: Buffer;
-}
-
-export function toTask(r: RawRow): TaskRow {
-  return {
-    id: r.id, payloadId: r.payloadId, key: r.key, device: r.device, readingCount: r.readingCount,
-    retryCount: r.retryCount, firstAttemptAt: r.firstAttemptAt, createdAt: r.createdAt,
-    payload: { codec: r.codec, keyId: r.keyId, iv: r.iv, tag: r.tag, body: r.body },
+/**
+ * A row of COLS (statement in raw mode) as a task with its payload. The body is the row's own
+ * (rows from before segments) or read from its segment with `segments`, into `into` when given
+ * (a scratch buffer the caller decodes before the next read; else a buffer of its own). A body
+ * that cannot be read (segment file missing, range short after a power cut) gives a payload that
+ * decodes to PAYLOAD_UNREADABLE, never an exception here.
+ */
+export function rawToTask(r: unknown[], segments: SegmentReader | null, into?: Buffer): TaskRow {
+  const payload: EncodedPayload = {
+    codec: r[8] as EncodedPayload['codec'], keyId: r[9] as string | null, iv: r[10] as Buffer | null, tag: r[11] as Buffer | null, body: r[12] as Buffer,
   };
-}
-
-/** The columns of COLS in order, for a statement in raw (array) mode. */
-export function rawToTask(r: unknown[]): TaskRow {
+  const seg = r[13] as number | null;
+  if (seg !== null) {
+    try {
+      if (!segments) throw new Error('no segment directory for this database');
+      payload.body = segments.read(seg, r[14] as number, r[15] as number, into);
+    } catch (e) {
+      payload.unreadable = (e as Error).message;
+    }
+  }
   return {
     id: r[0] as number, payloadId: r[1] as number, key: r[2] as string, device: r[3] as string, readingCount: r[4] as number,
-    retryCount: r[5] as number, firstAttemptAt: r[6] as number | null, createdAt: r[7] as number,
-    payload: { codec: r[8] as EncodedPayload['codec'], keyId: r[9] as string | null, iv: r[10] as Buffer | null, tag: r[11] as Buffer | null, body: r[12] as Buffer },
+    retryCount: r[5] as number, firstAttemptAt: r[6] as number | null, createdAt: r[7] as number, payload,
   };
 }
 
-/** The two task queries (exported so a test can check their query plans). */
+/** The task queries (exported so a test can check their query plans). */
 export const TASK_SQL = {
   fresh: `SELECT ${COLS} FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id
        WHERE t.uplink = ? AND t.status = 'pending' AND t.id > ? AND t.id < ? AND t.next_attempt_at = 0
@@ -100,13 +104,13 @@ export class TaskQueue {
   readonly file: string | null;
 
   constructor(
-    db: DB,
+    private readonly db: DB,
     readonly uplink: string,
   ) {
     this.file = db.memory || db.name === '' ? null : db.name;
-    this.freshStmt = db.prepare(TASK_SQL.fresh);
-    this.dueStmt = db.prepare(TASK_SQL.due);
-    this.ofDeviceStmt = db.prepare(TASK_SQL.ofDevice);
+    this.freshStmt = db.prepare(TASK_SQL.fresh).raw(true);
+    this.dueStmt = db.prepare(TASK_SQL.due).raw(true);
+    this.ofDeviceStmt = db.prepare(TASK_SQL.ofDevice).raw(true);
     this.maxIdStmt = db.prepare('SELECT coalesce(max(id), 0) FROM recovery_tasks').pluck();
     this.okStmt = db.prepare(
       `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?,
@@ -131,12 +135,12 @@ export class TaskQueue {
 
   /** Fresh tasks with afterId < id < beforeId, oldest first. */
   fresh(afterId: number, beforeId: number, limit: number): TaskRow[] {
-    return (this.freshStmt.all(this.uplink, afterId, beforeId, limit) as RawRow[]).map(toTask);
+    return (this.freshStmt.all(this.uplink, afterId, beforeId, limit) as unknown[][]).map((r) => rawToTask(r, readerFor(this.db)));
   }
 
   /** Tasks whose retry time has come, earliest first. */
   due(now: number, limit: number): TaskRow[] {
-    return (this.dueStmt.all(this.uplink, now, limit) as RawRow[]).map(toTask);
+    return (this.dueStmt.all(this.uplink, now, limit) as unknown[][]).map((r) => rawToTask(r, readerFor(this.db)));
   }
 
   /**
@@ -144,7 +148,7 @@ export class TaskQueue {
    * the uplink's pending tasks (index recovery_tasks_pending): run once per device per postRate.
    */
   pendingOfDevice(device: string, now: number, limit: number): TaskRow[] {
-    return (this.ofDeviceStmt.all(this.uplink, device, now, limit) as RawRow[]).map(toTask);
+    return (this.ofDeviceStmt.all(this.uplink, device, now, limit) as unknown[][]).map((r) => rawToTask(r, readerFor(this.db)));
   }
 
   /** The highest task id in the store (all uplinks): the live/backlog boundary at a recovery. */
@@ -152,8 +156,20 @@ export class TaskQueue {
     return this.maxIdStmt.get() as number;
   }
 
-  /** Writes a group of outcomes in one transaction. */
+  /** Writes a group of outcomes in one transaction (then the agent's checkpoint check, see store/segments.ts). */
   flush(outcomes: readonly Outcome[]): void {
-    if (outcomes.length > 0) this.flushTxn.immediate(outcomes);
+    if (outcomes.length === 0) return;
+    this.flushTxn.immediate(outcomes);
+    writerOf(this.db)?.afterCommit();
   }
+}
+
+/** One batch's stored payload by its key, body read from its segment if it has one (tools, tests). */
+export function readPayload(db: DB, batchKey: string): EncodedPayload | undefined {
+  const r = db
+    .prepare(`SELECT 0, id, batch_key, device, reading_count, 0, NULL, created_at, codec, key_id, iv, tag, body, body_segment, body_offset, body_length
+              FROM payloads WHERE batch_key = ?`)
+    .raw(true)
+    .get(batchKey) as unknown[] | undefined;
+  return r ? rawToTask(r, readerFor(db)).payload : undefined;
 }

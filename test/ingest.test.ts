@@ -6,12 +6,13 @@
 import t from 'tap';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
-import { Ingest, newBatchKey } from '../agent/ingest.js';
+import { batchKeyTime, Ingest, newBatchKey } from '../agent/ingest.js';
 import type { BatchConfig, StoreConfig } from '../agent/config/types.js';
 import type { Reading } from '../agent/reading.js';
 import { generateKey, loadKeyring, PayloadCodec, type EncodedPayload } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
 import { Outbox, type CommitResult } from '../store/outbox.js';
+import { readPayload } from '../store/tasks.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -88,9 +89,10 @@ interface PayloadRow extends EncodedPayload {
 }
 
 const payloadRows = (db: DB) =>
-  db
-    .prepare('SELECT batch_key, device, reading_count, first_ts, last_ts, created_at, codec, key_id AS keyId, iv, tag, body FROM payloads ORDER BY id')
-    .all() as PayloadRow[];
+  (db.prepare('SELECT batch_key, device, reading_count, first_ts, last_ts, created_at FROM payloads ORDER BY id').all() as PayloadRow[]).map((r) => ({
+    ...r,
+    ...readPayload(db, r.batch_key)!, // the body from its segment
+  }));
 
 const decode = (r: Rig, row: PayloadRow) => JSON.parse(r.codec.decodeText(row, row.batch_key)) as Reading[];
 
@@ -162,7 +164,7 @@ t.test('one transaction per tick for every sealed batch', async (t) => {
   t.same([r.outbox.cursor('d1'), r.outbox.cursor('d2'), r.outbox.cursor('d3')], [12, 12, 1], 'the highest cursor per device');
   const keys = payloadRows(r.db).map((x) => x.batch_key);
   t.equal(new Set(keys).size, 7, 'a distinct key per batch');
-  for (const k of keys) t.match(k, /^[A-Za-z0-9_-]{22}$/);
+  for (const k of keys) t.match(k, /^[A-Za-z0-9_-]{24}$/);
 
   // a failed commit keeps everything for the next tick
   const r2 = rig(t, { maxReadings: 2, maxAgeMs: 1000 });
@@ -184,18 +186,30 @@ t.test('one transaction per tick for every sealed batch', async (t) => {
   t.equal(r2.ingest.stats.queued, 0);
 });
 
-t.test('idempotency keys: 22 base64url chars (128 bits), unique', async (t) => {
-  const keys = Array.from({ length: 1000 }, () => newBatchKey());
-  t.equal(new Set(keys).size, 1000, '1000 keys distinct');
-  for (const k of keys) {
-    if (!/^[A-Za-z0-9_-]{22}$/.test(k)) t.fail(`bad key ${k}`);
-    if (Buffer.from(k, 'base64url').length !== 16) t.fail(`key ${k} is not 16 bytes`);
+t.test('idempotency keys: 24 URL-safe chars, 42-bit ms timestamp + 102 random bits, unique, sorted by time', async (t) => {
+  const t0 = 1_700_000_000_000;
+  const keys = Array.from({ length: 1000 }, (_, i) => newBatchKey(t0 + Math.floor(i / 10)));
+  t.equal(new Set(keys).size, 1000, '1000 keys distinct (ten per millisecond)');
+  for (const [i, k] of keys.entries()) {
+    if (!/^[A-Za-z0-9_-]{24}$/.test(k)) t.fail(`bad key ${k}`);
+    if (batchKeyTime(k) !== t0 + Math.floor(i / 10)) t.fail(`key ${k} does not carry its time`);
   }
-  t.pass('all keys well-formed');
-  // high entropy: every position varies, and the alphabet is well used
-  for (let i = 0; i < 21; i++) t.ok(new Set(keys.map((k) => k[i])).size > 40, `position ${i} varies`);
-  const chars = new Set(keys.join(''));
+  t.pass('all keys well-formed, each carries its millisecond');
+  // Sorted as text (SQLite's BINARY collation) by time: keys of a later millisecond sort after.
+  for (let i = 10; i < keys.length; i++) {
+    if (!(Buffer.compare(Buffer.from(keys[i - 10]), Buffer.from(keys[i])) < 0)) t.fail(`${keys[i - 10]} !< ${keys[i]}`);
+  }
+  const spread = Array.from({ length: 2000 }, (_, i) => newBatchKey(t0 + i * 7_919_000));
+  t.same([...spread].sort(), spread, 'over 6 months of milliseconds too: every character position stays in order');
+  t.ok(newBatchKey(t0) < newBatchKey(t0 + 1), 'the next millisecond sorts after');
+  // High entropy: the random part (from the 8th character on) varies everywhere and uses the alphabet.
+  const same = Array.from({ length: 1000 }, () => newBatchKey(t0));
+  t.equal(new Set(same).size, 1000, '1000 keys of one millisecond distinct');
+  t.equal(new Set(same.map((k) => k.slice(0, 7))).size, 1, 'they share the 7 timestamp characters');
+  for (let i = 7; i < 24; i++) t.ok(new Set(same.map((k) => k[i])).size > 40, `position ${i} varies`);
+  const chars = new Set(same.map((k) => k.slice(7)).join(''));
   t.ok(chars.size >= 60, `alphabet used: ${chars.size} of 64`);
+  t.notMatch(newBatchKey(), /^-/, 'never starts like a command-line option (today)');
 });
 
 t.test('offer() refuses beyond store.maxQueuedReadings and counts the refusal', async (t) => {

@@ -13,7 +13,8 @@ import { generateKey, loadKeyring, parseKeyring, PayloadCodec, type EncodedPaylo
 import { CACHE_KIB, DB_FILE, openDb, PAGE_SIZE, schemaVersion, WAL_CHECKPOINT_BYTES, type DB } from '../store/db.js';
 import { MIGRATIONS } from '../store/migrations.js';
 import { Outbox, type SealedBatch } from '../store/outbox.js';
-import { TASK_SQL, TaskQueue } from '../store/tasks.js';
+import { readPayload, TASK_SQL, TaskQueue } from '../store/tasks.js';
+import { writerOf } from '../store/segments.js';
 import { parseDuration, purge, readmitReset, retryReset, storeStatus } from '../store/admin.js';
 import { newBatchKey } from '../agent/ingest.js';
 import { tempDir } from './helpers/config-fixtures.js';
@@ -64,9 +65,9 @@ function batch(codec: PayloadCodec, device: string, opts: { key?: string; json?:
   };
 }
 
+/** The stored payload of a batch (its body read from its segment). */
 function rowPayload(db: DB, key: string): EncodedPayload {
-  const r = db.prepare('SELECT codec, key_id AS keyId, iv, tag, body FROM payloads WHERE batch_key = ?').get(key) as EncodedPayload;
-  return r;
+  return readPayload(db, key)!;
 }
 
 function freshDb(t: TapTest): { db: DB; dataDir: string } {
@@ -231,12 +232,16 @@ t.test('db', async (t) => {
     const { db, dataDir } = freshDb(t);
     t.equal(db.pragma('page_size', { simple: true }), PAGE_SIZE, 'a new file gets PAGE_SIZE');
     t.equal(db.pragma('cache_size', { simple: true }), -CACHE_KIB, 'the page cache is CACHE_KIB, not better-sqlite3\'s 16 MB');
-    t.equal(db.pragma('wal_autocheckpoint', { simple: true }), WAL_CHECKPOINT_BYTES / PAGE_SIZE);
+    t.equal(db.pragma('wal_autocheckpoint', { simple: true }), 0, 'SQLite never checkpoints by itself: the agent does, segments synced first');
+    new Outbox(db, ['a']);
+    t.equal(writerOf(db)?.checkpointFrames, WAL_CHECKPOINT_BYTES / PAGE_SIZE, 'the agent checkpoints at WAL_CHECKPOINT_BYTES');
     db.close();
     const small = openDb(join(tempDir(t), 'small'), { create: true, pageSize: 1024, cacheKiB: 512 });
     t.equal(small.pragma('page_size', { simple: true }), 1024);
     t.equal(small.pragma('journal_mode', { simple: true }), 'wal');
-    t.equal(small.pragma('wal_autocheckpoint', { simple: true }), Math.round(WAL_CHECKPOINT_BYTES / 1024), 'the same WAL bytes whatever the page size');
+    t.equal(small.pragma('wal_autocheckpoint', { simple: true }), 0);
+    new Outbox(small, ['a']);
+    t.equal(writerOf(small)?.checkpointFrames, Math.round(WAL_CHECKPOINT_BYTES / 1024), 'the same WAL bytes whatever the page size');
     t.equal(small.pragma('cache_size', { simple: true }), -512);
     small.close();
     const again = openDb(dataDir, { pageSize: 1024 });
@@ -273,7 +278,7 @@ t.test('db', async (t) => {
     v1.pragma('user_version = 1');
     v1.close();
     const up = openDb(dir);
-    t.equal(schemaVersion(up), 2);
+    t.equal(schemaVersion(up), MIGRATIONS.length);
     t.equal(up.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'recovery_tasks_due'`).pluck().get(), 1, 'migrated');
     up.close();
   });

@@ -8,8 +8,9 @@ import { loadConfig } from '../config/load.js';
 import { configSchema } from '../config/schema.js';
 import type { Config } from '../config/types.js';
 import { generateKey } from '../../store/codec.js';
-import { openDb } from '../../store/db.js';
+import { openDb, type DB } from '../../store/db.js';
 import { parseDuration, purge, requestBreakerReset, retryReset, storeStatus } from '../../store/admin.js';
+import { collectAfterPurge, GC_GRACE_MS, syncNewestSegment } from '../../store/segment-gc.js';
 import { formatStatus } from './format.js';
 import { simulateCommand } from '../../scripts/simulator/cli.js';
 
@@ -34,8 +35,21 @@ function configFrom(v: Values): Config {
   return loadConfig(file);
 }
 
-function adminDb(cfg: Config) {
-  return openDb(cfg.dataDir, { busyTimeoutMs: cfg.store.busyTimeoutMs, synchronous: cfg.store.synchronous });
+/**
+ * Runs `fn` on the agent's database. Closing may checkpoint the WAL (when no agent has it open),
+ * which makes rows durable: the newest segment is synced first, as the agent itself does.
+ */
+function withAdminDb<T>(cfg: Config, fn: (db: DB) => T): T {
+  const db = openDb(cfg.dataDir, { busyTimeoutMs: cfg.store.busyTimeoutMs, synchronous: cfg.store.synchronous });
+  try {
+    return fn(db);
+  } finally {
+    try {
+      syncNewestSegment(cfg.dataDir);
+    } finally {
+      db.close();
+    }
+  }
 }
 
 function noPositionals(p: string[]): void {
@@ -68,13 +82,8 @@ export const COMMANDS: Command[] = [
     async run(v, p) {
       noPositionals(p);
       const cfg = configFrom(v);
-      const db = adminDb(cfg);
-      try {
-        const s = storeStatus(db, Date.now(), cfg.uplinks.map((u) => u.name));
-        console.log(v.json ? JSON.stringify(s, null, 2) : formatStatus(s, cfg.gatewayId));
-      } finally {
-        db.close();
-      }
+      const s = withAdminDb(cfg, (db) => storeStatus(db, Date.now(), cfg.uplinks.map((u) => u.name)));
+      console.log(v.json ? JSON.stringify(s, null, 2) : formatStatus(s, cfg.gatewayId));
       return 0;
     },
   },
@@ -86,13 +95,8 @@ export const COMMANDS: Command[] = [
     options: { ...configOpt, uplink: { type: 'string' } },
     async run(v, p) {
       noPositionals(p);
-      const db = adminDb(configFrom(v));
-      try {
-        const n = retryReset(db, v.uplink as string | undefined);
-        console.log(`${n} failed task(s) reset; the agent re-admits them at its next sweep`);
-      } finally {
-        db.close();
-      }
+      const n = withAdminDb(configFrom(v), (db) => retryReset(db, v.uplink as string | undefined));
+      console.log(`${n} failed task(s) reset; the agent re-admits them at its next sweep`);
       return 0;
     },
   },
@@ -100,19 +104,18 @@ export const COMMANDS: Command[] = [
     name: 'purge',
     usage: 'purge --config FILE --older-than DURATION',
     summary: 'delete delivered and dead-lettered tasks (and unreferenced payloads) older than DURATION',
-    help: `${CONFIG_HELP}\n      --older-than D  e.g. 7d, 12h, 30m (pending data is never purged)`,
+    help: `${CONFIG_HELP}\n      --older-than D  e.g. 7d, 12h, 30m (pending data is never purged)\n\nThen deletes the segment files no payload refers to any more (next to a live agent: not the newest file, and\nonly files untouched for 2 minutes; the agent reclaims the rest after its own purge or at its next start).`,
     options: { ...configOpt, 'older-than': { type: 'string' } },
     async run(v, p) {
       noPositionals(p);
       const d = parseDuration(String(v['older-than'] ?? ''));
       if (d === undefined) throw new HoldfastError('USAGE', '--older-than needs a duration such as 7d, 12h, 30m');
-      const db = adminDb(configFrom(v));
-      try {
+      const cfg = configFrom(v);
+      const { r, gc } = withAdminDb(cfg, (db) => {
         const r = purge(db, d, Date.now());
-        console.log(`purged ${r.tasks} task(s), ${r.payloads} payload(s), ${r.events} event(s)`);
-      } finally {
-        db.close();
-      }
+        return { r, gc: collectAfterPurge(db, Math.max(GC_GRACE_MS, 2 * cfg.store.busyTimeoutMs)) };
+      });
+      console.log(`purged ${r.tasks} task(s), ${r.payloads} payload(s), ${r.events} event(s); ${gc.files} segment file(s) deleted (${(gc.bytes / 1048576).toFixed(1)} MB)`);
       return 0;
     },
   },
@@ -128,12 +131,7 @@ export const COMMANDS: Command[] = [
       if (!cfg.uplinks.some((u) => u.name === p[0])) {
         throw new HoldfastError('USAGE', `no uplink ${JSON.stringify(p[0])} in the config (have: ${cfg.uplinks.map((u) => u.name).join(', ')})`);
       }
-      const db = adminDb(cfg);
-      try {
-        requestBreakerReset(db, p[0], Date.now());
-      } finally {
-        db.close();
-      }
+      withAdminDb(cfg, (db) => requestBreakerReset(db, p[0], Date.now()));
       console.log(`breaker reset requested for ${p[0]}`);
       return 0;
     },

@@ -23,7 +23,8 @@ function hint(cls: string | null): string {
 }
 
 export function formatStatus(s: StoreStatus, gatewayId: string): string {
-  const out = [`gateway ${gatewayId}   batches stored ${s.payloads}   schema v${s.schemaVersion}`];
+  const seg = s.segments ? `   segments ${s.segments.files} (${(s.segments.bytes / 1048576).toFixed(1)} MB)` : '';
+  const out = [`gateway ${gatewayId}   batches stored ${s.payloads}${seg}   schema v${s.schemaVersion}`];
   for (const u of s.uplinks) {
     out.push('');
     out.push(`uplink ${u.uplink}: ${u.connected ? 'connected' : 'NOT CONNECTED'}, breaker ${u.breaker}`);

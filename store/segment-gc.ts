@@ -1,0 +1,173 @@
+/**
+ * The life of segment files (store/segments.ts) around the rows that refer to them:
+ *
+ *   - recovery, when the agent's writer is created (writerFor): segment files no `payloads` row
+ *     refers to are deleted (written by a crash between write() and the commit, or left by a
+ *     purge); the last segment any row refers to is truncated to the end of the last range a row
+ *     refers to (the orphans of a crash between write() and commit) and appending goes on there.
+ *     If that file is shorter than its rows say (a power cut took its tail: those rows read as
+ *     PAYLOAD_UNREADABLE) appending starts a new segment, so no new body lands in a range a row
+ *     already names;
+ *   - garbage collection, after a purge (the only place payload rows are deleted): closed
+ *     segments no row refers to any more are unlinked. The agent collects at once; the CLI next
+ *     to a possibly live agent never touches the newest file and waits GC_GRACE_MS after a file's
+ *     last write, so a batch appended but not yet committed by the agent is never taken;
+ *   - usage (files and bytes) for `holdfast status`.
+ *
+ * Finding the referenced segments scans `payloads` once (rows without bodies: ~150 bytes each),
+ * at open and after a purge, never per acknowledgement.
+ */
+import { ftruncateSync, openSync, closeSync, fdatasyncSync, statSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { ensurePrivateDir, type DB } from './db.js';
+import {
+  dataDirOf, forgetSegments, listSegments, registerWriter, segmentDir, segmentName, SegmentWriter, syncDir, writerOf, type SyncLevel,
+} from './segments.js';
+
+/** A closed segment is collected by the CLI only this long after its last write (at least; see collectAfterPurge). */
+export const GC_GRACE_MS = 120_000;
+
+export interface GcResult {
+  files: number;
+  bytes: number;
+  ids: number[];
+}
+
+const sizeOf = (file: string): number | null => {
+  try {
+    return statSync(file).size;
+  } catch {
+    return null;
+  }
+};
+
+/** For each segment some row refers to: the end of the last range in it. */
+export function referencedSegments(db: DB): Map<number, number> {
+  const rows = db
+    .prepare('SELECT body_segment AS s, max(body_offset + body_length) AS e FROM payloads WHERE body_segment IS NOT NULL GROUP BY body_segment')
+    .all() as { s: number; e: number }[];
+  return new Map(rows.map((r) => [r.s, r.e]));
+}
+
+/**
+ * The agent's writer for this connection, created (with recovery) on first use; null for a
+ * database that is not a file. Every later call returns the same writer.
+ */
+export function writerFor(db: DB, rollBytes?: number): SegmentWriter | null {
+  const have = writerOf(db);
+  if (have) return have;
+  const dataDir = dataDirOf(db);
+  if (dataDir === null) return null;
+  const dir = segmentDir(dataDir);
+  ensurePrivateDir(dir, true);
+  const level = db.pragma('synchronous', { simple: true }) as SyncLevel;
+  const w = new SegmentWriter(db, dir, recover(db, dir, level), level, rollBytes);
+  registerWriter(db, w);
+  return w;
+}
+
+function recover(db: DB, dir: string, level: SyncLevel): { id: number; size: number; exists: boolean } {
+  const files = listSegments(dir);
+  const refs = referencedSegments(db);
+  let last = 0;
+  for (const s of refs.keys()) last = Math.max(last, s);
+  const next = Math.max(last, files[files.length - 1] ?? 0) + 1;
+  let removed = 0;
+  for (const id of files) {
+    if (refs.has(id)) continue;
+    unlinkSync(join(dir, segmentName(id)));
+    removed++;
+  }
+  let at = { id: next, size: 0, exists: false };
+  const file = join(dir, segmentName(last));
+  const have = last > 0 ? sizeOf(file) : null;
+  const end = refs.get(last) ?? 0;
+  if (have !== null && have >= end) {
+    // Go on appending after the last committed body; what lies beyond it was never committed.
+    const fd = openSync(file, 'r+');
+    try {
+      if (have > end) ftruncateSync(fd, end);
+      if (level > 0) fdatasyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    at = { id: last, size: end, exists: true };
+  }
+  if (removed > 0 && level > 0) syncDir(dir);
+  return at;
+}
+
+/**
+ * Unlinks closed segments no row refers to. `active`: the segment being appended to (the agent
+ * knows it); null (the CLI) protects the newest file and anything written in the last graceMs.
+ */
+export function collectSegments(db: DB, dir: string, active: number | null, graceMs = 0, now = Date.now()): GcResult {
+  const out: GcResult = { files: 0, bytes: 0, ids: [] };
+  const files = listSegments(dir);
+  if (files.length === 0) return out;
+  const refs = referencedSegments(db);
+  const newest = files[files.length - 1];
+  for (const id of files) {
+    if (id === active || (active === null && id === newest) || refs.has(id)) continue;
+    if (active !== null && id > active) continue;
+    const file = join(dir, segmentName(id));
+    let st;
+    try {
+      st = statSync(file);
+    } catch {
+      continue;
+    }
+    if (graceMs > 0 && now - st.mtimeMs < graceMs) continue;
+    unlinkSync(file);
+    out.files++;
+    out.bytes += st.size;
+    out.ids.push(id);
+  }
+  return out;
+}
+
+/**
+ * The collection after a purge. On the agent's connection its writer knows the active segment;
+ * on another (the CLI) the newest file and files written in the last `graceMs` stay (graceMs must
+ * exceed the agent's busy timeout: the longest it can wait between an append and its commit).
+ */
+export function collectAfterPurge(db: DB, graceMs = GC_GRACE_MS): GcResult {
+  const w = writerOf(db);
+  const dataDir = dataDirOf(db);
+  if (dataDir === null) return { files: 0, bytes: 0, ids: [] };
+  const r = w ? collectSegments(db, w.dir, w.active) : collectSegments(db, segmentDir(dataDir), null, graceMs);
+  forgetSegments(db, r.ids);
+  return r;
+}
+
+/** Segment files and their bytes (holdfast status). */
+export function segmentUsage(dataDir: string): { files: number; bytes: number } {
+  const dir = segmentDir(dataDir);
+  let bytes = 0;
+  let files = 0;
+  for (const id of listSegments(dir)) {
+    const s = sizeOf(join(dir, segmentName(id)));
+    if (s === null) continue;
+    files++;
+    bytes += s;
+  }
+  return { files, bytes };
+}
+
+/**
+ * Before a connection that is not the agent's closes (a CLI command): its close may be the last
+ * one and checkpoint the WAL, so the newest segment (the only one that can hold unsynced bytes,
+ * e.g. after a kill -9) is fdatasynced first.
+ */
+export function syncNewestSegment(dataDir: string): void {
+  const dir = segmentDir(dataDir);
+  const files = listSegments(dir);
+  if (files.length === 0) return;
+  const fd = openSync(join(dir, segmentName(files[files.length - 1])), 'r');
+  try {
+    fdatasyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  syncDir(dir);
+}

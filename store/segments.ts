@@ -1,0 +1,246 @@
+/**
+ * Payload bodies in append-only segment files, `<dataDir>/segments/<id>.seg` (files 0600 in a
+ * 0700 directory, like the database). A body (compressed and encrypted by store/codec.ts, format
+ * unchanged) is appended with write() BEFORE the transaction that inserts its `payloads` row, and
+ * the row holds (body_segment, body_offset, body_length) instead of the body. SQLite then keeps
+ * only the small rows: a body is written once, not once into the WAL and again into the database
+ * file at a checkpoint.
+ *
+ * Durability (README, Durability): a process crash loses nothing, because write() puts the bytes
+ * in the page cache before the commit. For power loss the segment must be on disk before any row
+ * that refers to it is:
+ *   - FULL (or EXTRA): beforeCommit() fdatasyncs the segment before each commit;
+ *   - NORMAL: no Holdfast connection autocheckpoints (store/db.ts sets wal_autocheckpoint = 0);
+ *     the agent checkpoints itself in afterCommit(), and fdatasyncs the segment first. Commits
+ *     since the last checkpoint may reach the disk (the kernel writes WAL pages back whenever it
+ *     likes) before their bodies do: after a power cut such a row reads as PAYLOAD_UNREADABLE,
+ *     which is the "last commits since the checkpoint" NORMAL already gives up, now reported;
+ *   - OFF: no fsync at all.
+ * A rolled (closed) segment is fdatasynced when it is closed, so only the active one is ever dirty.
+ *
+ * One writer per database file: the agent's (writerFor(db)); it recovers the directory when it is
+ * created (store/segment-gc.ts). Readers (the lanes, the decode worker, tools) pread bodies with
+ * a small cache of open files.
+ */
+import { closeSync, fdatasyncSync, openSync, writeSync, writevSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import type { DB } from './db.js';
+import { WAL_CHECKPOINT_BYTES } from './db.js';
+import { SegmentReader, segmentDir, segmentName, syncDir } from './segment-reader.js';
+
+export { listSegments, READER_FDS, SEGMENT_DIR, segmentDir, segmentName, SegmentReader, syncDir } from './segment-reader.js';
+
+/**
+ * A segment rolls once it would pass 32 MiB (~10,000 batches of 3.4 KB). Space comes back a
+ * whole file at a time once no row refers to it, so smaller files free space sooner after a
+ * purge; larger ones mean fewer files and fewer fsyncs at a roll. 32 MiB keeps a gateway's
+ * backlog in tens of files.
+ */
+export const SEGMENT_BYTES = 32 * 1024 * 1024;
+/**
+ * Without `PRAGMA wal_checkpoint(NOOP)` (SQLite before 3.51, which reads it as PASSIVE: a
+ * checkpoint before the sync) the WAL's size cannot be asked for; the agent then syncs and
+ * checkpoints every this many commits instead.
+ */
+export const CHECKPOINT_EVERY_COMMITS = 64;
+
+export interface SegmentRef {
+  segment: number;
+  offset: number;
+  length: number;
+}
+
+/** The `synchronous` level of a connection: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
+export type SyncLevel = 0 | 1 | 2 | 3;
+
+/** Appends bodies to the active segment and makes them durable before SQLite does (see header). */
+export class SegmentWriter {
+  readonly reader: SegmentReader;
+  private fd = -1;
+  private synced = 0;
+  private dirDirty = false;
+  /** WAL frames above which afterCommit() checkpoints (SQLite's own default is 1000 frames). */
+  readonly checkpointFrames: number;
+  /** Checkpoints run (diagnostics, bench). */
+  checkpoints = 0;
+  /** Whether this SQLite knows wal_checkpoint(NOOP) (3.51+); see CHECKPOINT_EVERY_COMMITS. */
+  private readonly canAskWal: boolean;
+  private commits = 0;
+
+  private id: number;
+  private size: number;
+  /** The active file exists already (recovery goes on appending to it); else it is created. */
+  private exists: boolean;
+
+  /** `at`: where appending goes on (from recovery). `rollBytes`: the roll size (tests make it small). */
+  constructor(
+    private readonly db: DB,
+    readonly dir: string,
+    at: { id: number; size: number; exists: boolean },
+    readonly level: SyncLevel,
+    readonly rollBytes = SEGMENT_BYTES,
+  ) {
+    this.reader = new SegmentReader(dir);
+    this.id = at.id;
+    this.size = at.size;
+    this.exists = at.exists;
+    this.synced = at.size;
+    const pageSize = db.pragma('page_size', { simple: true }) as number;
+    this.checkpointFrames = Math.max(100, Math.round(WAL_CHECKPOINT_BYTES / pageSize));
+    const [major, minor] = (db.prepare('SELECT sqlite_version()').pluck().get() as string).split('.').map(Number);
+    this.canAskWal = major > 3 || (major === 3 && minor >= 51);
+  }
+
+  /** The segment appends go to. */
+  get active(): number {
+    return this.id;
+  }
+
+  /** Appends the bodies in order (one writev per segment touched); rolls at rollBytes. */
+  append(bodies: readonly Buffer[]): SegmentRef[] {
+    const refs: SegmentRef[] = [];
+    let i = 0;
+    while (i < bodies.length) {
+      if (this.size > 0 && this.size + bodies[i].length > this.rollBytes) this.roll();
+      this.open();
+      let j = i;
+      let bytes = 0;
+      while (j < bodies.length && (j === i || this.size + bytes + bodies[j].length <= this.rollBytes)) {
+        refs.push({ segment: this.id, offset: this.size + bytes, length: bodies[j].length });
+        bytes += bodies[j].length;
+        j++;
+      }
+      this.write(bodies.slice(i, j), bytes);
+      i = j;
+    }
+    return refs;
+  }
+
+  private write(bufs: Buffer[], bytes: number): void {
+    let done = writevSync(this.fd, bufs, this.size);
+    // A regular file takes it all or fails (ENOSPC); a short write is finished piece by piece.
+    for (let k = 0, at = 0; done < bytes && k < bufs.length; at += bufs[k].length, k++) {
+      const end = at + bufs[k].length;
+      while (done < end) done += writeSync(this.fd, bufs[k], done - at, end - done, this.size + done);
+    }
+    this.size += bytes;
+  }
+
+  /** FULL/EXTRA: the appended bytes reach the disk before the commit that refers to them. */
+  beforeCommit(): void {
+    if (this.level >= 2) this.sync();
+  }
+
+  /**
+   * After any commit on the agent's connection: once the WAL holds checkpointFrames frames not
+   * yet copied back, fdatasync the segment, then checkpoint (PASSIVE: never waits for readers).
+   */
+  afterCommit(): void {
+    if (!this.canAskWal) {
+      if (++this.commits % CHECKPOINT_EVERY_COMMITS === 0) this.checkpoint();
+      return;
+    }
+    const [w] = this.db.pragma('wal_checkpoint(NOOP)') as { log: number; checkpointed: number }[];
+    if (!w || w.log - w.checkpointed < this.checkpointFrames) return;
+    this.checkpoint();
+  }
+
+  /** fdatasync the segment (and its directory after a new file), then a PASSIVE checkpoint. */
+  checkpoint(): void {
+    this.sync();
+    this.db.pragma('wal_checkpoint(PASSIVE)');
+    this.checkpoints++;
+  }
+
+  /** Makes every appended byte (and the active file's directory entry) durable; no-op with OFF. */
+  sync(): void {
+    if (this.level === 0) return;
+    if (this.fd >= 0 && this.size > this.synced) fdatasyncSync(this.fd);
+    this.synced = this.size;
+    if (this.dirDirty) syncDir(this.dir);
+    this.dirDirty = false;
+  }
+
+  private open(): void {
+    if (this.fd >= 0) return;
+    const file = join(this.dir, segmentName(this.id));
+    if (this.exists) {
+      this.fd = openSync(file, 'r+');
+      return;
+    }
+    this.fd = openSync(file, 'wx', 0o600);
+    this.exists = true;
+    this.dirDirty = true;
+  }
+
+  private roll(): void {
+    this.sync();
+    this.closeFd();
+    this.id++;
+    this.size = 0;
+    this.synced = 0;
+    this.exists = false;
+  }
+
+  private closeFd(): void {
+    if (this.fd >= 0) closeSync(this.fd);
+    this.fd = -1;
+  }
+
+  /** Syncs and closes the files (the database is closed after it: its close checkpoints). */
+  close(): void {
+    this.sync();
+    this.closeFd();
+    this.reader.close();
+  }
+}
+
+const writers = new WeakMap<DB, SegmentWriter>();
+const readers = new WeakMap<DB, SegmentReader>();
+
+/** The data directory of a database connection (null for an in-memory or temporary one). */
+export function dataDirOf(db: DB): string | null {
+  return db.memory || db.name === '' ? null : dirname(db.name);
+}
+
+export function registerWriter(db: DB, w: SegmentWriter): void {
+  writers.set(db, w);
+}
+
+/** This connection's segment writer, if it has one (the agent's connection). */
+export function writerOf(db: DB): SegmentWriter | undefined {
+  return writers.get(db);
+}
+
+/** A reader for this connection's segments: its writer's, else one of its own (null in memory). */
+export function readerFor(db: DB): SegmentReader | null {
+  const w = writers.get(db);
+  if (w) return w.reader;
+  let r = readers.get(db);
+  const dir = dataDirOf(db);
+  if (!r && dir !== null) {
+    r = new SegmentReader(segmentDir(dir));
+    readers.set(db, r);
+  }
+  return r ?? null;
+}
+
+/** Closes the files of deleted segments in this connection's readers. */
+export function forgetSegments(db: DB, ids: readonly number[]): void {
+  for (const id of ids) {
+    writers.get(db)?.reader.forget(id);
+    readers.get(db)?.forget(id);
+  }
+}
+
+/** Syncs and closes the connection's segment files, then the connection. */
+export function closeStore(db: DB): void {
+  try {
+    writers.get(db)?.close();
+    readers.get(db)?.close();
+  } finally {
+    writers.delete(db);
+    readers.delete(db);
+    if (db.open) db.close();
+  }
+}
