@@ -1,7 +1,7 @@
 /**
  * Modbus RTU master on a serial port (npm serialport). One instance per bus; transactions are
  * strictly serialised through a bounded queue, and the line is left silent for t3.5 (1.75 ms
- * above 19200 baud) before every request.
+ * above 19200 baud) before every request, counted from the last byte seen or sent.
  *
  * Why not modbus-serial's RTU port: it hides each malformed frame behind a generic error and
  * resynchronises by its own heuristics; a gateway that must tell a bad bus from a bad device
@@ -19,6 +19,7 @@ import { SerialPort } from 'serialport';
 import { parseRtuResponse, registers, bits, rtuRequest, rtuResponseLength, t35Ms, type FrameError, type ReadRequest } from './frame.js';
 import type { ReadResult } from './types.js';
 import { SerialQueue } from './queue.js';
+import { waitUntil } from './wait.js';
 
 export interface RtuOptions {
   path: string;
@@ -47,8 +48,6 @@ interface Job {
   req: ReadRequest;
   timeoutMs: number;
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class RtuMaster {
   private port: SerialPort | null = null;
@@ -117,13 +116,13 @@ export class RtuMaster {
     return b;
   }
 
-  /** Waits until the line has been silent for t3.5, discarding (and counting) stray bytes. */
+  /**
+   * Waits until the line has been silent for t3.5 since the last byte seen or sent (only the
+   * remainder, to within tens of microseconds: wait.ts), discarding (and counting) stray bytes.
+   */
   private async silence(): Promise<void> {
-    for (;;) {
-      const quietFor = performance.now() - this.lastActivity;
-      if (quietFor >= this.t35) break;
-      await sleep(Math.max(0.5, this.t35 - quietFor));
-    }
+    // A byte arriving during the wait moves lastActivity: wait again from it.
+    while (performance.now() < this.lastActivity + this.t35) await waitUntil(this.lastActivity + this.t35);
     if (this.rxLen > 0) {
       this.stats.strayBytes += this.rxLen;
       this.stats.malformed.garbage++;
