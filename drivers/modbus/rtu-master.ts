@@ -44,6 +44,9 @@ export interface RtuStats {
   strayBytes: number;
 }
 
+/** A write neither done nor ended by the port closing after this long is given up (see write()). */
+const WRITE_BACKSTOP_MS = 1000;
+
 interface Job {
   req: ReadRequest;
   timeoutMs: number;
@@ -175,8 +178,12 @@ export class RtuMaster {
 
   /**
    * Writes and drains a frame. serialport waits for an 'open' that never comes when the port
-   * closes mid-write, so the write races the port's 'close' and the request timeout: a vanished
-   * adapter becomes a transport failure, never a wedged bus.
+   * closes mid-write, so the write races the port's 'close' and a backstop: a vanished adapter
+   * becomes a transport failure, never a wedged bus. The backstop is not the request timeout:
+   * write and tcdrain run on libuv's thread pool, and on a loaded machine (or a pty whose far
+   * end, socat, waits to be scheduled) they can take longer than a short request timeout
+   * while the bytes do go out; failing them then reported a serial-port fault (ETIMEDOUT)
+   * that was only load, and left the answer to arrive as stray bytes.
    */
   private write(port: SerialPort, frame: Buffer, timeoutMs: number): Promise<Error | null> {
     return new Promise((resolve) => {
@@ -189,7 +196,8 @@ export class RtuMaster {
         resolve(e);
       };
       const onClose = () => finish(Object.assign(new Error('serial port closed during write'), { code: 'EIO' }));
-      const timer = setTimeout(() => finish(Object.assign(new Error(`write not drained within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+      const backstop = Math.max(timeoutMs, WRITE_BACKSTOP_MS);
+      const timer = setTimeout(() => finish(Object.assign(new Error(`write not drained within ${backstop} ms`), { code: 'ETIMEDOUT' })), backstop);
       port.once('close', onClose);
       try {
         port.write(frame, (e) => (e ? finish(e) : port.drain((e2) => finish(e2 ?? null))));
