@@ -1,7 +1,7 @@
 /**
  * Modbus RTU master on a serial port (npm serialport). One instance per bus; transactions are
  * strictly serialised through a bounded queue, and the line is left silent for t3.5 (1.75 ms
- * above 19200 baud) before every request.
+ * above 19200 baud) before every request, counted from the last byte seen or sent.
  *
  * Why not modbus-serial's RTU port: it hides each malformed frame behind a generic error and
  * resynchronises by its own heuristics; a gateway that must tell a bad bus from a bad device
@@ -19,6 +19,7 @@ import { SerialPort } from 'serialport';
 import { parseRtuResponse, registers, bits, rtuRequest, rtuResponseLength, t35Ms, type FrameError, type ReadRequest } from './frame.js';
 import type { ReadResult } from './types.js';
 import { SerialQueue } from './queue.js';
+import { waitUntil } from './wait.js';
 
 export interface RtuOptions {
   path: string;
@@ -43,12 +44,13 @@ export interface RtuStats {
   strayBytes: number;
 }
 
+/** A write neither done nor ended by the port closing after this long is given up (see write()). */
+const WRITE_BACKSTOP_MS = 1000;
+
 interface Job {
   req: ReadRequest;
   timeoutMs: number;
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export class RtuMaster {
   private port: SerialPort | null = null;
@@ -117,13 +119,13 @@ export class RtuMaster {
     return b;
   }
 
-  /** Waits until the line has been silent for t3.5, discarding (and counting) stray bytes. */
+  /**
+   * Waits until the line has been silent for t3.5 since the last byte seen or sent (only the
+   * remainder, to within tens of microseconds: wait.ts), discarding (and counting) stray bytes.
+   */
   private async silence(): Promise<void> {
-    for (;;) {
-      const quietFor = performance.now() - this.lastActivity;
-      if (quietFor >= this.t35) break;
-      await sleep(Math.max(0.5, this.t35 - quietFor));
-    }
+    // A byte arriving during the wait moves lastActivity: wait again from it.
+    while (performance.now() < this.lastActivity + this.t35) await waitUntil(this.lastActivity + this.t35);
     if (this.rxLen > 0) {
       this.stats.strayBytes += this.rxLen;
       this.stats.malformed.garbage++;
@@ -176,8 +178,12 @@ export class RtuMaster {
 
   /**
    * Writes and drains a frame. serialport waits for an 'open' that never comes when the port
-   * closes mid-write, so the write races the port's 'close' and the request timeout: a vanished
-   * adapter becomes a transport failure, never a wedged bus.
+   * closes mid-write, so the write races the port's 'close' and a backstop: a vanished adapter
+   * becomes a transport failure, never a wedged bus. The backstop is not the request timeout:
+   * write and tcdrain run on libuv's thread pool, and on a loaded machine (or a pty whose far
+   * end, socat, waits to be scheduled) they can take longer than a short request timeout
+   * while the bytes do go out; failing them then reported a serial-port fault (ETIMEDOUT)
+   * that was only load, and left the answer to arrive as stray bytes.
    */
   private write(port: SerialPort, frame: Buffer, timeoutMs: number): Promise<Error | null> {
     return new Promise((resolve) => {
@@ -190,7 +196,8 @@ export class RtuMaster {
         resolve(e);
       };
       const onClose = () => finish(Object.assign(new Error('serial port closed during write'), { code: 'EIO' }));
-      const timer = setTimeout(() => finish(Object.assign(new Error(`write not drained within ${timeoutMs} ms`), { code: 'ETIMEDOUT' })), timeoutMs);
+      const backstop = Math.max(timeoutMs, WRITE_BACKSTOP_MS);
+      const timer = setTimeout(() => finish(Object.assign(new Error(`write not drained within ${backstop} ms`), { code: 'ETIMEDOUT' })), backstop);
       port.once('close', onClose);
       try {
         port.write(frame, (e) => (e ? finish(e) : port.drain((e2) => finish(e2 ?? null))));

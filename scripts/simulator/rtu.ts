@@ -15,8 +15,11 @@
  * request's own line time (on a wire it would still be arriving), and written paced so that
  * byte i leaves at the moment its stop bit would have been received (start + (i+1) * char
  * time); the answer therefore takes at least lineMs(bytes, baud) end to end. Node timers are
- * ~1 ms, so pacing writes small bursts; a master must frame by expected length as well as by
- * silence (libmodbus does), like with any USB-RS485 adapter.
+ * whole milliseconds, so the bytes before the last go out in small bursts (a master must frame
+ * by expected length as well as by silence, as libmodbus does, like with any USB-RS485
+ * adapter); the last byte, which ends the answer, and an unpaced answer go out at their moment
+ * to within tens of microseconds (drivers/modbus/wait.ts), never before it. The pty itself
+ * adds its own latency on top (test/helpers/socat.ts).
  *
  * Faults (device.ts) applied here: silence, disconnect (silent for the window), slowMs,
  * wrongUnit, truncate (half the frame, CRC not recomputed), garbage, corruptCrc (last byte
@@ -26,6 +29,7 @@ import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
 import { SerialPort } from 'serialport';
 import { FN, lineMs, parseRtuRequest, rtuFrame, rtuRequestLength, t35Ms } from '../../drivers/modbus/frame.js';
+import { waitUntil } from '../../drivers/modbus/wait.js';
 import type { SimDevice } from './device.js';
 
 export type Parity = 'none' | 'even' | 'odd';
@@ -53,10 +57,11 @@ export interface RtuStats {
   injected: Partial<Record<'slow' | 'wrongUnit' | 'truncate' | 'garbage' | 'corruptCrc', number>>;
 }
 
-/** Sleeps until performance.now() >= t (timers may fire early by a fraction of a ms); abortable. */
-async function sleepUntil(t: number, signal: AbortSignal): Promise<void> {
-  while (performance.now() < t) await delay(Math.max(1, Math.ceil(t - performance.now())), undefined, { signal });
-}
+/** A plain timer of at least `ms` (whole ms; late under load); false if aborted. */
+const nap = (ms: number, signal: AbortSignal) => delay(ms, true, { signal }).catch(() => false);
+
+/** Bytes before the last go out on plain timers (late is harmless) while this much is left before the last byte is due. */
+const COARSE_MS = 1.5;
 
 export class RtuSimulator {
   readonly stats: RtuStats = { requests: 0, answered: 0, dropped: {}, injected: {} };
@@ -177,27 +182,37 @@ export class RtuSimulator {
       adu = garbage;
       this.inject('garbage');
     }
-    await sleepUntil(at, this.stop.signal);
+    if (emulateLineRate) await this.paced(adu, at);
+    else if (await waitUntil(at, this.stop.signal)) this.port.write(adu);
     if (this.closed) return;
-    if (emulateLineRate) await this.paced(adu);
-    else this.port.write(adu);
     await new Promise<void>((r) => this.port.drain(() => r()));
     this.lineFreeAt = performance.now();
     this.stats.answered++;
   }
 
-  /** Writes `adu` so that byte i is out no earlier than (i + 1) character times after start. */
-  private async paced(adu: Buffer): Promise<void> {
+  /**
+   * Writes `adu` as the line would deliver it if its first start bit went out at `start`: byte i
+   * no earlier than start + (i + 1) character times. Bytes before the last are written in bursts
+   * on plain timers (a late burst changes nothing: the master frames by length, as over a USB
+   * adapter); the last byte is written at its moment to within tens of microseconds
+   * (drivers/modbus/wait.ts), as it decides when the master may speak again.
+   */
+  private async paced(adu: Buffer, start: number): Promise<void> {
     const charMs = lineMs(1, this.opts.baudRate, this.bitsPerChar);
-    const start = performance.now();
+    const end = start + adu.length * charMs;
+    const signal = this.stop.signal;
     let sent = 0;
     while (sent < adu.length && !this.closed) {
-      const due = Math.min(adu.length, Math.floor((performance.now() - start) / charMs));
+      const now = performance.now();
+      const due = now >= end ? adu.length : Math.max(0, Math.min(adu.length - 1, Math.floor((now - start) / charMs)));
       if (due > sent) {
         this.port.write(adu.subarray(sent, due));
         sent = due;
       }
-      if (sent < adu.length) await sleepUntil(start + (sent + 1) * charMs, this.stop.signal);
+      if (sent === adu.length) return;
+      const next = start + (sent + 1) * charMs;
+      const ok = next < end - COARSE_MS ? await nap(Math.max(1, Math.ceil(next - now)), signal) : await waitUntil(end, signal);
+      if (!ok) return;
     }
   }
 

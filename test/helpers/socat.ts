@@ -12,8 +12,11 @@
  * written to one end may not reach the other. socat stays up when a client closes its end,
  * so one pair serves several opens (e.g. one mbpoll run after another).
  *
- * A pty has no baud rate: bytes cross instantly whatever the termios say. Timing tests use
- * the RTU simulator's line-rate emulation (scripts/simulator/rtu.ts).
+ * A pty has no baud rate: bytes cross with no line timing whatever the termios say. Timing
+ * tests use the RTU simulator's line-rate emulation (scripts/simulator/rtu.ts). They do not
+ * cross for free: each way goes through socat's poll loop (and, with serialport at the ends,
+ * libuv's thread pool), a fraction of a millisecond that grows with the machine's load;
+ * `npm run bench` measures the round trip (scripts/bench-pty.ts).
  *
  * socat never outlives the test process: killed on close(), on process exit, and (when
  * util-linux `setpriv` is available) by the kernel if the test process dies abruptly.
