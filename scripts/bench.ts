@@ -30,7 +30,7 @@
  * figure 3; default os.tmpdir()).
  */
 import { fieldTable, runFieldBench } from './bench-field.js';
-import { runOtlpBench } from './bench-otlp.js';
+import { runOtlpBench, type OtlpRow } from './bench-otlp.js';
 import Database from 'better-sqlite3';
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -811,14 +811,8 @@ async function coldStartOnce(root: string, brokerUrl: string, i: number): Promis
 
 // ---------------------------------------------------------------------------------------------
 
-interface Row {
-  figure: string;
-  holdfast: string;
-  limit: string;
-  ratio: string;
-  target: string;
-  verdict: string;
-}
+/** A row of the summary table (bench-otlp.ts returns its figures in this shape). */
+type Row = OtlpRow;
 
 function table(rows: Row[]): string {
   const head: Row = { figure: 'figure', holdfast: 'holdfast', limit: 'limit (same run)', ratio: 'ratio', target: 'target', verdict: 'verdict' };
