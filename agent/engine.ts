@@ -124,8 +124,9 @@ export class Engine {
     void this.field?.start();
     this.thermal.start();
     this.sweepTimer = setInterval(() => this.sweep(), c.sweepIntervalMs);
-    this.selfExport = createSelfExport(this);
-    this.selfExport?.start();
+    this.selfExport = await createSelfExport(this);
+    if (this.stopping) await this.selfExport?.stop();
+    else this.selfExport?.start();
     this.purgeTask = cron.schedule(c.store.purgeCron, () => {
       // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
       this.purgeDelay = setTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));

@@ -9,7 +9,7 @@ import { topicPrefix } from './config/load.js';
 import { VERSION } from './version.js';
 import type { UplinkDriver } from '../drivers/uplink.js';
 import { MqttDriver } from '../drivers/mqtt/client.js';
-import { OtlpDriver, type PartialEvent } from '../drivers/otlp/client.js';
+import type { PartialEvent } from '../drivers/otlp/client.js';
 import { Sep2Driver } from '../drivers/sep2/client.js';
 
 /** What the agent wants to hear from drivers beyond send results (each applies to some types only). */
@@ -23,6 +23,14 @@ export function otlpHeaders(u: { headersFile?: string }): Record<string, string>
   return u.headersFile ? (JSON.parse(readFileSync(u.headersFile, 'utf8')) as Record<string, string>) : undefined;
 }
 
+/** Driver modules loaded on demand: the OTLP one brings gRPC and OpenTelemetry (~10 MB of RSS). */
+const loaded: { otlp?: typeof import('../drivers/otlp/client.js') } = {};
+
+/** Loads the driver modules `cfg`'s uplinks need; call (and await) before createDriver. */
+export async function loadDrivers(cfg: DeepReadonly<Pick<Config, 'uplinks'>>): Promise<void> {
+  if (cfg.uplinks.some((u) => u.type === 'otlp')) loaded.otlp ??= await import('../drivers/otlp/client.js');
+}
+
 export function createDriver(cfg: Config, u: DeepReadonly<UplinkConfig>, hooks: DriverHooks = {}): UplinkDriver {
   switch (u.type) {
     case 'mqtt':
@@ -32,7 +40,8 @@ export function createDriver(cfg: Config, u: DeepReadonly<UplinkConfig>, hooks: 
         ackTimeoutMs: u.ackTimeoutMs, maxPacketBytes: u.maxPacketBytes, version: VERSION,
       });
     case 'otlp':
-      return new OtlpDriver({
+      if (!loaded.otlp) throw new Error('internal: loadDrivers() was not awaited before createDriver() for an otlp uplink');
+      return new loaded.otlp.OtlpDriver({
         name: u.name, url: u.url, gatewayId: cfg.gatewayId, hardwareProfile: cfg.hardware.profile,
         headers: otlpHeaders(u),
         tlsCaFile: u.tlsCaFile, tlsCertFile: u.tlsCertFile, tlsKeyFile: u.tlsKeyFile, compression: u.compression,

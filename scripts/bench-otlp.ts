@@ -40,7 +40,7 @@ import { buildConfig } from '../agent/config/load.js';
 import type { Config } from '../agent/config/types.js';
 import { Ingest } from '../agent/ingest.js';
 import { Lane } from '../agent/lane.js';
-import { createDriver } from '../agent/uplinks.js';
+import { createDriver, loadDrivers } from '../agent/uplinks.js';
 import { batchToResourceMetrics } from '../drivers/otlp/client.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
@@ -172,6 +172,7 @@ function resetTasks(db: DB): void {
 
 async function runLane(db: DB, cfg: Config, codec: PayloadCodec, batches: number): Promise<Run> {
   const u = cfg.uplinks[0];
+  await loadDrivers(cfg);
   const lane = new Lane({ cfg: u, codec, events: new Events(db), log: silent, tasks: new TaskQueue(db, UPLINK), driver: createDriver(cfg, u) });
   gc();
   const c0 = process.cpuUsage();

@@ -15,6 +15,7 @@ import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import { buildConfig } from '../agent/config/load.js';
 import { Engine } from '../agent/engine.js';
+import { loadDrivers } from '../agent/uplinks.js';
 import type { Quality, Reading } from '../agent/reading.js';
 import { generateKey } from '../store/codec.js';
 
@@ -119,6 +120,7 @@ async function main(): Promise<void> {
       sources: [],
       uplinks: [{ name: 'nowhere', type: 'mqtt', url: `mqtt://127.0.0.1:${port}`, connectTimeoutMs: 1000 }],
     });
+    await loadDrivers(cfg);
     const engine = new Engine(cfg, pino({ level: 'silent' }));
     engine.start();
 

@@ -7,7 +7,7 @@ import type { Engine } from '../engine.js';
 import { retryReset, storeStatus } from '../../store/admin.js';
 import { ApiServer } from './server.js';
 import { Metrics, type DepthRow } from './metrics.js';
-import { SelfMetricsExport, exporterFor, selfResource } from './self-export.js';
+import type { SelfMetricsExport } from './self-export.js';
 import { otlpHeaders } from '../uplinks.js';
 
 const DEPTH_TTL_MS = 5000;
@@ -73,12 +73,17 @@ export function createApi(engine: Engine): ApiServer {
  * names an otlp uplink; a disabled one is fine). Null when off, or when the uplink's TLS or
  * headers files cannot be read now: then it is logged and the agent runs without it.
  */
-export function createSelfExport(engine: Engine): SelfMetricsExport | null {
+/**
+ * The OTLP export of the agent's own metrics, when `selfMetrics` asks for it. The exporter and its
+ * gRPC stack are loaded only then: a gateway without it does not carry them in memory.
+ */
+export async function createSelfExport(engine: Engine): Promise<SelfMetricsExport | null> {
   const c = engine.cfg.selfMetrics;
   if (!c) return null;
   const u = engine.cfg.uplinks.find((x) => x.name === c.uplink);
   if (u?.type !== 'otlp') return null;
   try {
+    const { SelfMetricsExport, exporterFor, selfResource } = await import('./self-export.js');
     return new SelfMetricsExport({
       cfg: c,
       metrics: engine.metrics,

@@ -4,12 +4,14 @@
  */
 import { createLogger } from '../log.js';
 import { Engine } from '../engine.js';
+import { loadDrivers } from '../uplinks.js';
 import type { Config } from '../config/types.js';
 
 export async function runAgent(cfg: Config): Promise<void> {
   const log = createLogger(cfg.logFile, cfg.logLevel);
   let engine: Engine;
   try {
+    await loadDrivers(cfg);
     engine = new Engine(cfg, log);
   } catch (e) {
     log.fatal({ err: e, code: (e as { code?: string }).code }, 'cannot start');
