@@ -42,7 +42,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { SerialPort } from 'serialport';
 import type { Reading } from '../agent/reading.js';
@@ -53,6 +53,7 @@ import type { DeviceMap, PointDef } from '../drivers/modbus/types.js';
 import { ptyPair, type PtyPair } from '../test/helpers/socat.js';
 import { echo, roundTrips, type RoundTrips } from './bench-pty.js';
 import { simulate, type Simulation } from './simulator/cli.js';
+import { runIfMain } from './run-main.js';
 
 export interface FieldRow {
   name: string;
@@ -607,12 +608,4 @@ async function main(): Promise<void> {
   process.stdout.write(`total ${fmt1((performance.now() - t0) / 1000)} s; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}\n`);
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

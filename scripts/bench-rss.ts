@@ -11,13 +11,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { pino } from 'pino';
 import { buildConfig } from '../agent/config/load.js';
 import { Engine } from '../agent/engine.js';
 import { loadDrivers } from '../agent/uplinks.js';
 import type { Quality, Reading } from '../agent/reading.js';
 import { generateKey } from '../store/codec.js';
+import { runIfMain } from './run-main.js';
 
 /** The points of one poll of a three-phase meter: name, unit, base value, swing, decimals. */
 const POINTS: readonly { point: string; unit: string; base: number; swing: number; dp: number }[] = [
@@ -181,12 +181,4 @@ async function main(): Promise<void> {
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
-  main().then(
-    () => process.exit(0),
-    (e: unknown) => {
-      console.error(e);
-      process.exit(1);
-    },
-  );
-}
+runIfMain(import.meta.url, main);

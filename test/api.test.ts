@@ -8,7 +8,7 @@ import { spawnSync } from 'node:child_process';
 import { chmodSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, startBroker, waitFor } from './helpers/mosquitto.js';
-import { count, diagnoseOnFailure, makeAgentDir, startAgent } from './helpers/agent.js';
+import { count, launchAgent, makeAgentDir } from './helpers/agent.js';
 
 async function get(port: number, path: string, init: RequestInit = {}) {
   const r = await fetch(`http://127.0.0.1:${port}${path}`, init);
@@ -27,10 +27,7 @@ t.test('metrics, health, readiness and the admin API', async (t) => {
   chmodSync(tokenFile, 0o600);
   a.config.api = { port, tokenFile };
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
+  const agent = launchAgent(t, a, async () => {
     await broker.stop();
   });
   await waitFor(async () => (await get(port, '/healthz').catch(() => ({ status: 0 }))).status === 200, 20_000, 'healthz');
@@ -73,11 +70,7 @@ t.test('a client outside the allow-list is refused on every route', async (t) =>
   // Bound to loopback, but the allow-list names only another network: loopback clients are outside it.
   a.config.api = { port, allow: ['10.0.0.0/8'] };
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
-  });
+  const agent = launchAgent(t, a);
   await waitFor(async () => (await get(port, '/healthz').catch(() => ({ status: 0 }))).status !== 0, 20_000, 'server up');
   for (const p of ['/healthz', '/metrics', '/api/status']) t.equal((await get(port, p)).status, 403, `${p}: 403`);
   await agent.stop();

@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { startBroker, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
 import { ptyPair } from './helpers/socat.js';
-import { cli, count, diagnoseOnFailure, makeAgentDir, startAgent, telemetry, withDb } from './helpers/agent.js';
+import { cli, count, launchAgent, makeAgentDir, telemetry, withDb } from './helpers/agent.js';
 import { simulate } from '../scripts/simulator/cli.js';
 
 function fakeSysfs(root: string) {
@@ -58,10 +58,7 @@ t.test('RTU over a pty pair: values, CRC storm, silent device, bus voltage low, 
     ],
   }];
   writeFileSync(a.configFile, JSON.stringify(cfg));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
+  const agent = launchAgent(t, a, async () => {
     await faults.close();
     await tele.close();
     await sim.close();

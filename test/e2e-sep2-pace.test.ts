@@ -10,7 +10,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { freePort, waitFor } from './helpers/mosquitto.js';
 import { makePki, startSep2Server, type Sep2Server } from './helpers/sep2-server.js';
-import { count, diagnoseOnFailure, makeAgentDir, startAgent } from './helpers/agent.js';
+import { count, launchAgent, makeAgentDir } from './helpers/agent.js';
 
 const POST_RATE_S = 1;
 const POLLS = 60;
@@ -39,10 +39,7 @@ t.test(`postRate (${phase}): one merged post per device per postRate, every read
   });
   a.config.uplinks = [{ name: 'utility', type: 'sep2', url: `https://127.0.0.1:${port}`, certFile: pki.clientCert, keyFile: pki.clientKey, caFile: pki.caCert, timeoutMs: 2000, ...policy }];
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
+  const agent = launchAgent(t, a, async () => {
     await srv?.close();
   });
   const pending = () => count(a, `SELECT count(*) FROM recovery_tasks WHERE status = 'pending'`);

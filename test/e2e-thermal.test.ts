@@ -9,7 +9,7 @@ import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startBroker, waitFor } from './helpers/mosquitto.js';
-import { count, diagnoseOnFailure, log, makeAgentDir, startAgent } from './helpers/agent.js';
+import { count, launchAgent, log, makeAgentDir } from './helpers/agent.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RATE = 40; // drain messages/s as configured
@@ -28,10 +28,7 @@ t.test('hot CPU: throttle factor, THERMAL_THROTTLE event, slower drain; cool: fu
   setTemp(85);
   a.config.hardware = { profile: 'din-rail-gateway', sysfsRoot: sysfs, throttle: { aboveC: 75, belowC: 70, factor: 0.25, minDwellMs: 0, sampleMs: 1000 } };
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
+  const agent = launchAgent(t, a, async () => {
     await broker.stop();
   });
   const metric = async (name: string) => {

@@ -10,7 +10,7 @@ import { startBroker, freePort, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
 import { OtlpTestServer } from './helpers/otlp-server.js';
 import { makePki } from './helpers/sep2-server.js';
-import { checkCounters, count, diagnoseOnFailure, log, makeAgentDir, startAgent, telemetry } from './helpers/agent.js';
+import { checkCounters, count, launchAgent, log, makeAgentDir, telemetry } from './helpers/agent.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -29,10 +29,7 @@ t.test('healthy, flapping and dead uplinks do not hold each other back', async (
     { name: 'utility', type: 'sep2', url: `https://127.0.0.1:${deadPort}`, certFile: pki.clientCert, keyFile: pki.clientKey, caFile: pki.caCert, timeoutMs: 1000, ...policy },
   ];
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
+  const agent = launchAgent(t, a, async () => {
     await rec.close();
     otlp.stop();
     await broker.stop();

@@ -10,7 +10,7 @@ import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { freePort, waitFor } from './helpers/mosquitto.js';
 import { OtlpTestServer, attrs } from './helpers/otlp-server.js';
-import { count, diagnoseOnFailure, log, makeAgentDir, startAgent, withDb } from './helpers/agent.js';
+import { count, launchAgent, log, makeAgentDir, withDb } from './helpers/agent.js';
 import { LogLimiter } from '../agent/log-limit.js';
 
 t.test('partial successes are recorded as recovery events and counted; the batches stay delivered', async (t) => {
@@ -34,10 +34,7 @@ t.test('partial successes are recorded as recovery events and counted; the batch
     retry: { baseMs: 100, maxMs: 500 }, drain: { startJitterMs: 0, readingsPerSec: 1000000, messagesPerSec: 100000 },
   }];
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
+  const agent = launchAgent(t, a, async () => {
     await srv.close();
   });
 

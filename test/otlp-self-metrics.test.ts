@@ -14,7 +14,7 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, DataPointType, type DataPoint, type Histogram as OtelHistogram } from '@opentelemetry/sdk-metrics';
 import { freePort, waitFor } from './helpers/mosquitto.js';
 import { OtlpTestServer, attrs, type Metric, type Recorded } from './helpers/otlp-server.js';
-import { count, diagnoseOnFailure, log, makeAgentDir, startAgent } from './helpers/agent.js';
+import { count, diagnoseOnFailure, launchAgent, log, makeAgentDir, startAgent } from './helpers/agent.js';
 import { registryToResourceMetrics, unitOf, SELF_SCOPE } from '../agent/api/otlp-metrics.js';
 import { VERSION } from '../agent/version.js';
 
@@ -48,10 +48,7 @@ t.test("the agent's metrics arrive over OTLP: sums, gauges, histograms, resource
   });
   a.config.uplinks = [{ name: 'collector', type: 'otlp', url: srv.url, compression: 'gzip', timeoutMs: 2000, drain: { startJitterMs: 0 } }];
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
+  const agent = launchAgent(t, a, async () => {
     await srv.close();
   });
 
@@ -180,10 +177,7 @@ t.test('a collector that does not answer: one export in flight, ticks skipped an
   const a = makeAgentDir('mqtt://127.0.0.1:1', { sources: [], api: { port }, selfMetrics: { uplink: 'sink', intervalMs: INTERVAL_MS, timeoutMs: 10_000 } });
   a.config.uplinks = [{ name: 'sink', type: 'otlp', enabled: false, url: sink.url, compression: 'none' }];
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
+  const agent = launchAgent(t, a, async () => {
     await sink.close();
   });
   const metrics = async () => (await fetch(`http://127.0.0.1:${port}/metrics`).then((r) => r.text(), () => ''));

@@ -87,6 +87,20 @@ export function startAgent(a: AgentDir, env: NodeJS.ProcessEnv = {}): RunningAge
   };
 }
 
+/**
+ * Starts the agent for a test: its output is printed if the test fails, and at teardown it is
+ * killed (-9) if still running, then `after` runs (brokers, servers the test started).
+ */
+export function launchAgent(t: { teardown(fn: () => unknown): void; passing(): boolean }, a: AgentDir, after: () => unknown = () => {}): RunningAgent {
+  const agent = startAgent(a);
+  diagnoseOnFailure(t, a, agent);
+  t.teardown(async () => {
+    if (agent.proc.exitCode === null) await agent.kill9();
+    await after();
+  });
+  return agent;
+}
+
 /** On a failed test, prints the agent's output and the end of its log (CI has nothing else). */
 export function diagnoseOnFailure(t: { teardown(fn: () => void): void; passing(): boolean }, a: AgentDir, agent: RunningAgent): void {
   t.teardown(() => {
