@@ -16,7 +16,7 @@
  *    - the simulator alone, driven by a minimal raw client (write, collect 25 bytes, wait exactly
  *      t3.5 with a spin for the last millisecond, write again);
  *    - the floor of the pair (scripts/bench-pty.ts): an 8-byte echo round trip over a second
- *      socat pair with serialport at both ends and t3.5 of silence between pings, no Modbus in
+ *      socat pair with our serial I/O path at both ends and t3.5 of silence between pings, no Modbus in
  *      it; line cycle + its mean is the best any master and simulator can reach here.
  *    Both clients check every answer's CRC and that the device's read counter moved by exactly
  *    one. Master, raw client and echo alternate over rounds; the best round of each is kept.
@@ -44,7 +44,7 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { SerialPort } from 'serialport';
+import { serialPort } from '../drivers/serial/port.js';
 import type { Reading } from '../agent/reading.js';
 import { DevicePoller } from '../agent/field/poller.js';
 import { lineMs, parseRtuResponse, registers, rtuRequest, rtuResponseLength, t35Ms, type ReadRequest } from '../drivers/modbus/frame.js';
@@ -219,7 +219,7 @@ async function runMaster(serial: string, baud: number, ms: number): Promise<TxRu
 
 /** The minimal client: write, collect the answer by length, wait exactly t3.5, write again. */
 async function runRaw(serial: string, baud: number, ms: number): Promise<TxRun> {
-  const port = new SerialPort({ path: serial, baudRate: baud, parity: 'none', dataBits: 8, stopBits: 1, autoOpen: false });
+  const port = serialPort({ path: serial, baudRate: baud, parity: 'none', dataBits: 8, stopBits: 1 });
   await new Promise<void>((res, rej) => port.open((e) => (e ? rej(e) : res())));
   const req = rtuRequest(TEN);
   const want = rtuResponseLength(TEN);
@@ -354,7 +354,7 @@ function txRows(f: TxFigure): FieldRow[] {
       value: `${fmt1(m.perSec)}/s`,
       limit:
         `floor ${fmt1(floorPerSec)}/s, ${pct1(floorPerSec / th.perSec)} of line: ${fmt2(th.cycleMs)} ms + pty round trip ${fmt2(rttMean)} ms ` +
-        `(mean; p50 ${fmt2(pctl(rtt.ms, 0.5))}, p90 ${fmt2(pctl(rtt.ms, 0.9))}; ${rtt.ms.length} echoes of 8 B, t3.5 apart, serialport + socat, no Modbus${rtt.lost ? `; ${rtt.lost} lost` : ''}) = ${fmt2(th.cycleMs + rttMean)} ms`,
+        `(mean; p50 ${fmt2(pctl(rtt.ms, 0.5))}, p90 ${fmt2(pctl(rtt.ms, 0.9))}; ${rtt.ms.length} echoes of 8 B, t3.5 apart, drivers/serial + socat, no Modbus${rtt.lost ? `; ${rtt.lost} lost` : ''}) = ${fmt2(th.cycleMs + rttMean)} ms`,
       ratio: pct1(m.perSec / floorPerSec),
       target: '-',
       verdict: '-',

@@ -1,8 +1,8 @@
 /**
  * The floor under the RTU figures (scripts/bench-field.ts): what one round trip over a socat pty
- * pair costs with nothing of Modbus in it. A pty has no baud rate, but every byte still crosses
- * serialport's write (a libuv thread-pool job), socat's poll loop, and serialport's read on the
- * far end (poll, then a thread-pool read), in each direction. An RTU transaction over the pair
+ * pair costs with nothing of Modbus in it, through the same serial I/O path as the master and the
+ * simulator (drivers/serial/port.ts). A pty has no baud rate, but every byte still crosses a
+ * write(2), socat's poll loop, and a poll + read(2) on the far end, in each direction. An RTU transaction over the pair
  * crosses it twice (the request out, the answer's last byte back), so the best any master can
  * reach against a simulator that keeps the line's timing exactly is line cycle + one round trip.
  *
@@ -12,18 +12,18 @@
  * transaction (waking an idle process costs more than waking a busy one).
  */
 import { performance } from 'node:perf_hooks';
-import { SerialPort } from 'serialport';
+import { serialPort, type SerialStream } from '../drivers/serial/port.js';
 import { waitUntil } from '../drivers/modbus/wait.js';
 
 const PING = 8;
 
-async function openPort(path: string, baudRate: number): Promise<SerialPort> {
-  const port = new SerialPort({ path, baudRate, parity: 'none', dataBits: 8, stopBits: 1, autoOpen: false });
+async function openPort(path: string, baudRate: number): Promise<SerialStream> {
+  const port = serialPort({ path, baudRate, parity: 'none', dataBits: 8, stopBits: 1 });
   await new Promise<void>((res, rej) => port.open((e) => (e ? rej(e) : res())));
   return port;
 }
 
-const closePort = (port: SerialPort) => new Promise<void>((r) => (port.isOpen ? port.close(() => r()) : r()));
+const closePort = (port: SerialStream) => new Promise<void>((r) => (port.isOpen ? port.close(() => r()) : r()));
 
 /** The echo end: every PING bytes received go straight back. Returns its closer. */
 export async function echo(path: string, baudRate: number): Promise<() => Promise<void>> {

@@ -15,7 +15,7 @@
  * board's device tree enables it at boot (`linux,rs485-enabled-at-boot-time`); the board profile
  * says which ports have it (hardware/profiles).
  */
-import { SerialPort } from 'serialport';
+import { serialPort, type SerialStream } from '../serial/port.js';
 import { parseRtuResponse, registers, bits, rtuRequest, rtuResponseLength, t35Ms, type FrameError, type ReadRequest } from './frame.js';
 import type { ReadResult } from './types.js';
 import { SerialQueue } from './queue.js';
@@ -53,12 +53,14 @@ interface Job {
 }
 
 export class RtuMaster {
-  private port: SerialPort | null = null;
+  private port: SerialStream | null = null;
   private readonly queue: SerialQueue<Job, ReadResult>;
   private rx: Buffer[] = [];
   private rxLen = 0;
   private lastActivity = 0;
   private onBytes: (() => void) | null = null;
+  /** Ends the collect() in progress (close() while a request waits for its answer). */
+  private abortCollect: (() => void) | null = null;
   private closed = false;
   private reopenAt = 0;
   readonly t35: number;
@@ -79,9 +81,8 @@ export class RtuMaster {
 
   /** Opens the port; a failure is returned, not thrown. */
   async open(): Promise<{ ok: true } | { ok: false; errno: string; message: string }> {
-    const port = new SerialPort({
+    const port = serialPort({
       path: this.o.path, baudRate: this.o.baudRate, parity: this.o.parity, dataBits: this.o.dataBits, stopBits: this.o.stopBits,
-      autoOpen: false,
     });
     const err = await new Promise<Error | null>((res) => port.open((e) => res(e ?? null)));
     if (err) return { ok: false, errno: (err as Error & { code?: string }).code ?? 'EIO', message: err.message };
@@ -158,7 +159,9 @@ export class RtuMaster {
       return { ok: false, failure: { kind: 'transport', errno: (wrote as Error & { code?: string }).code ?? 'EIO', message: wrote.message } };
     }
     this.lastActivity = performance.now();
+    if (this.closed) return { ok: false, failure: { kind: 'transport', errno: 'ECANCELED', message: 'bus closing' } };
     const buf = await this.collect(expected, timeoutMs);
+    if (buf === null) return { ok: false, failure: { kind: 'transport', errno: 'ECANCELED', message: 'bus closing' } };
     if (buf.length === 0) {
       this.stats.timeouts++;
       return { ok: false, failure: { kind: 'timeout', message: `no answer from unit ${req.unit} within ${timeoutMs} ms` } };
@@ -180,12 +183,12 @@ export class RtuMaster {
    * Writes and drains a frame. serialport waits for an 'open' that never comes when the port
    * closes mid-write, so the write races the port's 'close' and a backstop: a vanished adapter
    * becomes a transport failure, never a wedged bus. The backstop is not the request timeout:
-   * write and tcdrain run on libuv's thread pool, and on a loaded machine (or a pty whose far
-   * end, socat, waits to be scheduled) they can take longer than a short request timeout
+   * tcdrain runs on libuv's thread pool (and the write waits for room in the tty), and on a
+   * loaded machine (or a pty whose far end, socat, waits to be scheduled) they can take longer than a short request timeout
    * while the bytes do go out; failing them then reported a serial-port fault (ETIMEDOUT)
    * that was only load, and left the answer to arrive as stray bytes.
    */
-  private write(port: SerialPort, frame: Buffer, timeoutMs: number): Promise<Error | null> {
+  private write(port: SerialStream, frame: Buffer, timeoutMs: number): Promise<Error | null> {
     return new Promise((resolve) => {
       let done = false;
       const finish = (e: Error | null) => {
@@ -209,15 +212,20 @@ export class RtuMaster {
 
   /**
    * Collects one response: complete at the expected length (or 5 bytes for an exception),
-   * ended early by frameGapMs of silence after the first byte, or empty at the timeout.
+   * ended early by frameGapMs of silence after the first byte, empty at the timeout, or null
+   * when close() ends it.
    */
-  private collect(expected: number, timeoutMs: number): Promise<Buffer> {
+  private collect(expected: number, timeoutMs: number): Promise<Buffer | null> {
     return new Promise((resolve) => {
       let gap: NodeJS.Timeout | null = null;
-      const done = () => {
+      const stop = () => {
         clearTimeout(overall);
         if (gap) clearTimeout(gap);
         this.onBytes = null;
+        this.abortCollect = null;
+      };
+      const done = () => {
+        stop();
         resolve(this.take());
       };
       const check = () => {
@@ -232,11 +240,14 @@ export class RtuMaster {
       const overall = setTimeout(() => {
         if (this.rxLen > 0) done();
         else {
-          this.onBytes = null;
-          if (gap) clearTimeout(gap);
+          stop();
           resolve(Buffer.alloc(0));
         }
       }, timeoutMs);
+      this.abortCollect = () => {
+        stop();
+        resolve(null);
+      };
       this.onBytes = check;
       if (this.rxLen > 0) check();
     });
@@ -244,6 +255,7 @@ export class RtuMaster {
 
   async close(): Promise<void> {
     this.closed = true;
+    this.abortCollect?.();
     this.queue.drain(() => ({ ok: false, failure: { kind: 'transport', errno: 'ECANCELED', message: 'bus closing' } }));
     const port = this.port;
     this.port = null;

@@ -27,7 +27,7 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { SerialPort } from 'serialport';
+import { serialPort, type SerialStream } from '../../drivers/serial/port.js';
 import { FN, lineMs, parseRtuRequest, rtuFrame, rtuRequestLength, t35Ms } from '../../drivers/modbus/frame.js';
 import { waitUntil } from '../../drivers/modbus/wait.js';
 import type { SimDevice } from './device.js';
@@ -77,7 +77,7 @@ export class RtuSimulator {
   private readonly stop = new AbortController();
 
   private constructor(
-    private readonly port: SerialPort,
+    private readonly port: SerialStream,
     private readonly opts: RtuSimOptions,
   ) {
     this.bitsPerChar = 1 + (opts.dataBits ?? 8) + (opts.parity === 'none' ? 0 : 1) + (opts.stopBits ?? 1);
@@ -87,7 +87,7 @@ export class RtuSimulator {
   }
 
   static async open(opts: RtuSimOptions): Promise<RtuSimulator> {
-    const port = new SerialPort({
+    const port = serialPort({
       path: opts.path,
       baudRate: opts.baudRate,
       parity: opts.parity ?? 'even',

@@ -14,8 +14,8 @@
  *
  * A pty has no baud rate: bytes cross with no line timing whatever the termios say. Timing
  * tests use the RTU simulator's line-rate emulation (scripts/simulator/rtu.ts). They do not
- * cross for free: each way goes through socat's poll loop (and, with serialport at the ends,
- * libuv's thread pool), a fraction of a millisecond that grows with the machine's load;
+ * cross for free: each way goes through socat's poll loop and a wake-up of each end, a
+ * fraction of a millisecond that grows with the machine's load;
  * `npm run bench` measures the round trip (scripts/bench-pty.ts).
  *
  * socat never outlives the test process: killed on close(), on process exit, and (when

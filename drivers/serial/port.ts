@@ -1,0 +1,109 @@
+/**
+ * Serial ports for the RTU master and simulator: node serialport, with its reads and writes done
+ * on the event loop's own thread on Linux.
+ *
+ * serialport's Linux binding (bindings-cpp 13) opens the tty non-blocking, waits for it with a
+ * uv_poll, and then reads and writes through fs.read/fs.write, i.e. through libuv's thread pool:
+ * every frame out and every chunk in costs a hand-off to a pool thread and back (measured with
+ * `node dist/scripts/bench-field.js`: an 8-byte echo over a socat pty pair took 0.71 ms mean
+ * with it, see the README's bench table for the figure without). At 115200 baud a 10-register
+ * transaction lasts 6.4 ms on the line, so those hand-offs alone were a tenth of it. On a
+ * non-blocking descriptor read(2) and write(2) never block, so this binding calls them directly
+ * (readSync/writeSync) and uses the binding's own poller only when the tty has nothing to give
+ * (EAGAIN) or no room to take. Everything else (open with termios, locking, set/get, tcdrain,
+ * close) is serialport's, through its documented extension point: the `binding` option of
+ * SerialPortStream. On other platforms the stock binding is used unchanged.
+ *
+ * Failure behaviour matches bindings-cpp's unix-read/unix-write: EAGAIN/EWOULDBLOCK/EINTR wait
+ * for the poller; EBADF/ENXIO/EIO mark the error `disconnect`; a read on a closed port is
+ * `canceled` (the stream ignores those). A read of 0 bytes waits for the poller instead of
+ * spinning (the far end of a pty went away).
+ */
+import { readSync, writeSync } from 'node:fs';
+import { autoDetect, LinuxBinding, type AutoDetectTypes, type LinuxPortBinding, type OpenOptionsFromBinding } from '@serialport/bindings-cpp';
+import { SerialPortStream } from '@serialport/stream';
+
+type Errno = Error & { code?: string; disconnect?: boolean; canceled?: boolean };
+
+const RETRY = new Set(['EAGAIN', 'EWOULDBLOCK', 'EINTR']);
+const GONE = new Set(['EBADF', 'ENXIO', 'EIO', 'UNKNOWN']);
+
+function canceled(): Errno {
+  return Object.assign(new Error('Port is not open'), { canceled: true });
+}
+
+function ready(port: LinuxPortBinding, event: 'readable' | 'writable'): Promise<void> {
+  return new Promise((resolve, reject) => port.poller.once(event, (e) => (e ? reject(e) : resolve())));
+}
+
+function fatal(e: Errno): Errno {
+  if (e.code !== undefined && GONE.has(e.code)) e.disconnect = true;
+  return e;
+}
+
+async function readNow(port: LinuxPortBinding, buffer: Buffer, offset: number, length: number): Promise<{ buffer: Buffer; bytesRead: number }> {
+  for (;;) {
+    if (port.fd === null) throw canceled();
+    let n = 0;
+    try {
+      n = readSync(port.fd, buffer, offset, length, null);
+    } catch (e) {
+      if (!RETRY.has((e as Errno).code ?? '')) throw fatal(e as Errno);
+    }
+    if (n > 0) return { buffer, bytesRead: n };
+    await ready(port, 'readable');
+  }
+}
+
+async function writeNow(port: LinuxPortBinding, buffer: Buffer): Promise<void> {
+  let off = 0;
+  while (off < buffer.length) {
+    if (port.fd === null) throw new Error('Port is not open');
+    try {
+      off += writeSync(port.fd, buffer, off, buffer.length - off);
+      continue;
+    } catch (e) {
+      if (!RETRY.has((e as Errno).code ?? '')) throw fatal(e as Errno);
+    }
+    await ready(port, 'writable');
+  }
+}
+
+/** The port's read and write replaced; drain() still waits for the write, then tcdrain. */
+function onLoopThread(port: LinuxPortBinding): LinuxPortBinding {
+  // writeOperation is private in the typings; drain() awaits it, so ours must be there too.
+  const op = port as unknown as { writeOperation: Promise<void> | null };
+  port.read = async (buffer: Buffer, offset: number, length: number) => {
+    if (buffer.length < offset + length) throw new Error('buffer is too small');
+    return readNow(port, buffer, offset, length);
+  };
+  port.write = (buffer: Buffer) => {
+    if (!port.isOpen) return Promise.reject(new Error('Port is not open'));
+    const w = writeNow(port, buffer).finally(() => {
+      if (op.writeOperation === w) op.writeOperation = null;
+    });
+    op.writeOperation = w;
+    return w;
+  };
+  return port;
+}
+
+/** serialport's Linux binding with reads and writes on the event loop thread. */
+export const LoopThreadBinding: typeof LinuxBinding = {
+  list: () => LinuxBinding.list(),
+  open: async (options) => onLoopThread(await LinuxBinding.open(options)),
+};
+
+/** The binding this platform gets: LoopThreadBinding on Linux, serialport's own elsewhere. */
+export function serialBinding(): AutoDetectTypes {
+  return process.platform === 'linux' ? LoopThreadBinding : autoDetect();
+}
+
+export type SerialOpenOptions = Omit<OpenOptionsFromBinding<AutoDetectTypes>, 'binding'> & { autoOpen?: boolean };
+
+export type SerialStream = SerialPortStream<AutoDetectTypes>;
+
+/** A serialport stream on serialBinding(); unopened unless autoOpen is true. */
+export function serialPort(o: SerialOpenOptions): SerialStream {
+  return new SerialPortStream<AutoDetectTypes>({ autoOpen: false, ...o, binding: serialBinding() });
+}
