@@ -8,15 +8,18 @@
  * 1. RTU transactions/s at 9600 and 115200 baud, 8N1 (10 bits a character), reading 10 holding
  *    registers of a counter device: our RtuMaster against the RTU simulator with line-rate
  *    emulation (emulateLineRate: the answer is paced at the baud, after the request's own line
- *    time and t3.5) over a socat pty pair, vs the line's theoretical maximum:
+ *    time and t3.5) over a pty pair, vs the line's theoretical maximum:
  *      (request 8 B + response 25 B) x 10 bit / baud  +  2 x t3.5 (frame.ts t35Ms, 10-bit chars)
  *    The simulator keeps the line's timing (the answer's last byte at its moment to within tens
  *    of microseconds, drivers/modbus/wait.ts), but the pty adds its own latency: every
- *    transaction crosses the pair twice. Two more limits, measured in the same rounds:
+ *    transaction crosses the pair twice. The pair is direct where python3 can make one (the
+ *    simulator holds the pty's master end, the master opens /dev/pts/N: scripts/pty-direct.ts),
+ *    as a UART has no relay process in its path; else a socat pair (a relay: two more process
+ *    wake-ups per round trip). Two more limits, measured in the same rounds:
  *    - the simulator alone, driven by a minimal raw client (write, collect 25 bytes, wait exactly
  *      t3.5 with a spin for the last millisecond, write again);
  *    - the floor of the pair (scripts/bench-pty.ts): an 8-byte echo round trip over a second
- *      socat pair with our serial I/O path at both ends and t3.5 of silence between pings, no Modbus in
+ *      pair with our serial I/O path at both ends and t3.5 of silence between pings, no Modbus in
  *      it; line cycle + its mean is the best any master and simulator can reach here.
  *    Both clients check every answer's CRC and that the device's read counter moved by exactly
  *    one. Master, raw client and echo alternate over rounds; the best round of each is kept.
@@ -33,7 +36,7 @@
  * The simulators run in a child process (this file with --sim), as `holdfast simulate` would:
  * the master's event loop holds only what the agent's would.
  *
- * Env: BENCH_FIELD_ROUND_MS (per throughput round, default 2500; 2 rounds each), BENCH_FIELD_JITTER_MS
+ * Env: BENCH_FIELD_ROUND_MS (per throughput round, default 2500; 3 rounds each), BENCH_FIELD_JITTER_MS
  * (default 15000), BENCH_FIELD_ONLY=tx,jitter.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
@@ -52,6 +55,7 @@ import { RtuMaster } from '../drivers/modbus/rtu-master.js';
 import type { DeviceMap, PointDef } from '../drivers/modbus/types.js';
 import { ptyPair, type PtyPair } from '../test/helpers/socat.js';
 import { echo, roundTrips, type RoundTrips } from './bench-pty.js';
+import { directPtysAvailable, inheritedPtys, parsePtyLine, spawnOnPtys, type DirectPty } from './pty-direct.js';
 import { simulate, type Simulation } from './simulator/cli.js';
 import { runIfMain } from './run-main.js';
 
@@ -73,7 +77,7 @@ const envInt = (name: string, def: number) => {
   return Number.isFinite(v) && v > 0 ? Math.floor(v) : def;
 };
 const ROUND_MS = envInt('BENCH_FIELD_ROUND_MS', 2500);
-const ROUNDS = 2;
+const ROUNDS = 3;
 const JITTER_MS = envInt('BENCH_FIELD_JITTER_MS', 15000);
 const ONLY = new Set((process.env.BENCH_FIELD_ONLY ?? 'tx,jitter').split(',').map((s) => s.trim()));
 const TARGET_TX = 0.9;
@@ -100,29 +104,43 @@ function pctl(xs: readonly number[], p: number): number {
 // The simulator child
 
 interface SimSpec {
+  /** `serial`: a path, or `pty:i` for the i-th pair the child holds the master end of (pty-direct.ts). */
   buses: { serial: string; units: string }[];
   baud: number;
   lineRate: boolean;
-  /** A pty end to run the round-trip echo on (bench-pty.ts). */
+  /** A pty end to run the round-trip echo on (bench-pty.ts), same forms as `serial`. */
   echo?: string;
 }
 
 interface SimChild {
+  /** The pairs the child holds the master ends of (startSimChild's `ptys` > 0). */
+  ptys: DirectPty[];
   stats(): Promise<unknown[]>;
   stop(): Promise<void>;
+}
+
+/** A `serial` of a SimSpec, in the child: the path to open, or the held pty's slave path and master descriptor. */
+function serialOf(ref: string): { path: string; fd?: number } {
+  const m = /^pty:(\d+)$/.exec(ref);
+  if (!m) return { path: ref };
+  const p = inheritedPtys()[Number(m[1])];
+  if (!p) throw new Error(`${ref}: this process holds no such pty`);
+  return p;
 }
 
 const children = new Set<ChildProcess>();
 let exitHooked = false;
 
-async function startSimChild(spec: SimSpec): Promise<SimChild> {
+/** Starts the simulators in a child process; with `ptys` > 0, as the far end of that many direct pty pairs. */
+async function startSimChild(spec: SimSpec, ptys = 0): Promise<SimChild> {
   if (!exitHooked) {
     exitHooked = true;
     process.on('exit', () => {
       for (const c of children) c.kill('SIGKILL');
     });
   }
-  const child = spawn(process.execPath, [SELF, '--sim', JSON.stringify(spec)], { stdio: ['pipe', 'pipe', 'pipe'] });
+  const args = [SELF, '--sim', JSON.stringify(spec)];
+  const child = ptys > 0 ? spawnOnPtys(ptys, args) : spawn(process.execPath, args, { stdio: ['pipe', 'pipe', 'pipe'] });
   children.add(child);
   let stderr = '';
   child.stderr!.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-4000)));
@@ -136,9 +154,11 @@ async function startSimChild(spec: SimSpec): Promise<SimChild> {
       void exited.then(() => (clearTimeout(timer), reject(new Error(`simulator child exited; stderr: ${stderr}`))));
       waiting.push((l) => (clearTimeout(timer), resolve(l)));
     });
+  const held = ptys > 0 ? parsePtyLine(await next('pty line')) : [];
   const ready = await next('ready line');
   if (ready !== 'ready') throw new Error(`simulator child: ${ready}; stderr: ${stderr}`);
   return {
+    ptys: held,
     async stats() {
       child.stdin!.write('stats\n');
       return JSON.parse(await next('stats')) as unknown[];
@@ -156,9 +176,11 @@ async function startSimChild(spec: SimSpec): Promise<SimChild> {
 async function simChildMain(spec: SimSpec): Promise<void> {
   const sims: Simulation[] = [];
   for (const b of spec.buses) {
-    sims.push(await simulate({ mode: 'modbus-rtu', serial: b.serial, baud: spec.baud, parity: 'none', units: b.units, lineRate: spec.lineRate, print: () => {} }));
+    const s = serialOf(b.serial);
+    sims.push(await simulate({ mode: 'modbus-rtu', serial: s.path, serialFd: s.fd, baud: spec.baud, parity: 'none', units: b.units, lineRate: spec.lineRate, print: () => {} }));
   }
-  const closeEcho = spec.echo ? await echo(spec.echo, spec.baud) : null;
+  const e = spec.echo ? serialOf(spec.echo) : null;
+  const closeEcho = e ? await echo(e.path, spec.baud, e.fd) : null;
   process.stdout.write('ready\n');
   const rl = createInterface({ input: process.stdin });
   rl.on('line', (l) => {
@@ -284,6 +306,8 @@ async function runRaw(serial: string, baud: number, ms: number): Promise<TxRun> 
 
 interface TxFigure {
   baud: number;
+  /** What joins master and simulator: a direct pty pair (pty-direct.ts) or a socat pair. */
+  rig: string;
   theory: { lineMs: number; t35: number; cycleMs: number; perSec: number };
   master: TxRun;
   raw: TxRun;
@@ -298,30 +322,37 @@ async function txFigure(baud: number): Promise<TxFigure> {
   const line = lineMs(bytes, baud, BITS);
   const t35 = t35Ms(baud, BITS);
   const cycle = line + 2 * t35;
-  const pty = await ptyPair();
+  // Direct pty pairs (the simulator holds the master ends: pty-direct.ts) where python3 can make
+  // them, else socat pairs; the echo floor is measured on the same kind of pair.
+  const direct = directPtysAvailable();
+  const pty = direct ? null : await ptyPair();
   let floor: PtyPair | null = null;
   let sim: SimChild | null = null;
   try {
-    floor = await ptyPair();
-    sim = await startSimChild({ buses: [{ serial: pty.a, units: '1:counter' }], baud, lineRate: true, echo: floor.a });
+    if (!direct) floor = await ptyPair();
+    sim = direct
+      ? await startSimChild({ buses: [{ serial: 'pty:0', units: '1:counter' }], baud, lineRate: true, echo: 'pty:1' }, 2)
+      : await startSimChild({ buses: [{ serial: pty!.a, units: '1:counter' }], baud, lineRate: true, echo: floor!.a });
+    const busPath = direct ? sim.ptys[0].path : pty!.b;
+    const echoPath = direct ? sim.ptys[1].path : floor!.b;
     const masters: TxRun[] = [];
     const raws: TxRun[] = [];
     const rtts: RoundTrips[] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      masters.push(await runMaster(pty.b, baud, ROUND_MS));
+      masters.push(await runMaster(busPath, baud, ROUND_MS));
       await sleep(50);
-      raws.push(await runRaw(pty.b, baud, ROUND_MS));
+      raws.push(await runRaw(busPath, baud, ROUND_MS));
       await sleep(50);
-      rtts.push(await roundTrips(floor.b, baud, t35, Math.min(ROUND_MS, 1500)));
+      rtts.push(await roundTrips(echoPath, baud, t35, Math.min(ROUND_MS, 1500)));
       await sleep(50);
     }
     const best = (xs: TxRun[]) => xs.reduce((a, b) => (b.perSec > a.perSec ? b : a));
     const rtt = rtts.reduce((a, b) => (mean(b.ms) < mean(a.ms) ? b : a));
-    return { baud, theory: { lineMs: line, t35, cycleMs: cycle, perSec: 1000 / cycle }, master: best(masters), raw: best(raws), masters, raws, rtt };
+    return { baud, rig: direct ? 'direct pty' : 'socat pty pair', theory: { lineMs: line, t35, cycleMs: cycle, perSec: 1000 / cycle }, master: best(masters), raw: best(raws), masters, raws, rtt };
   } finally {
     await sim?.stop();
     await floor?.close();
-    await pty.close();
+    await pty?.close();
   }
 }
 
@@ -334,7 +365,7 @@ function txRows(f: TxFigure): FieldRow[] {
   const checks = (x: TxRun) => (x.failed + x.counterJumps > 0 ? `; ${x.failed} failed, ${x.counterJumps} counter jumps` : '');
   return [
     {
-      name: `RTU tx/s @${f.baud} 8N1 (fn 3, 10 regs)`,
+      name: `RTU tx/s @${f.baud} 8N1 (fn 3, 10 regs, ${f.rig})`,
       value: `${fmt1(m.perSec)}/s (${fmt1(1000 / m.perSec)} ms/tx${checks(m)})`,
       limit: `line max ${fmt1(th.perSec)}/s: (8+${bytes - 8} B) x ${BITS} bit / ${f.baud} = ${fmt1(th.lineMs)} ms + 2 x t3.5 ${fmt2(th.t35)} ms = ${fmt1(th.cycleMs)} ms`,
       ratio: pct1(r),
@@ -354,7 +385,7 @@ function txRows(f: TxFigure): FieldRow[] {
       value: `${fmt1(m.perSec)}/s`,
       limit:
         `floor ${fmt1(floorPerSec)}/s, ${pct1(floorPerSec / th.perSec)} of line: ${fmt2(th.cycleMs)} ms + pty round trip ${fmt2(rttMean)} ms ` +
-        `(mean; p50 ${fmt2(pctl(rtt.ms, 0.5))}, p90 ${fmt2(pctl(rtt.ms, 0.9))}; ${rtt.ms.length} echoes of 8 B, t3.5 apart, drivers/serial + socat, no Modbus${rtt.lost ? `; ${rtt.lost} lost` : ''}) = ${fmt2(th.cycleMs + rttMean)} ms`,
+        `(mean; p50 ${fmt2(pctl(rtt.ms, 0.5))}, p90 ${fmt2(pctl(rtt.ms, 0.9))}; ${rtt.ms.length} echoes of 8 B, t3.5 apart, drivers/serial, ${f.rig}, no Modbus${rtt.lost ? `; ${rtt.lost} lost` : ''}) = ${fmt2(th.cycleMs + rttMean)} ms`,
       ratio: pct1(m.perSec / floorPerSec),
       target: '-',
       verdict: '-',

@@ -17,17 +17,17 @@ import { waitUntil } from '../drivers/modbus/wait.js';
 
 const PING = 8;
 
-async function openPort(path: string, baudRate: number): Promise<SerialStream> {
-  const port = serialPort({ path, baudRate, parity: 'none', dataBits: 8, stopBits: 1 });
+async function openPort(path: string, baudRate: number, fd?: number): Promise<SerialStream> {
+  const port = serialPort({ path, fd, baudRate, parity: 'none', dataBits: 8, stopBits: 1 });
   await new Promise<void>((res, rej) => port.open((e) => (e ? rej(e) : res())));
   return port;
 }
 
 const closePort = (port: SerialStream) => new Promise<void>((r) => (port.isOpen ? port.close(() => r()) : r()));
 
-/** The echo end: every PING bytes received go straight back. Returns its closer. */
-export async function echo(path: string, baudRate: number): Promise<() => Promise<void>> {
-  const port = await openPort(path, baudRate);
+/** The echo end (on `fd` when given, else `path` is opened): every PING bytes received go straight back. Returns its closer. */
+export async function echo(path: string, baudRate: number, fd?: number): Promise<() => Promise<void>> {
+  const port = await openPort(path, baudRate, fd);
   let held = 0;
   port.on('data', (d: Buffer) => {
     held += d.length;

@@ -27,7 +27,7 @@
  * Env knobs: BENCH_INGEST_READINGS, BENCH_DRAIN_READINGS, BENCH_RSS_READINGS, BENCH_INGEST_ROUNDS,
  * BENCH_DRAIN_ROUNDS, BENCH_ONLY=ingest,drain,rss,cold,otlp (a subset, e.g. for --cpu-prof), BENCH_FIELD=0
  * (skips the field-side figures), BENCH_DIR (where the databases go; must be on a real disk for
- * figure 3; default os.tmpdir()).
+ * figure 3; default os.tmpdir()), BENCH_KEEP=1 (keep that directory, e.g. to study the drained store).
  */
 import { fieldTable, runFieldBench } from './bench-field.js';
 import { runOtlpBench, type OtlpRow } from './bench-otlp.js';
@@ -402,7 +402,18 @@ function diskTerms(run: IngestRun): string[] {
 interface Broker {
   url: string;
   port: number;
+  /** CPU time the broker has used so far, ms (from /proc/<pid>/schedstat; NaN when unreadable). */
+  cpuMs(): number;
   stop(): Promise<void>;
+}
+
+/** On-CPU time of a single-threaded process, ms (NaN when /proc cannot tell). */
+function procCpuMs(pid: number | undefined): number {
+  try {
+    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return NaN;
+  }
 }
 
 const children = new Set<ChildProcess>();
@@ -463,6 +474,8 @@ async function startBroker(dir: string): Promise<Broker> {
       return {
         port,
         url: `mqtt://127.0.0.1:${port}`,
+        // setpriv execs mosquitto: the child's pid is the broker's.
+        cpuMs: () => procCpuMs(child.pid),
         async stop() {
           if (!exited) child.kill('SIGTERM');
           await Promise.race([exit, sleep(5000)]);
@@ -480,8 +493,10 @@ async function startBroker(dir: string): Promise<Broker> {
 // Figure 2: drain vs raw publisher
 
 interface DrainRun {
-  /** CPU time of this process (user + system) during the run, ms. */
+  /** CPU time of this process (user + system, all its threads) during the run, ms. */
   cpuMs: number;
+  /** CPU time of the broker during the run, ms (NaN when unknown). */
+  brokerMs: number;
   /** Garbage collections on this thread during the run. */
   gc?: GcTally;
   messages: number;
@@ -550,8 +565,10 @@ function watchGc(): () => GcTally {
 const gcText = (g: GcTally | undefined, messages: number) =>
   g ? `GC ${fmtInt((1000 * (g.minorMs + g.majorMs)) / messages)} us/msg: ${fmtInt(g.minor)} scavenges ${fmtInt(g.minorMs)} ms, ${fmtInt(g.major)} other ${fmtInt(g.majorMs)} ms` : '';
 
-async function runRawPublish(url: string, topic: string, msgs: Envelope[], window: number): Promise<DrainRun> {
+async function runRawPublish(broker: Broker, topic: string, msgs: Envelope[], window: number): Promise<DrainRun> {
+  const url = broker.url;
   const stopGc = watchGc();
+  const b0 = broker.cpuMs();
   const c0 = process.cpuUsage();
   const t0 = now();
   const client: MqttClient = mqtt.connect(url, mqttOptions(`bench-raw-${process.pid}-${Math.floor(t0)}`));
@@ -602,6 +619,7 @@ async function runRawPublish(url: string, topic: string, msgs: Envelope[], windo
   }
   const t1 = now();
   const cpu = process.cpuUsage(c0);
+  const brokerMs = broker.cpuMs() - b0;
   await new Promise<void>((r) => client.end(false, {}, () => r()));
   let readings = 0;
   let bytes = 0;
@@ -609,7 +627,32 @@ async function runRawPublish(url: string, topic: string, msgs: Envelope[], windo
     readings += m.readings;
     bytes += m.payload.length;
   }
-  return { cpuMs: (cpu.user + cpu.system) / 1000, gc: stopGc(), messages: msgs.length, readings, bytes, ms: t1 - t0, perSec: (readings * 1000) / (t1 - t0) };
+  return { cpuMs: (cpu.user + cpu.system) / 1000, brokerMs, gc: stopGc(), messages: msgs.length, readings, bytes, ms: t1 - t0, perSec: (readings * 1000) / (t1 - t0) };
+}
+
+/**
+ * What the raw publisher is spared: reading each pending batch (row + segment body) and opening
+ * it (AES-256-GCM + inflate), on this thread alone, with nothing sent. CPU us per batch, the
+ * best of `passes` passes over the whole backlog.
+ */
+function decodeCost(db: DB, codec: PayloadCodec, passes: number): number {
+  const q = new TaskQueue(db, UPLINK);
+  let best = Infinity;
+  for (let p = 0; p < passes; p++) {
+    const c0 = process.cpuUsage();
+    let n = 0;
+    let after = 0;
+    for (;;) {
+      const rows = q.fresh(after, Number.MAX_SAFE_INTEGER, 256);
+      if (rows.length === 0) break;
+      for (const t of rows) codec.decode(t.payload, t.key);
+      n += rows.length;
+      after = rows[rows.length - 1].id;
+    }
+    const c = process.cpuUsage(c0);
+    if (n > 0) best = Math.min(best, (c.user + c.system) / n);
+  }
+  return best;
 }
 
 /** Puts every task of the bench uplink back to never-attempted (between drain rounds). */
@@ -622,7 +665,7 @@ function resetTasks(db: DB): void {
 }
 
 /** Holdfast: a real Lane + MqttDriver draining the store's whole backlog. */
-async function runLane(db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: number, expectBytes: number): Promise<DrainRun> {
+async function runLane(broker: Broker, db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: number, expectBytes: number): Promise<DrainRun> {
   const u = cfg.uplinks[0];
   if (u.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
   const pending = db.prepare(`SELECT count(*) AS n, coalesce(sum(reading_count), 0) AS r FROM recovery_tasks WHERE uplink = ? AND status = 'pending'`);
@@ -642,10 +685,12 @@ async function runLane(db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: num
   });
   gc();
   const stopGc = watchGc();
+  const b0 = broker.cpuMs();
   const c0 = process.cpuUsage();
   const t0 = now();
   let t1 = 0;
   let cpu: NodeJS.CpuUsage;
+  let brokerMs = NaN;
   lane.start();
   try {
     await new Promise<void>((resolve, reject) => {
@@ -664,12 +709,13 @@ async function runLane(db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: num
     lane.flush(); // the outcomes are in the store: that is "delivered"
     t1 = now();
     cpu = process.cpuUsage(c0);
+    brokerMs = broker.cpuMs() - b0;
   } finally {
     await lane.stop();
   }
   const after = pending.get(UPLINK) as { n: number; r: number };
   if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
-  return { cpuMs: (cpu.user + cpu.system) / 1000, gc: stopGc(), messages: before.n, readings: before.r, bytes: expectBytes, ms: t1 - t0, perSec: (before.r * 1000) / (t1 - t0) };
+  return { cpuMs: (cpu.user + cpu.system) / 1000, brokerMs, gc: stopGc(), messages: before.n, readings: before.r, bytes: expectBytes, ms: t1 - t0, perSec: (before.r * 1000) / (t1 - t0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -945,28 +991,38 @@ async function main(): Promise<void> {
         const totalBytes = msgs.reduce((a, m) => a + m.payload.length, 0);
         const totalReadings = msgs.reduce((a, m) => a + m.readings, 0);
         say(`[2] drain: ${fmtInt(msgs.length)} batches = ${fmtInt(totalReadings)} readings, ${fmt1(mb(totalBytes))} MB of JSON envelopes (${fmtInt(totalBytes / msgs.length)} B each), QoS 1, window ${MAX_INFLIGHT}, mosquitto ${broker.url} (no subscribers)`);
-        await runRawPublish(broker.url, topic, msgs.slice(0, 300), MAX_INFLIGHT); // warm-up (broker + client)
+        await runRawPublish(broker, topic, msgs.slice(0, 300), MAX_INFLIGHT); // warm-up (broker + client)
+        const decodeUs = decodeCost(db, codec, 3);
         // Alternate raw and lane DRAIN_ROUNDS times on the same broker; the best of each is kept
         // (loopback + a broker sharing 2 cores is noisy; best-of is fair to both sides).
         const raws: DrainRun[] = [];
         const lanes: DrainRun[] = [];
         for (let round = 0; round < DRAIN_ROUNDS; round++) {
           if (round > 0) resetTasks(db);
-          const a = await runRawPublish(broker.url, topic, msgs, MAX_INFLIGHT);
+          const a = await runRawPublish(broker, topic, msgs, MAX_INFLIGHT);
           raws.push(a);
-          const b = await runLane(db, cfg, codec, msgs.length, totalBytes);
+          const b = await runLane(broker, db, cfg, codec, msgs.length, totalBytes);
           lanes.push(b);
-          const us = (r: DrainRun) => fmtInt((r.cpuMs * 1000) / r.messages);
-          say(`    round ${round + 1}: raw mqtt.js ${fmtInt(a.perSec)} readings/s (${fmtInt(a.ms)} ms, ${fmtInt((a.messages * 1000) / a.ms)} msg/s, ${us(a)} us CPU/msg)   holdfast lane ${fmtInt(b.perSec)} readings/s (${fmtInt(b.ms)} ms, ${fmtInt((b.messages * 1000) / b.ms)} msg/s, ${us(b)} us CPU/msg)`);
+          const us = (r: DrainRun) => `${fmtInt((r.cpuMs * 1000) / r.messages)} us CPU/msg + broker ${fmtInt((r.brokerMs * 1000) / r.messages)}`;
+          say(`    round ${round + 1}: raw mqtt.js ${fmtInt(a.perSec)} readings/s (${fmtInt(a.ms)} ms, ${fmtInt((a.messages * 1000) / a.ms)} msg/s, ${us(a)})   holdfast lane ${fmtInt(b.perSec)} readings/s (${fmtInt(b.ms)} ms, ${fmtInt((b.messages * 1000) / b.ms)} msg/s, ${us(b)})`);
           say(`             raw ${gcText(a.gc, a.messages)};   lane ${gcText(b.gc, b.messages)} (lane thread only)`);
         }
-        say('    raw: connect to the last PUBACK; lane: lane.start() (incl. connect) to every outcome flushed to the store; CPU = this process only (the broker is another)');
+        say('    raw: connect to the last PUBACK; lane: lane.start() (incl. connect) to every outcome flushed to the store; CPU = this process (all its threads), broker = mosquitto\'s');
         const best = raws.reduce((x, y) => (y.perSec > x.perSec ? y : x));
         const lane = lanes.reduce((x, y) => (y.perSec > x.perSec ? y : x));
         const medRaw = median(raws.map((x) => x.perSec));
         const medLane = median(lanes.map((x) => x.perSec));
         say(`    best of ${DRAIN_ROUNDS}: lane/raw ${pct(lane.perSec / best.perSec)}; medians: lane ${fmtInt(medLane)} / raw ${fmtInt(medRaw)} = ${pct(medLane / medRaw)}; CPU/msg medians: lane ${fmtInt(median(lanes.map((x) => (x.cpuMs * 1000) / x.messages)))} us, raw ${fmtInt(median(raws.map((x) => (x.cpuMs * 1000) / x.messages)))} us`);
         const r = lane.perSec / best.perSec;
+        // The CPU budget: on `nproc` cores, a publisher that must also open each batch needs at
+        // least raw's CPU + the broker's + decodeUs per message; that bounds its rate from above.
+        const rawUs = (best.cpuMs * 1000) / best.messages;
+        const brokerUs = (best.brokerMs * 1000) / best.messages;
+        const bestMsgs = (best.messages * 1000) / best.ms;
+        const budgetMsgs = (nproc * 1e6) / (rawUs + brokerUs + decodeUs);
+        const ceiling = Math.min(1, budgetMsgs / bestMsgs);
+        say(`    per batch, best raw round: raw ${fmtInt(rawUs)} us CPU + broker ${fmtInt(brokerUs)} us; opening it (row + body read, AES-GCM, inflate; measured alone) ${fmtInt(decodeUs)} us`);
+        say(`    => on ${nproc} cores a publisher that opens each batch is bounded at ${fmtInt(budgetMsgs)} msg/s = ${pct(ceiling)} of raw's ${fmtInt(bestMsgs)} msg/s, with every core busy and no cost of its own; the lane's own: ${fmtInt((lane.cpuMs * 1000) / lane.messages)} us CPU/msg (all threads)`);
         rows.push({
           figure: 'drain readings/s',
           holdfast: fmtInt(lane.perSec),
@@ -974,6 +1030,14 @@ async function main(): Promise<void> {
           ratio: pct(r),
           target: `>=${pct(TARGET_DRAIN)}`,
           verdict: r >= TARGET_DRAIN ? 'PASS' : 'FAIL',
+        });
+        rows.push({
+          figure: '  same lane vs the CPU budget',
+          holdfast: fmtInt(lane.perSec),
+          limit: `raw ${fmtInt(rawUs)} + broker ${fmtInt(brokerUs)} + opening ${fmtInt(decodeUs)} us/batch on ${nproc} cores: ${fmtInt(budgetMsgs * (best.readings / best.messages))} (${pct(ceiling)} of raw)`,
+          ratio: pct(lane.perSec / Math.min(best.perSec, budgetMsgs * (best.readings / best.messages))),
+          target: '-',
+          verdict: '-',
         });
       } catch (e) {
         rows.push(errRow('drain readings/s', `>=${pct(TARGET_DRAIN)}`, e));
@@ -1052,7 +1116,8 @@ async function main(): Promise<void> {
     say(`bench setup failed: ${(e as Error)?.stack ?? String(e)}`);
   } finally {
     await broker?.stop();
-    rmSync(root, { recursive: true, force: true });
+    if (process.env.BENCH_KEEP === '1') say(`kept ${root} (BENCH_KEEP=1)`);
+    else rmSync(root, { recursive: true, force: true });
   }
 
   say();

@@ -5,13 +5,18 @@
  *   EAGAIN -> poller 'writable' path) and reads of whatever has arrived (EAGAIN -> 'readable');
  * - no read or write goes through libuv's thread pool (fs.read/fs.write are never called);
  * - the far end going away ends the stream with an error or a close, never a hang or a throw;
- * - close() with a read pending resolves and nothing escapes.
+ * - close() with a read pending resolves and nothing escapes;
+ * - an adopted descriptor (serialPort({fd}): the bench's direct pty pairs) works as a port.
  */
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import path from 'node:path';
+import { createInterface } from 'node:readline';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
 import { SerialPort } from 'serialport';
 import { LoopThreadBinding, serialPort, type SerialStream } from '../drivers/serial/port.js';
+import { directPtysAvailable, parsePtyLine, spawnOnPtys } from '../scripts/pty-direct.js';
 import { ptyPair } from './helpers/socat.js';
 
 const open = (p: SerialStream | SerialPort) => new Promise<void>((res, rej) => p.open((e) => (e ? rej(e) : res())));
@@ -117,4 +122,43 @@ t.test('close() with a read pending resolves; the pending read ends quietly (can
   t.notOk(ours.isOpen, 'not open');
   await new Promise((r) => setTimeout(r, 20));
   t.same(errors.map((e) => e.message), [], 'no error event from the canceled read');
+});
+
+t.test('a direct pty pair (scripts/pty-direct.ts): the far end holds the master descriptor (serialPort({fd})), our end opens the slave', async (t) => {
+  if (!directPtysAvailable()) {
+    t.fail('python3 is missing: scripts/test.sh installs it (python3-pymodbus depends on it)');
+    return;
+  }
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  const far = `
+    const { echo } = await import(${JSON.stringify(pathToFileURL(path.join(here, '../scripts/bench-pty.js')).href)});
+    const { inheritedPtys } = await import(${JSON.stringify(pathToFileURL(path.join(here, '../scripts/pty-direct.js')).href)});
+    const p = inheritedPtys()[0];
+    const close = await echo(p.path, 9600, p.fd);
+    console.log('ready');
+    process.stdin.resume();
+    process.stdin.on('end', async () => { await close(); process.exit(0); });`;
+  const child = spawnOnPtys(1, ['--input-type=module', '-e', far]);
+  let err = '';
+  child.stderr!.on('data', (d: Buffer) => (err += d));
+  t.teardown(() => void child.kill('SIGKILL'));
+  const lines = createInterface({ input: child.stdout! });
+  const next = () => new Promise<string>((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`no line from the far end; stderr: ${err}`)), 10_000);
+    lines.once('line', (l) => (clearTimeout(timer), res(l)));
+  });
+  const [pty] = parsePtyLine(await next());
+  t.match(pty.path, /^\/dev\/pts\/\d+$/, `the slave is a real pty: ${pty.path}`);
+  t.equal(await next(), 'ready');
+  const ours = serialPort({ path: pty.path, baudRate: 9600 });
+  await open(ours);
+  t.teardown(() => close(ours));
+  for (let i = 0; i < 5; i++) {
+    const back = collect(ours, 8, 5000);
+    ours.write(Buffer.alloc(8, i));
+    t.same([...(await back)], Array(8).fill(0xaa), `ping ${i + 1}: 8 bytes echoed through the adopted master descriptor`);
+  }
+  child.stdin!.end();
+  const code = await new Promise<number | null>((r) => child.once('exit', (c) => r(c)));
+  t.equal(code, 0, 'the far end closed its port and exited cleanly');
 });

@@ -20,7 +20,7 @@
  * spinning (the far end of a pty went away).
  */
 import { readSync, writeSync } from 'node:fs';
-import { autoDetect, LinuxBinding, type AutoDetectTypes, type LinuxPortBinding, type OpenOptionsFromBinding } from '@serialport/bindings-cpp';
+import { autoDetect, LinuxBinding, LinuxPortBinding, type AutoDetectTypes, type LinuxOpenOptions, type OpenOptionsFromBinding } from '@serialport/bindings-cpp';
 import { SerialPortStream } from '@serialport/stream';
 
 type Errno = Error & { code?: string; disconnect?: boolean; canceled?: boolean };
@@ -94,16 +94,41 @@ export const LoopThreadBinding: typeof LinuxBinding = {
   open: async (options) => onLoopThread(await LinuxBinding.open(options)),
 };
 
+/**
+ * LoopThreadBinding over a tty descriptor that is already open (Linux only): the far side of a
+ * pty pair created by another process and inherited (scripts/bench-field.ts's simulator, which
+ * holds the pty's master end so that no relay process sits between it and the master under
+ * test). termios are left as they are; close() closes the descriptor.
+ */
+export function adoptedBinding(fd: number): typeof LinuxBinding {
+  return {
+    list: () => LinuxBinding.list(),
+    open: async (options) => {
+      const o: Required<LinuxOpenOptions> = {
+        vmin: 1, vtime: 0, dataBits: 8, lock: false, stopBits: 1, parity: 'none', rtscts: false, xon: false, xoff: false, xany: false, hupcl: false,
+        ...options,
+      };
+      return onLoopThread(new LinuxPortBinding(fd, o));
+    },
+  };
+}
+
 /** The binding this platform gets: LoopThreadBinding on Linux, serialport's own elsewhere. */
 export function serialBinding(): AutoDetectTypes {
   return process.platform === 'linux' ? LoopThreadBinding : autoDetect();
 }
 
-export type SerialOpenOptions = Omit<OpenOptionsFromBinding<AutoDetectTypes>, 'binding'> & { autoOpen?: boolean };
+export type SerialOpenOptions = Omit<OpenOptionsFromBinding<AutoDetectTypes>, 'binding'> & {
+  autoOpen?: boolean;
+  /** An open tty descriptor to use instead of opening `path` (Linux; see adoptedBinding). */
+  fd?: number;
+};
 
 export type SerialStream = SerialPortStream<AutoDetectTypes>;
 
-/** A serialport stream on serialBinding(); unopened unless autoOpen is true. */
+/** A serialport stream on serialBinding() (or on `fd`); unopened unless autoOpen is true. */
 export function serialPort(o: SerialOpenOptions): SerialStream {
-  return new SerialPortStream<AutoDetectTypes>({ autoOpen: false, ...o, binding: serialBinding() });
+  const { fd, ...rest } = o;
+  if (fd !== undefined && process.platform !== 'linux') throw new Error('an inherited serial descriptor is supported on Linux only');
+  return new SerialPortStream<AutoDetectTypes>({ autoOpen: false, ...rest, binding: fd === undefined ? serialBinding() : adoptedBinding(fd) });
 }

@@ -26,6 +26,8 @@ export interface SimulateArgs {
   host?: string;
   port?: number;
   serial?: string;
+  /** An open descriptor for `serial` (programmatic use: the bench's pty master ends). */
+  serialFd?: number;
   baud?: number;
   parity?: Parity;
   units?: string;
@@ -104,7 +106,7 @@ export async function simulate(args: SimulateArgs): Promise<Simulation> {
   if (!args.serial) throw usage('modbus-rtu needs --serial PATH (e.g. one end of a socat pty pair)');
   const baud = args.baud ?? 9600;
   const parity = args.parity ?? 'even';
-  const rtu = await RtuSimulator.open({ path: args.serial, baudRate: baud, parity, devices, emulateLineRate: args.lineRate, log: print });
+  const rtu = await RtuSimulator.open({ path: args.serial, fd: args.serialFd, baudRate: baud, parity, devices, emulateLineRate: args.lineRate, log: print });
   startScript();
   const frame = `8${parity[0].toUpperCase()}1`;
   print(`modbus-rtu simulator on ${args.serial} at ${baud} ${frame}${args.lineRate ? ', line rate emulated' : ''} (units ${unitsText})`);

@@ -36,6 +36,8 @@ export type Parity = 'none' | 'even' | 'odd';
 
 export interface RtuSimOptions {
   path: string;
+  /** An already open tty descriptor for `path` (the bench's pty master ends); else `path` is opened. */
+  fd?: number;
   baudRate: number;
   parity?: Parity;
   dataBits?: 7 | 8;
@@ -89,6 +91,7 @@ export class RtuSimulator {
   static async open(opts: RtuSimOptions): Promise<RtuSimulator> {
     const port = serialPort({
       path: opts.path,
+      fd: opts.fd,
       baudRate: opts.baudRate,
       parity: opts.parity ?? 'even',
       dataBits: opts.dataBits ?? 8,
