@@ -1126,7 +1126,7 @@ async function main(): Promise<void> {
   if (process.env.BENCH_FIELD !== '0') {
     // The field side: RTU transactions/s against the line's limit, and poll jitter (BENCH_FIELD=0 skips).
     say();
-    say('field side (RTU over socat pty pairs, simulators in a child process):');
+    say('field side (RTU over pty pairs: direct for tx/s, socat for poll lateness; simulators in a child process):');
     say(fieldTable(await runFieldBench()));
   }
   say();
