@@ -54,8 +54,9 @@ export class Backlog {
   private stream: BacklogStream | null = null;
   /** Tasks asked of `stream` and not received yet. */
   private requested = 0;
-  /** Buffers of rows whose sends completed: handed back to the worker with the next request. */
+  /** Buffers (and arena slots) of rows whose sends completed: handed back to the worker with the next request. */
   private recycled: ArrayBuffer[] = [];
+  private recycledSlots: number[] = [];
   /** Read on this thread until the next restart (the worker failed). */
   private inline = false;
 
@@ -76,6 +77,7 @@ export class Backlog {
     this.requested = 0;
     this.queue = [];
     this.recycled = [];
+    this.recycledSlots = [];
   }
 
   /** The oldest task read ahead, if any. */
@@ -97,9 +99,15 @@ export class Backlog {
     return this.readAll && this.queue.length === 0;
   }
 
-  /** A sent task's buffer from the worker, free again once the driver let go of it. */
-  recycle(buf: ArrayBuffer): void {
-    if (this.stream && this.recycled.length < RECYCLE_MAX) this.recycled.push(buf);
+  /**
+   * A sent task's readings from the worker, free again once the driver let go of them: their
+   * arena slot (when they came in the current stream's arena) or their buffer goes back.
+   */
+  recycle(readings: Buffer): void {
+    if (!this.stream) return;
+    const slot = this.stream.slotOf(readings);
+    if (slot !== null) this.recycledSlots.push(slot);
+    else if (!(readings.buffer instanceof SharedArrayBuffer) && this.recycled.length < RECYCLE_MAX) this.recycled.push(readings.buffer);
   }
 
   async close(): Promise<void> {
@@ -131,8 +139,10 @@ export class Backlog {
       const n = Math.min(AHEAD_CHUNK, this.d.pullTasks);
       this.requested += n;
       const recycled = this.recycled;
+      const slots = this.recycledSlots;
       this.recycled = [];
-      stream.next(n, recycled).then(
+      this.recycledSlots = [];
+      stream.next(n, recycled, slots).then(
         (rows) => {
           if (stream !== this.stream) return;
           this.requested -= n;

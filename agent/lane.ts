@@ -409,7 +409,7 @@ export class Lane {
           for (const task of tasks) this.outcomes.push({ id: task.id, ok: true, requestAt: r.requestAt, ackAt: r.ackAt });
           this.pace = noteAck(this.pace, msg.device, r.notBefore, now);
           // The driver is done with the readings (acknowledged): their buffer can be filled again.
-          if (msg.framable && this.d.driver.releasesOnSettle) this.backlog.recycle(msg.readings.buffer as ArrayBuffer);
+          if (msg.framable && this.d.driver.releasesOnSettle) this.backlog.recycle(msg.readings);
         } else if (!this.stopped) {
           this.settle(tasks, r.requestAt, classify(r.failure), probe);
         }

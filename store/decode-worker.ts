@@ -31,6 +31,10 @@ interface Conn {
 }
 
 interface Stream {
+  /** The shared arena (decode-pool.ts Arena) as bytes, its slot size and its free slots. */
+  arena: Uint8Array | null;
+  slotBytes: number;
+  freeSlots: number[];
   file: string;
   uplink: string;
   head: number;
@@ -61,7 +65,12 @@ export class BacklogReader {
 
   handle(m: WorkerRequest): { reply: WorkerReply; transfer: ArrayBuffer[] } | null {
     if (m.type === 'open') {
+      const slots = m.arena ? Math.floor(m.arena.sab.byteLength / m.arena.slotBytes) : 0;
       const s: Stream = {
+        arena: m.arena ? new Uint8Array(m.arena.sab) : null,
+        slotBytes: m.arena?.slotBytes ?? 0,
+        // Lowest slot first (pop takes from the end): the pages touched stay few while the drain is shallow.
+        freeSlots: Array.from({ length: slots }, (_, i) => slots - 1 - i),
         file: m.file, uplink: m.uplink, head: m.room.head, tail: m.room.tail, cursor: m.afterId, beforeId: m.beforeId, conn: null, error: null,
       };
       try {
@@ -80,6 +89,7 @@ export class BacklogReader {
     }
     for (const ab of m.recycle) if (this.free.length < MAX_FREE) this.free.push(ab);
     const s = this.streams.get(m.stream);
+    if (s && m.slots) for (const i of m.slots) if (i >= 0 && i * s.slotBytes < (s.arena?.length ?? 0)) s.freeSlots.push(i);
     const transfer: ArrayBuffer[] = [];
     try {
       if (!s) throw new Error(`unknown stream ${m.stream}`);
@@ -117,18 +127,26 @@ export class BacklogReader {
       if (need !== null && need > this.scratch.length) this.scratch = Buffer.allocUnsafeSlow(Math.ceil(need / 4096) * 4096);
       const { payload, ...task } = rawToTask(r, s.conn.segments, this.scratch);
       let bytes: ArrayBuffer | null = null;
+      let slot = -1;
+      let offset = s.head;
       let length = 0;
       let error: string | null = null;
       try {
         const out = openPayload(this.keys, payload, task.key, this.sizer);
         length = out.length;
-        bytes = this.buffer(s.head + length + s.tail);
-        new Uint8Array(bytes, s.head, length).set(out);
-        transfer.push(bytes);
+        if (s.arena !== null && s.head + length + s.tail <= s.slotBytes && s.freeSlots.length > 0) {
+          slot = s.freeSlots.pop()!;
+          offset = slot * s.slotBytes + s.head;
+          s.arena.set(out, offset);
+        } else {
+          bytes = this.buffer(s.head + length + s.tail);
+          new Uint8Array(bytes, s.head, length).set(out);
+          transfer.push(bytes);
+        }
       } catch (e) {
         error = (e as Error).message;
       }
-      rows.push({ task, bytes, offset: s.head, length, error });
+      rows.push({ task, bytes, slot, offset, length, error });
     }
     if (raw.length > 0) s.cursor = raw[raw.length - 1][0] as number;
     return rows;

@@ -143,6 +143,53 @@ t.test('the worker logic (BacklogReader, in this thread)', async (t) => {
   t.match(next(1, 1).reply.error, 'unknown stream 1', 'closed');
 });
 
+t.test('the worker logic with a shared arena: rows in slots, slots handed back reused, overflow in buffers of their own', async (t) => {
+  const r = rig(t, 12);
+  const reader = new BacklogReader(init(r.ring));
+  t.teardown(() => reader.close());
+  const slotBytes = 64 * 1024;
+  const sab = new SharedArrayBuffer(3 * slotBytes);
+  reader.handle({ type: 'open', stream: 1, file: r.file, uplink: 'a', afterId: 0, beforeId: Number.MAX_SAFE_INTEGER, room: ROOM, arena: { sab, slotBytes } });
+  const next = (n: number, slots: number[] = []) => reader.handle({ type: 'next', stream: 1, id: 1, n, recycle: [], slots })!;
+  const inArena = (x: { offset: number; length: number }) => Buffer.from(sab, x.offset, x.length).toString('utf8');
+
+  const a = next(4);
+  const rows = a.reply.rows!;
+  t.same(rows.slice(0, 3).map((x) => x.slot), [0, 1, 2], 'the first three rows take the three slots, lowest first');
+  t.same(rows.slice(0, 3).map(inArena), r.tasks.slice(0, 3).map((x) => x.json), 'their readings are in the arena, room before them');
+  t.same(rows.slice(0, 3).map((x) => x.offset), [0, 1, 2].map((i) => i * slotBytes + ROOM.head));
+  t.same(rows.slice(0, 3).map((x) => x.bytes), [null, null, null], 'nothing transferred for them');
+  t.equal(rows[3].slot, -1, 'no slot left: the fourth comes in a buffer of its own');
+  t.equal(text(rows[3]), r.tasks[3].json);
+  t.equal(a.transfer.length, 1, 'only that one is transferred');
+
+  const b = next(2, [1]);
+  t.same(b.reply.rows!.map((x) => x.slot), [1, -1], 'a slot handed back is filled again');
+  t.equal(inArena(b.reply.rows![0]), r.tasks[4].json);
+  t.same(next(1, [7, -1]).reply.rows!.map((x) => x.slot), [-1], 'slot numbers outside the arena are ignored');
+});
+
+t.test('the pool hands rows over in the arena; slotOf names the slot; another stream\'s buffer is not its own', async (t) => {
+  const r = rig(t, 20);
+  const pool = new DecodePool(r.ring, 1);
+  t.teardown(() => pool.close());
+  const s = pool.open({ file: r.file, uplink: 'a', afterId: 0, beforeId: Number.MAX_SAFE_INTEGER });
+  const rows = await s.next(8);
+  t.same(rows.map((x) => x.readings!.toString('utf8')), r.tasks.slice(0, 8).map((x) => x.json), 'the stored JSON, in order');
+  t.ok(rows.every((x) => x.readings!.buffer instanceof SharedArrayBuffer), 'every row is a view of the arena');
+  const slots = rows.map((x) => s.slotOf(x.readings!));
+  t.equal(new Set(slots).size, 8, `eight distinct slots: ${slots.join(',')}`);
+  const more = await s.next(4, [], [slots[0]!, slots[1]!]);
+  t.same(more.map((x) => x.readings!.toString('utf8')), r.tasks.slice(8, 12).map((x) => x.json));
+  t.ok(more.some((x) => s.slotOf(x.readings!) === slots[0]) || more.some((x) => s.slotOf(x.readings!) === slots[1]), 'a handed-back slot is used again');
+  const other = pool.open({ file: r.file, uplink: 'a', afterId: 0, beforeId: Number.MAX_SAFE_INTEGER });
+  const o = await other.next(1);
+  t.equal(s.slotOf(o[0].readings!), null, 'a row of another stream is not in this stream\'s arena');
+  t.equal(s.slotOf(Buffer.alloc(10)), null, 'nor is a plain buffer');
+  other.cancel();
+  s.cancel();
+});
+
 t.test('pool size: HOLDFAST_DECODE_WORKERS, else one per core beyond the first, at most 2', async (t) => {
   t.equal(defaultDecodeWorkers({}, 1), 0);
   t.equal(defaultDecodeWorkers({}, 2), 1);
@@ -247,8 +294,10 @@ function flaky(pool: ReadAhead, failAt: number): ReadAhead & { requests: number 
     open(q: BacklogQuery) {
       const s = pool.open(q);
       return {
-        next: (n: number, recycle?: ArrayBuffer[]) => (++ra.requests >= failAt ? Promise.reject(new Error('decode worker exited with code 1')) : s.next(n, recycle)),
+        next: (n: number, recycle?: ArrayBuffer[], slots?: number[]) =>
+          ++ra.requests >= failAt ? Promise.reject(new Error('decode worker exited with code 1')) : s.next(n, recycle, slots),
         cancel: () => s.cancel(),
+        slotOf: (b: Buffer) => s.slotOf(b),
       };
     },
     close: () => pool.close(),
