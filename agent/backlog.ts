@@ -14,7 +14,7 @@ import type { BacklogStream, ReadAhead } from '../store/decode-pool.js';
 import type { TaskMeta, TaskQueue, TaskRow } from '../store/tasks.js';
 
 /** Backlog tasks per request to the read-ahead worker. */
-const AHEAD_CHUNK = 8;
+const AHEAD_CHUNK = 32;
 /** Buffers waiting to be handed back to the read-ahead worker at most. */
 const RECYCLE_MAX = 256;
 
