@@ -10,6 +10,7 @@
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
 import type { RawFailure } from '../../agent/policy/classify.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
 import { envelopes } from './envelope.js';
@@ -45,7 +46,10 @@ export class MqttDriver implements UplinkDriver {
   private downCb: ((f: RawFailure) => void) | null = null;
   private brokerMaxPacket = Infinity;
   private receiveMaximum = Infinity;
-  private readonly inflight = new Map<number, (r: RawFailure) => void>();
+  /** Publishes waiting for their PUBACK, oldest first (one ackTimeoutMs for all: deadlines ascend). */
+  private readonly inflight = new Map<number, { finish: (r: RawFailure | null) => void; deadline: number }>();
+  /** One timer for the oldest in-flight deadline (not one per publish). */
+  private ackTimer: NodeJS.Timeout | null = null;
   private nextToken = 1;
   private readonly now: () => number;
   private readonly telemetryTopic: string;
@@ -134,7 +138,7 @@ export class MqttDriver implements UplinkDriver {
   private lost(f: RawFailure): void {
     if (!this.client) return;
     this.drop();
-    for (const fail of [...this.inflight.values()]) fail(f.code === undefined ? { kind: 'disconnect', message: f.message } : f);
+    for (const p of [...this.inflight.values()]) p.finish(f.code === undefined ? { kind: 'disconnect', message: f.message } : f);
     this.inflight.clear();
     this.downCb?.(f);
   }
@@ -192,6 +196,27 @@ export class MqttDriver implements UplinkDriver {
     return 5 + 2 + Buffer.byteLength(this.telemetryTopic) + 2 + 4 + (1 + 2 + 15 + 2 + Buffer.byteLength(key)) + (1 + 2 + 4 + 2 + 12) + 16;
   }
 
+  /**
+   * Fails every publish whose PUBACK is overdue (MQTT_ACK_TIMEOUT) and sets the timer for the
+   * next deadline. The in-flight map is in send order and every publish gets the same
+   * ackTimeoutMs, so the overdue ones are at its head.
+   */
+  private expireAcks(): void {
+    this.ackTimer = null;
+    const now = performance.now();
+    for (const p of this.inflight.values()) {
+      if (p.deadline > now) {
+        this.armAcks(p.deadline - now);
+        return;
+      }
+      p.finish({ kind: 'timeout', code: 'MQTT_ACK_TIMEOUT', message: `no PUBACK within ${this.o.ackTimeoutMs} ms` });
+    }
+  }
+
+  private armAcks(ms: number): void {
+    if (this.ackTimer === null) this.ackTimer = setTimeout(() => this.expireAcks(), Math.max(1, Math.ceil(ms)));
+  }
+
   private publishOne(client: MqttClient, payload: Buffer, key: string, part: number, parts: number): Promise<RawFailure | null> {
     return new Promise((resolve) => {
       const token = this.nextToken++;
@@ -199,15 +224,15 @@ export class MqttDriver implements UplinkDriver {
       const finish = (r: RawFailure | null) => {
         if (done) return;
         done = true;
-        clearTimeout(timer);
         this.inflight.delete(token);
+        if (this.inflight.size === 0 && this.ackTimer !== null) {
+          clearTimeout(this.ackTimer);
+          this.ackTimer = null;
+        }
         resolve(r);
       };
-      const timer = setTimeout(
-        () => finish({ kind: 'timeout', code: 'MQTT_ACK_TIMEOUT', message: `no PUBACK within ${this.o.ackTimeoutMs} ms` }),
-        this.o.ackTimeoutMs,
-      );
-      this.inflight.set(token, finish);
+      this.inflight.set(token, { finish, deadline: performance.now() + this.o.ackTimeoutMs });
+      this.armAcks(this.o.ackTimeoutMs);
       const userProperties: Record<string, string> = { idempotency_key: key };
       if (parts > 1) userProperties.part = `${part + 1}/${parts}`;
       client.publish(this.telemetryTopic, payload, { qos: 1, properties: { userProperties, contentType: 'application/json' } }, (err) => {
@@ -220,7 +245,7 @@ export class MqttDriver implements UplinkDriver {
   async close(): Promise<void> {
     const c = this.client;
     this.client = null;
-    for (const fail of [...this.inflight.values()]) fail({ kind: 'disconnect', message: 'closing' });
+    for (const p of [...this.inflight.values()]) p.finish({ kind: 'disconnect', message: 'closing' });
     if (!c) return;
     c.removeAllListeners();
     c.on('error', () => {});

@@ -48,6 +48,10 @@ export interface Broker {
   stop(): Promise<void>;
   /** SIGKILL and wait for exit (nothing saved). No-op if not running. */
   kill(): Promise<void>;
+  /** SIGSTOP: a hung broker (connections stay open, nothing is answered) until resume(). */
+  pause(): void;
+  /** SIGCONT after pause(). */
+  resume(): void;
   running: boolean;
   /** Whole broker log (all runs of this broker), '' if none yet. */
   log(): string;
@@ -397,6 +401,14 @@ class MosquittoBroker implements Broker {
 
   kill(): Promise<void> {
     return this.terminate('SIGKILL');
+  }
+
+  pause(): void {
+    if (this.child && this.running) this.child.kill('SIGSTOP');
+  }
+
+  resume(): void {
+    if (this.child && this.running) this.child.kill('SIGCONT');
   }
 }
 

@@ -1,0 +1,63 @@
+/**
+ * drivers/mqtt: a publish is delivered only on its PUBACK, and one that gets none in ackTimeoutMs
+ * fails as MQTT_ACK_TIMEOUT (the lane then keeps the batch and retries it). Against a real
+ * Mosquitto that hangs: SIGSTOP keeps its connections open and answers nothing, as a broker
+ * wedged on a full disk or a stalled host does; SIGCONT wakes it.
+ */
+import t from 'tap';
+import { MqttDriver } from '../drivers/mqtt/client.js';
+import { StoredMessage } from '../drivers/uplink.js';
+import { startBroker } from './helpers/mosquitto.js';
+
+const msg = (i: number) => new StoredMessage(i, `key-${i}`, i, 'dev-1', false, 1, Buffer.from(`[{"point":"p","ts":${i},"value":${i}}]`));
+
+t.test('no PUBACK within ackTimeoutMs: MQTT_ACK_TIMEOUT for each publish in flight; the next ones go through once the broker answers again', async (t) => {
+  const broker = await startBroker();
+  t.teardown(async () => (broker.resume(), await broker.kill()));
+  const driver = new MqttDriver({
+    name: 'up', url: broker.url, gatewayId: 'gw', topicPrefix: 'holdfast/gw', keepaliveS: 60, connectTimeoutMs: 5000,
+    ackTimeoutMs: 1000, maxPacketBytes: 1 << 20, version: 'test',
+  });
+  t.teardown(() => driver.close());
+  t.match(await driver.connect(), { ok: true });
+  t.match(await driver.send(msg(1)), { ok: true }, 'delivered while the broker answers');
+
+  broker.pause();
+  const t0 = Date.now();
+  const results = await Promise.all([2, 3, 4].map((i) => driver.send(msg(i))));
+  const took = Date.now() - t0;
+  for (const r of results) t.match(r, { ok: false, failure: { kind: 'timeout', code: 'MQTT_ACK_TIMEOUT' } }, 'each fails as an ack timeout');
+  t.ok(took >= 990, `not before ackTimeoutMs (${took} ms)`);
+  t.equal((driver as unknown as { inflight: Map<number, unknown> }).inflight.size, 0, 'nothing left in flight');
+  t.equal((driver as unknown as { ackTimer: unknown }).ackTimer, null, 'and no timer armed');
+
+  // Each publish gets its own full ackTimeoutMs: send one, wait most of it, send another; the
+  // first fails, the broker wakes, the second is acknowledged.
+  const a = driver.send(msg(5));
+  await new Promise((r) => setTimeout(r, 300));
+  const b = driver.send(msg(6));
+  t.match(await a, { ok: false, failure: { code: 'MQTT_ACK_TIMEOUT' } }, 'the first times out');
+  broker.resume();
+  t.match(await b, { ok: true }, 'the second, sent 300 ms later, still had time for its PUBACK');
+
+  t.match(await driver.send(msg(7)), { ok: true }, 'delivered again once the broker answers');
+});
+
+t.test('close() with publishes in flight: each fails as a disconnect, none waits for its timeout', async (t) => {
+  const broker = await startBroker();
+  t.teardown(async () => (broker.resume(), await broker.kill()));
+  const driver = new MqttDriver({
+    name: 'up', url: broker.url, gatewayId: 'gw', topicPrefix: 'holdfast/gw', keepaliveS: 60, connectTimeoutMs: 5000,
+    ackTimeoutMs: 60_000, maxPacketBytes: 1 << 20, version: 'test',
+  });
+  t.match(await driver.connect(), { ok: true });
+  broker.pause();
+  const pending = [1, 2].map((i) => driver.send(msg(i)));
+  await new Promise((r) => setTimeout(r, 50));
+  const closing = driver.close();
+  const results = await Promise.all(pending);
+  for (const r of results) t.match(r, { ok: false, failure: { kind: 'disconnect' } });
+  broker.resume();
+  await closing;
+  t.equal((driver as unknown as { ackTimer: unknown }).ackTimer, null, 'no timer left armed');
+});
