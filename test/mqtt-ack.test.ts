@@ -9,15 +9,15 @@ import { MqttDriver } from '../drivers/mqtt/client.js';
 import { StoredMessage } from '../drivers/uplink.js';
 import { startBroker } from './helpers/mosquitto.js';
 
+const driverFor = (url: string, ackTimeoutMs: number) =>
+  new MqttDriver({ name: 'up', url, gatewayId: 'gw', topicPrefix: 'holdfast/gw', keepaliveS: 60, connectTimeoutMs: 5000, ackTimeoutMs, maxPacketBytes: 1 << 20, version: 'test' });
+
 const msg = (i: number) => new StoredMessage(i, `key-${i}`, i, 'dev-1', false, 1, Buffer.from(`[{"point":"p","ts":${i},"value":${i}}]`));
 
 t.test('no PUBACK within ackTimeoutMs: MQTT_ACK_TIMEOUT for each publish in flight; the next ones go through once the broker answers again', async (t) => {
   const broker = await startBroker();
   t.teardown(async () => (broker.resume(), await broker.kill()));
-  const driver = new MqttDriver({
-    name: 'up', url: broker.url, gatewayId: 'gw', topicPrefix: 'holdfast/gw', keepaliveS: 60, connectTimeoutMs: 5000,
-    ackTimeoutMs: 1000, maxPacketBytes: 1 << 20, version: 'test',
-  });
+  const driver = driverFor(broker.url, 1000);
   t.teardown(() => driver.close());
   t.match(await driver.connect(), { ok: true });
   t.match(await driver.send(msg(1)), { ok: true }, 'delivered while the broker answers');
@@ -46,10 +46,7 @@ t.test('no PUBACK within ackTimeoutMs: MQTT_ACK_TIMEOUT for each publish in flig
 t.test('close() with publishes in flight: each fails as a disconnect, none waits for its timeout', async (t) => {
   const broker = await startBroker();
   t.teardown(async () => (broker.resume(), await broker.kill()));
-  const driver = new MqttDriver({
-    name: 'up', url: broker.url, gatewayId: 'gw', topicPrefix: 'holdfast/gw', keepaliveS: 60, connectTimeoutMs: 5000,
-    ackTimeoutMs: 60_000, maxPacketBytes: 1 << 20, version: 'test',
-  });
+  const driver = driverFor(broker.url, 60_000);
   t.match(await driver.connect(), { ok: true });
   broker.pause();
   const pending = [1, 2].map((i) => driver.send(msg(i)));
