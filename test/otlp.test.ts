@@ -5,7 +5,7 @@
  * is exactly one request (no hidden retry), partial success, TLS, and a collector that goes
  * down and comes back.
  */
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -29,6 +29,17 @@ function driver(url: string, patch: Partial<OtlpDriverOptions> = {}): OtlpDriver
     name: 'otel', url, gatewayId: 'gw-7', hardwareProfile: 'rpi4-rs485', compression: 'none', timeoutMs: 2000,
     headers: { Authorization: 'Bearer s3cret' }, ...patch,
   });
+}
+
+/** A test server and a driver pointed at it, both closed at the test's end. */
+async function served(t: Test, patch: Partial<OtlpDriverOptions> = {}): Promise<{ srv: OtlpTestServer; d: OtlpDriver }> {
+  const srv = await OtlpTestServer.start();
+  const d = driver(srv.url, patch);
+  t.teardown(async () => {
+    await d.close();
+    await srv.close();
+  });
+  return { srv, d };
 }
 
 let seq = 0;
@@ -60,12 +71,7 @@ function failure(r: OtlpSendResult): RawFailure {
 }
 
 t.test('a batch arrives whole: every numeric point, original timestamps in ns, attributes, resource', async (t) => {
-  const srv = await OtlpTestServer.start();
-  const d = driver(srv.url);
-  t.teardown(async () => {
-    await d.close();
-    await srv.close();
-  });
+  const { srv, d } = await served(t);
   t.same(await d.connect(), { ok: true }, 'connect: an empty export is answered');
   t.equal(srv.requests.length, 1, 'connect sent one request');
   t.equal(srv.requests[0].request.resource_metrics.length, 0, '... with no resource_metrics');
@@ -160,12 +166,7 @@ t.test('gzip compression: fewer bytes on the wire, the collector decodes the sam
 });
 
 t.test('every scripted status maps to its failure; exactly one request per send (no hidden retry)', async (t) => {
-  const srv = await OtlpTestServer.start();
-  const d = driver(srv.url, { timeoutMs: 800 });
-  t.teardown(async () => {
-    await d.close();
-    await srv.close();
-  });
+  const { srv, d } = await served(t, { timeoutMs: 800 });
   t.ok((await d.connect()).ok);
 
   type Case = { name: string; code: number; message: string; retryDelayMs?: number; delayMs?: number; scope: 'link' | 'payload'; retry: 'soft' | 'hard'; hint?: number };
@@ -204,13 +205,8 @@ t.test('every scripted status maps to its failure; exactly one request per send 
 });
 
 t.test('partial success is delivered, with the rejected count recorded', async (t) => {
-  const srv = await OtlpTestServer.start();
   const told: PartialEvent[] = [];
-  const d = driver(srv.url, { onPartial: (e) => told.push(e) });
-  t.teardown(async () => {
-    await d.close();
-    await srv.close();
-  });
+  const { srv, d } = await served(t, { onPartial: (e) => told.push(e) });
   t.ok((await d.connect()).ok);
   srv.answer({ kind: 'partial', rejected: 2, message: '2 data points older than 7 days' });
   const r = await d.send(msg(READINGS));
@@ -237,12 +233,7 @@ t.test('partial success is delivered, with the rejected count recorded', async (
 });
 
 t.test('collector down: onDown once, sends and connects fail soft (ECONNREFUSED); back up: ok', async (t) => {
-  const srv = await OtlpTestServer.start();
-  const d = driver(srv.url);
-  t.teardown(async () => {
-    await d.close();
-    await srv.close();
-  });
+  const { srv, d } = await served(t);
   const downs: RawFailure[] = [];
   d.onDown((f) => downs.push(f));
   t.ok((await d.connect()).ok);
@@ -373,12 +364,7 @@ t.test('pure parts: batch building, the gRPC table, RetryInfo decoding', async (
 });
 
 t.test('a stored batch that is not an array of readings is never sent: PAYLOAD_UNREADABLE, ours', async (t) => {
-  const srv = await OtlpTestServer.start();
-  const d = driver(srv.url);
-  t.teardown(async () => {
-    await d.close();
-    await srv.close();
-  });
+  const { srv, d } = await served(t);
   t.ok((await d.connect()).ok);
   const before = srv.exports.length;
   const bad = { ...msg([]), readings: Buffer.from('{"not":"an array"}') } as unknown as OutboundMessage;
