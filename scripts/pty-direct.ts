@@ -41,7 +41,7 @@ export const directPtysAvailable = (): boolean => process.platform === 'linux' &
 
 /**
  * Starts `node args...` as the far end of `n` pty pairs. Its stdout's first line is the pairs
- * (JSON, read by the caller with readPtyLine); the process itself finds them with inheritedPtys().
+ * (JSON, read by the caller with parsePtyLine); the process itself finds them with inheritedPtys().
  */
 export function spawnOnPtys(n: number, args: string[]): ChildProcess {
   return spawn(PYTHON, ['-c', SCRIPT, String(n), process.execPath, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });

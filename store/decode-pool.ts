@@ -171,8 +171,6 @@ export class DecodePool implements ReadAhead {
     ring: Keyring | null,
     readonly size: number,
     private readonly workerUrl: URL = WORKER_URL,
-    /** Slots of each stream's arena (0: every row in a transferred buffer of its own). */
-    private readonly arenaSlots = ARENA_SLOTS,
   ) {
     this.init = { keys: ring === null ? null : [...ring].map(([id, raw]) => [id, new Uint8Array(raw)]) };
   }
@@ -198,7 +196,7 @@ export class DecodePool implements ReadAhead {
     const slot = this.pick();
     const stream = this.nextId++;
     slot.streams.add(stream);
-    const arena: Arena = { sab: new SharedArrayBuffer(this.arenaSlots * ARENA_SLOT_BYTES), slotBytes: ARENA_SLOT_BYTES };
+    const arena: Arena = { sab: new SharedArrayBuffer(ARENA_SLOTS * ARENA_SLOT_BYTES), slotBytes: ARENA_SLOT_BYTES };
     this.post(slot, { type: 'open', stream, file: q.file, uplink: q.uplink, afterId: q.afterId, beforeId: q.beforeId, room: q.room ?? DEFAULT_ROOM, arena });
     let open = true;
     return {

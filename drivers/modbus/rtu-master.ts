@@ -44,6 +44,9 @@ export interface RtuStats {
   strayBytes: number;
 }
 
+/** What a read gets when close() ends it. */
+const closing = (): ReadResult => ({ ok: false, failure: { kind: 'transport', errno: 'ECANCELED', message: 'bus closing' } });
+
 /** A write neither done nor ended by the port closing after this long is given up (see write()). */
 const WRITE_BACKSTOP_MS = 1000;
 
@@ -159,9 +162,9 @@ export class RtuMaster {
       return { ok: false, failure: { kind: 'transport', errno: (wrote as Error & { code?: string }).code ?? 'EIO', message: wrote.message } };
     }
     this.lastActivity = performance.now();
-    if (this.closed) return { ok: false, failure: { kind: 'transport', errno: 'ECANCELED', message: 'bus closing' } };
-    const buf = await this.collect(expected, timeoutMs);
-    if (buf === null) return { ok: false, failure: { kind: 'transport', errno: 'ECANCELED', message: 'bus closing' } };
+    // close() came while the request was being written, or while its answer was awaited.
+    const buf = this.closed ? null : await this.collect(expected, timeoutMs);
+    if (buf === null) return closing();
     if (buf.length === 0) {
       this.stats.timeouts++;
       return { ok: false, failure: { kind: 'timeout', message: `no answer from unit ${req.unit} within ${timeoutMs} ms` } };
@@ -184,8 +187,8 @@ export class RtuMaster {
    * closes mid-write, so the write races the port's 'close' and a backstop: a vanished adapter
    * becomes a transport failure, never a wedged bus. The backstop is not the request timeout:
    * tcdrain runs on libuv's thread pool (and the write waits for room in the tty), and on a
-   * loaded machine (or a pty whose far end, socat, waits to be scheduled) they can take longer than a short request timeout
-   * while the bytes do go out; failing them then reported a serial-port fault (ETIMEDOUT)
+   * loaded machine (or a pty whose far end, socat, waits to be scheduled) they can take longer
+   * than a short request timeout while the bytes do go out; failing them then reported a serial-port fault (ETIMEDOUT)
    * that was only load, and left the answer to arrive as stray bytes.
    */
   private write(port: SerialStream, frame: Buffer, timeoutMs: number): Promise<Error | null> {
@@ -256,7 +259,7 @@ export class RtuMaster {
   async close(): Promise<void> {
     this.closed = true;
     this.abortCollect?.();
-    this.queue.drain(() => ({ ok: false, failure: { kind: 'transport', errno: 'ECANCELED', message: 'bus closing' } }));
+    this.queue.drain(closing);
     const port = this.port;
     this.port = null;
     if (port?.isOpen) await new Promise<void>((res) => port.close(() => res()));
