@@ -404,11 +404,25 @@ t.test('an unreadable payload read ahead is dead-lettered exactly as one decoded
 // ---------------------------------------------------------------------------------------------
 // The envelope framed in place
 
+t.test('envelopes: the readings array starts at a multiple of 8 bytes, after JSON whitespace only', async (t) => {
+  const json = readingsJson('d', 3, 0);
+  for (const [device, gw, seq] of [['d', 'gw', 1], ['pump-12', 'gateway-α', 123456], ['x'.repeat(9), '', 7], ['ü', 'g', 99]] as const) {
+    for (const historical of [true, false]) {
+      const [m] = envelopes(new StoredMessage(1, 'K', seq, device, historical, 3, Buffer.from(json)), gw, 1_000_000)!;
+      const at = m.indexOf('[');
+      t.equal(at % 8, 0, `${device}/${gw}/${seq}/${historical}: at byte ${at}`);
+      t.match(m.subarray(0, at).toString(), /"readings": {0,7}$/, 'padded with at most 7 spaces');
+      t.same(JSON.parse(m.toString()), { key: 'K', seq, gatewayId: gw, device, historical, readings: JSON.parse(json) }, 'still the same JSON');
+    }
+  }
+});
+
 t.test('envelopes: framed in place when the readings come with room, else copied; same bytes', async (t) => {
   const json = readingsJson('d1', 30, 0);
   const plain = new StoredMessage(1, 'KEY', 42, 'd1', true, 30, Buffer.from(json));
   const [copied] = envelopes(plain, 'gw', 1_000_000)!;
-  const expect = `{"key":"KEY","seq":42,"gatewayId":"gw","device":"d1","historical":true,"readings":${json}}`;
+  // The head is 82 bytes: 6 spaces bring the readings array to byte 88, a multiple of 8.
+  const expect = `{"key":"KEY","seq":42,"gatewayId":"gw","device":"d1","historical":true,"readings":      ${json}}`;
   t.equal(copied.toString(), expect);
 
   const ab = new ArrayBuffer(512 + json.length + 8);
@@ -417,6 +431,7 @@ t.test('envelopes: framed in place when the readings come with room, else copied
   const framed = envelopes(new StoredMessage(1, 'KEY', 42, 'd1', true, 30, view, true), 'gw', 1_000_000)![0];
   t.equal(framed.toString(), expect, 'same bytes');
   t.equal(framed.buffer, ab, 'no copy: a view of the same memory');
+  t.equal(framed.byteOffset % 8, 0, 'readings at an 8-byte boundary give a message that starts on one');
 
   const tight = new ArrayBuffer(10 + json.length + 1);
   const tv = Buffer.from(tight, 10, json.length);
@@ -437,5 +452,6 @@ t.test('envelopes: framed in place when the readings come with room, else copied
 
   const parts = envelopes(new StoredMessage(1, 'KEY', 42, 'd1', true, 30, view, true), 'gw', 1200)!;
   t.ok(parts.length > 1, 'split when too big');
+  t.ok(parts.every((p) => p.length <= 1200 && p.indexOf('[') % 8 === 0), 'each part fits and is padded too');
   t.same(parts.flatMap((p) => (JSON.parse(p.toString()) as { readings: unknown[] }).readings), JSON.parse(json), 'every reading once across the parts');
 });
