@@ -6,6 +6,7 @@
  */
 import t from 'tap';
 import { MqttDriver } from '../drivers/mqtt/client.js';
+import { AckOnlyStore } from '../drivers/mqtt/outgoing-store.js';
 import { StoredMessage } from '../drivers/uplink.js';
 import { startBroker } from './helpers/mosquitto.js';
 
@@ -57,4 +58,37 @@ t.test('close() with publishes in flight: each fails as a disconnect, none waits
   broker.resume();
   await closing;
   t.equal((driver as unknown as { ackTimer: unknown }).ackTimer, null, 'no timer left armed');
+});
+
+t.test('AckOnlyStore: mqtt.js tracks each publish until its PUBACK without keeping a copy of the payload, and never resends one', async (t) => {
+  // The store alone: a PUBLISH loses its payload, anything else is kept as is; nothing to resend.
+  const store = new AckOnlyStore();
+  const publish = { cmd: 'publish', topic: 't', payload: Buffer.alloc(50_000, 1), qos: 1, retain: false, dup: false, messageId: 7 } as const;
+  store.put(publish, () => {});
+  store.put({ cmd: 'pubrel', messageId: 8 }, () => {});
+  t.equal(publish.payload.length, 50_000, 'the caller\'s packet is not changed');
+  const got = await new Promise<unknown>((res) => store.get({ messageId: 7 }, (_e, p) => res(p)));
+  t.match(got, { cmd: 'publish', topic: 't', messageId: 7, qos: 1 });
+  t.equal((got as { payload: Buffer }).payload.length, 0, 'kept without its payload');
+  t.match(await new Promise((res) => store.get({ messageId: 8 }, (_e, p) => res(p))), { cmd: 'pubrel', messageId: 8 });
+  const replay: unknown[] = [];
+  await new Promise<void>((res) => store.createStream().on('data', (p: unknown) => replay.push(p)).on('end', res));
+  t.same(replay, [], 'nothing for mqtt.js to resend on a reconnect');
+  t.match(await new Promise((res) => store.del({ messageId: 7 }, (e, p) => res(e ?? p))), { messageId: 7 }, 'removed on its PUBACK');
+
+  // In the driver, against a broker that does not answer: the publishes wait in the store, empty.
+  const broker = await startBroker();
+  t.teardown(async () => (broker.resume(), await broker.kill()));
+  const driver = driverFor(broker.url, 60_000);
+  t.teardown(() => driver.close());
+  t.match(await driver.connect(), { ok: true });
+  broker.pause();
+  const pending = [1, 2, 3].map((i) => driver.send(msg(i)));
+  await new Promise((r) => setTimeout(r, 100));
+  const client = (driver as unknown as { client: { outgoingStore: { _inflights: Map<number, { cmd: string; payload: Buffer }> } } }).client;
+  const held = [...client.outgoingStore._inflights.values()].filter((p) => p.cmd === 'publish');
+  t.ok(held.length >= 3, `${held.length} publishes waiting for their PUBACK`);
+  t.ok(held.every((p) => p.payload.length === 0), 'none keeps its payload');
+  broker.resume();
+  for (const r of await Promise.all(pending)) t.match(r, { ok: true }, 'each delivered on its PUBACK');
 });

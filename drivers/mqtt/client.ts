@@ -14,6 +14,7 @@ import { performance } from 'node:perf_hooks';
 import type { RawFailure } from '../../agent/policy/classify.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
 import { envelopes } from './envelope.js';
+import { AckOnlyStore } from './outgoing-store.js';
 
 export interface MqttDriverOptions {
   name: string;
@@ -101,6 +102,8 @@ export class MqttDriver implements UplinkDriver {
       resubscribe: false,
       queueQoSZero: false,
       properties: { maximumPacketSize: 268435455 },
+      // Tracks PUBACKs without keeping mqtt.js's copy of each payload (outgoing-store.ts).
+      outgoingStore: new AckOnlyStore(),
       will: { topic: this.statusTopic, payload: Buffer.from(this.status('offline')), qos: 1, retain: true },
     };
     if (this.o.username !== undefined) opts.username = this.o.username;
