@@ -11,22 +11,25 @@
  * A payload that does not decode is a row with `error` set (the lane dead-letters it exactly as
  * if it had decoded it itself); a failure to read the store is a reply with `error`.
  *
- * Bodies are read from the segment files (store/segments.ts) with pread into one scratch buffer
- * that is decoded before the next read, so reading a body allocates nothing; the segment files
- * stay open while a stream uses the database (at most READER_FDS of them).
+ * Bodies are read from the segment files (store/segments.ts) with pread: the bodies of a
+ * request's rows usually lie one after another in one segment, so one pread reads them all (a
+ * span, segment-reader.ts SpanReader), else each is read on its own into one scratch buffer. Each
+ * body is decoded before the next read, so reading allocates nothing; the segment files stay
+ * open while a stream uses the database (at most READER_FDS of them).
  */
 import Database from 'better-sqlite3';
 import { isMainThread, parentPort, workerData } from 'node:worker_threads';
 import { InflateSizer, keyObjects, openPayload } from './codec.js';
 import type { WireRow, WorkerInit, WorkerReply, WorkerRequest } from './decode-pool.js';
 import { rawToTask, TASK_SQL } from './tasks.js';
-import { SegmentReader, segmentDir } from './segment-reader.js';
+import { SegmentReader, SpanReader, segmentDir, spanLength, type BodyRef } from './segment-reader.js';
 import { dirname } from 'node:path';
 
 interface Conn {
   db: Database.Database;
   fresh: Database.Statement;
   segments: SegmentReader;
+  spans: SpanReader;
   users: number;
 }
 
@@ -104,7 +107,8 @@ export class BacklogReader {
     if (!c) {
       const db = new Database(file, { readonly: true, fileMustExist: true });
       db.pragma('busy_timeout = 5000');
-      c = { db, fresh: db.prepare(TASK_SQL.fresh).raw(true), segments: new SegmentReader(segmentDir(dirname(file))), users: 0 };
+      const segments = new SegmentReader(segmentDir(dirname(file)));
+      c = { db, fresh: db.prepare(TASK_SQL.fresh).raw(true), segments, spans: new SpanReader(segments), users: 0 };
       this.conns.set(file, c);
     }
     c.users++;
@@ -120,12 +124,22 @@ export class BacklogReader {
 
   private next(s: Stream, n: number, transfer: ArrayBuffer[]): WireRow[] {
     if (s.error !== null || s.conn === null) throw new Error(s.error ?? 'stream not open');
-    const raw = s.conn.fresh.all(s.uplink, s.cursor, s.beforeId, n) as unknown[][];
+    const conn = s.conn;
+    const raw = conn.fresh.all(s.uplink, s.cursor, s.beforeId, n) as unknown[][];
+    const refs = raw.map((r): BodyRef | null => (r[13] === null ? null : { seg: r[13] as number, offset: r[14] as number, length: r[15] as number }));
     const rows: WireRow[] = [];
-    for (const r of raw) {
+    let spanEnd = 0;
+    for (let i = 0; i < raw.length; i++) {
+      const r = raw[i];
+      if (i >= spanEnd) {
+        spanEnd = i + spanLength(refs, i);
+        const a = refs[i];
+        const b = refs[spanEnd - 1];
+        if (a && b && spanEnd - i > 1) conn.spans.load(a.seg, a.offset, b.offset + b.length);
+      }
       const need = r[15] as number | null;
       if (need !== null && need > this.scratch.length) this.scratch = Buffer.allocUnsafeSlow(Math.ceil(need / 4096) * 4096);
-      const { payload, ...task } = rawToTask(r, s.conn.segments, this.scratch);
+      const { payload, ...task } = rawToTask(r, conn.spans, this.scratch);
       let bytes: ArrayBuffer | null = null;
       let slot = -1;
       let offset = s.head;

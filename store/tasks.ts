@@ -13,7 +13,7 @@
  */
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
-import type { SegmentReader } from './segment-reader.js';
+import type { BodyReader } from './segment-reader.js';
 import { readerFor, writerOf } from './segments.js';
 
 /** A task without its payload. */
@@ -58,7 +58,7 @@ const COLS = `t.id, t.payload_id AS payloadId, t.idempotency_key AS key, p.devic
  * that cannot be read (segment file missing, range short after a power cut) gives a payload that
  * decodes to PAYLOAD_UNREADABLE, never an exception here.
  */
-export function rawToTask(r: unknown[], segments: SegmentReader | null, into?: Buffer): TaskRow {
+export function rawToTask(r: unknown[], segments: BodyReader | null, into?: Buffer): TaskRow {
   const payload: EncodedPayload = {
     codec: r[8] as EncodedPayload['codec'], keyId: r[9] as string | null, iv: r[10] as Buffer | null, tag: r[11] as Buffer | null, body: r[12] as Buffer,
   };
