@@ -7,7 +7,7 @@
  *
  * Also exports the reading generator that scripts/bench.ts uses, so both measure the same data.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -98,6 +98,21 @@ export function closedPort(): Promise<number> {
 
 const mb = (n: number) => Math.round((n / 1048576) * 10) / 10;
 
+/**
+ * RSS split as the kernel counts it (/proc/self/status): RssAnon is the process's own memory (V8
+ * heaps, malloc arenas, SQLite's cache); RssFile (+ RssShmem) is pages of mapped files, mostly the
+ * node binary and the native addons. NaN where unavailable.
+ */
+function rssSplit(): { anon: number; file: number } {
+  try {
+    const t = readFileSync('/proc/self/status', 'utf8');
+    const kb = (k: string) => Number(new RegExp(`^${k}:\\s*(\\d+) kB`, 'm').exec(t)?.[1] ?? NaN) / 1024;
+    return { anon: kb('RssAnon'), file: kb('RssFile') + kb('RssShmem') };
+  } catch {
+    return { anon: NaN, file: NaN };
+  }
+}
+
 async function main(): Promise<void> {
   const total = Number(process.argv[2] ?? 1_000_000);
   const devices = 50;
@@ -105,6 +120,7 @@ async function main(): Promise<void> {
   if (!gc) throw new Error('run with node --expose-gc');
   gc();
   const baseline = process.memoryUsage();
+  const baselineSplit = rssSplit();
 
   const dir = mkdtempSync(join(tmpdir(), 'holdfast-bench-rss-'));
   try {
@@ -152,6 +168,7 @@ async function main(): Promise<void> {
     await sleep(50);
     gc();
     const mem = process.memoryUsage();
+    const split = rssSplit();
     const row = engine.db
       .prepare(`SELECT count(*) AS tasks, coalesce(sum(reading_count), 0) AS readings FROM recovery_tasks WHERE status = 'pending'`)
       .get() as { tasks: number; readings: number };
@@ -169,6 +186,10 @@ async function main(): Promise<void> {
       externalMB: mb(mem.external),
       arrayBuffersMB: mb(mem.arrayBuffers),
       baselineRssMB: mb(baseline.rss),
+      rssAnonMB: split.anon,
+      rssFileMB: split.file,
+      baselineAnonMB: baselineSplit.anon,
+      baselineFileMB: baselineSplit.file,
       maxRssMB: mb(process.resourceUsage().maxRSS * 1024),
       pendingTasks: row.tasks,
       pendingReadings: row.readings,

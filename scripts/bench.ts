@@ -747,6 +747,10 @@ interface RssResult {
   externalMB: number;
   arrayBuffersMB: number;
   baselineRssMB: number;
+  rssAnonMB: number;
+  rssFileMB: number;
+  baselineAnonMB: number;
+  baselineFileMB: number;
   maxRssMB: number;
   pendingTasks: number;
   pendingReadings: number;
@@ -1069,6 +1073,7 @@ async function main(): Promise<void> {
         say(`    child: ${launchText} --expose-gc ${path.relative(process.cwd(), RSS_SCRIPT)} ${RSS_READINGS}`);
         const r = await runRssChild(launch);
         say(`    rss ${fmt1(r.rssMB)} MB after gc (V8 heap used ${fmt1(r.heapUsedMB)} of ${fmt1(r.heapTotalMB)}, external ${fmt1(r.externalMB)}; peak rss ${fmt1(r.maxRssMB)}; node+modules baseline ${fmt1(r.baselineRssMB)})`);
+        say(`    of which anonymous ${fmt1(r.rssAnonMB)} MB (baseline ${fmt1(r.baselineAnonMB)}) and mapped files ${fmt1(r.rssFileMB)} MB (baseline ${fmt1(r.baselineFileMB)})`);
         say(`    pending ${fmtInt(r.pendingTasks)} tasks = ${fmtInt(r.pendingReadings)} readings; db ${fmt1(r.dbMB)} MB; fed in ${fmtInt(r.feedMs)} ms, ${fmtInt(r.refusals)} queue-full refusals; lane connected: ${r.laneConnected}`);
         const ok = r.rssMB <= TARGET_RSS_MB && r.pendingReadings === RSS_READINGS;
         rows.push({
