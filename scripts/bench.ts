@@ -569,6 +569,7 @@ const gcText = (g: GcTally | undefined, messages: number) =>
 
 async function runRawPublish(broker: Broker, topic: string, msgs: Envelope[], window: number): Promise<DrainRun> {
   const url = broker.url;
+  gc(); // as before each lane round: each side starts on a collected heap, not on the other's garbage
   const stopGc = watchGc();
   const b0 = broker.cpuMs();
   const c0 = process.cpuUsage();
