@@ -128,6 +128,7 @@ export class BacklogReader {
     const raw = conn.fresh.all(s.uplink, s.cursor, s.beforeId, n) as unknown[][];
     const refs = raw.map((r): BodyRef | null => (r[13] === null ? null : { seg: r[13] as number, offset: r[14] as number, length: r[15] as number }));
     const rows: WireRow[] = [];
+    conn.spans.drop();
     let spanEnd = 0;
     for (let i = 0; i < raw.length; i++) {
       const r = raw[i];

@@ -131,7 +131,8 @@ export function spanLength(refs: readonly (BodyRef | null)[], from: number): num
  * the bodies of a request's rows this way: one system call instead of one a row); a read outside
  * the span, or any read after the span could not be read whole, goes to the SegmentReader with
  * its own precise error. A body served from the span is a view of the span buffer, valid until
- * the next load().
+ * the next load(); the worker drops the span at the start of each request, so nothing is ever
+ * served from an earlier request's read.
  */
 export class SpanReader implements BodyReader {
   private buf = Buffer.allocUnsafeSlow(256 * 1024);
@@ -140,6 +141,11 @@ export class SpanReader implements BodyReader {
   private end = 0;
 
   constructor(private readonly reader: SegmentReader) {}
+
+  /** Serves nothing from the span any more (a new request starts without one). */
+  drop(): void {
+    this.seg = -1;
+  }
 
   /** Reads [start, end) of segment `seg` ahead; on failure nothing is served from the span. */
   load(seg: number, start: number, end: number): void {

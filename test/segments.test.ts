@@ -350,6 +350,9 @@ t.test('SpanReader: one pread for a run of bodies, the same bytes; a short run f
   t.equal(counting.calls, 1, 'every body served from the span');
   t.same(spans.read(1, 0, 5), plain.read(1, 0, 5), 'a range inside the span is served too');
   t.equal(counting.calls, 1);
+  spans.drop();
+  t.same(spans.read(1, rs[2].o, rs[2].n), plain.read(1, rs[2].o, rs[2].n));
+  t.equal(counting.calls, 2, 'after drop() a read goes to the file again');
 
   // A power cut shortened the segment: the span cannot be read whole; each body is read on its own.
   closeStore(s.db);
