@@ -5,6 +5,7 @@
  * wedged on a full disk or a stalled host does; SIGCONT wakes it.
  */
 import t from 'tap';
+import { spawnSync } from 'node:child_process';
 import { MqttDriver } from '../drivers/mqtt/client.js';
 import { AckOnlyStore } from '../drivers/mqtt/outgoing-store.js';
 import { StoredMessage } from '../drivers/uplink.js';
@@ -85,10 +86,30 @@ t.test('AckOnlyStore: mqtt.js tracks each publish until its PUBACK without keepi
   broker.pause();
   const pending = [1, 2, 3].map((i) => driver.send(msg(i)));
   await new Promise((r) => setTimeout(r, 100));
-  const client = (driver as unknown as { client: { outgoingStore: { _inflights: Map<number, { cmd: string; payload: Buffer }> } } }).client;
+  const client = (driver as unknown as { client: { log: { namespace?: string }; outgoingStore: { _inflights: Map<number, { cmd: string; payload: Buffer }> } } }).client;
+  if (!process.env.DEBUG) t.equal(client.log.namespace, undefined, "mqtt.js logs to a no-op, not to a 'debug' logger, while DEBUG is unset");
   const held = [...client.outgoingStore._inflights.values()].filter((p) => p.cmd === 'publish');
   t.ok(held.length >= 3, `${held.length} publishes waiting for their PUBACK`);
   t.ok(held.every((p) => p.payload.length === 0), 'none keeps its payload');
   broker.resume();
   for (const r of await Promise.all(pending)) t.match(r, { ok: true }, 'each delivered on its PUBACK');
+});
+
+t.test("mqtt.js's own debug trace: off (a no-op logger) unless DEBUG asks for it, then on as usual", async (t) => {
+  const broker = await startBroker();
+  t.teardown(() => broker.kill());
+  const client = new URL('../drivers/mqtt/client.js', import.meta.url).href;
+  const script = `const { MqttDriver } = await import(${JSON.stringify(client)});
+    const d = new MqttDriver({ name: 'up', url: ${JSON.stringify(broker.url)}, gatewayId: 'gw', topicPrefix: 'holdfast/gw', keepaliveS: 60, connectTimeoutMs: 5000, ackTimeoutMs: 5000, maxPacketBytes: 1 << 20, version: 'test' });
+    const c = await d.connect();
+    if (!c.ok) throw new Error('no connection');
+    await d.close();`;
+  const run = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, ['--input-type=module', '-e', script], { encoding: 'utf8', env, timeout: 20_000 });
+  const { DEBUG: _, ...env } = process.env;
+  const off = run(env);
+  t.equal(off.status, 0, off.stderr);
+  t.notMatch(off.stderr, /mqttjs/, 'no trace by default');
+  const on = run({ ...env, DEBUG: 'mqttjs:client' });
+  t.equal(on.status, 0, on.stderr);
+  t.match(on.stderr, /mqttjs:client .*connect/, 'DEBUG=mqttjs:client traces the client as mqtt.js documents');
 });

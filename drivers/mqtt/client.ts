@@ -34,6 +34,8 @@ export interface MqttDriverOptions {
 
 type ErrWithCode = Error & { code?: string | number };
 
+const quiet = (): void => {};
+
 function rawOf(e: ErrWithCode, kind: RawFailure['kind']): RawFailure {
   if (typeof e.code === 'number') return { kind, code: e.code, message: e.message };
   if (/connack timeout/i.test(e.message)) return { kind: 'timeout', code: 'ETIMEDOUT', message: 'no CONNACK in time' };
@@ -104,6 +106,9 @@ export class MqttDriver implements UplinkDriver {
       properties: { maximumPacketSize: 268435455 },
       // Tracks PUBACKs without keeping mqtt.js's copy of each payload (outgoing-store.ts).
       outgoingStore: new AckOnlyStore(),
+      // mqtt.js's own debug trace (DEBUG=mqttjs*) only when asked for: its logger collects its
+      // arguments into an array on each of the dozen calls a publish makes, enabled or not.
+      log: process.env.DEBUG ? undefined : quiet,
       will: { topic: this.statusTopic, payload: Buffer.from(this.status('offline')), qos: 1, retain: true },
     };
     if (this.o.username !== undefined) opts.username = this.o.username;
