@@ -3,8 +3,9 @@
  * pair costs with nothing of Modbus in it, through the same serial I/O path as the master and the
  * simulator (drivers/serial/port.ts). A pty has no baud rate, but every byte still crosses a
  * write(2), socat's poll loop (on a socat pair), and a poll + read(2) on the far end, in each
- * direction. An RTU transaction over the pair crosses it twice (the request out, the answer's last byte back), so the best any master can
- * reach against a simulator that keeps the line's timing exactly is line cycle + one round trip.
+ * direction. An RTU transaction over the pair crosses it twice (the request out, the answer's
+ * last byte back), so the best any master can reach against a simulator that keeps the line's
+ * timing exactly is line cycle + one round trip.
  *
  * echo(path) (in the simulator child process) answers every 8 bytes with 8 bytes at once;
  * roundTrips() (in the bench process) sends 8 bytes, waits for the 8 back, then keeps t3.5 of

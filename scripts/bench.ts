@@ -409,10 +409,10 @@ interface Broker {
   stop(): Promise<void>;
 }
 
-/** On-CPU time of a single-threaded process, ms (NaN when /proc cannot tell). */
-function procCpuMs(pid: number | undefined): number {
+/** On-CPU time so far from a schedstat file (/proc/<pid>/schedstat, /proc/thread-self/schedstat), ms; NaN when /proc cannot tell. */
+function schedCpuMs(file: string): number {
   try {
-    return Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+    return Number(readFileSync(file, 'utf8').split(' ')[0]) / 1e6;
   } catch {
     return NaN;
   }
@@ -477,7 +477,7 @@ async function startBroker(dir: string): Promise<Broker> {
         port,
         url: `mqtt://127.0.0.1:${port}`,
         // setpriv execs mosquitto: the child's pid is the broker's.
-        cpuMs: () => procCpuMs(child.pid),
+        cpuMs: () => schedCpuMs(`/proc/${child.pid}/schedstat`),
         async stop() {
           if (!exited) child.kill('SIGTERM');
           await Promise.race([exit, sleep(5000)]);
@@ -673,14 +673,8 @@ function decodeCost(db: DB, codec: PayloadCodec, passes: number): number {
   return best;
 }
 
-/** CPU time of the calling thread so far, ms (/proc/thread-self/schedstat), NaN where there is none. */
-function mainThreadMs(): number {
-  try {
-    return Number(readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
-  } catch {
-    return NaN;
-  }
-}
+/** CPU time of the calling (main) thread so far, ms; NaN where /proc cannot tell. */
+const mainThreadMs = () => schedCpuMs('/proc/thread-self/schedstat');
 
 /** Puts every task of the bench uplink back to never-attempted (between drain rounds). */
 function resetTasks(db: DB): void {

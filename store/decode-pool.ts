@@ -9,10 +9,12 @@
  * reserved when the stream opens, its pages touched as slots are used): the worker writes a
  * task's readings into a free slot, the lane frames and sends them in place, and hands the slot
  * back when the send is settled. Before, each batch came in an ArrayBuffer transferred to the
- * lane's thread; every transfer counted as new external memory there until a major collection
- * ran, and a drain of 4,000 batches of 52 KB brought 16-22 of them (`npm run bench`'s GC line).
- * In the arena, none in a steady drain. A task too large for a slot, or arriving when every slot
- * is taken, still comes in a transferred buffer of its own.
+ * lane's thread, and a drain of 4,000 batches of 52 KB brought 16-22 major collections there
+ * (`npm run bench`'s GC line); with the arena, none in most steady rounds. Much of that was
+ * mqtt.js's own copy of each payload, kept until its PUBACK, which the MQTT driver no longer lets
+ * it keep (drivers/mqtt/outgoing-store.ts); since then, transferred buffers (an arena of 0 slots)
+ * measured within the bench's noise of the arena. A task too large for a slot, or arriving when
+ * every slot is taken, still comes in a transferred buffer of its own.
  *
  * A lane opens a stream (its uplink's fresh tasks with afterId < id < beforeId, oldest first, the
  * same query as TaskQueue.fresh) and asks for the next n tasks as often as it likes; replies come
