@@ -8,7 +8,8 @@
  * 1. ingest readings/s  (Ingest.offer + tick -> Outbox, real codec, AES-256-GCM)  vs  raw better-sqlite3
  *    inserts of the same readings, one row per reading, same transaction size and pragmas.
  * 2. drain readings/s   (real Lane + MqttDriver to a local mosquitto)  vs  a raw mqtt.js QoS 1 publisher
- *    of the same envelopes with the same in-flight window, to the same subscriber-free broker.
+ *    of the same envelopes with the same in-flight window, to the same subscriber-free broker; each
+ *    side in a child process of its own (scripts/bench-drain.ts).
  * 3. disk bytes/reading during (1), from /proc/self/io write_bytes, checkpoint included  vs  the
  *    compressed+encrypted payload bytes per reading (bodies in segment files, rows in SQLite).
  * 4. RSS of the real Engine with 1,000,000 readings buffered (fresh child: scripts/bench-rss.ts),
@@ -32,33 +33,26 @@
 import { fieldTable, runFieldBench } from './bench-field.js';
 import { runOtlpBench, type OtlpRow } from './bench-otlp.js';
 import Database from 'better-sqlite3';
-import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { closeSync, existsSync, fsyncSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync, writeSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createRequire } from 'node:module';
-import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { buildConfig, topicPrefix } from '../agent/config/load.js';
+import { buildConfig } from '../agent/config/load.js';
 import type { Config } from '../agent/config/types.js';
 import { Ingest } from '../agent/ingest.js';
-import { Lane } from '../agent/lane.js';
 import { VERSION } from '../agent/version.js';
-import { MqttDriver } from '../drivers/mqtt/client.js';
-import { envelopes } from '../drivers/mqtt/envelope.js';
-import { StoredMessage } from '../drivers/uplink.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../store/codec.js';
 import { ARENA_SLOT_BYTES, ARENA_SLOTS, DEFAULT_ROOM } from '../store/decode-pool.js';
 import { BacklogReader } from '../store/decode-worker.js';
 import { DB_FILE, openDb, type DB } from '../store/db.js';
-import { Events } from '../store/events.js';
 import { Outbox } from '../store/outbox.js';
-import { TaskQueue } from '../store/tasks.js';
 import { segmentUsage } from '../store/segment-gc.js';
 import { closeStore, writerOf } from '../store/segments.js';
 import { closedPort, makePoll, POINTS_PER_POLL, prng, type Poll } from './bench-rss.js';
+import { gcText, runDrainRounds, schedCpuMs, type DrainRun } from './bench-drain.js';
 
 // ---------------------------------------------------------------------------------------------
 // Parameters
@@ -409,15 +403,6 @@ interface Broker {
   stop(): Promise<void>;
 }
 
-/** On-CPU time so far from a schedstat file (/proc/<pid>/schedstat, /proc/thread-self/schedstat), ms; NaN when /proc cannot tell. */
-function schedCpuMs(file: string): number {
-  try {
-    return Number(readFileSync(file, 'utf8').split(' ')[0]) / 1e6;
-  } catch {
-    return NaN;
-  }
-}
-
 const children = new Set<ChildProcess>();
 process.on('exit', () => {
   for (const c of children) {
@@ -492,150 +477,7 @@ async function startBroker(dir: string): Promise<Broker> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Figure 2: drain vs raw publisher
-
-interface DrainRun {
-  /** CPU time of this process (user + system, all its threads) during the run, ms. */
-  cpuMs: number;
-  /** CPU time of the broker during the run, ms (NaN when unknown). */
-  brokerMs: number;
-  /** CPU time of this process's main thread during the run, ms (NaN when unknown): the rest of cpuMs is the decode worker's and V8's GC and compiler threads'. */
-  mainMs: number;
-  /** Garbage collections on this thread during the run. */
-  gc?: GcTally;
-  messages: number;
-  readings: number;
-  bytes: number;
-  ms: number;
-  perSec: number;
-}
-
-interface Envelope {
-  key: string;
-  payload: Buffer;
-  readings: number;
-}
-
-/** The exact messages the lane will send for this store's backlog (historical, one part each). */
-function buildEnvelopes(db: DB, codec: PayloadCodec, gatewayId: string, maxBytes: number): Envelope[] {
-  const q = new TaskQueue(db, UPLINK);
-  const out: Envelope[] = [];
-  let after = 0;
-  for (;;) {
-    const rows = q.fresh(after, Number.MAX_SAFE_INTEGER, 1000);
-    if (rows.length === 0) break;
-    for (const t of rows) {
-      const readings = codec.decode(t.payload, t.key);
-      const parts = envelopes(new StoredMessage(t.id, t.key, t.payloadId, t.device, true, t.readingCount, readings), gatewayId, maxBytes);
-      if (!parts || parts.length !== 1) throw new Error('a bench batch does not fit in one message');
-      out.push({ key: t.key, payload: parts[0], readings: t.readingCount });
-    }
-    after = rows[rows.length - 1].id;
-  }
-  return out;
-}
-
-function mqttOptions(clientId: string): IClientOptions {
-  return {
-    protocolVersion: 5,
-    clientId,
-    clean: true,
-    keepalive: 30,
-    connectTimeout: 10000,
-    reconnectPeriod: 0,
-    resubscribe: false,
-    queueQoSZero: false,
-    properties: { maximumPacketSize: 268435455 },
-  };
-}
-
-/** The limit: mqtt.js QoS 1 publishes of the same payloads, at most `window` unacknowledged. */
-/** GC pauses on this thread (count and ms by kind) between start and stop. */
-interface GcTally { minor: number; minorMs: number; major: number; majorMs: number }
-
-function watchGc(): () => GcTally {
-  const tally: GcTally = { minor: 0, minorMs: 0, major: 0, majorMs: 0 };
-  const obs = new PerformanceObserver((list) => {
-    for (const e of list.getEntries()) {
-      const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0;
-      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) (tally.minor++, (tally.minorMs += e.duration));
-      else (tally.major++, (tally.majorMs += e.duration));
-    }
-  });
-  obs.observe({ entryTypes: ['gc'] });
-  return () => (obs.disconnect(), tally);
-}
-
-const gcText = (g: GcTally | undefined, messages: number) =>
-  g ? `GC ${fmtInt((1000 * (g.minorMs + g.majorMs)) / messages)} us/msg: ${fmtInt(g.minor)} scavenges ${fmtInt(g.minorMs)} ms, ${fmtInt(g.major)} other ${fmtInt(g.majorMs)} ms` : '';
-
-async function runRawPublish(broker: Broker, topic: string, msgs: Envelope[], window: number): Promise<DrainRun> {
-  const url = broker.url;
-  gc(); // as before each lane round: each side starts on a collected heap, not on the other's garbage
-  const stopGc = watchGc();
-  const b0 = broker.cpuMs();
-  const c0 = process.cpuUsage();
-  const m0 = mainThreadMs();
-  const t0 = now();
-  const client: MqttClient = mqtt.connect(url, mqttOptions(`bench-raw-${process.pid}-${Math.floor(t0)}`));
-  let receiveMaximum = Infinity;
-  await new Promise<void>((resolve, reject) => {
-    client.once('connect', (ack) => {
-      receiveMaximum = ack.properties?.receiveMaximum ?? Infinity;
-      resolve();
-    });
-    client.once('error', reject);
-  }).catch((e: unknown) => {
-    client.end(true);
-    throw e;
-  });
-  const w = Math.min(window, receiveMaximum);
-  let next = 0;
-  let acked = 0;
-  let timer: NodeJS.Timeout | undefined;
-  let onClose = () => {};
-  try {
-    await new Promise<void>((resolve, reject) => {
-      timer = setTimeout(() => reject(new Error(`raw publisher: ${acked}/${msgs.length} acknowledged after 60 s`)), 60_000);
-      onClose = () => reject(new Error('raw publisher: connection closed'));
-      client.on('close', onClose);
-      const sendOne = () => {
-        const m = msgs[next++];
-        client.publish(
-          topic,
-          m.payload,
-          { qos: 1, properties: { userProperties: { idempotency_key: m.key }, contentType: 'application/json' } },
-          (err) => {
-            if (err) return reject(err);
-            acked++;
-            if (next < msgs.length) sendOne();
-            else if (acked === msgs.length) resolve();
-          },
-        );
-      };
-      for (let i = 0; i < Math.min(w, msgs.length); i++) sendOne();
-      if (msgs.length === 0) resolve();
-    });
-  } catch (e) {
-    client.end(true);
-    throw e;
-  } finally {
-    clearTimeout(timer);
-    client.off('close', onClose);
-  }
-  const t1 = now();
-  const cpu = process.cpuUsage(c0);
-  const mainMs = mainThreadMs() - m0;
-  const brokerMs = broker.cpuMs() - b0;
-  await new Promise<void>((r) => client.end(false, {}, () => r()));
-  let readings = 0;
-  let bytes = 0;
-  for (const m of msgs) {
-    readings += m.readings;
-    bytes += m.payload.length;
-  }
-  return { cpuMs: (cpu.user + cpu.system) / 1000, brokerMs, mainMs, gc: stopGc(), messages: msgs.length, readings, bytes, ms: t1 - t0, perSec: (readings * 1000) / (t1 - t0) };
-}
+// Figure 2: drain vs raw publisher (scripts/bench-drain.ts runs both sides)
 
 /**
  * What the raw publisher is spared: reading each pending batch (row + segment body) and opening
@@ -671,75 +513,6 @@ function decodeCost(db: DB, codec: PayloadCodec, passes: number): number {
     reader.close();
   }
   return best;
-}
-
-/** CPU time of the calling (main) thread so far, ms; NaN where /proc cannot tell. */
-const mainThreadMs = () => schedCpuMs('/proc/thread-self/schedstat');
-
-/** Puts every task of the bench uplink back to never-attempted (between drain rounds). */
-function resetTasks(db: DB): void {
-  db.prepare(
-    `UPDATE recovery_tasks SET status = 'pending', retry_count = 0, next_attempt_at = 0, request_timestamp = NULL,
-       acknowledgment_timestamp = NULL, latency_ms = NULL, first_attempt_at = NULL WHERE uplink = ?`,
-  ).run(UPLINK);
-  db.pragma('wal_checkpoint(TRUNCATE)');
-}
-
-/** Holdfast: a real Lane + MqttDriver draining the store's whole backlog. */
-async function runLane(broker: Broker, db: DB, cfg: Config, codec: PayloadCodec, expectMsgs: number, expectBytes: number): Promise<DrainRun> {
-  const u = cfg.uplinks[0];
-  if (u.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
-  const pending = db.prepare(`SELECT count(*) AS n, coalesce(sum(reading_count), 0) AS r FROM recovery_tasks WHERE uplink = ? AND status = 'pending'`);
-  const before = pending.get(UPLINK) as { n: number; r: number };
-  if (before.n !== expectMsgs) throw new Error(`store has ${before.n} pending tasks, expected ${expectMsgs}`);
-  const lane = new Lane({
-    cfg: u,
-    codec,
-    events: new Events(db),
-    log: silent,
-    tasks: new TaskQueue(db, UPLINK),
-    driver: new MqttDriver({
-      name: u.name, url: u.url, gatewayId: cfg.gatewayId, topicPrefix: topicPrefix(cfg, u.topicPrefix),
-      clientId: `bench-lane-${process.pid}-${Date.now()}`, keepaliveS: u.keepaliveS, connectTimeoutMs: u.connectTimeoutMs,
-      ackTimeoutMs: u.ackTimeoutMs, maxPacketBytes: u.maxPacketBytes, version: VERSION,
-    }),
-  });
-  gc();
-  const stopGc = watchGc();
-  const b0 = broker.cpuMs();
-  const c0 = process.cpuUsage();
-  const m0 = mainThreadMs();
-  const t0 = now();
-  let t1 = 0;
-  let cpu: NodeJS.CpuUsage;
-  let brokerMs = NaN;
-  let mainMs = NaN;
-  lane.start();
-  try {
-    await new Promise<void>((resolve, reject) => {
-      const deadline = Date.now() + 60_000;
-      const iv = setInterval(() => {
-        const s = lane.snapshot();
-        if (s.delivered >= before.n) {
-          clearInterval(iv);
-          resolve();
-        } else if (s.failedAttempts > 0 || Date.now() > deadline) {
-          clearInterval(iv);
-          reject(new Error(`lane: ${s.failedAttempts} failed attempts, ${s.delivered}/${before.n} delivered in ${fmtInt(now() - t0)} ms, breaker ${s.breaker}`));
-        }
-      }, 2);
-    });
-    lane.flush(); // the outcomes are in the store: that is "delivered"
-    t1 = now();
-    cpu = process.cpuUsage(c0);
-    mainMs = mainThreadMs() - m0;
-    brokerMs = broker.cpuMs() - b0;
-  } finally {
-    await lane.stop();
-  }
-  const after = pending.get(UPLINK) as { n: number; r: number };
-  if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
-  return { cpuMs: (cpu.user + cpu.system) / 1000, brokerMs, mainMs, gc: stopGc(), messages: before.n, readings: before.r, bytes: expectBytes, ms: t1 - t0, perSec: (before.r * 1000) / (t1 - t0) };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1012,30 +785,26 @@ async function main(): Promise<void> {
           ingested = { db: runIngest(cfg, codec, pool, Math.ceil(DRAIN_READINGS / GROUP) * GROUP).db, cfg, readings: DRAIN_READINGS };
         }
         const { db, cfg } = ingested;
-        const up = cfg.uplinks[0];
-        if (up.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
-        const topic = `${topicPrefix(cfg, up.topicPrefix)}/telemetry`;
-        const msgs = buildEnvelopes(db, codec, cfg.gatewayId, up.maxPacketBytes - 200);
-        const totalBytes = msgs.reduce((a, m) => a + m.payload.length, 0);
-        const totalReadings = msgs.reduce((a, m) => a + m.readings, 0);
-        say(`[2] drain: ${fmtInt(msgs.length)} batches = ${fmtInt(totalReadings)} readings, ${fmt1(mb(totalBytes))} MB of JSON envelopes (${fmtInt(totalBytes / msgs.length)} B each), QoS 1, window ${MAX_INFLIGHT}, mosquitto ${broker.url} (no subscribers)`);
-        await runRawPublish(broker, topic, msgs.slice(0, 300), MAX_INFLIGHT); // warm-up (broker + client)
+        db.pragma('wal_checkpoint(TRUNCATE)');
         const decodeUs = decodeCost(db, codec, 3);
-        // Alternate raw and lane DRAIN_ROUNDS times on the same broker; the best of each is kept
-        // (loopback + a broker sharing 2 cores is noisy; best-of is fair to both sides).
-        const raws: DrainRun[] = [];
-        const lanes: DrainRun[] = [];
-        for (let round = 0; round < DRAIN_ROUNDS; round++) {
-          if (round > 0) resetTasks(db);
-          const a = await runRawPublish(broker, topic, msgs, MAX_INFLIGHT);
-          raws.push(a);
-          const b = await runLane(broker, db, cfg, codec, msgs.length, totalBytes);
-          lanes.push(b);
-          const us = (r: DrainRun) => `${fmtInt((r.cpuMs * 1000) / r.messages)} us CPU/msg (main thread ${fmtInt((r.mainMs * 1000) / r.messages)}) + broker ${fmtInt((r.brokerMs * 1000) / r.messages)}`;
-          say(`    round ${round + 1}: raw mqtt.js ${fmtInt(a.perSec)} readings/s (${fmtInt(a.ms)} ms, ${fmtInt((a.messages * 1000) / a.ms)} msg/s, ${us(a)})   holdfast lane ${fmtInt(b.perSec)} readings/s (${fmtInt(b.ms)} ms, ${fmtInt((b.messages * 1000) / b.ms)} msg/s, ${us(b)})`);
-          say(`             raw ${gcText(a.gc, a.messages)};   lane ${gcText(b.gc, b.messages)} (lane thread only)`);
-        }
-        say('    raw: connect to the last PUBACK; lane: lane.start() (incl. connect) to every outcome flushed to the store; CPU = this process (all its threads), broker = mosquitto\'s');
+        const us = (r: DrainRun) => `${fmtInt((r.cpuMs * 1000) / r.messages)} us CPU/msg (main thread ${fmtInt((r.mainMs * 1000) / r.messages)}) + broker ${fmtInt((r.brokerMs * 1000) / r.messages)}`;
+        const line = (r: DrainRun) => `${fmtInt(r.perSec)} readings/s (${fmtInt(r.ms)} ms, ${fmtInt((r.messages * 1000) / r.ms)} msg/s, ${us(r)})`;
+        say(`[2] drain: QoS 1, window ${MAX_INFLIGHT}, mosquitto ${broker.url} (no subscribers); raw and lane each in a process of its own, alternating`);
+        // Each side in a child process of its own, raw and lane rounds alternating on the same
+        // broker after one warm-up round each; the best of each is kept (loopback + a broker
+        // sharing 2 cores is noisy; best-of is fair to both sides).
+        const { raws, lanes, messages, readings, bytes } = await runDrainRounds({
+          cfg,
+          brokerCpuMs: () => broker?.cpuMs() ?? NaN,
+          rounds: DRAIN_ROUNDS,
+          window: MAX_INFLIGHT,
+          onRound: (round, a, b) => {
+            say(`    ${round === 0 ? 'warm-up' : `round ${round}`}: raw mqtt.js ${line(a)}   holdfast lane ${line(b)}`);
+            say(`             raw ${gcText(a.gc, a.messages)};   lane ${gcText(b.gc, b.messages)} (main threads)`);
+          },
+        });
+        say(`    a round: ${fmtInt(messages)} batches = ${fmtInt(readings)} readings, ${fmt1(mb(bytes))} MB of JSON envelopes (${fmtInt(bytes / messages)} B each)`);
+        say('    a round: raw, the first publish to the last PUBACK; lane, lane.start() (round 1: incl. connect) or lane.rescan() to every outcome in the store; each side keeps its connection; CPU = that side\'s process (all its threads), broker = mosquitto\'s');
         const best = raws.reduce((x, y) => (y.perSec > x.perSec ? y : x));
         const lane = lanes.reduce((x, y) => (y.perSec > x.perSec ? y : x));
         const medRaw = median(raws.map((x) => x.perSec));

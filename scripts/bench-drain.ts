@@ -1,0 +1,368 @@
+/**
+ * Figure 2 of `npm run bench`: the drain (a real Lane + MqttDriver emptying the store's backlog
+ * into a local mosquitto) against its limit, a raw mqtt.js QoS 1 publisher sending the same bytes.
+ *
+ * Each side runs in a child process of its own (this file, `raw` or `lane`), started with the
+ * bench's node flags and environment (production's), and the parent alternates their rounds on
+ * one broker. Each child connects once and keeps its client, its lane and its JIT for all its
+ * rounds, as an agent does across a drain; one warm-up round of each is run and not counted.
+ *
+ * Why not one process, as before: both sides then shared one V8 heap and JIT. The raw side's
+ * 200 MB of prepared envelopes sat in the lane's heap, the two alternately trained the shared code
+ * (streams, mqtt.js) with different types, and the full collections forced before each round
+ * dropped optimized code that held objects of the previous round ("weak objects" deopts): the
+ * lane recompiled ~40 functions a round, ~250 ms of compiler thread time for 4,000 messages.
+ * A gateway runs one lane for months, never next to a raw publisher, and never forces a GC.
+ */
+import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
+import { fork, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import { topicPrefix } from '../agent/config/load.js';
+import type { Config } from '../agent/config/types.js';
+import { Lane } from '../agent/lane.js';
+import { VERSION } from '../agent/version.js';
+import { MqttDriver } from '../drivers/mqtt/client.js';
+import { envelopes } from '../drivers/mqtt/envelope.js';
+import { StoredMessage } from '../drivers/uplink.js';
+import { loadKeyring, PayloadCodec } from '../store/codec.js';
+import { openDb, type DB } from '../store/db.js';
+import { Events } from '../store/events.js';
+import { closeStore } from '../store/segments.js';
+import { TaskQueue } from '../store/tasks.js';
+
+/** GC pauses on the main thread (count and ms by kind) during a round. */
+export interface GcTally {
+  minor: number;
+  minorMs: number;
+  major: number;
+  majorMs: number;
+}
+
+export interface DrainRun {
+  /** CPU time of the side's process (user + system, all its threads) during the round, ms. */
+  cpuMs: number;
+  /** CPU time of the broker during the round, ms (NaN when unknown). */
+  brokerMs: number;
+  /** CPU time of the side's main thread, ms (NaN when unknown): the rest of cpuMs is the decode worker's and V8's GC and compiler threads'. */
+  mainMs: number;
+  gc: GcTally;
+  messages: number;
+  readings: number;
+  ms: number;
+  perSec: number;
+}
+
+export interface DrainSetup {
+  cfg: Config;
+  /** The broker's CPU time so far, ms. */
+  brokerCpuMs: () => number;
+  /** Timed rounds of each side (after one warm-up round each). */
+  rounds: number;
+  /** Unacknowledged messages at most, both sides. */
+  window: number;
+  /** Called after each pair of rounds (raw, lane); round 0 is the warm-up. */
+  onRound?: (round: number, raw: DrainRun, lane: DrainRun) => void;
+}
+
+type ToChild = { type: 'round' } | { type: 'exit' };
+type FromChild = { type: 'ready'; messages: number; readings: number; bytes: number } | { type: 'run'; run: Omit<DrainRun, 'brokerMs'> } | { type: 'error'; message: string };
+
+const UPLINK_INDEX = 0;
+const silent = pino({ level: 'silent' });
+const now = () => performance.now();
+
+/** On-CPU time so far from a schedstat file (/proc/<pid>/schedstat, /proc/thread-self/schedstat), ms; NaN when /proc cannot tell. */
+export function schedCpuMs(file: string): number {
+  try {
+    return Number(readFileSync(file, 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return NaN;
+  }
+}
+
+export const gcText = (g: GcTally, messages: number) =>
+  `GC ${Math.round((1000 * (g.minorMs + g.majorMs)) / messages)} us/msg: ${g.minor} scavenges ${Math.round(g.minorMs)} ms, ${g.major} other ${Math.round(g.majorMs)} ms`;
+
+// ---------------------------------------------------------------------------------------------
+// Parent side
+
+class Side {
+  private waiting: ((m: FromChild) => void) | null = null;
+  private exited: Error | null = null;
+
+  constructor(
+    readonly name: 'raw' | 'lane',
+    private readonly child: ChildProcess,
+  ) {
+    child.on('message', (m: FromChild) => {
+      const w = this.waiting;
+      this.waiting = null;
+      w?.(m);
+    });
+    child.once('exit', (code, sig) => {
+      this.exited = new Error(`${name} child exited (${code ?? sig})`);
+      const w = this.waiting;
+      this.waiting = null;
+      w?.({ type: 'error', message: this.exited.message });
+    });
+  }
+
+  next(send?: ToChild): Promise<FromChild> {
+    if (this.exited) return Promise.reject(this.exited);
+    return new Promise((resolve, reject) => {
+      this.waiting = (m) => (m.type === 'error' ? reject(new Error(`${this.name}: ${m.message}`)) : resolve(m));
+      if (send) this.child.send(send);
+    });
+  }
+
+  async round(brokerCpuMs: () => number): Promise<DrainRun> {
+    const b0 = brokerCpuMs();
+    const m = await this.next({ type: 'round' });
+    if (m.type !== 'run') throw new Error(`${this.name}: unexpected ${m.type}`);
+    return { ...m.run, brokerMs: brokerCpuMs() - b0 };
+  }
+
+  stop(): void {
+    if (this.exited) return;
+    this.child.send({ type: 'exit' } satisfies ToChild);
+    setTimeout(() => this.child.kill('SIGKILL'), 5000).unref();
+  }
+}
+
+/**
+ * Runs the two children and alternates their rounds (warm-up first): raw then lane, `rounds`
+ * times. The store's backlog must be pending; the lane child puts it back to pending before each
+ * of its rounds.
+ */
+export async function runDrainRounds(s: DrainSetup): Promise<{ raws: DrainRun[]; lanes: DrainRun[]; messages: number; readings: number; bytes: number }> {
+  const file = fileURLToPath(import.meta.url);
+  const start = (role: 'raw' | 'lane') =>
+    new Side(role, fork(file, [role], { execArgv: process.execArgv, env: { ...process.env, BENCH_DRAIN_SETUP: JSON.stringify({ cfg: s.cfg, window: s.window }) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
+  const raw = start('raw');
+  const lane = start('lane');
+  try {
+    const [r, l] = await Promise.all([raw.next(), lane.next()]);
+    if (r.type !== 'ready' || l.type !== 'ready') throw new Error('a drain child did not start');
+    if (r.messages !== l.messages || r.bytes !== l.bytes) throw new Error(`raw has ${r.messages} messages (${r.bytes} B), the lane's store ${l.messages} (${l.bytes} B)`);
+    const raws: DrainRun[] = [];
+    const lanes: DrainRun[] = [];
+    for (let round = 0; round <= s.rounds; round++) {
+      const a = await raw.round(s.brokerCpuMs);
+      const b = await lane.round(s.brokerCpuMs);
+      if (round > 0) (raws.push(a), lanes.push(b));
+      s.onRound?.(round, a, b);
+    }
+    return { raws, lanes, messages: r.messages, readings: r.readings, bytes: r.bytes };
+  } finally {
+    raw.stop();
+    lane.stop();
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Child side
+
+interface Envelope {
+  key: string;
+  payload: Buffer;
+  readings: number;
+}
+
+/** The exact messages the lane sends for this store's backlog (historical, one part each). */
+function buildEnvelopes(db: DB, codec: PayloadCodec, gatewayId: string, maxBytes: number): Envelope[] {
+  const q = new TaskQueue(db, uplinkName(db));
+  const out: Envelope[] = [];
+  let after = 0;
+  for (;;) {
+    const rows = q.fresh(after, Number.MAX_SAFE_INTEGER, 1000);
+    if (rows.length === 0) break;
+    for (const t of rows) {
+      const readings = codec.decode(t.payload, t.key);
+      const parts = envelopes(new StoredMessage(t.id, t.key, t.payloadId, t.device, true, t.readingCount, readings), gatewayId, maxBytes);
+      if (!parts || parts.length !== 1) throw new Error('a bench batch does not fit in one message');
+      out.push({ key: t.key, payload: parts[0], readings: t.readingCount });
+    }
+    after = rows[rows.length - 1].id;
+  }
+  return out;
+}
+
+function uplinkName(db: DB): string {
+  const row = db.prepare('SELECT uplink FROM recovery_tasks LIMIT 1').get() as { uplink: string } | undefined;
+  if (!row) throw new Error('the bench store has no tasks');
+  return row.uplink;
+}
+
+function watchGc(): () => GcTally {
+  const tally: GcTally = { minor: 0, minorMs: 0, major: 0, majorMs: 0 };
+  const obs = new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) {
+      const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0;
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) (tally.minor++, (tally.minorMs += e.duration));
+      else (tally.major++, (tally.majorMs += e.duration));
+    }
+  });
+  obs.observe({ entryTypes: ['gc'] });
+  return () => (obs.disconnect(), tally);
+}
+
+/** Times one round: `body` resolves when the round's last message is acknowledged (and recorded). */
+async function timed(messages: number, readings: number, body: () => Promise<void>): Promise<Omit<DrainRun, 'brokerMs'>> {
+  const stopGc = watchGc();
+  const c0 = process.cpuUsage();
+  const m0 = schedCpuMs('/proc/thread-self/schedstat');
+  const t0 = now();
+  await body();
+  const ms = now() - t0;
+  const cpu = process.cpuUsage(c0);
+  const mainMs = schedCpuMs('/proc/thread-self/schedstat') - m0;
+  return { cpuMs: (cpu.user + cpu.system) / 1000, mainMs, gc: stopGc(), messages, readings, ms, perSec: (readings * 1000) / ms };
+}
+
+function mqttOptions(clientId: string): IClientOptions {
+  return {
+    protocolVersion: 5,
+    clientId,
+    clean: true,
+    keepalive: 30,
+    connectTimeout: 10000,
+    reconnectPeriod: 0,
+    resubscribe: false,
+    queueQoSZero: false,
+    properties: { maximumPacketSize: 268435455 },
+  };
+}
+
+/** The limit: mqtt.js QoS 1 publishes of the same payloads, at most `window` unacknowledged, on one client. */
+async function rawChild(cfg: Config, window: number, db: DB, codec: PayloadCodec): Promise<void> {
+  const up = cfg.uplinks[UPLINK_INDEX];
+  if (up.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
+  const msgs = buildEnvelopes(db, codec, cfg.gatewayId, up.maxPacketBytes - 200);
+  closeStore(db);
+  const topic = `${topicPrefix(cfg, up.topicPrefix)}/telemetry`;
+  const readings = msgs.reduce((a, m) => a + m.readings, 0);
+  let client: MqttClient | null = null;
+  let w = window;
+  const connect = async () => {
+    const c = mqtt.connect(up.url, mqttOptions(`bench-raw-${process.pid}`));
+    await new Promise<void>((resolve, reject) => {
+      c.once('connect', (ack) => ((w = Math.min(window, ack.properties?.receiveMaximum ?? Infinity)), resolve()));
+      c.once('error', reject);
+    });
+    c.on('close', () => fail('raw publisher: connection closed'));
+    return c;
+  };
+  const round = () =>
+    timed(msgs.length, readings, async () => {
+      client ??= await connect(); // the first round connects; the others reuse the client
+      const c = client;
+      let next = 0;
+      let acked = 0;
+      await new Promise<void>((resolve, reject) => {
+        const sendOne = () => {
+          const m = msgs[next++];
+          c.publish(topic, m.payload, { qos: 1, properties: { userProperties: { idempotency_key: m.key }, contentType: 'application/json' } }, (err) => {
+            if (err) return reject(err);
+            acked++;
+            if (next < msgs.length) sendOne();
+            else if (acked === msgs.length) resolve();
+          });
+        };
+        for (let i = 0; i < Math.min(w, msgs.length); i++) sendOne();
+        if (msgs.length === 0) resolve();
+      });
+    });
+  serve({ messages: msgs.length, readings, bytes: msgs.reduce((a, m) => a + m.payload.length, 0) }, round);
+}
+
+/** Holdfast: one Lane + MqttDriver for the child's life, draining the store's whole backlog each round. */
+async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void> {
+  const up = cfg.uplinks[UPLINK_INDEX];
+  if (up.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
+  const uplink = up.name;
+  const count = db.prepare(`SELECT count(*) AS n, coalesce(sum(reading_count), 0) AS r FROM recovery_tasks WHERE uplink = ? AND status = 'pending'`);
+  const all = count.get(uplink) as { n: number; r: number };
+  const bytes = buildEnvelopes(db, codec, cfg.gatewayId, up.maxPacketBytes - 200).reduce((a, m) => a + m.payload.length, 0);
+  // Every task of the uplink back to never-attempted (before each round after the first).
+  const reset = db.prepare(
+    `UPDATE recovery_tasks SET status = 'pending', retry_count = 0, next_attempt_at = 0, request_timestamp = NULL,
+       acknowledgment_timestamp = NULL, latency_ms = NULL, first_attempt_at = NULL WHERE uplink = ?`,
+  );
+  const lane = new Lane({
+    cfg: up, codec, events: new Events(db), log: silent, tasks: new TaskQueue(db, uplink),
+    driver: new MqttDriver({
+      name: up.name, url: up.url, gatewayId: cfg.gatewayId, topicPrefix: topicPrefix(cfg, up.topicPrefix),
+      clientId: `bench-lane-${process.pid}`, keepaliveS: up.keepaliveS, connectTimeoutMs: up.connectTimeoutMs,
+      ackTimeoutMs: up.ackTimeoutMs, maxPacketBytes: up.maxPacketBytes, version: VERSION,
+    }),
+  });
+  let started = false;
+  const round = async () => {
+    if (started) {
+      reset.run(uplink);
+      db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+    const before = count.get(uplink) as { n: number; r: number };
+    if (before.n !== all.n) throw new Error(`store has ${before.n} pending tasks, expected ${all.n}`);
+    const d0 = lane.snapshot().delivered;
+    const run = await timed(before.n, before.r, async () => {
+      // The first round connects and drains (lane.start); the others re-admit the backlog as the
+      // sweeper does after the SQL repair (lane.rescan) on the same connection.
+      if (started) lane.rescan();
+      else lane.start();
+      started = true;
+      await new Promise<void>((resolve, reject) => {
+        const deadline = Date.now() + 60_000;
+        const iv = setInterval(() => {
+          const s = lane.snapshot();
+          if (s.delivered - d0 >= before.n) {
+            clearInterval(iv);
+            resolve();
+          } else if (s.failedAttempts > 0 || Date.now() > deadline) {
+            clearInterval(iv);
+            reject(new Error(`lane: ${s.failedAttempts} failed attempts, ${s.delivered - d0}/${before.n} delivered, breaker ${s.breaker}`));
+          }
+        }, 2);
+      });
+      lane.flush(); // the outcomes are in the store: that is "delivered"
+    });
+    const after = count.get(uplink) as { n: number };
+    if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
+    return run;
+  };
+  serve({ messages: all.n, readings: all.r, bytes }, round);
+}
+
+function fail(message: string): never {
+  process.send?.({ type: 'error', message } satisfies FromChild);
+  process.exit(1);
+}
+
+/** Tells the parent it is ready, then runs a round each time it is asked. */
+function serve(ready: { messages: number; readings: number; bytes: number }, round: () => Promise<Omit<DrainRun, 'brokerMs'>>): void {
+  process.on('message', (m: ToChild) => {
+    if (m.type === 'exit') process.exit(0);
+    round().then(
+      (run) => process.send?.({ type: 'run', run } satisfies FromChild),
+      (e: unknown) => fail((e as Error).stack ?? String(e)),
+    );
+  });
+  process.send?.({ type: 'ready', ...ready } satisfies FromChild);
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url) && process.send) {
+  const role = process.argv[2];
+  try {
+    const { cfg, window } = JSON.parse(process.env.BENCH_DRAIN_SETUP ?? '') as { cfg: Config; window: number };
+    const db = openDb(cfg.dataDir, { synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busyTimeoutMs });
+    const s = cfg.store;
+    const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
+    const started = role === 'raw' ? rawChild(cfg, window, db, codec) : role === 'lane' ? laneChild(cfg, db, codec) : Promise.reject(new Error(`role ${role}?`));
+    started.catch((e: unknown) => fail((e as Error).stack ?? String(e)));
+  } catch (e) {
+    fail((e as Error).stack ?? String(e));
+  }
+}
