@@ -28,6 +28,8 @@ import { MqttDriver } from '../drivers/mqtt/client.js';
 import { envelopes } from '../drivers/mqtt/envelope.js';
 import { StoredMessage } from '../drivers/uplink.js';
 import { loadKeyring, PayloadCodec } from '../store/codec.js';
+import { ARENA_SLOT_BYTES, ARENA_SLOTS, DEFAULT_ROOM } from '../store/decode-pool.js';
+import { BacklogReader } from '../store/decode-worker.js';
 import { openDb, type DB } from '../store/db.js';
 import { Events } from '../store/events.js';
 import { closeStore } from '../store/segments.js';
@@ -68,7 +70,7 @@ export interface DrainSetup {
 }
 
 type ToChild = { type: 'round' } | { type: 'exit' };
-type FromChild = { type: 'ready'; messages: number; readings: number; bytes: number } | { type: 'run'; run: Omit<DrainRun, 'brokerMs'> } | { type: 'error'; message: string };
+type FromChild = { type: 'ready'; messages: number; readings: number; bytes: number; decodeUs?: number } | { type: 'run'; run: Omit<DrainRun, 'brokerMs'> } | { type: 'error'; message: string };
 
 const UPLINK_INDEX = 0;
 const silent = pino({ level: 'silent' });
@@ -137,7 +139,7 @@ class Side {
  * times. The store's backlog must be pending; the lane child puts it back to pending before each
  * of its rounds.
  */
-export async function runDrainRounds(s: DrainSetup): Promise<{ raws: DrainRun[]; lanes: DrainRun[]; messages: number; readings: number; bytes: number }> {
+export async function runDrainRounds(s: DrainSetup): Promise<{ raws: DrainRun[]; lanes: DrainRun[]; messages: number; readings: number; bytes: number; decodeUs: number }> {
   const file = fileURLToPath(import.meta.url);
   const start = (role: 'raw' | 'lane') =>
     new Side(role, fork(file, [role], { execArgv: process.execArgv, env: { ...process.env, BENCH_DRAIN_SETUP: JSON.stringify({ cfg: s.cfg, window: s.window }) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
@@ -155,7 +157,7 @@ export async function runDrainRounds(s: DrainSetup): Promise<{ raws: DrainRun[];
       if (round > 0) (raws.push(a), lanes.push(b));
       s.onRound?.(round, a, b);
     }
-    return { raws, lanes, messages: r.messages, readings: r.readings, bytes: r.bytes };
+    return { raws, lanes, messages: r.messages, readings: r.readings, bytes: r.bytes, decodeUs: l.decodeUs ?? NaN };
   } finally {
     raw.stop();
     lane.stop();
@@ -244,37 +246,38 @@ async function rawChild(cfg: Config, window: number, db: DB, codec: PayloadCodec
   closeStore(db);
   const topic = `${topicPrefix(cfg, up.topicPrefix)}/telemetry`;
   const readings = msgs.reduce((a, m) => a + m.readings, 0);
-  let client: MqttClient | null = null;
-  let w = window;
-  const connect = async () => {
-    const c = mqtt.connect(up.url, mqttOptions(`bench-raw-${process.pid}`));
-    await new Promise<void>((resolve, reject) => {
-      c.once('connect', (ack) => ((w = Math.min(window, ack.properties?.receiveMaximum ?? Infinity)), resolve()));
-      c.once('error', reject);
-    });
-    c.on('close', () => fail('raw publisher: connection closed'));
-    return c;
-  };
-  const round = () =>
-    timed(msgs.length, readings, async () => {
-      client ??= await connect(); // the first round connects; the others reuse the client
-      const c = client;
-      let next = 0;
-      let acked = 0;
-      await new Promise<void>((resolve, reject) => {
-        const sendOne = () => {
-          const m = msgs[next++];
-          c.publish(topic, m.payload, { qos: 1, properties: { userProperties: { idempotency_key: m.key }, contentType: 'application/json' } }, (err) => {
-            if (err) return reject(err);
-            acked++;
-            if (next < msgs.length) sendOne();
-            else if (acked === msgs.length) resolve();
-          });
-        };
-        for (let i = 0; i < Math.min(w, msgs.length); i++) sendOne();
-        if (msgs.length === 0) resolve();
+  // A new client each round (a reused mqtt.js client measured slower here: major GCs every
+  // ~30 ms); the timed span starts at its CONNACK.
+  const round = async () => {
+    const client: MqttClient = mqtt.connect(up.url, mqttOptions(`bench-raw-${process.pid}-${Date.now()}`));
+    try {
+      const w = await new Promise<number>((resolve, reject) => {
+        client.once('connect', (ack) => resolve(Math.min(window, ack.properties?.receiveMaximum ?? Infinity)));
+        client.once('error', reject);
       });
-    });
+      return await timed(msgs.length, readings, () =>
+        new Promise<void>((resolve, reject) => {
+          client.on('close', () => reject(new Error('raw publisher: connection closed')));
+          let next = 0;
+          let acked = 0;
+          const sendOne = () => {
+            const m = msgs[next++];
+            client.publish(topic, m.payload, { qos: 1, properties: { userProperties: { idempotency_key: m.key }, contentType: 'application/json' } }, (err) => {
+              if (err) return reject(err);
+              acked++;
+              if (next < msgs.length) sendOne();
+              else if (acked === msgs.length) resolve();
+            });
+          };
+          for (let i = 0; i < Math.min(w, msgs.length); i++) sendOne();
+          if (msgs.length === 0) resolve();
+        }),
+      );
+    } finally {
+      client.removeAllListeners('close');
+      client.end(true);
+    }
+  };
   serve({ messages: msgs.length, readings, bytes: msgs.reduce((a, m) => a + m.payload.length, 0) }, round);
 }
 
@@ -309,8 +312,8 @@ async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void
     if (before.n !== all.n) throw new Error(`store has ${before.n} pending tasks, expected ${all.n}`);
     const d0 = lane.snapshot().delivered;
     const run = await timed(before.n, before.r, async () => {
-      // The first round connects and drains (lane.start); the others re-admit the backlog as the
-      // sweeper does after the SQL repair (lane.rescan) on the same connection.
+      // The warm-up round connects and drains (lane.start()); the timed ones re-admit the whole
+      // backlog on that connection (lane.rescan(), as the sweeper does after the SQL repair).
       if (started) lane.rescan();
       else lane.start();
       started = true;
@@ -333,7 +336,43 @@ async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void
     if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
     return run;
   };
-  serve({ messages: all.n, readings: all.r, bytes }, round);
+  serve({ messages: all.n, readings: all.r, bytes, decodeUs: decodeCost(db, codec, uplink, 3) }, round);
+}
+
+/**
+ * What the raw publisher is spared: reading each pending batch (row + segment body) and opening
+ * it (AES-256-GCM + inflate) into the read-ahead arena, as the lane's decode worker does it (its
+ * own code, store/decode-worker.ts BacklogReader), here on this thread alone with nothing sent.
+ * CPU us per batch, the best of `passes` passes over the whole backlog.
+ */
+function decodeCost(db: DB, codec: PayloadCodec, uplink: string, passes: number): number {
+  const ring = codec.keyring;
+  const reader = new BacklogReader({ keys: ring === null ? null : [...ring].map(([id, raw]) => [id, new Uint8Array(raw)]) });
+  const arena = { sab: new SharedArrayBuffer(ARENA_SLOTS * ARENA_SLOT_BYTES), slotBytes: ARENA_SLOT_BYTES };
+  let best = Infinity;
+  let id = 0;
+  try {
+    for (let p = 0; p < passes; p++) {
+      reader.handle({ type: 'open', stream: p, file: db.name, uplink, afterId: 0, beforeId: Number.MAX_SAFE_INTEGER, room: DEFAULT_ROOM, arena });
+      const c0 = process.cpuUsage();
+      let n = 0;
+      let slots: number[] = [];
+      for (;;) {
+        // As the lane asks: 32 tasks a request, the slots of the previous ones handed back.
+        const r = reader.handle({ type: 'next', stream: p, id: id++, n: 32, recycle: [], slots })?.reply;
+        if (!r?.rows) throw new Error(`decode cost: ${r?.error ?? 'no reply'}`);
+        if (r.rows.length === 0) break;
+        n += r.rows.length;
+        slots = r.rows.map((x) => x.slot).filter((x) => x >= 0);
+      }
+      const c = process.cpuUsage(c0);
+      reader.handle({ type: 'close', stream: p });
+      if (n > 0) best = Math.min(best, (c.user + c.system) / n);
+    }
+  } finally {
+    reader.close();
+  }
+  return best;
 }
 
 function fail(message: string): never {
@@ -342,7 +381,7 @@ function fail(message: string): never {
 }
 
 /** Tells the parent it is ready, then runs a round each time it is asked. */
-function serve(ready: { messages: number; readings: number; bytes: number }, round: () => Promise<Omit<DrainRun, 'brokerMs'>>): void {
+function serve(ready: { messages: number; readings: number; bytes: number; decodeUs?: number }, round: () => Promise<Omit<DrainRun, 'brokerMs'>>): void {
   process.on('message', (m: ToChild) => {
     if (m.type === 'exit') process.exit(0);
     round().then(

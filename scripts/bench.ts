@@ -45,8 +45,6 @@ import type { Config } from '../agent/config/types.js';
 import { Ingest } from '../agent/ingest.js';
 import { VERSION } from '../agent/version.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../store/codec.js';
-import { ARENA_SLOT_BYTES, ARENA_SLOTS, DEFAULT_ROOM } from '../store/decode-pool.js';
-import { BacklogReader } from '../store/decode-worker.js';
 import { DB_FILE, openDb, type DB } from '../store/db.js';
 import { Outbox } from '../store/outbox.js';
 import { segmentUsage } from '../store/segment-gc.js';
@@ -479,42 +477,6 @@ async function startBroker(dir: string): Promise<Broker> {
 // ---------------------------------------------------------------------------------------------
 // Figure 2: drain vs raw publisher (scripts/bench-drain.ts runs both sides)
 
-/**
- * What the raw publisher is spared: reading each pending batch (row + segment body) and opening
- * it (AES-256-GCM + inflate) into the read-ahead arena, as the lane's decode worker does it (its
- * own code, store/decode-worker.ts BacklogReader), here on this thread alone with nothing sent.
- * CPU us per batch, the best of `passes` passes over the whole backlog.
- */
-function decodeCost(db: DB, codec: PayloadCodec, passes: number): number {
-  const ring = codec.keyring;
-  const reader = new BacklogReader({ keys: ring === null ? null : [...ring].map(([id, raw]) => [id, new Uint8Array(raw)]) });
-  const arena = { sab: new SharedArrayBuffer(ARENA_SLOTS * ARENA_SLOT_BYTES), slotBytes: ARENA_SLOT_BYTES };
-  let best = Infinity;
-  let id = 0;
-  try {
-    for (let p = 0; p < passes; p++) {
-      reader.handle({ type: 'open', stream: p, file: db.name, uplink: UPLINK, afterId: 0, beforeId: Number.MAX_SAFE_INTEGER, room: DEFAULT_ROOM, arena });
-      const c0 = process.cpuUsage();
-      let n = 0;
-      let slots: number[] = [];
-      for (;;) {
-        // As the lane asks: 32 tasks a request, the slots of the previous ones handed back.
-        const r = reader.handle({ type: 'next', stream: p, id: id++, n: 32, recycle: [], slots })?.reply;
-        if (!r?.rows) throw new Error(`decode cost: ${r?.error ?? 'no reply'}`);
-        if (r.rows.length === 0) break;
-        n += r.rows.length;
-        slots = r.rows.map((x) => x.slot).filter((x) => x >= 0);
-      }
-      const c = process.cpuUsage(c0);
-      reader.handle({ type: 'close', stream: p });
-      if (n > 0) best = Math.min(best, (c.user + c.system) / n);
-    }
-  } finally {
-    reader.close();
-  }
-  return best;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Figure 4: RSS (child process)
 
@@ -786,14 +748,13 @@ async function main(): Promise<void> {
         }
         const { db, cfg } = ingested;
         db.pragma('wal_checkpoint(TRUNCATE)');
-        const decodeUs = decodeCost(db, codec, 3);
         const us = (r: DrainRun) => `${fmtInt((r.cpuMs * 1000) / r.messages)} us CPU/msg (main thread ${fmtInt((r.mainMs * 1000) / r.messages)}) + broker ${fmtInt((r.brokerMs * 1000) / r.messages)}`;
         const line = (r: DrainRun) => `${fmtInt(r.perSec)} readings/s (${fmtInt(r.ms)} ms, ${fmtInt((r.messages * 1000) / r.ms)} msg/s, ${us(r)})`;
         say(`[2] drain: QoS 1, window ${MAX_INFLIGHT}, mosquitto ${broker.url} (no subscribers); raw and lane each in a process of its own, alternating`);
         // Each side in a child process of its own, raw and lane rounds alternating on the same
         // broker after one warm-up round each; the best of each is kept (loopback + a broker
         // sharing 2 cores is noisy; best-of is fair to both sides).
-        const { raws, lanes, messages, readings, bytes } = await runDrainRounds({
+        const { raws, lanes, messages, readings, bytes, decodeUs } = await runDrainRounds({
           cfg,
           brokerCpuMs: () => broker?.cpuMs() ?? NaN,
           rounds: DRAIN_ROUNDS,
@@ -804,7 +765,7 @@ async function main(): Promise<void> {
           },
         });
         say(`    a round: ${fmtInt(messages)} batches = ${fmtInt(readings)} readings, ${fmt1(mb(bytes))} MB of JSON envelopes (${fmtInt(bytes / messages)} B each)`);
-        say('    a round: raw, the first publish to the last PUBACK; lane, lane.start() (round 1: incl. connect) or lane.rescan() to every outcome in the store; each side keeps its connection; CPU = that side\'s process (all its threads), broker = mosquitto\'s');
+        say('    a round: raw, a new client\'s CONNACK to its last PUBACK; lane, one Lane for all rounds: lane.start() (warm-up: incl. connect), then lane.rescan() on the same connection, to every outcome in the store; CPU = that side\'s process (all its threads), broker = mosquitto\'s');
         const best = raws.reduce((x, y) => (y.perSec > x.perSec ? y : x));
         const lane = lanes.reduce((x, y) => (y.perSec > x.perSec ? y : x));
         const medRaw = median(raws.map((x) => x.perSec));
@@ -818,7 +779,7 @@ async function main(): Promise<void> {
         const bestMsgs = (best.messages * 1000) / best.ms;
         const budgetMsgs = (nproc * 1e6) / (rawUs + brokerUs + decodeUs);
         const ceiling = Math.min(1, budgetMsgs / bestMsgs);
-        say(`    per batch, best raw round: raw ${fmtInt(rawUs)} us CPU + broker ${fmtInt(brokerUs)} us; opening it as the decode worker does (row + body read, AES-GCM, inflate into the arena; alone on one thread) ${fmtInt(decodeUs)} us`);
+        say(`    per batch, best raw round: raw ${fmtInt(rawUs)} us CPU + broker ${fmtInt(brokerUs)} us; opening it as the decode worker does (row + body read, AES-GCM, inflate into the arena; alone on one thread of the lane's process, before its rounds) ${fmtInt(decodeUs)} us`);
         say(`    => on ${nproc} cores a publisher that opens each batch is bounded at ${fmtInt(budgetMsgs)} msg/s = ${pct(ceiling)} of raw's ${fmtInt(bestMsgs)} msg/s, with every core busy and no cost of its own; the lane's own: ${fmtInt((lane.cpuMs * 1000) / lane.messages)} us CPU/msg (all threads)`);
         rows.push({
           figure: 'drain readings/s',
