@@ -386,6 +386,7 @@ function fail(message: string): never {
 
 /** Tells the parent it is ready, then runs a round each time it is asked. */
 function serve(ready: { messages: number; readings: number; bytes: number; decodeUs?: number }, round: () => Promise<Omit<DrainRun, 'brokerMs'>>): void {
+  process.on('disconnect', () => process.exit(0)); // the bench is gone
   process.on('message', (m: ToChild) => {
     if (m.type === 'exit') process.exit(0);
     round().then(
