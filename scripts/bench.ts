@@ -9,7 +9,7 @@
  *    inserts of the same readings, one row per reading, same transaction size and pragmas.
  * 2. drain readings/s   (real Lane + MqttDriver to a local mosquitto)  vs  a raw mqtt.js QoS 1 publisher
  *    of the same envelopes with the same in-flight window, to the same subscriber-free broker; each
- *    side in a child process of its own (scripts/bench-drain.ts).
+ *    side in a child process of its own (scripts/bench-drain.ts, bench-drain-child.ts).
  * 3. disk bytes/reading during (1), from /proc/self/io write_bytes, checkpoint included  vs  the
  *    compressed+encrypted payload bytes per reading (bodies in segment files, rows in SQLite).
  * 4. RSS of the real Engine with 1,000,000 readings buffered (fresh child: scripts/bench-rss.ts),
