@@ -124,17 +124,19 @@ async function rawChild(cfg: Config, window: number, db: DB, codec: PayloadCodec
           client.on('close', () => reject(new Error('raw publisher: connection closed')));
           let next = 0;
           let acked = 0;
+          const guard = setTimeout(() => reject(new Error(`raw publisher: ${acked}/${msgs.length} acknowledged after 60 s`)), 60_000);
+          const done = () => (clearTimeout(guard), resolve());
           const sendOne = () => {
             const m = msgs[next++];
             client.publish(topic, m.payload, { qos: 1, properties: { userProperties: { idempotency_key: m.key }, contentType: 'application/json' } }, (err) => {
               if (err) return reject(err);
               acked++;
               if (next < msgs.length) sendOne();
-              else if (acked === msgs.length) resolve();
+              else if (acked === msgs.length) done();
             });
           };
           for (let i = 0; i < Math.min(w, msgs.length); i++) sendOne();
-          if (msgs.length === 0) resolve();
+          if (msgs.length === 0) done();
         }),
       );
     } finally {
