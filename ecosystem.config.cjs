@@ -6,12 +6,15 @@
  *   --max-semi-space-size=2  V8's young generation grows to 16 MB semi-spaces under a busy ingest
  *                            and keeps them (~30 MB of RSS); 2 MB semi-spaces cost a few more,
  *                            cheap scavenges (measured: no loss in ingest or drain rate).
- *   MALLOC_ARENA_MAX=2       glibc gives every thread (libuv pool, decode worker) its own malloc
- *                            arena, each keeping freed memory; two arenas keep ~5 MB less.
+ *   MALLOC_ARENA_MAX=1       glibc gives every thread (libuv pool, decode worker) its own malloc
+ *                            arena, each keeping freed memory. Two arenas kept ~5 MB less than the
+ *                            default, but one run in four or five still kept 7-9 MB more after the
+ *                            same feed (RSS 117-123 MB against 112-115); one arena: 111.5-114.9 MB
+ *                            in 12 runs, with ingest and drain rates unchanged (npm run bench).
  * `npm run bench` starts its RSS child (scripts/bench-rss.ts) with node_args and env from this
  * file, so figure 4 is the agent's RSS as pm2 runs it. Any other launcher (a systemd unit,
  * `holdfast run` by hand, scripts/demo.sh) should pass the same:
- *   MALLOC_ARENA_MAX=2 NODE_OPTIONS=--max-semi-space-size=2 holdfast run --config ...
+ *   MALLOC_ARENA_MAX=1 NODE_OPTIONS=--max-semi-space-size=2 holdfast run --config ...
  */
 module.exports = {
   apps: [
@@ -21,7 +24,7 @@ module.exports = {
       args: 'run',
       cwd: __dirname,
       node_args: ['--max-semi-space-size=2'],
-      env: { HOLDFAST_CONFIG: process.env.HOLDFAST_CONFIG || '/etc/holdfast/holdfast.json', NODE_ENV: 'production', MALLOC_ARENA_MAX: '2' },
+      env: { HOLDFAST_CONFIG: process.env.HOLDFAST_CONFIG || '/etc/holdfast/holdfast.json', NODE_ENV: 'production', MALLOC_ARENA_MAX: '1' },
       // SIGINT first: the agent commits its last group and says goodbye on the status topic.
       kill_timeout: 10000,
       // A crash loop backs off exponentially (pm2 caps it at 15 s) instead of restarting every 100 ms.
