@@ -38,8 +38,8 @@ interface Envelope {
 }
 
 /** The exact messages the lane sends for this store's backlog (historical, one part each). */
-function buildEnvelopes(db: DB, codec: PayloadCodec, gatewayId: string, maxBytes: number): Envelope[] {
-  const q = new TaskQueue(db, uplinkName(db));
+function buildEnvelopes(db: DB, codec: PayloadCodec, uplink: string, gatewayId: string, maxBytes: number): Envelope[] {
+  const q = new TaskQueue(db, uplink);
   const out: Envelope[] = [];
   let after = 0;
   for (;;) {
@@ -54,12 +54,6 @@ function buildEnvelopes(db: DB, codec: PayloadCodec, gatewayId: string, maxBytes
     after = rows[rows.length - 1].id;
   }
   return out;
-}
-
-function uplinkName(db: DB): string {
-  const row = db.prepare('SELECT uplink FROM recovery_tasks LIMIT 1').get() as { uplink: string } | undefined;
-  if (!row) throw new Error('the bench store has no tasks');
-  return row.uplink;
 }
 
 function watchGc(): () => GcTally {
@@ -106,7 +100,7 @@ function mqttOptions(clientId: string): IClientOptions {
 async function rawChild(cfg: Config, window: number, db: DB, codec: PayloadCodec): Promise<void> {
   const up = cfg.uplinks[UPLINK_INDEX];
   if (up.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
-  const msgs = buildEnvelopes(db, codec, cfg.gatewayId, up.maxPacketBytes - 200);
+  const msgs = buildEnvelopes(db, codec, up.name, cfg.gatewayId, up.maxPacketBytes - 200);
   closeStore(db);
   const topic = `${topicPrefix(cfg, up.topicPrefix)}/telemetry`;
   const readings = msgs.reduce((a, m) => a + m.readings, 0);
@@ -154,7 +148,6 @@ async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void
   const uplink = up.name;
   const count = db.prepare(`SELECT count(*) AS n, coalesce(sum(reading_count), 0) AS r FROM recovery_tasks WHERE uplink = ? AND status = 'pending'`);
   const all = count.get(uplink) as { n: number; r: number };
-  const bytes = buildEnvelopes(db, codec, cfg.gatewayId, up.maxPacketBytes - 200).reduce((a, m) => a + m.payload.length, 0);
   // Every task of the uplink back to never-attempted (before each round after the first).
   const reset = db.prepare(
     `UPDATE recovery_tasks SET status = 'pending', retry_count = 0, next_attempt_at = 0, request_timestamp = NULL,
@@ -202,7 +195,7 @@ async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void
     if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
     return run;
   };
-  serve({ messages: all.n, readings: all.r, bytes, decodeUs: decodeCost(db, codec, uplink, 3) }, round);
+  serve({ messages: all.n, readings: all.r, decodeUs: decodeCost(db, codec, uplink, 3) }, round);
 }
 
 /**
@@ -247,7 +240,7 @@ function fail(message: string): never {
 }
 
 /** Tells the parent it is ready, then runs a round each time it is asked. */
-function serve(ready: { messages: number; readings: number; bytes: number; decodeUs?: number }, round: () => Promise<Omit<DrainRun, 'brokerMs'>>): void {
+function serve(ready: { messages: number; readings: number; bytes?: number; decodeUs?: number }, round: () => Promise<Omit<DrainRun, 'brokerMs'>>): void {
   process.on('disconnect', () => process.exit(0)); // the bench is gone
   process.on('message', (m: ToChild) => {
     if (m.type === 'exit') process.exit(0);

@@ -58,7 +58,8 @@ export interface DrainSetup {
 }
 
 export type ToChild = { type: 'round' } | { type: 'exit' };
-export type FromChild = { type: 'ready'; messages: number; readings: number; bytes: number; decodeUs?: number } | { type: 'run'; run: Omit<DrainRun, 'brokerMs'> } | { type: 'error'; message: string };
+/** `ready`: the raw side gives the envelopes' bytes, the lane side the opening cost. */
+export type FromChild = { type: 'ready'; messages: number; readings: number; bytes?: number; decodeUs?: number } | { type: 'run'; run: Omit<DrainRun, 'brokerMs'> } | { type: 'error'; message: string };
 
 /** On-CPU time so far from a schedstat file (/proc/<pid>/schedstat, /proc/thread-self/schedstat), ms; NaN when /proc cannot tell. */
 export function schedCpuMs(file: string): number {
@@ -132,7 +133,7 @@ export async function runDrainRounds(s: DrainSetup): Promise<{ raws: DrainRun[];
   try {
     const [r, l] = await Promise.all([raw.next(), lane.next()]);
     if (r.type !== 'ready' || l.type !== 'ready') throw new Error('a drain child did not start');
-    if (r.messages !== l.messages || r.bytes !== l.bytes) throw new Error(`raw has ${r.messages} messages (${r.bytes} B), the lane's store ${l.messages} (${l.bytes} B)`);
+    if (r.messages !== l.messages || r.readings !== l.readings) throw new Error(`raw has ${r.messages} messages (${r.readings} readings), the lane's store ${l.messages} (${l.readings})`);
     const raws: DrainRun[] = [];
     const lanes: DrainRun[] = [];
     for (let round = 0; round <= s.rounds; round++) {
@@ -141,7 +142,7 @@ export async function runDrainRounds(s: DrainSetup): Promise<{ raws: DrainRun[];
       if (round > 0) (raws.push(a), lanes.push(b));
       s.onRound?.(round, a, b);
     }
-    return { raws, lanes, messages: r.messages, readings: r.readings, bytes: r.bytes, decodeUs: l.decodeUs ?? NaN };
+    return { raws, lanes, messages: r.messages, readings: r.readings, bytes: r.bytes ?? NaN, decodeUs: l.decodeUs ?? NaN };
   } finally {
     raw.stop();
     lane.stop();
