@@ -43,7 +43,7 @@ async function served(t: Test, patch: Partial<OtlpDriverOptions> = {}): Promise<
 }
 
 let seq = 0;
-/** How the message carries its readings: the field is changing (drivers/uplink.ts), the driver takes each form. */
+/** How the message carries its readings (drivers/uplink.ts: `readings` bytes or `readingsJson` text); the driver takes each form. */
 type Carrier = 'readings Buffer' | 'readingsJson string' | 'readingsJson Buffer';
 function msg(readings: unknown[], carrier: Carrier = 'readings Buffer'): OutboundMessage {
   seq++;
@@ -273,8 +273,8 @@ t.test('TLS: the CA file is honoured; an unknown certificate is a hard TLS failu
       '-subj', '/CN=127.0.0.1', '-addext', 'subjectAltName=IP:127.0.0.1',
       '-keyout', join(dir, 'key.pem'), '-out', join(dir, 'cert.pem'),
     ], { stdio: 'ignore' });
-  } catch {
-    t.pass('openssl not available: skipped', { skip: true });
+  } catch (e) {
+    t.fail(`openssl failed (bash scripts/system-deps.sh test installs it): ${(e as Error).message}`);
     return;
   }
   const srv = await OtlpTestServer.start({ tls: { cert: readFileSync(join(dir, 'cert.pem')), key: readFileSync(join(dir, 'key.pem')) } });
