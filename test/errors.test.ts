@@ -1,76 +1,49 @@
 /**
- * The error-code catalogue (agent/errors.ts): every code is documented in README.md's
- * `## Error codes` table and the table documents nothing else; code families; HoldfastError.
+ * The error-code catalogue (agent/errors.ts, agent/error-catalogue.ts): every entry has a class,
+ * a meaning and an action; docs/errors.md is generated from it and current; code families;
+ * HoldfastError.
  */
 import t from 'tap';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { CODES, familyOf, GRPC_STATUS_NAMES, grpcCode, HoldfastError, isHoldfastError, mqttCode } from '../agent/errors.js';
+import {
+  CLASSES, classesOf, CODES, familyOf, GRPC_STATUS_NAMES, grpcCode, HoldfastError, isHoldfastError, mqttCode, type CatalogCode,
+} from '../agent/errors.js';
+import { errorsReference } from '../scripts/errors-doc.js';
 import { ROOT } from './helpers/agent.js';
 
-/** The codes in the first column of the table(s) in README.md's `## Error codes` section. */
-function documentedCodes(readme: string): { codes: string[]; found: boolean } {
-  const lines = readme.split(/\r?\n/);
-  const start = lines.findIndex((l) => /^##\s+Error codes\s*$/.test(l));
-  if (start < 0) return { codes: [], found: false };
-  const codes: string[] = [];
-  let inFence = false;
-  for (const line of lines.slice(start + 1)) {
-    if (/^\s*(```|~~~)/.test(line)) inFence = !inFence;
-    if (inFence) continue;
-    if (/^##\s/.test(line)) break; // the next section (### subsections stay inside)
-    const m = /^\|\s*`([^`]+)`\s*\|/.exec(line);
-    if (m) codes.push(m[1]);
-  }
-  return { codes, found: true };
-}
+const catalogue = Object.keys(CODES) as CatalogCode[];
 
-t.test('every code in CODES is documented in README.md, and nothing else is', async (t) => {
-  const file = join(ROOT, 'README.md');
-  if (!existsSync(file)) {
-    t.fail(`README.md not found at ${file}: it must have a "## Error codes" section documenting ${Object.keys(CODES).length} codes`);
-    return;
-  }
-  const { codes, found } = documentedCodes(readFileSync(file, 'utf8'));
-  t.ok(found, 'README.md has a "## Error codes" section');
-  if (!found) return;
-  t.ok(codes.length > 0, 'the section has a table with rows "| `CODE` |"');
-
-  const catalogue = Object.keys(CODES);
-  const undocumented = catalogue.filter((c) => !codes.includes(c));
-  const unknown = codes.filter((c) => !Object.hasOwn(CODES, c));
-  const twice = codes.filter((c, i) => codes.indexOf(c) !== i);
-  t.same(undocumented, [], `codes missing from README.md's error table: ${undocumented.join(', ') || 'none'}`);
-  t.same(unknown, [], `codes in README.md's error table that are not in CODES (agent/errors.ts): ${unknown.join(', ') || 'none'}`);
-  t.same(twice, [], `codes documented twice: ${twice.join(', ') || 'none'}`);
+t.test('docs/errors.md is generated from the catalogue and current', async (t) => {
+  const doc = readFileSync(join(ROOT, 'docs/errors.md'), 'utf8');
+  t.equal(doc, errorsReference(), 'regenerate with: node dist/scripts/errors-doc.js > docs/errors.md');
 });
 
-t.test('the README parser', async (t) => {
-  const md = [
-    '# X',
-    '## Error codes',
-    'intro with `NOT_A_ROW` inline',
-    '| code | meaning |',
-    '| --- | --- |',
-    '| `A_CODE` | a |',
-    '|`B_CODE`| b |',
-    '| C_CODE | no backticks: not a row |',
-    '### Families',
-    '| `D_CODE` | d |',
-    '```',
-    '| `IN_FENCE` | x |',
-    '```',
-    '## Next',
-    '| `AFTER` | x |',
-  ].join('\n');
-  t.same(documentedCodes(md), { codes: ['A_CODE', 'B_CODE', 'D_CODE'], found: true });
-  t.same(documentedCodes('# nothing\n| `A` | x |'), { codes: [], found: false });
-});
-
-t.test('CODES', async (t) => {
-  for (const [code, text] of Object.entries(CODES)) {
+t.test('every catalogue entry has a valid class, a meaning and an action', async (t) => {
+  t.ok(catalogue.length > 50, 'the catalogue is loaded');
+  for (const code of catalogue) {
     t.match(code, /^[A-Z][A-Za-z0-9_]*$/, `${code} is an identifier`);
-    t.ok(text.length > 10, `${code} has a description`);
+    const classes = classesOf(code);
+    t.ok(classes.length > 0, `${code} has a class`);
+    for (const c of classes) t.ok(Object.hasOwn(CLASSES, c), `${code}: class ${JSON.stringify(c)} is one of ${Object.keys(CLASSES).join(', ')}`);
+    t.equal(new Set(classes).size, classes.length, `${code} lists each class once`);
+    const { meaning, action } = CODES[code];
+    t.ok(meaning.trim().length > 10, `${code} has a meaning`);
+    t.ok(action.trim().length > 5, `${code} has an action`);
+  }
+  for (const [c, text] of Object.entries(CLASSES)) t.ok(text.trim().length > 10, `class ${c} is described`);
+});
+
+t.test('the generated table has exactly one row per catalogue code', async (t) => {
+  const lines = errorsReference().split('\n');
+  const header = lines.indexOf('| code | class | meaning | what to do |');
+  t.ok(header >= 0, 'the table has its header');
+  const rows = lines.slice(header + 2).filter((l) => l.startsWith('|'));
+  const codes = rows.map((l) => /^\| `([^`]+)` \|/.exec(l)?.[1]);
+  t.same(codes, catalogue, 'one row per code, in catalogue order');
+  for (const row of rows) {
+    // four cells: a `|` inside a cell is escaped, so only the unescaped ones separate
+    t.equal(row.split(/(?<!\\)\|/).length, 6, `four cells: ${row.slice(0, 40)}`);
   }
 });
 

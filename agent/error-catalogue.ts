@@ -1,0 +1,133 @@
+/**
+ * The data of the error-code catalogue: for each stable code its class, what it means and what
+ * the operator does about it. docs/errors.md is generated from this (scripts/errors-doc.ts), so
+ * the words here are the documentation; agent/errors.ts holds the types and helpers around it.
+ */
+
+/**
+ * The classes a code can have, with what each means to the operator (the doc prints these).
+ * Uplink failures are scope x kind (agent/policy/classify.ts); the rest say where the fault is.
+ */
+export const CLASSES = {
+  'link/soft': 'the upstream or the path to it failed for now: the data is kept, retried with jittered backoff (server hints such as Retry-After and gRPC RetryInfo honoured) and counted by the uplink\'s circuit breaker',
+  'link/hard': 'the upstream refuses this gateway for a reason no retry can fix (credentials, certificate, wrong endpoint): the data is kept, the lane holds for `retry.hardFailureHoldMs` and raises an alarm instead of hammering; fix the cause, then `holdfast breaker reset <uplink>`',
+  'payload/hard': 'this one batch cannot be delivered as it is (the upstream refuses it as malformed or too large, or it cannot be read back here): it is dead-lettered (status `failed`) and the lane goes on; fix the cause, then `holdfast retry reset`',
+  task: 'one delivery task gave up at its retry limits and was dead-lettered; `last_error` names the failure behind it',
+  physical: 'field side, the RS-485 bus itself (wiring, bias, termination, noise): every device on it is affected',
+  device: 'field side, one unit: silent while its neighbours answer, or answering with a failure',
+  network: 'field side, the IP path to a Modbus TCP device or TCP-to-RTU gateway',
+  config: 'a configuration is wrong: at start-up (config file, device map, hardware profile, key file) it is refused before anything starts; on the field side, the device map asks a device for something it lacks',
+  local: 'this gateway: disk and database, serial adapter, in-memory bounds, CPU temperature',
+  cli: 'the command line',
+  'per code': 'a family: the class depends on the number, and the meaning says which',
+} as const satisfies Record<string, string>;
+
+export type CodeClass = keyof typeof CLASSES;
+
+/** One entry. A list of classes means the case decides (the meaning says how). */
+export interface CodeDoc {
+  readonly class: CodeClass | readonly [CodeClass, CodeClass, ...CodeClass[]];
+  readonly meaning: string;
+  readonly action: string;
+}
+
+const SOCKET = ['link/soft', 'network'] as const;
+
+export const CODES = {
+  // Socket errors: from an uplink, or (class network) from a Modbus TCP connection.
+  ETIMEDOUT: { class: SOCKET, meaning: 'the peer did not answer in time (connect or read)', action: 'check the path to the upstream or device; retried' },
+  ECONNREFUSED: { class: SOCKET, meaning: 'nothing listens on the address', action: 'is the broker, collector, server or device up, and the port in `url` (or `tcpPort`) right?' },
+  ECONNRESET: { class: SOCKET, meaning: 'the peer closed the connection mid-stream', action: 'a peer restart or a middlebox (firewall, NAT timeout); retried' },
+  EHOSTUNREACH: { class: SOCKET, meaning: 'no route to the host', action: 'routing, the cellular link, the peer\'s address' },
+  ENETUNREACH: { class: SOCKET, meaning: 'the network is down: no route at all', action: 'the network interface, the cellular modem' },
+  ENOTFOUND: { class: SOCKET, meaning: 'the host name does not resolve', action: 'DNS, and the host name in `url` (or the bus `host`)' },
+  EAI_AGAIN: { class: SOCKET, meaning: 'name resolution failed temporarily', action: 'is the DNS server reachable? retried' },
+  EPIPE: { class: SOCKET, meaning: 'wrote to a connection the peer had closed', action: 'retried; if frequent, check the peer\'s connection limits and log' },
+  TLS_CERT_INVALID: {
+    class: 'link/hard',
+    meaning: 'a TLS certificate was refused on either side: expired or not yet valid, unknown CA, self-signed, wrong host name, or the server refused our client certificate (or shares no cipher suite)',
+    action: 'check the CA file (`caFile`, `tlsCaFile`), the certificates\' expiry and host name, the client certificate, `ciphers`, and the clock (boards without an RTC); then `holdfast breaker reset <uplink>`',
+  },
+  // MQTT uplinks
+  MQTT_0xNN: {
+    class: 'per code',
+    meaning: 'an MQTT 5 reason code >= 0x80 from CONNACK, PUBACK or DISCONNECT, e.g. `MQTT_0x87` (not authorised). link/hard: 0x84, 0x85, 0x86, 0x87, 0x8A, 0x8C (0x87 on PUBACK: an ACL change). payload/hard: PUBACK 0x90, 0x95, 0x99. link/soft: the rest (0x80, 0x83, 0x88, 0x89, 0x8B, 0x8D, 0x8E, 0x97, 0x9F and any unlisted one); busy and quota wait 5 s unless the broker says otherwise',
+    action: 'link/hard: fix `username`, `passwordFile`, `clientId` or the broker\'s ACL, then `holdfast breaker reset <uplink>`; payload/hard: see `last_error` (0x95: lower `maxPacketBytes`), then `holdfast retry reset`; link/soft: retried',
+  },
+  MQTT_ACK_TIMEOUT: { class: 'link/soft', meaning: 'a QoS 1 PUBLISH got no PUBACK within the uplink\'s `ackTimeoutMs`', action: 'broker overloaded or link lossy; retried (a re-send keeps its key); raise `ackTimeoutMs` on slow links' },
+  MQTT_DISCONNECTED: { class: 'link/soft', meaning: 'the MQTT connection dropped while a message was in flight', action: 'retried (a re-send keeps its key); if frequent, check `keepaliveS` and the broker\'s log' },
+  // IEEE 2030.5 (HTTPS) uplinks
+  HTTP_NNN: {
+    class: 'per code',
+    meaning: 'an HTTP status from an IEEE 2030.5 server, e.g. `HTTP_503`. link/soft: 5xx, 429, 404, 408 (Retry-After honoured). link/hard: 401, 403. payload/hard: 400, 413, 415, 422 and any other 4xx',
+    action: 'link/soft: retried; link/hard: is the client certificate (`certFile`) registered with the server? then `holdfast breaker reset <uplink>`; payload/hard: see `last_error`, then `holdfast retry reset`',
+  },
+  // OTLP/gRPC uplinks; agent/policy/classify.ts GRPC_TABLE says why each has its class
+  GRPC_UNAVAILABLE: { class: 'link/soft', meaning: 'the OTLP collector cannot take the export now (restarting, memory limiter); a `RetryInfo` delay is honoured', action: 'retried; if it lasts, check the collector' },
+  GRPC_DEADLINE_EXCEEDED: { class: 'link/soft', meaning: 'no answer within the uplink\'s `timeoutMs`', action: 'slow path or overloaded collector; retried; raise `timeoutMs` if exports are large' },
+  GRPC_RESOURCE_EXHAUSTED: {
+    class: ['link/soft', 'payload/hard'],
+    meaning: 'the collector is busy or rate-limits us (link/soft: waits for `RetryInfo`, else 5 s); "message larger than max" without `RetryInfo` is payload/hard: the batch never fits and is dead-lettered',
+    action: 'busy: retried; too large: lower `batch.maxReadings` or raise the collector\'s `max_recv_msg_size_mib`, then `holdfast retry reset`',
+  },
+  GRPC_INVALID_ARGUMENT: { class: 'payload/hard', meaning: 'the collector refuses this batch as malformed; dead-lettered', action: 'see `last_error` and the collector\'s log; then `holdfast retry reset`' },
+  GRPC_UNAUTHENTICATED: { class: 'link/hard', meaning: 'missing or wrong credentials (token in `headersFile`, client certificate); data held, alarm raised', action: 'fix the credentials, then `holdfast breaker reset <uplink>`' },
+  GRPC_PERMISSION_DENIED: { class: 'link/hard', meaning: 'the credentials are valid but not allowed to export there (tenant, ACL); data held, alarm raised', action: 'fix the collector\'s authorisation, then `holdfast breaker reset <uplink>`' },
+  GRPC_UNIMPLEMENTED: { class: 'link/hard', meaning: 'no OTLP `MetricsService/Export` at that address (wrong port, traces-only collector, no metrics pipeline)', action: 'fix `url` or the collector\'s pipelines, then `holdfast breaker reset <uplink>`' },
+  GRPC_CANCELLED: { class: 'link/soft', meaning: 'the call was cut before it completed (the agent stopping, a proxy, the collector shutting down)', action: 'retried' },
+  GRPC_ABORTED: { class: 'link/soft', meaning: 'the collector aborted the call (a conflict on its side)', action: 'retried' },
+  GRPC_OUT_OF_RANGE: { class: 'link/soft', meaning: 'the collector refused a value or time as out of range', action: 'retried; if it repeats, the batch is dead-lettered at `RETRY_LIMIT_EXCEEDED`' },
+  GRPC_DATA_LOSS: { class: 'link/soft', meaning: 'the collector reports unrecoverable data loss or corruption on its side', action: 'retried (our copy is intact); check the collector' },
+  GRPC_UNKNOWN: { class: 'link/soft', meaning: 'the collector failed without saying why', action: 'retried; check the collector\'s log' },
+  GRPC_NOT_FOUND: { class: 'link/soft', meaning: 'the collector or a proxy in front of it found no such resource', action: 'retried; check `url` and the routing of any proxy in front of the collector' },
+  GRPC_ALREADY_EXISTS: { class: 'link/soft', meaning: 'the collector says it has this data already', action: 'retried until `RETRY_LIMIT_EXCEEDED`; check whether the collector dedupes on `holdfast.batch.key`' },
+  GRPC_FAILED_PRECONDITION: { class: 'link/soft', meaning: 'the collector is not in a state to accept the export', action: 'retried; check the collector' },
+  GRPC_INTERNAL: { class: 'link/soft', meaning: 'an internal error in the collector or its pipeline', action: 'retried; check the collector\'s log' },
+  GRPC_STATUS_NN: { class: 'link/soft', meaning: 'a gRPC status number without a name in this build, e.g. `GRPC_STATUS_17`', action: 'retried; report it so the classifier learns it' },
+  // any uplink
+  UPLINK_ERROR: { class: 'link/soft', meaning: 'an upstream failure the classifier does not know (an unlisted socket error, a status it cannot read)', action: 'retried; see `last_error` and report it so the classifier learns it' },
+  RETRY_LIMIT_EXCEEDED: {
+    class: 'task',
+    meaning: 'a task used up its attempts (`retry.maxAttempts`) or its age (`retry.maxAgeMs`) and was dead-lettered; `last_error` starts with the last failure\'s code',
+    action: 'fix that cause, then `holdfast retry reset` (same as `UPDATE recovery_tasks SET retry_count = 0 WHERE status = \'failed\'`)',
+  },
+  // store
+  IDEMPOTENCY_KEY_COLLISION: { class: 'local', meaning: 'a batch arrived with an existing idempotency key but a different payload hash; refused, counted and recorded', action: 'investigate the source: a key must never be reused (the stored batch is untouched)' },
+  STORAGE_FULL: { class: 'local', meaning: 'reserved, not raised yet: the code for a store at its byte quota, and there is no quota yet (the store is bounded by the disk and `store.retentionDays`)', action: 'nothing for this code today; watch the disk and the backlog in `holdfast status`' },
+  STORE_UNAVAILABLE: { class: 'local', meaning: 'SQLite cannot be opened or written: data directory missing or not a directory, disk error or full, read-only, corrupt', action: 'check `dataDir` (the agent creates it on its first run), free space, I/O errors, a read-only remount, permissions' },
+  INGEST_QUEUE_FULL: { class: 'local', meaning: 'the in-memory ingest queue (`store.maxQueuedReadings`) is full: the source is told to slow down, a refused field poll is dropped, and the refusal is counted', action: 'slow storage? check the disk; raise `store.maxQueuedReadings` if the bursts are expected' },
+  PAYLOAD_UNREADABLE: { class: 'payload/hard', meaning: 'a stored batch failed decryption, decompression or decoding (wrong or missing key, corrupted row); the fault is here, not upstream; dead-lettered', action: 'a key missing from the key file? restore it, then `holdfast retry reset`' },
+  SCHEMA_TOO_NEW: { class: 'local', meaning: 'the database was written by a newer Holdfast (its `user_version` is ahead of this build)', action: 'upgrade Holdfast to at least the version that wrote it' },
+  // configuration and start-up
+  CONFIG_NOT_FOUND: { class: 'config', meaning: 'a configuration file (the config, a device map, a hardware profile) does not exist or cannot be read, or a profile name is unknown', action: 'the path (relative paths are resolved against the config file\'s folder) and permissions; `holdfast config validate <file>`' },
+  CONFIG_PARSE: { class: 'config', meaning: 'a configuration file (the config, a device map, a hardware profile) is not valid JSON', action: 'fix the syntax at the position given; `holdfast config validate <file>`' },
+  CONFIG_INVALID: { class: 'config', meaning: 'the configuration breaks the schema or a rule across keys (wrong type, unknown key, out of range, bad URL, key file problems); every problem is listed with its path', action: 'fix each listed key; docs/configuration.md documents every key' },
+  CONFIG_REJECTED: { class: 'config', meaning: 'reserved, not raised yet: the code for a configuration refused as a whole with nothing of it applied, for remote configuration over MQTT, which does not exist yet; a bad local file is `CONFIG_INVALID`', action: 'nothing for this code today' },
+  DATA_DIR_INSECURE: { class: 'config', meaning: 'the data directory is accessible to group or others (must be 0700)', action: '`chmod 700 <dataDir>`' },
+  KEY_FILE_MISSING: { class: 'config', meaning: 'encryption is on (the default) but `store.keyFile` does not exist', action: '`holdfast keygen --out <keyFile>`, or set `store.encryption` to "off" explicitly' },
+  KEY_FILE_INSECURE: { class: 'config', meaning: 'the key file is accessible to group or others (must be 0600)', action: '`chmod 600 <keyFile>`' },
+  KEY_INVALID: { class: 'config', meaning: 'the key file has a line that is not `<keyId> <64 hex>`, no key at all, or no key with the id `store.keyId`', action: 'fix the line or `store.keyId`; keep old keys in the file while stored batches need them' },
+  USAGE: { class: 'cli', meaning: 'the command line is wrong (unknown command or option, missing `--config`, unexpected argument); exit status 2', action: 'see `holdfast <command> --help`' },
+  // field side (agent/policy/faults.ts) and hardware
+  MODBUS_TIMEOUT: {
+    class: ['device', 'physical', 'network'],
+    meaning: 'Modbus devices stopped answering within `timeoutMs`: device when one is silent while its neighbours answer; physical (RTU) or network (TCP) when every device on the bus is silent',
+    action: 'device: power, unit id, its wiring; whole RTU bus: cable, termination, bias, adapter, serial settings; TCP: the gateway and the route to it',
+  },
+  MODBUS_CRC: { class: 'physical', meaning: 'too many Modbus RTU frames on one bus fail their CRC or framing (rate above the threshold over the last transactions)', action: 'noise or wiring: termination, shield grounding, cable runs; `baudRate`, `parity`, `stopBits` as the devices expect' },
+  MODBUS_EXCEPTION_NN: {
+    class: 'per code',
+    meaning: 'a Modbus exception response, e.g. `MODBUS_EXCEPTION_02`. config: 01 illegal function, 02 illegal data address, 03 illegal data value (that point is reported and not polled). device: 04 device failure, 05 acknowledge, 06 busy (05/06 polled again sooner) and any unlisted code. network: 0A/0B gateway path or target failed',
+    action: 'config: fix the device map for this model; device: check the unit; network: the TCP-to-RTU gateway and the line behind it',
+  },
+  RS485_VOLTAGE_LOW: { class: 'physical', meaning: 'the RS-485 bus voltage (board ADC) is below its window (`buses[].voltage.min`): open bus, missing bias, a short', action: 'A/B wiring for shorts or breaks, bias resistors, termination' },
+  RS485_VOLTAGE_HIGH: { class: 'physical', meaning: 'the RS-485 bus voltage (board ADC) is above its window (`buses[].voltage.max`)', action: 'a miswired supply or ground offset; sites that follow TIA-485-A (up to 6 V) widen `buses[].voltage.max`' },
+  SERIAL_PORT_ERROR: { class: 'local', meaning: 'the serial port of an RTU bus failed or cannot be opened (`detail.errno`: ENOENT, EACCES, EIO)', action: 'adapter plugged in? bus `port` right? permissions (dialout group)?' },
+  NETWORK_ERROR: { class: 'network', meaning: 'a Modbus TCP connection failed with an errno not in this catalogue (`detail.errno`)', action: 'the route to the device or gateway (`host`, `tcpPort`), and whether it accepts connections' },
+  THERMAL_THROTTLE: { class: 'local', meaning: 'the CPU is at or above `hardware.throttle.aboveC`: drain, retries and polling run at `factor` of their rates (live data never slowed) until it cools to `belowC`', action: 'cooling, airflow, the enclosure; watch `holdfast_throttle_factor`' },
+} as const satisfies Record<string, CodeDoc>;
+
+/** Compile-time check: an entry whose meaning or action is '' is named in an error here. */
+type Blank<T> = { [K in keyof T]: T[K] extends { readonly meaning: '' } | { readonly action: '' } ? K : never }[keyof T];
+type NoneOf<K extends never> = K;
+export type CatalogueChecked = NoneOf<Blank<typeof CODES>>;
