@@ -46,7 +46,7 @@ const TIME_BITS = 42;
  * 144 bits: a 42-bit millisecond timestamp, then 102 random bits.
  *   - Unique: keys of different milliseconds differ by construction; n keys made in the same
  *     millisecond hold two equal ones with a probability of about n^2 / 2^103.
- *   - High-entropy: 102 unpredictable bits (UUIDv7 has 74, the 128-bit keys before this 128).
+ *   - High-entropy: 102 unpredictable bits (UUIDv7 has 74).
  *     The timestamp adds none; it tells when the batch was sealed, which its readings tell anyway.
  *   - Time-ordered: a new key lands at the right end of the batch_key unique index instead of in
  *     a random leaf, so a commit touches one leaf of it, not one per batch. 42 bits of
@@ -96,8 +96,8 @@ export class Ingest {
   }
 
   /**
-   * Queues one poll's readings of a device. `cursor` is the source position after them (the
-   * simulated counter, later a Modbus poll sequence); it is committed with them.
+   * Queues one poll's readings of a device. `cursor` is the source position after them (e.g. the
+   * simulated counter); it is committed with them.
    */
   offer(device: string, readings: Reading[], cursor?: number): boolean {
     if (this.queued + readings.length > this.store.maxQueuedReadings) {

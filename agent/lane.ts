@@ -182,7 +182,7 @@ export class Lane {
   private wake(ms: number): void {
     if (this.stopped) return;
     if (ms <= 0) {
-      // As before: an immediate pump replaces a later timed one (the pump re-arms what it needs).
+      // An immediate pump replaces a later timed one (the pump re-arms what it needs).
       if (this.wakeTimer) clearTimeout(this.wakeTimer);
       this.wakeTimer = null;
       this.wakeAt = Infinity;

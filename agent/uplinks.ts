@@ -23,7 +23,7 @@ export function otlpHeaders(u: { headersFile?: string }): Record<string, string>
   return u.headersFile ? (JSON.parse(readFileSync(u.headersFile, 'utf8')) as Record<string, string>) : undefined;
 }
 
-/** Driver modules loaded on demand: the OTLP one brings gRPC and OpenTelemetry (~10 MB of RSS). */
+/** Driver modules loaded on demand: the OTLP one brings gRPC and OpenTelemetry (megabytes of RSS). */
 const loaded: { otlp?: typeof import('../drivers/otlp/client.js') } = {};
 
 /** Loads the driver modules `cfg`'s uplinks need; call (and await) before createDriver. */

@@ -104,8 +104,8 @@ async function rawChild(cfg: Config, window: number, db: DB, codec: PayloadCodec
   closeStore(db);
   const topic = `${topicPrefix(cfg, up.topicPrefix)}/telemetry`;
   const readings = msgs.reduce((a, m) => a + m.readings, 0);
-  // A new client each round (a reused mqtt.js client measured slower here: major GCs every
-  // ~30 ms); the timed span starts at its CONNACK.
+  // A new client each round, as the agent makes one per connect() (a reused mqtt.js client with
+  // its default store runs major collections a fresh one does not); timed from its CONNACK.
   const round = async () => {
     const client: MqttClient = mqtt.connect(up.url, mqttOptions(`bench-raw-${process.pid}-${Date.now()}`));
     try {

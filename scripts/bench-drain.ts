@@ -8,15 +8,13 @@
  * MqttDriver and connection) for all its rounds, as an agent does: the warm-up connects and
  * drains (lane.start()), each timed round re-admits the whole backlog (lane.rescan(), the
  * sweeper's path after the SQL repair). The raw child connects a new client each round and times
- * from its CONNACK: a reused mqtt.js client (default store) measured slower here, with 10-18 full
- * collections a round against none. No collection is forced between rounds.
+ * from its CONNACK: a reused mqtt.js client (default store) runs full collections that a fresh
+ * one does not. No collection is forced between rounds.
  *
- * Why not one process, as before: both sides then shared one V8 heap and JIT. The raw side's
- * 200 MB of prepared envelopes sat in the lane's heap, the two alternately trained the shared code
- * (streams, mqtt.js) with different types, and the full collections forced before each round
- * dropped optimized code that held objects of the previous round ("weak objects" deopts): the
- * lane recompiled ~40 functions a round, ~250 ms of compiler thread time for 4,000 messages.
- * A gateway runs one lane for months, never next to a raw publisher, and never forces a GC.
+ * Why two processes: in one, both sides would share one V8 heap and JIT. The raw side's prepared
+ * envelopes would sit in the lane's heap, the two would train the shared code (streams, mqtt.js)
+ * with different types, and forced collections would drop the lane's optimized code. A gateway
+ * runs one lane for months, never next to a raw publisher, and never forces a GC.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';

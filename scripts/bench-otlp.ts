@@ -11,8 +11,8 @@
  *   with the driver createDriver() makes for an otlp uplink (defaults: gzip, 4 exports in
  *   flight), read-ahead worker included, to the collector; timed from lane.start() (connect
  *   included) to every outcome flushed to the store.
- * Limit: OTLPMetricExporter (@opentelemetry/exporter-metrics-otlp-grpc, the exporter the issue
- *   names) export()ing the ResourceMetrics of the same batches, built beforehand by the
+ * Limit: OTLPMetricExporter (@opentelemetry/exporter-metrics-otlp-grpc, OpenTelemetry's own
+ *   exporter) export()ing the ResourceMetrics of the same batches, built beforehand by the
  *   driver's own batchToResourceMetrics (so the same bytes go out), same compression, the same
  *   window of exports in flight (kept by the loop); timed from the first
  *   export (connect included) to the last callback. The exporter serialises inside export(),

@@ -78,9 +78,10 @@ export function generateKey(file: string, keyId: string): { created: boolean } {
 
 /**
  * Sizes zlib's output chunks for inflating payloads. zlib's default 16 KB chunks cost a 50 KB
- * batch four chunk allocations and a concatenation (~23 us); one chunk just large enough costs
- * ~15 us. The expansion ratio (inflated / compressed) of recent payloads, decayed slowly, predicts
- * the size; the chunk stays below 128 KB, where glibc would mmap (and page-fault) every one.
+ * batch four chunk allocations and a concatenation; one chunk just large enough costs one
+ * allocation. The expansion ratio (inflated / compressed) of recent payloads, decayed slowly,
+ * predicts the size; the chunk stays below 128 KB, where glibc would mmap (and page-fault) every
+ * one.
  */
 export class InflateSizer {
   private ratio = 16;

@@ -2,19 +2,15 @@
  * Read-ahead for backlog drains: a small pool of decode workers (store/decode-worker.ts) that read
  * a lane's backlog tasks from the store on their own read-only connection, decrypt and inflate
  * the payloads, and hand back tasks with their readings as bytes. A lane draining a backlog then
- * spends its main thread on the wire: the ~10 us of reading a 3-4 KB row and the ~40 us of
- * AES-GCM + inflate per batch happen on another core.
+ * spends its main thread on the wire: reading each row and the AES-GCM + inflate of each batch
+ * happen on another core.
  *
  * The bytes travel in a per-stream arena of shared memory (Arena: ARENA_SLOTS slots of 64 KB,
  * reserved when the stream opens, its pages touched as slots are used): the worker writes a
  * task's readings into a free slot, the lane frames and sends them in place, and hands the slot
- * back when the send is settled. Before, each batch came in an ArrayBuffer transferred to the
- * lane's thread, and a drain of 4,000 batches of 52 KB brought 16-22 major collections there
- * (`npm run bench`'s GC line); with the arena, none in most steady rounds. Much of that was
- * mqtt.js's own copy of each payload, kept until its PUBACK, which the MQTT driver no longer lets
- * it keep (drivers/mqtt/outgoing-store.ts); since then, transferred buffers (an arena of 0 slots)
- * measured within the bench's noise of the arena. A task too large for a slot, or arriving when
- * every slot is taken, still comes in a transferred buffer of its own.
+ * back when the send is settled, so a drain allocates and transfers nothing per batch (see
+ * Arena). A task too large for a slot, or arriving when every slot is taken, comes in a
+ * transferred buffer of its own.
  *
  * A lane opens a stream (its uplink's fresh tasks with afterId < id < beforeId, oldest first, the
  * same query as TaskQueue.fresh) and asks for the next n tasks as often as it likes; replies come
@@ -25,7 +21,7 @@
  *     requests it held. Nothing was changed in the store: the lane still knows the last task it
  *     received and reads on from there itself, so no task is lost or skipped; it stays `pending`.
  *     The next stream starts a new worker; after MAX_CONSECUTIVE_FAILURES deaths without a good
- *     reply in between the pool refuses (streams fail at once) and lanes read inline, as before.
+ *     reply in between the pool refuses (streams fail at once) and lanes read inline.
  *
  * Workers start on the first stream (an agent that never drains a backlog never starts one), keep
  * the process alive only while a request is in hand, and stop once no stream has been open for
@@ -53,9 +49,9 @@ export type WorkerRequest =
  * worker writes a task's readings (with their room) into a free slot, and the main thread reads
  * them in place through a Buffer view and hands the slot number back once the send is settled.
  * Nothing is allocated or transferred per task on either side, so a drain of thousands of 50 KB
- * batches adds no external memory to the lane's heap (each transferred buffer did, until a
- * major collection accounted for it). A task that does not fit, or finds no free slot, goes in a
- * transferred buffer of its own as before.
+ * batches adds no external memory to the lane's heap (a transferred buffer does, until a major
+ * collection accounts for it). A task that does not fit, or finds no free slot, goes in a
+ * transferred buffer of its own.
  */
 export interface Arena {
   sab: SharedArrayBuffer;

@@ -1,10 +1,10 @@
 /**
  * Payload bodies in append-only segment files, `<dataDir>/segments/<id>.seg` (files 0600 in a
- * 0700 directory, like the database). A body (compressed and encrypted by store/codec.ts, format
- * unchanged) is appended with write() BEFORE the transaction that inserts its `payloads` row, and
- * the row holds (body_segment, body_offset, body_length) instead of the body. SQLite then keeps
- * only the small rows: a body is written once, not once into the WAL and again into the database
- * file at a checkpoint.
+ * 0700 directory, like the database). A body (compressed and encrypted by store/codec.ts, the
+ * same bytes as a body kept in its row) is appended with write() BEFORE the transaction that
+ * inserts its `payloads` row, and the row holds (body_segment, body_offset, body_length) instead
+ * of the body. SQLite then keeps only the small rows: a body is written once, not once into the
+ * WAL and again into the database file at a checkpoint.
  *
  * Durability (README, Durability): a process crash loses nothing, because write() puts the bytes
  * in the page cache before the commit. For power loss the segment must be on disk before any row
@@ -14,7 +14,7 @@
  *     the agent checkpoints itself in afterCommit(), and fdatasyncs the segment first. Commits
  *     since the last checkpoint may reach the disk (the kernel writes WAL pages back whenever it
  *     likes) before their bodies do: after a power cut such a row reads as PAYLOAD_UNREADABLE,
- *     which is the "last commits since the checkpoint" NORMAL already gives up, now reported;
+ *     which is the "last commits since the checkpoint" NORMAL already gives up, reported as such;
  *   - OFF: no fsync at all.
  * A rolled (closed) segment is fdatasynced when it is closed, so only the active one is ever dirty.
  *

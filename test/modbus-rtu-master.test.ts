@@ -26,8 +26,7 @@
  *   request (lower bound only: a loaded machine may only be slower).
  * - close() during a transaction, and a port whose far end goes away: every read settles as a
  *   transport failure, nothing escapes as an unhandled rejection, every transaction is counted
- *   in exactly one outcome. (These fail against rtu-master.ts as of this writing: see the
- *   comments at those tests.)
+ *   in exactly one outcome (the paths at risk are listed at those tests).
  */
 import { performance } from 'node:perf_hooks';
 import t from 'tap';
@@ -649,14 +648,13 @@ t.test('t3.5 of silence before every request (lower bound), at each line setting
 // ---------------------------------------------------------------------------------------------
 // close(), and a port that goes away: every read resolves (never hangs, never throws)
 //
-// Known failures against rtu-master.ts as written:
-// - close() while a transaction awaits silence(): transact() reads this.port again after the
-//   await, finds null, and `port.write` throws a TypeError: SerialQueue.pump() has no catch, so
-//   the read never resolves and the rejection escapes (unhandled: the agent would exit).
+// The paths at risk:
+// - close() while a transaction awaits silence(): the port is gone when the await returns, and
+//   a write to it would throw where nothing catches it (unhandled: the agent would exit).
 // - close() (or the port closing by itself) while the write or drain is pending: serialport's
 //   write() and drain() on a port that is not open wait for an 'open' event that never comes,
-//   so the read never resolves and the queue stays busy: every later read queues behind it.
-// - a failed write counts a transaction but no outcome (no `transport` counter).
+//   so the read would never resolve and every later read would queue behind it.
+// - a failed write counts a transaction, so it must count an outcome too (`transport`).
 
 const HUNG = Symbol('hung');
 /** p, or HUNG if it has not settled within ms. */
@@ -718,7 +716,7 @@ t.test('the far end goes away (socat killed): every read resolves as a transport
       if (r.failure.message !== 'serial port not open') writeFailures++;
     } else seen.push('ok?!');
     const s = master.stats;
-    // A transaction must end in exactly one outcome counter (a `transport` counter, if one is added, counts).
+    // A transaction must end in exactly one outcome counter (`transport` included).
     const transport = (s as RtuStats & { transport?: number }).transport ?? 0;
     if (r !== HUNG && s.ok + s.timeouts + s.exceptions + sumMalformed(s) + transport !== s.transactions) unbalanced.push(`attempt ${k}: ${JSON.stringify(s)}`);
     await within(master.close(), 1500);

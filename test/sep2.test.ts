@@ -42,7 +42,7 @@ function driver(t: TLike, srv: { url: string }, o: Partial<Sep2DriverOptions> = 
 }
 const r = (point: string, value: Reading['value'], unit: string, ts = T0, quality: Reading['quality'] = 'good'): Reading => ({ device: 'x', point, ts, value, unit, quality });
 let seq = 0;
-/** A message in the new shape (readings: Buffer) unless `oldShape` (readingsJson: string). */
+/** A message carrying `readings` (a Buffer), or `readingsJson` (a string) when `oldShape`. */
 function msg(device: string, readings: Reading[], raw?: string, oldShape = false): OutboundMessage {
   seq++;
   const text = raw ?? JSON.stringify(readings);

@@ -11,7 +11,7 @@ export interface SchemaProblem {
 }
 
 /**
- * A validator compiled on first use: compiling a schema costs ~100-300 ms and tens of MB, which
+ * A validator compiled on first use: compiling a schema costs noticeable time and memory, which
  * `holdfast --help` and the admin commands that never validate should not pay.
  */
 export function lazyValidator(compile: () => ValidateFunction): ValidateFunction {

@@ -53,13 +53,10 @@
  * the interval never exceeds maxMs; a NaN or negative elapsedMs counts as 0, +Infinity as
  * the longest outage there is. `rand` is called exactly once per call.
  *
- * Simulated (test/policy-adaptive.test.ts, baseMs 1 s, maxMs 300 s, 2000 outages each, history
- * = the previous 50 as recorded, starting empty): probes per outage / mean detection lag,
- * EXPONENTIAL_BACKOFF vs ADAPTIVE: normal 60 +- 5 s 7.51 / 39.5 s vs 6.46 / 1.4 s;
- * log-normal median 30 s 6.53 / 28.7 s vs 3.97 / 10.2 s; bimodal 5 s | 120 s 5.44 / 24.8 s
- * vs 4.52 / 7.9 s; exponential mean 45 s 6.37 / 28.4 s vs 3.92 / 10.4 s. The cost: while the
- * history is stale (outages suddenly much shorter or longer than recorded) ADAPTIVE is worse
- * for the ~25 outages it takes the new ones to dominate the window (docs/adaptive-retry.md).
+ * Against EXPONENTIAL_BACKOFF on simulated outage distributions (test/policy-adaptive.test.ts,
+ * docs/adaptive-retry.md) ADAPTIVE needs fewer probes per outage and notices recovery sooner.
+ * The cost: while the history is stale (outages suddenly much shorter or longer than recorded)
+ * it is worse, until the new outages dominate the window.
  */
 import { draw, positive } from './retry.js';
 

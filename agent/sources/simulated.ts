@@ -1,5 +1,5 @@
 /**
- * The `simulated` source: a stand-in field device until the Modbus drivers land. Each poll
+ * The `simulated` source: a stand-in field device that needs no plant. Each poll
  * yields `points` readings; the first is `counter`, which rises by exactly one per poll and is
  * committed as the source cursor, so loss or duplication is visible to anyone downstream and a
  * restarted agent resumes the count where the store left it.

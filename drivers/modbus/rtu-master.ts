@@ -188,9 +188,9 @@ export class RtuMaster {
    * becomes a transport failure, never a wedged bus. The backstop is not the request timeout:
    * tcdrain runs on libuv's thread pool (and the write waits for room in the tty), and on a
    * loaded machine (or a pty whose far end, socat, waits to be scheduled) they can take longer
-   * than a short request timeout while the bytes do go out; failing them then reported a
-   * serial-port fault (ETIMEDOUT) that was only load, and left the answer to arrive as stray
-   * bytes.
+   * than a short request timeout while the bytes do go out; failing them at that timeout would
+   * report a serial-port fault (ETIMEDOUT) that is only load, and leave the answer to arrive as
+   * stray bytes.
    */
   private write(port: SerialStream, frame: Buffer, timeoutMs: number): Promise<Error | null> {
     return new Promise((resolve) => {

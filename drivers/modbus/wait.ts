@@ -2,8 +2,8 @@
  * Waiting for a moment on performance.now()'s clock (monotonic, sub-microsecond) to within a few
  * tens of microseconds, never before it.
  *
- * Node timers count whole milliseconds: setTimeout(1.75) fires after ~1.1 ms (the fraction is
- * dropped), setTimeout(2) after ~2.1 ms, and later under load. A t3.5 of 1.75 ms (every baud rate
+ * Node timers count whole milliseconds: setTimeout(1.75) fires just after 1 ms (the fraction is
+ * dropped), setTimeout(2) just after 2 ms, and later under load. A t3.5 of 1.75 ms (every baud rate
  * above 19200) waited with timers alone therefore costs 2-3 ms, a third more than the line needs.
  * waitUntil() sleeps on a timer for the whole milliseconds that surely end before `t`, then polls
  * the clock from setImmediate for the rest (under ~1.3 ms): the event loop keeps serving I/O and
@@ -11,7 +11,7 @@
  */
 import { performance } from 'node:perf_hooks';
 
-/** A timer is trusted to wake no later than this after its whole milliseconds (measured ~0.13 ms). */
+/** A timer is trusted to wake no later than this after its whole milliseconds (a margin over its usual lateness). */
 const TIMER_SLACK_MS = 0.3;
 
 /** Resolves true at or after `t` (performance.now() time), false if `signal` aborts first. */

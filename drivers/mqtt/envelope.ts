@@ -18,9 +18,9 @@ const PAD = ['', ' ', '  ', '   ', '    ', '     ', '      ', '       '];
  * The message up to its readings array, padded with 0-7 spaces (JSON whitespace) before the
  * array to a multiple of 8 bytes. The readings from the read-ahead arena start 8-byte aligned, so
  * the framed message does too: mqtt.js copies each QoS 1 payload (rfdc, for its outgoing store),
- * and V8 copies out of shared memory about 5x slower from an address that is not (`npm run bench`
- * drain). The padding depends only on the head, so a batch's message is the same bytes on every
- * path and every attempt.
+ * and V8 copies out of shared memory much more slowly from an address that is not. The padding
+ * depends only on the head, so a batch's message is the same bytes on every path and every
+ * attempt.
  */
 function head(m: OutboundMessage, gatewayId: string, part?: number, parts?: number): string {
   const p = parts !== undefined && parts > 1 ? `,"part":${part},"parts":${parts}` : '';

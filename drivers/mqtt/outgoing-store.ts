@@ -7,10 +7,9 @@
  * this store, to resend it if the same client reconnects. Ours never does: every connect() is a
  * new client with a clean session (reconnectPeriod 0), and a publish without its PUBACK is
  * failed to the lane, which retries it from the SQLite store. Kept until the PUBACK, each ~50 KB
- * copy outlived a scavenge or two, and its off-heap memory counted towards V8's next full
- * collection: a drain of thousands of batches ran one every ~100 ms (`npm run bench`, drain, with
- * `--trace-incremental-marking`: "Start (task)" / "external memory pressure"). Dropped at once,
- * the copy dies young and is freed by the next scavenge.
+ * copy would outlive a scavenge or two and its off-heap memory would count towards V8's next full
+ * collection ("external memory pressure"), so a long drain would run full collections back to
+ * back. Dropped at once, the copy dies young and is freed by the next scavenge.
  */
 import { Store, type IStore } from 'mqtt';
 

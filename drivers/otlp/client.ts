@@ -200,9 +200,8 @@ export function batchToResourceMetrics(readings: unknown, meta: BatchMeta): Buil
 }
 
 /**
- * The stored batch's readings, parsed. The message field is in flux (`readingsJson: string`,
- * then a Buffer, now `readings: Buffer`): any of them is accepted, text or UTF-8 bytes, and an
- * already parsed array too.
+ * The stored batch's readings, parsed: from `readings` (UTF-8 bytes) or `readingsJson` (text),
+ * either field holding text, bytes or an already parsed array.
  */
 export function readingsOf(m: OutboundMessage): unknown {
   const loose = m as unknown as { readings?: unknown; readingsJson?: unknown };

@@ -84,7 +84,7 @@ export function parseRetryAfter(v: string | string[] | undefined, now: number): 
   return Number.isNaN(t) ? undefined : Math.max(0, t - now);
 }
 
-/** The batch text, whichever shape OutboundMessage has: `readings` (Buffer) or older `readingsJson`. */
+/** The batch text, whichever field OutboundMessage carries it in: `readings` (Buffer) or `readingsJson` (string). */
 export function batchOf(msg: OutboundMessage): string | Uint8Array | undefined {
   const m = msg as unknown as { readings?: unknown; readingsJson?: unknown };
   const v = m.readings ?? m.readingsJson;

@@ -3,7 +3,7 @@
  * hand (a demo, a soak test, a driver test against a pty pair).
  *
  * simulate() is the programmatic entry (tests call it in-process); simulateCommand is the CLI
- * command, in the shape of agent/cli/commands.ts's Command, to be registered in COMMANDS. It
+ * command, in the shape of agent/cli/commands.ts's Command, registered in COMMANDS. It
  * prints one line saying where it listens and runs until SIGINT/SIGTERM (run returns -1, like
  * `holdfast run`), then prints the traffic counters.
  *
