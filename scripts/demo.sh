@@ -1,11 +1,14 @@
 #!/usr/bin/env bash
-# The demo: installs the dependencies, builds, creates the demo key on first run, starts the
-# Modbus TCP simulator on 127.0.0.1:15020 (a meter on unit 1, a SunSpec inverter on unit 2), a
-# private Mosquitto on 127.0.0.1:18830 when one is installed, and runs the agent on
-# config/demo.json, which polls the simulator over real Modbus TCP (everything under ./var/demo,
-# no root, no hardware). Prints the buffer every few seconds. Ctrl-C stops it all.
+# The demo: installs what it needs (mosquitto through scripts/system-deps.sh, the Node
+# dependencies), builds, creates the demo key on first run, starts the Modbus TCP simulator on
+# 127.0.0.1:15020 (a meter on unit 1, a SunSpec inverter on unit 2), a private Mosquitto on
+# 127.0.0.1:18830, and runs the agent on config/demo.json, which polls the simulator over real
+# Modbus TCP (everything under ./var/demo, no hardware). Prints the buffer every few seconds.
+# Ctrl-C stops it all.
 #
 #   bash scripts/demo.sh                 run the demo
+#   bash scripts/demo.sh tour [...]      a guided run of about two minutes that ends with a verdict
+#                                        (scripts/tour.ts; options: --outage-s, --rate, --dir ...)
 #   bash scripts/demo.sh broker stop     pull the broker's plug (from another terminal)
 #   bash scripts/demo.sh broker start    plug it back in
 set -euo pipefail
@@ -13,14 +16,10 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 VAR=$ROOT/var/demo
 PORT=18830
-MOSQ=$(command -v mosquitto || echo /usr/sbin/mosquitto)
+MOSQ=/usr/sbin/mosquitto
 CLI=(node "$ROOT/dist/agent/cli/main.js")
 
 broker_start() {
-  if [ ! -x "$MOSQ" ]; then
-    echo "demo: no mosquitto here; the agent keeps buffering. Install it with: sudo apt-get install -y mosquitto" >&2
-    return 0
-  fi
   if [ -f "$VAR/mosquitto.pid" ] && kill -0 "$(cat "$VAR/mosquitto.pid")" 2>/dev/null; then return 0; fi
   mkdir -p "$VAR/broker"
   cat >"$VAR/broker/mosquitto.conf" <<EOF
@@ -51,7 +50,12 @@ if [ "${1:-}" = broker ]; then
   esac
 fi
 
+bash scripts/system-deps.sh demo
 bash scripts/ensure-deps.sh
+if [ "${1:-}" = tour ]; then
+  shift
+  exec node dist/scripts/tour.js "$@"
+fi
 mkdir -p "$VAR"
 chmod 700 "$VAR"
 [ -f "$VAR/keys/holdfast.key" ] || "${CLI[@]}" keygen --out "$VAR/keys/holdfast.key"
