@@ -26,7 +26,7 @@ export interface OpenOptions {
 
 export const DB_FILE = 'holdfast.db';
 
-/** Page size of a new database (see the Durability section of the README for the measurements). */
+/** Page size of a new database: SQLite's default; docs/durability.md gives the flash wear with it. */
 export const PAGE_SIZE = 4096;
 /**
  * Page cache per connection, KiB. better-sqlite3's build defaults to 16 MB; the agent appends

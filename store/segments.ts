@@ -6,7 +6,7 @@
  * of the body. SQLite then keeps only the small rows: a body is written once, not once into the
  * WAL and again into the database file at a checkpoint.
  *
- * Durability (README, Durability): a process crash loses nothing, because write() puts the bytes
+ * Durability (docs/durability.md): a process crash loses nothing, because write() puts the bytes
  * in the page cache before the commit. For power loss the segment must be on disk before any row
  * that refers to it is:
  *   - FULL (or EXTRA): beforeCommit() fdatasyncs the segment before each commit;

@@ -214,7 +214,7 @@ export const configSchema = {
         keyFile: { type: 'string', minLength: 1, default: '/etc/holdfast/holdfast.key', description: 'keyring written by holdfast keygen (mode 0600)' },
         keyId: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,32}$', default: 'k1', description: 'key that new batches are written with' },
         commitIntervalMs: ms(1, 200, 'group commit: readings wait at most this long for their transaction'),
-        synchronous: { enum: ['OFF', 'NORMAL', 'FULL'], default: 'NORMAL', description: 'SQLite synchronous level: the power-loss trade-off (README, Durability)' },
+        synchronous: { enum: ['OFF', 'NORMAL', 'FULL'], default: 'NORMAL', description: 'SQLite synchronous level: the power-loss trade-off (docs/durability.md)' },
         busyTimeoutMs: ms(0, 5000, 'SQLite busy timeout'),
         maxQueuedReadings: { type: 'integer', minimum: 100, default: 200000, description: 'bound of the in-memory ingest queue (INGEST_QUEUE_FULL beyond)' },
         retentionDays: { type: 'number', exclusiveMinimum: 0, default: 7, description: 'delivered and dead-lettered tasks older than this are purged' },

@@ -6,7 +6,7 @@
  * Live data is never slowed (the lanes keep sending what was just committed).
  *
  * An unknown temperature (no readable sensor, a read that failed) releases the throttle: a broken
- * sensor must not keep a gateway slow forever, and the README says so.
+ * sensor must not keep a gateway slow forever, and docs/thermal.md says so.
  */
 
 export interface GovernorConfig {
