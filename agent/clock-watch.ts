@@ -36,6 +36,10 @@ export interface ClockWatchDeps {
   caps: readonly { uplink: string; capMs: number }[];
   /** Writes what is held in memory with wall times (the lanes' outcomes) before they are moved. */
   beforeRebase?: () => void;
+  /** Task ids being sent now (a batch in flight is not rewritten under its sender). */
+  inflight?: () => ReadonlySet<number>;
+  /** Batches were rewritten: whoever read them ahead reads them again. */
+  afterRewrite?: () => void;
   /** Metrics: a step, the sync state, readings re-based or left flagged. */
   onStep?: (stepMs: number) => void;
   onSynced?: (synced: boolean) => void;
@@ -142,7 +146,8 @@ export class ClockWatch {
       offsets ??= goodOffsets(this.d.db);
       const off = offsets.get(boot);
       return off === undefined ? null : rebaseReadings(readings, off);
-    });
+    }, this.d.inflight?.());
+    if (r.rebased > 0) this.d.afterRewrite?.();
     if (r.rebased + r.kept + r.unrebasable === 0) return;
     const at = this.d.clock.wall();
     this.d.events.record({ scope: 'gateway', subject: 'clock', kind: 'clock_rebase', at, detail: r });

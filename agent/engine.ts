@@ -129,6 +129,10 @@ export class Engine {
       beforeRebase: () => {
         for (const l of this.lanes) l.flush();
       },
+      inflight: () => new Set(this.lanes.flatMap((l) => [...l.inflightTasks()])),
+      afterRewrite: () => {
+        for (const l of this.lanes) l.rescan();
+      },
       onStep: (ms) => this.metrics.clockSteps.inc({ direction: ms > 0 ? 'forward' : 'backward' }),
       onSynced: (ok) => this.metrics.clockSynced.set(ok ? 1 : 0),
       onRebased: (n, lost) => {

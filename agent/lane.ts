@@ -166,6 +166,11 @@ export class Lane {
     this.wake(0);
   }
 
+  /** Ids of the tasks being sent now. */
+  inflightTasks(): ReadonlySet<number> {
+    return this.inflight;
+  }
+
   snapshot(): LaneSnapshot {
     return {
       uplink: this.name, connected: this.link.connected, breaker: this.link.breakerName, inflight: this.inflight.size,

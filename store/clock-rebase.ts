@@ -2,10 +2,11 @@
  * Re-bases stored batches that hold readings stamped by an unsynchronised wall clock
  * (clock_batches, state 'unsynced'), once the wall clock is good (docs/clocks.md).
  *
- * A batch still pending for some uplink is rewritten: decoded, its flagged readings re-based by
- * the caller's `rebase`, re-encoded under the same idempotency key, its body appended to the
- * active segment and its `payloads` row pointed at it (the old bytes are left to segment GC). A
- * batch no uplink waits for any more was delivered with its flag and is left as it is ('kept').
+ * A batch no uplink has tried yet is rewritten: decoded, its flagged readings re-based by the
+ * caller's `rebase`, re-encoded under the same idempotency key, its body appended to the active
+ * segment and its `payloads` row pointed at it (the old bytes are left to segment GC). A batch
+ * that was ever sent, or is being sent now, is left as it is ('kept'): an upstream may hold it
+ * already, and a re-send under its key must be the same bytes; its readings arrive flagged.
  * A batch whose boot never had a good clock cannot be re-based: it keeps its flag
  * ('unrebasable'). The rewrite is one transaction per batch, after its body is appended, so a
  * crash leaves either the old row or the new one, never a mix.
@@ -34,15 +35,19 @@ export interface RebaseReport {
 export function rebaseStored(
   db: DB, codec: PayloadCodec, currentBoot: string, limit: number,
   rebase: (readings: Array<Record<string, unknown>>, boot: string) => number | null,
+  /** Task ids in flight now (their sends read the old body): such a batch waits for a later pass. */
+  inflight: ReadonlySet<number> = new Set(),
 ): RebaseReport {
   const r: RebaseReport = { rebased: 0, rebasedReadings: 0, kept: 0, unrebasable: 0, unrebasableReadings: 0, errors: [] };
   const rows = db
     .prepare(
       `SELECT c.payload_id AS id, c.boot_id AS boot, c.readings, p.batch_key AS key,
-         EXISTS (SELECT 1 FROM recovery_tasks t WHERE t.payload_id = c.payload_id AND t.status = 'pending') AS pending
+         EXISTS (SELECT 1 FROM recovery_tasks t WHERE t.payload_id = c.payload_id
+           AND (t.status <> 'pending' OR t.retry_count > 0 OR t.first_attempt_at IS NOT NULL)) AS attempted
        FROM clock_batches c JOIN payloads p ON p.id = c.payload_id WHERE c.state = 'unsynced' ORDER BY c.payload_id LIMIT ?`,
     )
-    .all(limit) as { id: number; boot: string; readings: number; key: string; pending: number }[];
+    .all(limit) as { id: number; boot: string; readings: number; key: string; attempted: number }[];
+  const tasksOf = db.prepare('SELECT id FROM recovery_tasks WHERE payload_id = ?').pluck();
   const mark = db.prepare('UPDATE clock_batches SET state = ? WHERE payload_id = ?');
   const writer = writerFor(db);
   const update = db.prepare(
@@ -50,11 +55,12 @@ export function rebaseStored(
        body_segment = ?, body_offset = ?, body_length = ? WHERE id = ?`,
   );
   for (const row of rows) {
-    if (!row.pending) {
+    if (row.attempted) {
       mark.run('kept', row.id);
       r.kept++;
       continue;
     }
+    if (inflight.size > 0 && (tasksOf.all(row.id) as number[]).some((id) => inflight.has(id))) continue;
     let readings: Array<Record<string, unknown>>;
     try {
       const p = readPayload(db, row.key);
