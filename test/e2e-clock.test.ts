@@ -14,7 +14,7 @@ import t from 'tap';
 import { join } from 'node:path';
 import { startBroker, waitFor, type Broker } from './helpers/mosquitto.js';
 import { subscribe, type Recorder } from './helpers/mqtt-sub.js';
-import { checkCounters, cli, count, diagnoseOnFailure, makeAgentDir, ROOT, startAgent, telemetry, withDb, type AgentDir } from './helpers/agent.js';
+import { checkCounters, cli, count, diagnoseOnFailure, log, makeAgentDir, ROOT, startAgent, telemetry, withDb, type AgentDir } from './helpers/agent.js';
 import { fakeTime, offsetTo } from './helpers/faketime.js';
 import { simulate } from '../scripts/simulator/cli.js';
 import { CLOCK_FLOOR_MS } from '../agent/version.js';
@@ -64,6 +64,8 @@ async function rig(t: TapTest, initial: string, name: string): Promise<Rig> {
   return { a, broker, rec, ft, agent, startedAt };
 }
 
+/** The agent's HTTP port (it listens on port 0), from its log. */
+const apiPort = (a: AgentDir) => Number(/"port":(\d+),"msg":"HTTP server/.exec(log(a))?.[1]);
 const connected = (a: AgentDir) => count(a, `SELECT count(*) FROM link_state WHERE uplink = 'broker' AND connected = 1`) === 1;
 const events = (a: AgentDir, kind: string) =>
   withDb(a, (db) => db.prepare(`SELECT started_at AS at, ended_at AS endedAt, duration_ms AS ms, detail FROM recovery_events WHERE kind = ? ORDER BY id`).all(kind)) as {
@@ -175,5 +177,10 @@ t.test('a clock in 1970, stepped to now', async (t) => {
   const unsynced = events(r.a, 'unsynced');
   t.ok(unsynced.length === 1 && unsynced[0].ms !== null && unsynced[0].ms < now - r.startedAt, `the unsynchronised spell is one event of ${unsynced[0]?.ms} ms`);
   t.notMatch(r.agent.output(), /TimeoutOverflowWarning/, 'no setTimeout overflow');
+  const metrics = await (await fetch(`http://127.0.0.1:${apiPort(r.a)}/metrics`)).text();
+  t.match(metrics, /holdfast_clock_steps_total\{direction="forward"\} 1\n/, 'the step is counted');
+  t.match(metrics, /holdfast_clock_synced 1\n/, 'the clock is synchronised now');
+  t.match(metrics, /holdfast_unsynced_readings_total\{outcome="flagged"\} [1-9]/, 'flagged readings counted');
+  t.match(metrics, /holdfast_unsynced_readings_total\{outcome="rebased_stored"\} [1-9]/, 're-based stored readings counted');
   await r.agent.stop();
 });
