@@ -16,7 +16,7 @@ import { loadDeviceMap } from '../../drivers/modbus/devicemap.js';
 import { activeFaults, initialFaultState, observe, observeVoltage, type FaultState, type Verdict } from '../policy/faults.js';
 import type { BoardSensors } from '../../hardware/sensors.js';
 import { DevicePoller, type BusReader, type PollOutcome } from './poller.js';
-import { systemClock, type Clock } from '../clock.js';
+import { systemClock, wallAt, type Clock } from '../clock.js';
 import { safeInterval, safeTimeout, type SafeTimer } from '../../drivers/timer.js';
 
 export interface FaultMessage extends Verdict {
@@ -148,7 +148,8 @@ export class Field {
 
   /** Active field faults (for status). */
   faults(): readonly Verdict[] {
-    return activeFaults(this.state);
+    // The policy runs on the monotonic clock; what is shown is wall time.
+    return activeFaults(this.state).map((f) => ({ ...f, at: wallAt(this.clock, f.at), since: wallAt(this.clock, f.since) }));
   }
 
   /** The thermal governor's factor for every poller (1: full speed). */
