@@ -118,7 +118,8 @@ export class Ingest {
       return false;
     }
     const now = this.clock.mono();
-    const flagged = flagUnsynced(readings, this.clock.wall(), now, this.clock.floor);
+    const floor = this.clock.floor;
+    const flagged = readings.some((r) => r.ts < floor) ? flagUnsynced(readings, this.clock.wall(), now, floor) : 0;
     this.stats.unsyncedReadings += flagged;
     let b = this.open.get(device);
     if (b && b.readings.length + readings.length > this.batch.maxReadings) {
