@@ -22,18 +22,19 @@ export function loadBoot(db: DB, boot: string): BootClock | undefined {
   return r ? { offset: r.offset, synced: r.synced === 1 } : undefined;
 }
 
-/** Keeps this boot's offset; a good one is never replaced by a bad one (the readings of the boot need it). */
+/** Keeps this boot's offset as seen now; a good one is also kept as the boot's good offset (its readings need it). */
 export function saveBoot(db: DB, boot: string, c: BootClock, at: number): void {
+  const offset = Math.round(c.offset);
   db.prepare(
-    `INSERT INTO clock_boots (boot_id, offset_ms, synced, updated_at) VALUES (?, ?, ?, ?)
-     ON CONFLICT (boot_id) DO UPDATE SET offset_ms = excluded.offset_ms, synced = excluded.synced, updated_at = excluded.updated_at
-     WHERE excluded.synced = 1 OR clock_boots.synced = 0`,
-  ).run(boot, Math.round(c.offset), c.synced ? 1 : 0, at);
+    `INSERT INTO clock_boots (boot_id, offset_ms, synced, good_offset_ms, updated_at) VALUES (?, ?, ?, ?, ?)
+     ON CONFLICT (boot_id) DO UPDATE SET offset_ms = excluded.offset_ms, synced = excluded.synced,
+       good_offset_ms = coalesce(excluded.good_offset_ms, good_offset_ms), updated_at = excluded.updated_at`,
+  ).run(boot, offset, c.synced ? 1 : 0, c.synced ? offset : null, at);
 }
 
 /** Good offsets (wall - mono) by boot: what the re-base of unsynchronised readings needs. */
 export function goodOffsets(db: DB): Map<string, number> {
-  const rows = db.prepare('SELECT boot_id AS boot, offset_ms AS offset FROM clock_boots WHERE synced = 1').all() as { boot: string; offset: number }[];
+  const rows = db.prepare('SELECT boot_id AS boot, good_offset_ms AS offset FROM clock_boots WHERE good_offset_ms IS NOT NULL').all() as { boot: string; offset: number }[];
   return new Map(rows.map((r) => [r.boot, r.offset]));
 }
 

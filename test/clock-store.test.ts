@@ -182,3 +182,19 @@ t.test('once the clock is good: never-sent batches rewritten, tried ones kept, a
   db.exec(`DELETE FROM recovery_tasks WHERE payload_id = (SELECT id FROM payloads WHERE device = 'sent'); DELETE FROM payloads WHERE device = 'sent'`);
   t.equal(q(db, `SELECT count(*) FROM clock_batches`), 3, 'a purged batch takes its flag row with it');
 });
+
+t.test('a clock that falls below the floor after being good: the step is recorded once, the good offset kept', async (t) => {
+  const { db, codec } = store(t);
+  const clock = manualClock(NOW, 1_000_000, FLOOR);
+  const w = watch(db, codec, clock);
+  w.tick();
+  clock.advance(1000);
+  clock.stepWall(T1970 - clock.wall()); // an RTC reset while running
+  w.tick();
+  w.stop();
+  const again = watch(db, codec, clock);
+  again.tick(); // a restart in the same boot: the offset it finds is the one last seen
+  again.stop();
+  t.equal(q(db, `SELECT count(*) FROM recovery_events WHERE kind = 'clock_step'`), 1, 'one step, not a second one at the restart');
+  t.same(rows(db, 'SELECT offset_ms AS seen, synced, good_offset_ms AS good FROM clock_boots'), [{ seen: T1970 - 1_001_000, synced: 0, good: NOW - 1_000_000 }], 'the last seen offset, and the last good one');
+});
