@@ -133,7 +133,10 @@ export class Engine {
       afterRewrite: () => {
         for (const l of this.lanes) l.rescan();
       },
-      onStep: (ms) => this.metrics.clockSteps.inc({ direction: ms > 0 ? 'forward' : 'backward' }),
+      onStep: (ms) => {
+        this.metrics.clockSteps.inc({ direction: ms > 0 ? 'forward' : 'backward' });
+        if (this.purgeTask) this.schedulePurge();
+      },
       onSynced: (ok) => this.metrics.clockSynced.set(ok ? 1 : 0),
       onRebased: (n, lost) => {
         if (n > 0) this.metrics.unsyncedReadings.inc({ outcome: 'rebased_stored' }, n);
@@ -157,10 +160,7 @@ export class Engine {
     this.selfExport = await createSelfExport(this);
     if (this.stopping) await this.selfExport?.stop();
     else this.selfExport?.start();
-    this.purgeTask = cron.schedule(c.store.purgeCron, () => {
-      // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
-      this.purgeDelay = safeTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
-    });
+    this.schedulePurge();
     if (!c.api.enabled) return null;
     this.api = createApi(this);
     const port = await this.api.start();
@@ -222,6 +222,19 @@ export class Engine {
     } catch (e) {
       this.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'sweep failed');
     }
+  }
+
+  /**
+   * The purge on its cron line (wall time, by nature). Scheduled again after a step of the wall
+   * clock: node-cron keeps the next run it computed, a year away after a clock that ran ahead.
+   */
+  private schedulePurge(): void {
+    this.purgeTask?.stop();
+    if (this.stopping) return;
+    this.purgeTask = cron.schedule(this.cfg.store.purgeCron, () => {
+      // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
+      this.purgeDelay = safeTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
+    });
   }
 
   /** The retention purge, then the segment files no row refers to any more. */
