@@ -32,8 +32,8 @@ import type { SelfMetricsExport } from './api/self-export.js';
 import { LogLimiter } from './log-limit.js';
 import type { PartialEvent } from '../drivers/otlp/client.js';
 import { systemClock, type Clock } from './clock.js';
-import { ClockWatch } from './clock-watch.js';
-import { scheduleCap } from './policy/clock.js';
+import type { ClockWatch } from './clock-watch.js';
+import { createClockWatch, unsyncedCounter } from './clock-wire.js';
 import { safeInterval, safeTimeout, type SafeTimer } from '../drivers/timer.js';
 
 /** A collector that answers every batch with a partial success is logged once per this. */
@@ -109,9 +109,10 @@ export class Engine {
       });
     });
     const outbox = new Outbox(this.db, enabled.map((u) => u.name));
+    const countUnsynced = unsyncedCounter(() => this.metrics, () => this.ingest.stats);
     this.ingest = new Ingest(outbox, codec, cfg.batch, s, log, (r) => {
       this.metrics.readings.inc(r.readings);
-      this.countUnsynced();
+      countUnsynced();
       for (const l of this.lanes) l.notify();
     }, clock);
     const sink = this.ingest.offer.bind(this.ingest);
@@ -123,24 +124,10 @@ export class Engine {
             if (m.type === 'fault') this.metrics.faults.inc({ class: m.faultClass, code: m.code });
             for (const d of this.mqtt) d.publishEvent('faults', m);
           }, clock);
-    this.clockWatch = new ClockWatch({
-      clock, db: this.db, events: this.events, codec, log,
-      caps: enabled.map((u) => ({ uplink: u.name, capMs: scheduleCap(u.retry) })),
-      beforeRebase: () => {
-        for (const l of this.lanes) l.flush();
-      },
-      inflight: () => new Set(this.lanes.flatMap((l) => [...l.inflightTasks()])),
-      afterRewrite: () => {
-        for (const l of this.lanes) l.rescan();
-      },
-      onStep: (ms) => {
-        this.metrics.clockSteps.inc({ direction: ms > 0 ? 'forward' : 'backward' });
+    this.clockWatch = createClockWatch({
+      cfg, clock, db: this.db, events: this.events, codec, log, lanes: () => this.lanes, metrics: () => this.metrics,
+      afterStep: () => {
         if (this.purgeTask) this.schedulePurge();
-      },
-      onSynced: (ok) => this.metrics.clockSynced.set(ok ? 1 : 0),
-      onRebased: (n, lost) => {
-        if (n > 0) this.metrics.unsyncedReadings.inc({ outcome: 'rebased_stored' }, n);
-        if (lost > 0) this.metrics.unsyncedReadings.inc({ outcome: 'unrebasable' }, lost);
       },
     });
   }
@@ -189,17 +176,6 @@ export class Engine {
     if (!l.log) return;
     const what = e.rejected > 0 ? `collector refused ${e.rejected} data point(s) of a delivered batch` : 'collector accepted a batch with a warning';
     this.log.warn({ uplink: e.uplink, task: e.taskId, key: e.key, rejected: e.rejected, suppressedSinceLast: l.suppressed }, `${what}: ${e.message}`);
-  }
-
-  private unsyncedSeen = { flagged: 0, rebased: 0 };
-
-  /** Readings ingest flagged as stamped by an unsynchronised clock, and re-based before sealing, since the last commit. */
-  private countUnsynced(): void {
-    const st = this.ingest.stats;
-    const m = this.metrics.unsyncedReadings;
-    if (st.unsyncedReadings > this.unsyncedSeen.flagged) m.inc({ outcome: 'flagged' }, st.unsyncedReadings - this.unsyncedSeen.flagged);
-    if (st.rebasedReadings > this.unsyncedSeen.rebased) m.inc({ outcome: 'rebased_memory' }, st.rebasedReadings - this.unsyncedSeen.rebased);
-    this.unsyncedSeen = { flagged: st.unsyncedReadings, rebased: st.rebasedReadings };
   }
 
   /** Re-admits operator-reset tasks and applies admin requests written by the CLI. */
