@@ -31,6 +31,10 @@ import { createApi, createMetrics, createSelfExport } from './api/wire.js';
 import type { SelfMetricsExport } from './api/self-export.js';
 import { LogLimiter } from './log-limit.js';
 import type { PartialEvent } from '../drivers/otlp/client.js';
+import { systemClock, type Clock } from './clock.js';
+import type { ClockWatch } from './clock-watch.js';
+import { createClockWatch, unsyncedCounter } from './clock-wire.js';
+import { safeInterval, safeTimeout, type SafeTimer } from '../drivers/timer.js';
 
 /** A collector that answers every batch with a partial success is logged once per this. */
 const PARTIAL_LOG_MS = 600_000;
@@ -47,20 +51,26 @@ export class Engine {
   readonly metrics: Metrics;
   /** The thermal governor: CPU temperature samples and the throttle factor. */
   readonly thermal: Thermal;
+  /** Timers and ages run on clock.mono(); clock.wall() only stamps (docs/clocks.md). */
+  readonly clock: Clock;
+  /** Wall-clock steps and unsynchronised stamps. */
+  readonly clockWatch: ClockWatch;
   private api: ApiServer | null = null;
   private selfExport: SelfMetricsExport | null = null;
   private readonly mqtt: MqttDriver[] = [];
   private readonly events: Events;
   private sweepTimer: NodeJS.Timeout | null = null;
   private purgeTask: { stop(): void } | null = null;
-  private purgeDelay: NodeJS.Timeout | null = null;
+  private purgeDelay: SafeTimer | null = null;
   private stopping: Promise<void> | null = null;
   private readonly partialLog = new LogLimiter(PARTIAL_LOG_MS);
 
   constructor(
     readonly cfg: Config,
     readonly log: Logger,
+    clock: Clock = systemClock(),
   ) {
+    this.clock = clock;
     const s = cfg.store;
     this.db = openDb(cfg.dataDir, { create: true, synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs });
     try {
@@ -71,10 +81,10 @@ export class Engine {
       throw e;
     }
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
-    this.events = new Events(this.db);
+    this.events = new Events(this.db, clock);
     this.sensors = new BoardSensors(loadProfile(cfg.hardware.profile), new Sysfs(cfg.hardware.sysfsRoot));
     this.thermal = new Thermal({
-      cfg: cfg.hardware.throttle, events: this.events, log, sample: () => this.sensors.cpuTempC(),
+      cfg: cfg.hardware.throttle, events: this.events, log, clock, sample: () => this.sensors.cpuTempC(),
       apply: (factor) => {
         for (const l of this.lanes) l.setThrottle(factor);
         this.field?.setThrottle(factor);
@@ -86,7 +96,7 @@ export class Engine {
       const driver = createDriver(cfg, u, { onPartial: (e) => this.onPartial(e) });
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
-        cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver,
+        cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver, clock,
         onAttempt: (e) => {
           const m = this.metrics;
           m.attempts.inc({ uplink: e.uplink, result: e.result });
@@ -99,38 +109,45 @@ export class Engine {
       });
     });
     const outbox = new Outbox(this.db, enabled.map((u) => u.name));
+    const countUnsynced = unsyncedCounter(() => this.metrics, () => this.ingest.stats);
     this.ingest = new Ingest(outbox, codec, cfg.batch, s, log, (r) => {
       this.metrics.readings.inc(r.readings);
+      countUnsynced();
       for (const l of this.lanes) l.notify();
-    });
+    }, clock);
     const sink = this.ingest.offer.bind(this.ingest);
-    this.sources = cfg.sources.map((src) => new SimulatedSource(src, sink, outbox.cursor(src.device)));
+    this.sources = cfg.sources.map((src) => new SimulatedSource(src, sink, outbox.cursor(src.device), () => clock.wall()));
     this.field =
       cfg.buses.length === 0
         ? null
         : new Field(cfg, sink, this.events, this.sensors, log, (m) => {
             if (m.type === 'fault') this.metrics.faults.inc({ class: m.faultClass, code: m.code });
             for (const d of this.mqtt) d.publishEvent('faults', m);
-          });
+          }, clock);
+    this.clockWatch = createClockWatch({
+      cfg, clock, db: this.db, events: this.events, codec, log, lanes: () => this.lanes, metrics: () => this.metrics,
+      afterStep: () => {
+        if (this.purgeTask) this.schedulePurge();
+      },
+    });
   }
 
   /** Starts everything; resolves once the HTTP server listens (its port, or null when disabled). */
   async start(): Promise<number | null> {
     const c = this.cfg;
     this.log.info({ version: VERSION, gatewayId: c.gatewayId, dataDir: c.dataDir, uplinks: this.lanes.map((l) => l.name) }, 'holdfast starting');
+    // First: a step while the agent was stopped moves the stored schedules before a lane reads them.
+    this.clockWatch.start();
     this.ingest.start();
     for (const l of this.lanes) l.start();
     for (const s of this.sources) s.start();
     void this.field?.start();
     this.thermal.start();
-    this.sweepTimer = setInterval(() => this.sweep(), c.sweepIntervalMs);
+    this.sweepTimer = safeInterval(() => this.sweep(), c.sweepIntervalMs);
     this.selfExport = await createSelfExport(this);
     if (this.stopping) await this.selfExport?.stop();
     else this.selfExport?.start();
-    this.purgeTask = cron.schedule(c.store.purgeCron, () => {
-      // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
-      this.purgeDelay = setTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
-    });
+    this.schedulePurge();
     if (!c.api.enabled) return null;
     this.api = createApi(this);
     const port = await this.api.start();
@@ -148,7 +165,7 @@ export class Engine {
       this.metrics.otlpRejected.inc({ uplink: e.uplink }, e.rejected);
       try {
         this.events.record({
-          scope: 'uplink', subject: e.uplink, kind: 'partial', faultClass: 'payload', at: Date.now(),
+          scope: 'uplink', subject: e.uplink, kind: 'partial', faultClass: 'payload', at: this.clock.wall(),
           detail: { task: e.taskId, key: e.key, rejected: e.rejected, message: e.message },
         });
       } catch (err) {
@@ -163,7 +180,7 @@ export class Engine {
 
   /** Re-admits operator-reset tasks and applies admin requests written by the CLI. */
   sweep(): void {
-    const now = Date.now();
+    const now = this.clock.wall();
     try {
       const readmitted = readmitReset(this.db, now);
       for (const r of readmitted) {
@@ -183,9 +200,22 @@ export class Engine {
     }
   }
 
+  /**
+   * The purge on its cron line (wall time, by nature). Scheduled again after a step of the wall
+   * clock: node-cron keeps the next run it computed, a year away after a clock that ran ahead.
+   */
+  private schedulePurge(): void {
+    this.purgeTask?.stop();
+    if (this.stopping) return;
+    this.purgeTask = cron.schedule(this.cfg.store.purgeCron, () => {
+      // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
+      this.purgeDelay = safeTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
+    });
+  }
+
   /** The retention purge, then the segment files no row refers to any more. */
   purgeNow(): void {
-    const r = purge(this.db, this.cfg.store.retentionDays * 86_400_000, Date.now());
+    const r = purge(this.db, this.cfg.store.retentionDays * 86_400_000, this.clock.wall());
     const gc = collectAfterPurge(this.db);
     this.log.info({ ...r, segmentsDeleted: gc.files, segmentBytesFreed: gc.bytes }, 'retention purge');
   }
@@ -194,11 +224,12 @@ export class Engine {
     this.stopping ??= (async () => {
       for (const s of this.sources) s.stop();
       this.thermal.stop();
+      this.clockWatch.stop();
       await this.selfExport?.stop(); // before the database closes: collecting reads it
       await this.api?.stop();
       await this.field?.stop();
       if (this.sweepTimer) clearInterval(this.sweepTimer);
-      if (this.purgeDelay) clearTimeout(this.purgeDelay);
+      this.purgeDelay?.clear();
       this.purgeTask?.stop();
       this.ingest.stop();
       await Promise.all(this.lanes.map((l) => l.stop()));

@@ -13,13 +13,19 @@ import type { Logger } from 'pino';
 import type { BatchConfig, StoreConfig } from './config/types.js';
 import type { DeepReadonly } from './config/types.js';
 import type { Reading } from './reading.js';
+import { systemClock, type Clock } from './clock.js';
+import { flagUnsynced, rebaseReadings } from './policy/clock.js';
+import { safeInterval } from '../drivers/timer.js';
 import type { PayloadCodec } from '../store/codec.js';
 import type { CommitResult, Outbox, SealedBatch } from '../store/outbox.js';
 
 interface OpenBatch {
   readings: Reading[];
+  /** Monotonic: a step of the wall clock neither closes a batch early nor keeps it open. */
   openedAt: number;
   cursor: number | undefined;
+  /** Readings flagged as stamped by an unsynchronised clock (docs/clocks.md). */
+  unsynced: number;
 }
 
 interface Sealed extends SealedBatch {
@@ -32,6 +38,10 @@ export interface IngestStats {
   refusedReadings: number;
   collisions: number;
   queued: number;
+  /** Readings stamped by an unsynchronised wall clock (flagged clock=unsynced). */
+  unsyncedReadings: number;
+  /** Of those, re-based here before they were sealed, once the clock was good. */
+  rebasedReadings: number;
 }
 
 /**
@@ -79,7 +89,7 @@ export class Ingest {
   private sealed: Sealed[] = [];
   private queued = 0;
   private timer: NodeJS.Timeout | null = null;
-  readonly stats: IngestStats = { committedBatches: 0, committedReadings: 0, refusedReadings: 0, collisions: 0, queued: 0 };
+  readonly stats: IngestStats = { committedBatches: 0, committedReadings: 0, refusedReadings: 0, collisions: 0, queued: 0, unsyncedReadings: 0, rebasedReadings: 0 };
 
   constructor(
     private readonly outbox: Outbox,
@@ -88,11 +98,11 @@ export class Ingest {
     private readonly store: DeepReadonly<StoreConfig>,
     private readonly log: Logger,
     private readonly onCommit: (r: CommitResult) => void,
-    private readonly now: () => number = Date.now,
+    private readonly clock: Clock = systemClock(),
   ) {}
 
   start(): void {
-    this.timer ??= setInterval(() => this.tick(), this.store.commitIntervalMs);
+    this.timer ??= safeInterval(() => this.tick(), this.store.commitIntervalMs);
   }
 
   /**
@@ -107,17 +117,21 @@ export class Ingest {
       this.stats.refusedReadings += readings.length;
       return false;
     }
-    const now = this.now();
+    const now = this.clock.mono();
+    const floor = this.clock.floor;
+    const flagged = readings.some((r) => r.ts < floor) ? flagUnsynced(readings, this.clock.wall(), now, floor) : 0;
+    this.stats.unsyncedReadings += flagged;
     let b = this.open.get(device);
     if (b && b.readings.length + readings.length > this.batch.maxReadings) {
       this.seal(device, b);
       b = undefined;
     }
     if (!b) {
-      b = { readings: [], openedAt: now, cursor: undefined };
+      b = { readings: [], openedAt: now, cursor: undefined, unsynced: 0 };
       this.open.set(device, b);
     }
     for (const r of readings) b.readings.push(r);
+    b.unsynced += flagged;
     b.cursor = cursor ?? b.cursor;
     this.queued += readings.length;
     this.stats.queued = this.queued;
@@ -128,8 +142,15 @@ export class Ingest {
   private seal(device: string, b: OpenBatch): void {
     this.open.delete(device);
     if (b.readings.length === 0) return;
+    const wall = this.clock.wall();
+    if (b.unsynced > 0 && wall >= this.clock.floor) {
+      // The clock is good now: re-based in memory, before anything is stored.
+      const n = rebaseReadings(b.readings, wall - this.clock.mono());
+      b.unsynced -= n;
+      this.stats.rebasedReadings += n;
+    }
     const json = JSON.stringify(b.readings);
-    const key = newBatchKey();
+    const key = newBatchKey(wall);
     let first = Infinity;
     let last = -Infinity;
     for (const r of b.readings) {
@@ -143,15 +164,16 @@ export class Ingest {
       readingCount: b.readings.length,
       firstTs: first,
       lastTs: last,
-      createdAt: this.now(),
+      createdAt: wall,
       payload: this.codec.encode(json, key),
       cursor: b.cursor,
+      clock: b.unsynced > 0 ? { boot: this.clock.boot, unsynced: b.unsynced } : undefined,
     });
   }
 
   /** Seals batches that reached maxAgeMs and commits everything sealed. */
   tick(force = false): CommitResult | null {
-    const now = this.now();
+    const now = this.clock.mono();
     for (const [device, b] of this.open) {
       if (force || now - b.openedAt >= this.batch.maxAgeMs) this.seal(device, b);
     }

@@ -31,6 +31,9 @@ import { sharedReadAhead, type ReadAhead } from '../store/decode-pool.js';
 import { Backlog, type Ahead } from './backlog.js';
 import type { Events } from '../store/events.js';
 import type { TaskMeta, TaskQueue, TaskRow } from '../store/tasks.js';
+import { systemClock, wallAt, type Clock } from './clock.js';
+import { safeTimeout, type SafeTimer } from '../drivers/timer.js';
+import { TaskAges } from './task-ages.js';
 
 const DUE_CHECK_MS = 250;
 const BUDGET_WINDOW_MS = 10_000;
@@ -47,7 +50,8 @@ export interface LaneDeps {
   codec: PayloadCodec;
   log: Logger;
   rand?: () => number;
-  now?: () => number;
+  /** Timers, rates and ages run on clock.mono(); clock.wall() only stamps stored times. */
+  clock?: Clock;
   /** Told of every finished attempt (metrics): result, whether it was a retry, the ack latency. */
   onAttempt?: (e: { uplink: string; result: 'ok' | 'payload' | 'link'; retry: boolean; latencyMs?: number }) => void;
   /**
@@ -75,6 +79,8 @@ export class Lane {
   readonly name: string;
   private readonly cfg: DeepReadonly<UplinkCommon>;
   private readonly now: () => number;
+  private readonly clock: Clock;
+  private readonly ages: TaskAges;
   private readonly rand: () => number;
   private readonly link: Link;
   private liveFromId = Number.MAX_SAFE_INTEGER;
@@ -92,7 +98,7 @@ export class Lane {
   private pace: PaceState = emptyPace();
   /** The thermal governor's factor on the drain rates and the retry budget (1: full speed). */
   private throttle = 1;
-  private wakeTimer: NodeJS.Timeout | null = null;
+  private wakeTimer: SafeTimer | null = null;
   private wakeAt = Infinity;
   private immediate: NodeJS.Immediate | null = null;
   private stopped = false;
@@ -102,11 +108,13 @@ export class Lane {
   constructor(private readonly d: LaneDeps) {
     this.cfg = d.cfg;
     this.name = d.cfg.name;
-    this.now = d.now ?? Date.now;
+    this.clock = d.clock ?? systemClock();
+    this.now = () => this.clock.mono();
+    this.ages = new TaskAges(this.clock);
     this.rand = d.rand ?? Math.random;
     const t = this.now();
     this.link = new Link({
-      cfg: d.cfg, driver: d.driver, events: d.events, log: d.log, now: this.now, rand: this.rand,
+      cfg: d.cfg, driver: d.driver, events: d.events, log: d.log, clock: this.clock, rand: this.rand,
       wake: (ms) => this.wake(ms), onUp: (outageMs) => this.onUp(outageMs), stopped: () => this.stopped,
     });
     this.outcomes = new OutcomeWriter(d.tasks);
@@ -158,17 +166,23 @@ export class Lane {
     this.wake(0);
   }
 
+  /** Ids of the tasks being sent now. */
+  inflightTasks(): ReadonlySet<number> {
+    return this.inflight;
+  }
+
   snapshot(): LaneSnapshot {
     return {
       uplink: this.name, connected: this.link.connected, breaker: this.link.breakerName, inflight: this.inflight.size,
-      heldUntil: this.link.heldUntil, nextConnectAt: this.link.nextConnectAt, delivered: this.delivered,
+      heldUntil: this.link.heldUntil > 0 ? wallAt(this.clock, this.link.heldUntil) : 0,
+      nextConnectAt: this.link.nextConnectAt > 0 ? wallAt(this.clock, this.link.nextConnectAt) : 0, delivered: this.delivered,
       failedAttempts: this.failedAttempts, draining: !this.backlogExhausted,
     };
   }
 
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer?.clear();
     if (this.immediate) clearImmediate(this.immediate);
     this.wakeTimer = null;
     this.immediate = null;
@@ -183,7 +197,7 @@ export class Lane {
     if (this.stopped) return;
     if (ms <= 0) {
       // An immediate pump replaces a later timed one (the pump re-arms what it needs).
-      if (this.wakeTimer) clearTimeout(this.wakeTimer);
+      this.wakeTimer?.clear();
       this.wakeTimer = null;
       this.wakeAt = Infinity;
       this.immediate ??= setImmediate(() => {
@@ -195,13 +209,13 @@ export class Lane {
     if (this.immediate) return;
     const at = this.now() + ms;
     if (this.wakeTimer && at >= this.wakeAt) return;
-    if (this.wakeTimer) clearTimeout(this.wakeTimer);
+    this.wakeTimer?.clear();
     this.wakeAt = at;
-    this.wakeTimer = setTimeout(() => {
+    this.wakeTimer = safeTimeout(() => {
       this.wakeTimer = null;
       this.wakeAt = Infinity;
       this.pump();
-    }, Math.max(0, ms));
+    }, ms);
   }
 
   private pump(): void {
@@ -246,7 +260,8 @@ export class Lane {
     }
     if (free > 0 && t >= this.nextDueCheckAt) {
       const b = this.cfg.retryBudget;
-      const due = this.d.tasks.due(t, free + this.inflight.size + this.outcomes.size);
+      // Retry times are stored as wall time (they survive a restart; a step moves them, agent/clock-watch.ts).
+      const due = this.d.tasks.due(this.clock.wall(), free + this.inflight.size + this.outcomes.size);
       // Outcomes not yet flushed are still 'pending' in the store: not due again. (A Set of them
       // is made only here, when retries are due, not for every acknowledgement.)
       const unflushed = due.length > 0 && this.outcomes.size > 0 ? this.outcomes.ids() : null;
@@ -312,7 +327,7 @@ export class Lane {
   private sendPaced(device: string, t: number): 'sent' | 'none' | 'refused' {
     const busy = this.outcomes.ids();
     for (const id of this.inflight) busy.add(id);
-    const rows = this.d.tasks.pendingOfDevice(device, t, PACED_MAX_TASKS + busy.size).filter((r) => !busy.has(r.id));
+    const rows = this.d.tasks.pendingOfDevice(device, this.clock.wall(), PACED_MAX_TASKS + busy.size).filter((r) => !busy.has(r.id));
     const group = takeForPost(rows, PACED_MAX_READINGS, PACED_MAX_TASKS);
     if (group.length === rows.length) this.pace = clearWaiting(this.pace, device);
     if (group.length === 0) return 'none';
@@ -384,7 +399,7 @@ export class Lane {
 
   private unreadable(task: TaskMeta, t: number, e: unknown, probe: boolean): void {
     this.budget = noteAttempt(this.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t);
-    this.settle([task], t, { code: 'PAYLOAD_UNREADABLE', message: (e as Error).message, scope: 'payload', retry: 'hard', faultClass: 'local' }, probe);
+    this.settle([task], this.clock.wall(), { code: 'PAYLOAD_UNREADABLE', message: (e as Error).message, scope: 'payload', retry: 'hard', faultClass: 'local' }, probe);
   }
 
   /** Hands one message (of one or more tasks) to the driver and settles every task on its outcome. */
@@ -406,8 +421,12 @@ export class Lane {
           this.link.record(true, probe);
           this.delivered += tasks.length;
           this.d.onAttempt?.({ uplink: this.name, result: 'ok', retry, latencyMs: r.ackAt - r.requestAt });
-          for (const task of tasks) this.outcomes.push({ id: task.id, ok: true, requestAt: r.requestAt, ackAt: r.ackAt });
-          this.pace = noteAck(this.pace, msg.device, r.notBefore, now);
+          for (const task of tasks) {
+            this.outcomes.push({ id: task.id, ok: true, requestAt: r.requestAt, ackAt: r.ackAt });
+            this.ages.forget(task.id);
+          }
+          // The driver's pace is wall time (ack + postRate): kept as the same wait on the monotonic clock.
+          this.pace = noteAck(this.pace, msg.device, r.notBefore === undefined ? undefined : now + Math.max(0, r.notBefore - r.ackAt), now);
           // The driver is done with the readings (acknowledged): their buffer can be filled again.
           if (msg.framable && this.d.driver.releasesOnSettle) this.backlog.recycle(msg.readings);
         } else if (!this.stopped) {
@@ -417,7 +436,7 @@ export class Lane {
       },
       (e: unknown) => {
         done();
-        this.settle(tasks, t, classify({ kind: 'socket', message: String(e) }), probe);
+        this.settle(tasks, this.clock.wall(), classify({ kind: 'socket', message: String(e) }), probe);
         this.wake(0);
       },
     );
@@ -441,10 +460,14 @@ export class Lane {
   }
 
   private outcome(task: TaskMeta, requestAt: number, f: Failure, t: number): void {
-    const v = failureOutcome(task, requestAt, f, t, this.cfg.retry, this.link.heldUntil, this.rand);
+    const wall = this.clock.wall();
+    const v = failureOutcome(task, requestAt, f, {
+      wallNow: wall, ageMs: this.ages.age(task), holdLeftMs: Math.max(0, this.link.heldUntil - t),
+    }, this.cfg.retry, this.rand);
     this.outcomes.push(v.outcome);
+    if (!v.outcome.ok && v.outcome.status === 'failed') this.ages.forget(task.id);
     if (v.deadLetter) {
-      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'dead_letter', code: v.deadLetter.code, faultClass: f.faultClass, at: t, detail: v.deadLetter.detail });
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'dead_letter', code: v.deadLetter.code, faultClass: f.faultClass, at: wall, detail: v.deadLetter.detail });
       if (f.scope === 'payload') this.d.log.error({ uplink: this.name, task: task.id, code: f.code }, `batch dead-lettered: ${f.message}`);
     }
   }

@@ -13,13 +13,15 @@ import { nextDelay } from './policy/retry.js';
 import { adaptiveDelay } from './policy/adaptive.js';
 import type { UplinkDriver } from '../drivers/uplink.js';
 import type { Events } from '../store/events.js';
+import { wallAt, type Clock } from './clock.js';
 
 export interface LinkDeps {
   cfg: DeepReadonly<UplinkCommon>;
   driver: UplinkDriver;
   events: Events;
   log: Logger;
-  now: () => number;
+  /** The breaker, backoff and hold run on clock.mono(); events and link_state are stamped with clock.wall(). */
+  clock: Clock;
   rand: () => number;
   /** Run the lane again after `ms` (0: on the next turn of the event loop). */
   wake: (ms: number) => void;
@@ -34,14 +36,21 @@ export class Link {
   private connecting = false;
   private failures = 0;
   private prevDelay = 0;
+  /** Monotonic, like every time the link keeps. */
   nextConnectAt = 0;
   heldUntil = 0;
+  /** When the open outage began (monotonic), if this process saw it begin. */
+  private outageFrom: number | null = null;
   private breaker: BreakerState;
   private readonly name: string;
+  private readonly now: () => number;
+  private readonly wall: () => number;
 
   constructor(private readonly d: LinkDeps) {
     this.name = d.cfg.name;
-    this.breaker = initialBreaker(d.now());
+    this.now = () => d.clock.mono();
+    this.wall = () => d.clock.wall();
+    this.breaker = initialBreaker(this.now());
   }
 
   get breakerName(): string {
@@ -57,13 +66,13 @@ export class Link {
 
   /** The outcome of a call for the breaker (`ok` false: a link failure). */
   record(ok: boolean, probe: boolean): void {
-    this.setBreaker(record(this.d.cfg.breaker, this.breaker, this.d.now(), ok, probe, this.d.rand));
+    this.setBreaker(record(this.d.cfg.breaker, this.breaker, this.now(), ok, probe, this.d.rand));
   }
 
   /** One connection attempt when the backoff, the hold and the breaker allow it. */
   async connect(): Promise<void> {
     if (this.connecting) return;
-    const t = this.d.now();
+    const t = this.now();
     const notBefore = Math.max(this.heldUntil, this.nextConnectAt);
     if (t < notBefore) return this.d.wake(notBefore - t);
     const a = this.admit(t);
@@ -78,12 +87,12 @@ export class Link {
   }
 
   private up(probe: boolean): void {
-    const t = this.d.now();
+    this.outageFrom = null;
     this.connected = true;
     this.failures = 0;
     this.prevDelay = 0;
     this.record(true, probe);
-    const outage = this.d.events.close('uplink', this.name, 'outage', t);
+    const outage = this.d.events.close('uplink', this.name, 'outage', this.wall());
     this.d.onUp(outage);
     this.persist();
   }
@@ -105,19 +114,19 @@ export class Link {
 
   /** A failed connect or a lost link: breaker, then the hold (hard) or the next reconnect time. */
   private failed(f: Failure, probe: boolean): void {
-    const t = this.d.now();
+    const t = this.now();
     this.record(false, probe);
     this.failures++;
     const r = this.d.cfg.retry;
     if (f.retry === 'hard') {
       const hold = Math.round(r.hardFailureHoldMs * (0.8 + 0.4 * this.d.rand()));
       this.heldUntil = t + hold;
-      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'alarm', code: f.code, faultClass: f.faultClass, at: t, detail: { message: f.message, holdMs: hold } });
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'alarm', code: f.code, faultClass: f.faultClass, at: this.wall(), detail: { message: f.message, holdMs: hold } });
       this.d.log.error({ uplink: this.name, code: f.code, holdMs: hold }, `hard link failure, data held: ${f.message}`);
     } else {
       const delay =
         r.strategy === 'ADAPTIVE'
-          ? Math.max(adaptiveDelay(r, { durationsMs: this.d.events.outageHistory(this.name) }, t - (this.d.events.outageStart(this.name) ?? t), this.d.rand), f.retryAfterMs ?? 0)
+          ? Math.max(adaptiveDelay(r, { durationsMs: this.d.events.outageHistory(this.name) }, this.outageSoFar(), this.d.rand), f.retryAfterMs ?? 0)
           : nextDelay(r, { attempt: this.failures, prevDelayMs: this.prevDelay || r.baseMs }, this.d.rand, f.retryAfterMs);
       this.prevDelay = delay;
       this.nextConnectAt = t + delay;
@@ -125,26 +134,33 @@ export class Link {
         this.d.log.warn({ uplink: this.name, code: f.code, attempt: this.failures, retryInMs: delay }, `uplink down: ${f.message}`);
       }
     }
-    this.d.events.open({ scope: 'uplink', subject: this.name, kind: 'outage', code: f.code, faultClass: f.faultClass, at: t });
+    if (this.outageFrom === null && this.d.events.outageStart(this.name) === undefined) this.outageFrom = t;
+    this.d.events.open({ scope: 'uplink', subject: this.name, kind: 'outage', code: f.code, faultClass: f.faultClass, at: this.wall() });
     this.persist(f);
+  }
+
+  /** How long the open outage has lasted: on the monotonic clock when this process saw it begin, else from its stored start. */
+  private outageSoFar(): number {
+    if (this.outageFrom !== null) return this.now() - this.outageFrom;
+    const start = this.d.events.outageStart(this.name);
+    return start === undefined ? 0 : Math.max(0, this.wall() - start);
   }
 
   /** Manual breaker reset (console, CLI, MQTT, API): closed, hold lifted, reconnect now. */
   reset(): void {
-    const t = this.d.now();
+    const t = this.now();
     this.setBreaker(reset(t), 'manual reset');
     this.heldUntil = 0;
     this.nextConnectAt = 0;
     this.failures = 0;
-    this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: t, detail: { reset: 'manual' } });
+    this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: this.wall(), detail: { reset: 'manual' } });
   }
 
   private setBreaker(next: BreakerState, why?: string): void {
     const tr = transition(this.breaker, next);
     this.breaker = next;
     if (tr) {
-      const t = this.d.now();
-      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: t, detail: { transition: tr, why } });
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: this.wall(), detail: { transition: tr, why } });
       this.d.log.warn({ uplink: this.name, breaker: tr }, 'breaker state changed');
       this.persist();
     }
@@ -153,8 +169,8 @@ export class Link {
   /** The link's state for `holdfast status` (link_state). */
   persist(f?: Failure): void {
     this.d.events.link({
-      uplink: this.name, connected: this.connected, breaker: this.breaker.name, breakerSince: this.breaker.since,
-      at: this.d.now(), code: f?.code, error: f?.message,
+      uplink: this.name, connected: this.connected, breaker: this.breaker.name, breakerSince: wallAt(this.d.clock, this.breaker.since),
+      at: this.wall(), code: f?.code, error: f?.message,
     });
   }
 }

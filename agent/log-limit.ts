@@ -16,7 +16,7 @@ export class LogLimiter {
 
   constructor(
     private readonly intervalMs: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = () => performance.now(),
     private readonly maxKeys = 64,
   ) {}
 

@@ -11,6 +11,7 @@ import type { DeepReadonly, RetryConfig } from './config/types.js';
 import type { Failure } from './policy/classify.js';
 import { nextDelay, shouldGiveUp } from './policy/retry.js';
 import type { Outcome, TaskMeta, TaskQueue } from '../store/tasks.js';
+import { safeTimeout, type SafeTimer } from '../drivers/timer.js';
 
 const FLUSH_MS = 50;
 const FLUSH_MAX = 500;
@@ -21,13 +22,21 @@ export interface FailureVerdict {
   deadLetter?: { code: string; detail: Record<string, unknown> };
 }
 
-/**
- * The outcome of a failed attempt of `task` (`requestAt` when it was sent, `now` the clock);
- * `heldUntil` is when the lane's hard-failure hold ends.
- */
+/** The clocks of a failed attempt, as the lane judged them (agent/policy/clock.ts). */
+export interface AttemptTimes {
+  /** Wall time now: the stored retry time is counted from it. */
+  wallNow: number;
+  /** The task's age for retry.maxAgeMs, judged so that a wall-clock step cannot make it absurd. */
+  ageMs: number;
+  /** What is left of the lane's hard-failure hold (monotonic). */
+  holdLeftMs: number;
+}
+
+/** The outcome of a failed attempt of `task` (`requestAt`: when it was sent, wall time). */
 export function failureOutcome(
-  task: TaskMeta, requestAt: number, f: Failure, now: number, retry: DeepReadonly<RetryConfig>, heldUntil: number, rand: () => number,
+  task: TaskMeta, requestAt: number, f: Failure, at: AttemptTimes, retry: DeepReadonly<RetryConfig>, rand: () => number,
 ): FailureVerdict {
+  const now = at.wallNow;
   const attempts = task.retryCount + 1;
   const base = { id: task.id, ok: false as const, requestAt, faultClass: f.faultClass, retryClass: f.retry };
   if (f.scope === 'payload' && f.retry === 'hard') {
@@ -36,20 +45,21 @@ export function failureOutcome(
       deadLetter: { code: f.code, detail: { task: task.id, key: task.key } },
     };
   }
-  if (shouldGiveUp(retry, attempts, task.firstAttemptAt ?? requestAt, now)) {
+  // The age comes judged (first attempt at 0, now at ageMs): never a raw wall-time difference.
+  if (shouldGiveUp(retry, attempts, 0, at.ageMs)) {
     return {
       outcome: { ...base, code: 'RETRY_LIMIT_EXCEEDED', message: `${f.code}: ${f.message}`, status: 'failed', nextAttemptAt: 0 },
       deadLetter: { code: 'RETRY_LIMIT_EXCEEDED', detail: { task: task.id, attempts, last: f.code } },
     };
   }
-  const wait = f.retry === 'hard' ? Math.max(0, heldUntil - now) : nextDelay(retry, { attempt: attempts, prevDelayMs: retry.baseMs }, rand, f.retryAfterMs);
+  const wait = f.retry === 'hard' ? Math.max(0, at.holdLeftMs) : nextDelay(retry, { attempt: attempts, prevDelayMs: retry.baseMs }, rand, f.retryAfterMs);
   return { outcome: { ...base, code: f.code, message: f.message, status: 'pending', nextAttemptAt: now + wait } };
 }
 
 /** Outcomes waiting for their grouped write. */
 export class OutcomeWriter {
   private outcomes: Outcome[] = [];
-  private timer: NodeJS.Timeout | null = null;
+  private timer: SafeTimer | null = null;
 
   constructor(private readonly tasks: TaskQueue) {}
 
@@ -65,12 +75,12 @@ export class OutcomeWriter {
   push(o: Outcome): void {
     this.outcomes.push(o);
     if (this.outcomes.length >= FLUSH_MAX) this.flush();
-    else this.timer ??= setTimeout(() => this.flush(), FLUSH_MS);
+    else this.timer ??= safeTimeout(() => this.flush(), FLUSH_MS);
   }
 
   /** Writes the grouped outcomes in one transaction. */
   flush(): void {
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.clear();
     this.timer = null;
     const batch = this.outcomes;
     if (batch.length === 0) return;

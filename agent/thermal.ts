@@ -9,6 +9,8 @@ import type { Logger } from 'pino';
 import type { DeepReadonly, ThrottleConfig } from './config/types.js';
 import { govern, initialGovernor, type GovernorState } from './policy/governor.js';
 import type { Events } from '../store/events.js';
+import { systemClock, type Clock } from './clock.js';
+import { safeTimeout, type SafeTimer } from '../drivers/timer.js';
 
 export interface ThermalDeps {
   cfg: DeepReadonly<ThrottleConfig>;
@@ -18,7 +20,8 @@ export interface ThermalDeps {
   log: Logger;
   /** Applies a factor (1: full speed) to everything the governor slows. */
   apply: (factor: number) => void;
-  now?: () => number;
+  /** The governor's dwell runs on clock.mono(); events are stamped with clock.wall(). */
+  clock?: Clock;
   rand?: () => number;
 }
 
@@ -27,13 +30,15 @@ export class Thermal {
   tempC: number | null = null;
   factor = 1;
   private state: GovernorState;
-  private timer: NodeJS.Timeout | null = null;
+  private timer: SafeTimer | null = null;
   private stopped = false;
   private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly rand: () => number;
 
   constructor(private readonly d: ThermalDeps) {
-    this.now = d.now ?? Date.now;
+    this.clock = d.clock ?? systemClock();
+    this.now = () => this.clock.mono();
     this.rand = d.rand ?? Math.random;
     this.state = initialGovernor(this.now());
   }
@@ -44,7 +49,7 @@ export class Thermal {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.clear();
     this.timer = null;
   }
 
@@ -56,8 +61,7 @@ export class Thermal {
     this.step(temp);
     // +-10% jitter: a fleet of gateways must not sample (and throttle) in lockstep.
     const ms = Math.round(this.d.cfg.sampleMs * (0.9 + 0.2 * this.rand()));
-    this.timer = setTimeout(() => void this.tick(), ms);
-    this.timer.unref();
+    this.timer = safeTimeout(() => void this.tick(), ms).unref();
   }
 
   private step(temp: number | null): void {
@@ -70,10 +74,10 @@ export class Thermal {
       this.d.apply(r.factor);
     }
     if (r.change === 'throttle') {
-      this.d.events.open({ scope: 'gateway', subject: 'cpu', kind: 'throttle', code: 'THERMAL_THROTTLE', faultClass: 'local', at: t, detail: { tempC: temp, aboveC: c.aboveC, factor: r.factor } });
+      this.d.events.open({ scope: 'gateway', subject: 'cpu', kind: 'throttle', code: 'THERMAL_THROTTLE', faultClass: 'local', at: this.clock.wall(), detail: { tempC: temp, aboveC: c.aboveC, factor: r.factor } });
       this.d.log.warn({ code: 'THERMAL_THROTTLE', tempC: temp, aboveC: c.aboveC, factor: r.factor }, 'CPU hot: drain, retries and polling slowed');
     } else if (r.change === 'release') {
-      const ms = this.d.events.close('gateway', 'cpu', 'throttle', t);
+      const ms = this.d.events.close('gateway', 'cpu', 'throttle', this.clock.wall());
       this.d.log.info({ tempC: temp, belowC: c.belowC, throttledMs: ms }, temp === null ? 'CPU temperature unknown: throttle released' : 'CPU cool again: full speed');
     }
   }

@@ -11,3 +11,10 @@ export const VERSION: string = (() => {
   }
   return '0.0.0';
 })();
+
+/**
+ * The clock floor: no real wall clock reads earlier than the day this release was made, so a
+ * wall time below it was stamped by a clock NTP had not set yet (a board without an RTC boots in
+ * 1970). Raise it with each release.
+ */
+export const CLOCK_FLOOR_MS = Date.UTC(2026, 10, 1);

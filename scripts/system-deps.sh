@@ -27,6 +27,9 @@ TEST_TOOLS=(
   'mbpoll|test -x /usr/bin/mbpoll|mbpoll'
   'openssl|openssl version|openssl'
   'promtool|promtool --version|prometheus'
+  # test/helpers/faketime.ts preloads the multi-threaded libfaketime (Node runs threads) from the
+  # architecture's lib folder; the faketime package brings it (libfaketime) with the wrapper.
+  'libfaketimeMT|ls /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1 2>/dev/null | grep -q .|faketime'
   # test/fixtures/pymodbus_server.py runs under /usr/bin/python3; pymodbus's server imports
   # pyserial and pyserial-asyncio, which Debian ships apart (python3-serial, python3-serial-asyncio)
   # as recommends that --no-install-recommends leaves out.

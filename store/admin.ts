@@ -6,6 +6,7 @@
 import type { DB } from './db.js';
 import { segmentUsage } from './segment-gc.js';
 import { dataDirOf } from './segments.js';
+import { clockBatchCounts } from './clock-rebase.js';
 
 export interface UplinkStatus {
   uplink: string;
@@ -30,6 +31,15 @@ export interface StoreStatus {
   openOutages: { subject: string; code: string | null; since: number }[];
   /** Field faults not yet recovered: the wiring (physical), a device, the config, the network. */
   openFieldFaults: { scope: string; subject: string; code: string | null; faultClass: string | null; since: number; detail: unknown }[];
+  /**
+   * The wall clock (docs/clocks.md): since when it has been unsynchronised (null: it is good), its
+   * last step, and batches holding readings it stamped while unsynchronised, by state.
+   */
+  clock: {
+    unsyncedSince: number | null;
+    lastStep: { at: number; stepMs: number } | null;
+    batches: Record<string, { batches: number; readings: number }>;
+  };
 }
 
 export function storeStatus(db: DB, now: number, configured: readonly string[] = []): StoreStatus {
@@ -76,8 +86,17 @@ export function storeStatus(db: DB, now: number, configured: readonly string[] =
       .all() as (Omit<StoreStatus['openFieldFaults'][number], 'detail'> & { detail: string | null })[]
   ).map((f) => ({ ...f, detail: f.detail === null ? null : (JSON.parse(f.detail) as unknown) }));
   const dataDir = dataDirOf(db);
+  const unsyncedSince = db.prepare(`SELECT min(started_at) FROM recovery_events WHERE scope = 'gateway' AND kind = 'unsynced' AND ended_at IS NULL`).pluck().get() as number | null;
+  const step = db.prepare(`SELECT started_at AS at, detail FROM recovery_events WHERE scope = 'gateway' AND kind = 'clock_step' ORDER BY id DESC LIMIT 1`).get() as
+    { at: number; detail: string | null } | undefined;
+  const clock = {
+    unsyncedSince,
+    lastStep: step ? { at: step.at, stepMs: Number((JSON.parse(step.detail ?? '{}') as { stepMs?: number }).stepMs ?? 0) } : null,
+    batches: clockBatchCounts(db),
+  };
   return {
     at: now,
+    clock,
     openFieldFaults,
     schemaVersion: db.pragma('user_version', { simple: true }) as number,
     payloads: db.prepare('SELECT count(*) FROM payloads').pluck().get() as number,

@@ -104,4 +104,25 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE payloads ADD COLUMN body_offset  INTEGER;
   ALTER TABLE payloads ADD COLUMN body_length  INTEGER;
   `,
+  /*
+   * 4: clocks (docs/clocks.md). clock_boots: per boot, the wall clock's offset over the monotonic
+   * clock (wall - mono) last seen and whether the wall clock was good (at or above the floor)
+   * then, and the last good offset. clock_batches: batches holding readings stamped by an
+   * unsynchronised clock, until re-based.
+   */ `
+  CREATE TABLE clock_boots (
+    boot_id        TEXT PRIMARY KEY,
+    offset_ms      INTEGER NOT NULL,              -- wall - mono (ms), last seen
+    synced         INTEGER NOT NULL,              -- 1: the wall clock was at or above the floor then
+    good_offset_ms INTEGER,                       -- the last offset seen with a good wall clock; NULL: never good
+    updated_at     INTEGER NOT NULL
+  );
+  CREATE TABLE clock_batches (
+    payload_id INTEGER PRIMARY KEY REFERENCES payloads(id) ON DELETE CASCADE,
+    boot_id    TEXT    NOT NULL,                  -- the boot whose monotonic clock the readings carry
+    readings   INTEGER NOT NULL,                  -- readings flagged unsynced
+    state      TEXT    NOT NULL CHECK (state IN ('unsynced','rebased','kept','unrebasable'))
+  );
+  CREATE INDEX clock_batches_unsynced ON clock_batches (payload_id) WHERE state = 'unsynced';
+  `,
 ];

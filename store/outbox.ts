@@ -28,6 +28,8 @@ export interface SealedBatch {
   lastTs: number;
   createdAt: number;
   payload: EncodedPayload;
+  /** Readings stamped by an unsynchronised clock, and the boot whose monotonic time they carry (docs/clocks.md). */
+  clock?: { boot: string; unsynced: number };
 }
 
 export interface CommitResult {
@@ -44,6 +46,7 @@ export class Outbox {
   private readonly saveCursor;
   private readonly bump;
   private readonly event;
+  private readonly clockBatch;
   private readonly txn;
 
   /**
@@ -73,6 +76,7 @@ export class Outbox {
       `INSERT INTO recovery_events (scope, subject, kind, code, fault_class, started_at, ended_at, duration_ms, detail)
        VALUES ('store', ?, 'collision', 'IDEMPOTENCY_KEY_COLLISION', 'local', ?, ?, 0, ?)`,
     );
+    this.clockBatch = db.prepare(`INSERT INTO clock_batches (payload_id, boot_id, readings, state) VALUES (?, ?, ?, 'unsynced')`);
     this.txn = db.transaction((batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number>, refs: readonly SegmentRef[] | null) => {
       const r: CommitResult = { committed: 0, readings: 0, duplicates: 0, collisions: [] };
       for (let i = 0; i < batches.length; i++) {
@@ -95,6 +99,7 @@ export class Outbox {
         }
         const id = ins.lastInsertRowid;
         for (const u of this.uplinks) this.insertTask.run(id, u, b.key, b.createdAt, b.readingCount);
+        if (b.clock && b.clock.unsynced > 0) this.clockBatch.run(id, b.clock.boot, b.clock.unsynced);
         r.committed++;
         r.readings += b.readingCount;
       }

@@ -15,7 +15,7 @@ const f = (scope: Failure['scope'], r: Failure['retry'], retryAfterMs?: number):
   ({ code: scope === 'payload' ? 'HTTP_400' : 'ETIMEDOUT', message: 'm', scope, retry: r, faultClass: 'network', retryAfterMs });
 
 const NOW = 10_000;
-const cases: Array<{ name: string; task: TaskMeta; f: Failure; held?: number; status: 'pending' | 'failed'; code: string; next?: number; nextMin?: number; dead?: string }> = [
+const cases: Array<{ name: string; task: TaskMeta; f: Failure; held?: number; ageMs?: number; status: 'pending' | 'failed'; code: string; next?: number; nextMin?: number; dead?: string }> = [
   { name: 'soft link failure: retried after the backoff', task: task(0), f: f('link', 'soft'), status: 'pending', code: 'ETIMEDOUT', next: NOW + 1000 },
   { name: 'the server\'s hint wins when longer (jittered above it)', task: task(0), f: f('link', 'soft', 5000), status: 'pending', code: 'ETIMEDOUT', nextMin: NOW + 5000 },
   { name: 'hard link failure: retried when the hold ends', task: task(0), f: f('link', 'hard'), held: NOW + 42_000, status: 'pending', code: 'ETIMEDOUT', next: NOW + 42_000 },
@@ -25,11 +25,16 @@ const cases: Array<{ name: string; task: TaskMeta; f: Failure; held?: number; st
   { name: 'the last allowed attempt: RETRY_LIMIT_EXCEEDED', task: task(4), f: f('link', 'soft'), status: 'failed', code: 'RETRY_LIMIT_EXCEEDED', dead: 'RETRY_LIMIT_EXCEEDED' },
   { name: 'too old: RETRY_LIMIT_EXCEEDED', task: task(1, NOW - 3_600_000), f: f('link', 'soft'), status: 'failed', code: 'RETRY_LIMIT_EXCEEDED', dead: 'RETRY_LIMIT_EXCEEDED' },
   { name: 'a first attempt has its age from now', task: task(0, null), f: f('link', 'soft'), status: 'pending', code: 'ETIMEDOUT', next: NOW + 1000 },
+  // The lane judges the age (agent/policy/clock.ts judgeAge): a first attempt stamped in 1970 by an
+  // unsynchronised clock is not 56 years old.
+  { name: 'the judged age decides, not first_attempt_at', task: task(1, -1_700_000_000_000), ageMs: 5000, f: f('link', 'soft'), status: 'pending', code: 'ETIMEDOUT', next: NOW + 1000 },
+  { name: 'a judged age at maxAgeMs: RETRY_LIMIT_EXCEEDED', task: task(1, NOW), ageMs: 3_600_000, f: f('link', 'soft'), status: 'failed', code: 'RETRY_LIMIT_EXCEEDED', dead: 'RETRY_LIMIT_EXCEEDED' },
 ];
 
 for (const c of cases) {
   t.test(c.name, async (t) => {
-    const v = failureOutcome(c.task, NOW, c.f, NOW, retry, c.held ?? 0, () => 0.5);
+    const ageMs = c.ageMs ?? (c.task.firstAttemptAt === null ? 0 : NOW - c.task.firstAttemptAt);
+    const v = failureOutcome(c.task, NOW, c.f, { wallNow: NOW, ageMs, holdLeftMs: Math.max(0, (c.held ?? 0) - NOW) }, retry, () => 0.5);
     const o = v.outcome;
     t.equal(o.ok, false);
     if (o.ok) return;

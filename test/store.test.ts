@@ -213,7 +213,7 @@ t.test('db', async (t) => {
     t.equal(db.pragma('foreign_keys', { simple: true }), 1);
     t.equal(db.pragma('synchronous', { simple: true }), 1, 'NORMAL by default');
     const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).pluck().all() as string[]).join(',');
-    t.equal(tables, 'admin_requests,counters,link_state,payloads,recovery_events,recovery_tasks,source_state');
+    t.equal(tables, 'admin_requests,clock_batches,clock_boots,counters,link_state,payloads,recovery_events,recovery_tasks,source_state');
     new Outbox(db, ['a']).commit([batch(new PayloadCodec(null, null), 'd1')]);
     db.close();
 

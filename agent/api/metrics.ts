@@ -36,6 +36,9 @@ export class Metrics {
   readonly otlpRejected: Counter<'uplink'>;
   readonly selfExports: Counter<'result'>;
   readonly selfExportFailures: Counter<'code'>;
+  readonly clockSteps: Counter<'direction'>;
+  readonly clockSynced: Gauge;
+  readonly unsyncedReadings: Counter<'outcome'>;
   /** When the counters started (epoch ms): the start time of every cumulative OTLP point. */
   readonly startedAt = Date.now();
 
@@ -61,6 +64,16 @@ export class Metrics {
     this.selfExportFailures = new Counter({
       name: 'holdfast_self_metrics_export_failures_total', help: 'Failed exports of these metrics over OTLP by error code (never stored nor retried)',
       labelNames: ['code'], registers: [r],
+    });
+    this.clockSteps = new Counter({
+      name: 'holdfast_clock_steps_total', help: 'Steps of the wall clock beyond the threshold, by direction (forward, backward); timers run on the monotonic clock',
+      labelNames: ['direction'], registers: [r],
+    });
+    this.clockSynced = new Gauge({ name: 'holdfast_clock_synced', help: '1 when the wall clock is at or above the release\'s floor (synchronised), 0 while readings are flagged unsynced', registers: [r] });
+    this.unsyncedReadings = new Counter({
+      name: 'holdfast_unsynced_readings_total',
+      help: 'Readings stamped by an unsynchronised wall clock, by outcome: flagged, rebased_memory / rebased_stored (re-based once the clock was good), unrebasable (their boot never had a good clock)',
+      labelNames: ['outcome'], registers: [r],
     });
     new Gauge({
       name: 'holdfast_buffer_batches', help: 'Tasks in the store by uplink and status', labelNames: ['uplink', 'status'], registers: [r],

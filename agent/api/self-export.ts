@@ -32,6 +32,7 @@ import { VERSION } from '../version.js';
 import { rawFromGrpcError } from '../../drivers/otlp/grpc-status.js';
 import type { Metrics } from './metrics.js';
 import { registryToResourceMetrics } from './otlp-metrics.js';
+import { safeTimeout, type SafeTimer } from '../../drivers/timer.js';
 
 /** A self-metrics endpoint that stays down is logged this often per error code. */
 export const FAIL_LOG_MS = 15 * 60_000;
@@ -93,7 +94,7 @@ export interface SelfExportOptions {
 }
 
 export class SelfMetricsExport {
-  private timer: NodeJS.Timeout | null = null;
+  private timer: SafeTimer | null = null;
   private inflight: Promise<ExportOutcome> | null = null;
   private stopped = false;
   /** Failed exports since the last success (for the "recovered" line). */
@@ -117,11 +118,10 @@ export class SelfMetricsExport {
 
   private schedule(ms: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => {
+    this.timer = safeTimeout(() => {
       this.schedule(this.interval());
       void this.exportNow();
-    }, ms);
-    this.timer.unref();
+    }, ms).unref();
   }
 
   /** One export now (skipped while one is in flight). Never throws. */
@@ -180,7 +180,7 @@ export class SelfMetricsExport {
    */
   async stop(): Promise<void> {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.clear();
     let wait: NodeJS.Timeout | undefined;
     await Promise.race([this.inflight, new Promise<void>((r) => (wait = setTimeout(r, STOP_WAIT_MS)))]);
     clearTimeout(wait);

@@ -15,10 +15,11 @@ const DEPTH_TTL_MS = 5000;
 export function createMetrics(engine: Engine): Metrics {
   // Depth is a GROUP BY over recovery_tasks: cached for a few seconds so a tight scrape loop
   // cannot turn into a table scan loop on a gateway with a million buffered batches.
-  let depth: { at: number; rows: DepthRow[] } = { at: 0, rows: [] };
+  let depth: { at: number; rows: DepthRow[] } = { at: -Infinity, rows: [] };
   return new Metrics({
     depth() {
-      const now = Date.now();
+      // Monotonic: a wall clock stepped back must not freeze the cache.
+      const now = performance.now();
       if (now - depth.at > DEPTH_TTL_MS) {
         const rows = engine.db
           .prepare('SELECT uplink, status, count(*) AS tasks, coalesce(sum(reading_count), 0) AS readings FROM recovery_tasks GROUP BY uplink, status')

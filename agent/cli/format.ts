@@ -38,6 +38,11 @@ export function formatStatus(s: StoreStatus, gatewayId: string): string {
     out.push('\nfield faults:');
     for (const f of s.openFieldFaults) out.push(`  ${(f.faultClass ?? '?').toUpperCase().padEnd(9)} ${f.subject}: ${f.code ?? '?'} for ${age(s.at - f.since)}${hint(f.faultClass)}`);
   }
+  const k = s.clock;
+  if (k.unsyncedSince !== null) out.push(`\nCLOCK NOT SYNCHRONISED (CLOCK_UNSYNCED) since ${new Date(k.unsyncedSince).toISOString()}: readings flagged clock=unsynced  -> check NTP`);
+  if (k.lastStep) out.push(`${k.unsyncedSince === null ? '\n' : ''}clock: last step ${k.lastStep.stepMs > 0 ? '+' : '-'}${age(Math.abs(k.lastStep.stepMs))} (${age(Math.max(0, s.at - k.lastStep.at))} ago)`);
+  const flagged = Object.entries(k.batches).map(([st, n]) => `${st} ${n.readings}`);
+  if (flagged.length > 0) out.push(`readings stamped by an unsynchronised clock: ${flagged.join(', ')}`);
   const c = Object.entries(s.counters).filter(([, v]) => v > 0);
   if (c.length > 0) out.push(`\ncounters: ${c.map(([k, v]) => `${k}=${v}`).join(' ')}`);
   return out.join('\n');

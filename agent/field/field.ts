@@ -16,6 +16,8 @@ import { loadDeviceMap } from '../../drivers/modbus/devicemap.js';
 import { activeFaults, initialFaultState, observe, observeVoltage, type FaultState, type Verdict } from '../policy/faults.js';
 import type { BoardSensors } from '../../hardware/sensors.js';
 import { DevicePoller, type BusReader, type PollOutcome } from './poller.js';
+import { systemClock, wallAt, type Clock } from '../clock.js';
+import { safeInterval, safeTimeout, type SafeTimer } from '../../drivers/timer.js';
 
 export interface FaultMessage extends Verdict {
   at: number;
@@ -33,7 +35,7 @@ interface Bus {
 export class Field {
   private state: FaultState = initialFaultState();
   readonly buses: Bus[] = [];
-  private reopen = new Map<string, NodeJS.Timeout>();
+  private reopen = new Map<string, SafeTimer>();
   private stopped = false;
   private ledOn = false;
 
@@ -44,6 +46,8 @@ export class Field {
     private readonly sensors: BoardSensors,
     private readonly log: Logger,
     private readonly publish: (m: FaultMessage) => void,
+    /** Fault windows and poll grids run on clock.mono(); events and messages are stamped with clock.wall(). */
+    private readonly clock: Clock = systemClock(),
   ) {
     for (const b of cfg.buses) this.buses.push(this.makeBus(b));
   }
@@ -70,6 +74,8 @@ export class Field {
           this.sink,
           (o) => this.outcome(b, d.name, o),
           this.log,
+          Math.random,
+          this.clock,
         ),
       );
     }
@@ -85,16 +91,16 @@ export class Field {
     if (!r.ok) {
       this.log.error({ bus: b.cfg.name, code: r.errno }, `cannot open the bus: ${r.message}; retrying`);
       this.outcome(b.cfg, b.cfg.devices[0].name, { ok: false, failure: { kind: 'transport', errno: r.errno, message: r.message } });
-      this.reopen.set(b.cfg.name, setTimeout(() => void this.startBus(b), 5000 + Math.floor(Math.random() * 5000)));
+      this.reopen.set(b.cfg.name, safeTimeout(() => void this.startBus(b), 5000 + Math.floor(Math.random() * 5000)));
       return;
     }
-    const t0 = Date.now();
+    const t0 = this.clock.mono();
     // Spread the devices of a bus over one poll period so their requests do not all queue at once.
     b.pollers.forEach((p, i) => p.start(t0 + Math.floor((i * b.cfg.devices[i].pollMs) / b.pollers.length)));
     if (b.cfg.type === 'rtu' && this.sensors.hasBusVoltage(b.cfg.name)) {
       const sample = () => this.voltage(b.cfg);
       sample();
-      b.voltageTimer = setInterval(sample, b.cfg.voltage.pollMs);
+      b.voltageTimer = safeInterval(sample, b.cfg.voltage.pollMs);
     }
   }
 
@@ -108,18 +114,18 @@ export class Field {
   private voltage(b: DeepReadonly<BusConfig>): void {
     const volts = this.sensors.busVolts(b.name);
     this.lastVolts.set(b.name, volts);
-    const r = observeVoltage(this.state, { now: Date.now(), bus: b.name, volts, window: { min: b.voltage.min, max: b.voltage.max } });
+    const r = observeVoltage(this.state, { now: this.clock.mono(), bus: b.name, volts, window: { min: b.voltage.min, max: b.voltage.max } });
     this.apply(r.state, r.verdicts);
   }
 
   private outcome(b: DeepReadonly<BusConfig>, device: string, o: PollOutcome): void {
-    const r = observe(this.state, { now: Date.now(), bus: b.name, device, outcome: o.ok ? { ok: true } : { ok: false, failure: o.failure }, transport: b.type, address: o.ok ? undefined : o.address });
+    const r = observe(this.state, { now: this.clock.mono(), bus: b.name, device, outcome: o.ok ? { ok: true } : { ok: false, failure: o.failure }, transport: b.type, address: o.ok ? undefined : o.address });
     this.apply(r.state, r.verdicts);
   }
 
   private apply(state: FaultState, verdicts: readonly Verdict[]): void {
     this.state = state;
-    const now = Date.now();
+    const now = this.clock.wall();
     for (const v of verdicts) {
       const subject = v.scope === 'bus' ? v.bus : v.scope === 'device' ? `${v.bus}/${v.device}` : `${v.bus}/${v.device}@${v.address}`;
       const scope = v.scope === 'bus' ? 'bus' : 'device';
@@ -142,7 +148,8 @@ export class Field {
 
   /** Active field faults (for status). */
   faults(): readonly Verdict[] {
-    return activeFaults(this.state);
+    // The policy runs on the monotonic clock; what is shown is wall time.
+    return activeFaults(this.state).map((f) => ({ ...f, at: wallAt(this.clock, f.at), since: wallAt(this.clock, f.since) }));
   }
 
   /** The thermal governor's factor for every poller (1: full speed). */
@@ -152,7 +159,7 @@ export class Field {
 
   async stop(): Promise<void> {
     this.stopped = true;
-    for (const t of this.reopen.values()) clearTimeout(t);
+    for (const t of this.reopen.values()) t.clear();
     for (const b of this.buses) {
       if (b.voltageTimer) clearInterval(b.voltageTimer);
       for (const p of b.pollers) p.stop();

@@ -16,6 +16,8 @@ import { nextDelay } from '../policy/retry.js';
 import { pollStride } from '../policy/governor.js';
 import type { RetryConfig } from '../config/types.js';
 import type { Reading, Sink } from '../reading.js';
+import { systemClock, type Clock } from '../clock.js';
+import { safeTimeout, type SafeTimer } from '../../drivers/timer.js';
 
 export interface BusReader {
   read(req: ReadRequest, timeoutMs: number): Promise<ReadResult>;
@@ -40,7 +42,7 @@ export type PollOutcome = { ok: true } | { ok: false; failure: ModbusFailure; ad
 const FN = { holding: 3, input: 4, coil: 1, discrete: 2 } as const;
 
 export class DevicePoller {
-  private timer: NodeJS.Timeout | null = null;
+  private timer: SafeTimer | null = null;
   private plan: ReadPlanItem[] = [];
   private disabled = new Set<string>();
   private points: PointDef[] = [];
@@ -59,6 +61,8 @@ export class DevicePoller {
     private readonly report: (o: PollOutcome) => void,
     private readonly log: Logger,
     private readonly rand: () => number = Math.random,
+    /** The grid runs on clock.mono() (a wall-clock step neither floods nor stalls the bus); readings are stamped with clock.wall(). */
+    private readonly clock: Clock = systemClock(),
   ) {
     if (o.points !== 'sunspec') this.setPoints([...o.points]);
   }
@@ -73,7 +77,8 @@ export class DevicePoller {
     this.stride = pollStride(factor);
   }
 
-  start(at = Date.now()): void {
+  /** `at`: monotonic time of the first slot. */
+  start(at = this.clock.mono()): void {
     this.t0 = at;
     this.k = 0;
     this.arm(at);
@@ -81,15 +86,15 @@ export class DevicePoller {
 
   private arm(when: number): void {
     if (this.stopped) return;
-    this.timer = setTimeout(() => void this.tick(when), Math.max(0, when - Date.now()));
+    this.timer = safeTimeout(() => void this.tick(when), when - this.clock.mono());
   }
 
   private async tick(scheduled: number): Promise<void> {
-    const start = Date.now();
+    const start = this.clock.mono();
     if (this.stats.lateMs.length < 100_000) this.stats.lateMs.push(start - scheduled);
     const outcome = await this.poll();
     if (this.stopped) return;
-    const now = Date.now();
+    const now = this.clock.mono();
     // next slot on the fixed grid, skipping the ones already past
     this.k = Math.max(this.k + 1, Math.ceil((now - this.t0) / this.o.pollMs));
     const missed = this.k - 1 - Math.floor((scheduled - this.t0) / this.o.pollMs);
@@ -142,7 +147,7 @@ export class DevicePoller {
       }
     }
     if (configFault) this.setPoints(this.points);
-    const ts = Date.now();
+    const ts = this.clock.wall();
     const out: Reading[] = [];
     for (const p of this.points) {
       const raw = raws.get(p.name);
@@ -193,6 +198,6 @@ export class DevicePoller {
 
   stop(): void {
     this.stopped = true;
-    if (this.timer) clearTimeout(this.timer);
+    this.timer?.clear();
   }
 }

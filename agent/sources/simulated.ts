@@ -6,6 +6,7 @@
  */
 import type { SimulatedSourceConfig, DeepReadonly } from '../config/types.js';
 import type { Reading, Sink } from '../reading.js';
+import { safeInterval } from '../../drivers/timer.js';
 
 const EXTRA = [
   { point: 'voltage_l1', unit: 'V', base: 230, swing: 4 },
@@ -59,7 +60,7 @@ export class SimulatedSource {
 
   start(): void {
     if (this.timer) return;
-    this.timer = setInterval(() => {
+    this.timer = safeInterval(() => {
       this.poll();
       if (this.done) this.stop();
     }, this.cfg.intervalMs);

@@ -20,6 +20,7 @@ import { parseRtuResponse, registers, bits, rtuRequest, rtuResponseLength, t35Ms
 import type { ReadResult } from './types.js';
 import { SerialQueue } from './queue.js';
 import { waitUntil } from './wait.js';
+import { clampDelay } from '../timer.js';
 
 export interface RtuOptions {
   path: string;
@@ -204,7 +205,7 @@ export class RtuMaster {
       };
       const onClose = () => finish(Object.assign(new Error('serial port closed during write'), { code: 'EIO' }));
       const backstop = Math.max(timeoutMs, WRITE_BACKSTOP_MS);
-      const timer = setTimeout(() => finish(Object.assign(new Error(`write not drained within ${backstop} ms`), { code: 'ETIMEDOUT' })), backstop);
+      const timer = setTimeout(() => finish(Object.assign(new Error(`write not drained within ${backstop} ms`), { code: 'ETIMEDOUT' })), clampDelay(backstop));
       port.once('close', onClose);
       try {
         port.write(frame, (e) => (e ? finish(e) : port.drain((e2) => finish(e2 ?? null))));
@@ -239,7 +240,7 @@ export class RtuMaster {
         const want = isException ? 5 : expected;
         if (this.rxLen >= want) return done();
         if (gap) clearTimeout(gap);
-        gap = setTimeout(done, Math.max(this.o.frameGapMs, this.t35));
+        gap = setTimeout(done, clampDelay(Math.max(this.o.frameGapMs, this.t35)));
       };
       const overall = setTimeout(() => {
         if (this.rxLen > 0) done();
@@ -247,7 +248,7 @@ export class RtuMaster {
           stop();
           resolve(Buffer.alloc(0));
         }
-      }, timeoutMs);
+      }, clampDelay(timeoutMs));
       this.abortCollect = () => {
         stop();
         resolve(null);

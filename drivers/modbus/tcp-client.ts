@@ -9,6 +9,7 @@ import type { ModbusRTU as Client } from 'modbus-serial/ModbusRTU.js';
 import type { ReadRequest } from './frame.js';
 import { SerialQueue } from './queue.js';
 import type { ModbusFailure, ReadResult } from './types.js';
+import { clampDelay } from '../timer.js';
 
 export interface TcpOptions {
   host: string;
@@ -103,7 +104,7 @@ export class TcpClient {
     }
     const c = this.client!;
     c.setID(req.unit);
-    c.setTimeout(timeoutMs);
+    c.setTimeout(clampDelay(timeoutMs));
     try {
       switch (req.fn) {
         case 3:

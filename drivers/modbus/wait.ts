@@ -10,6 +10,7 @@
  * other timers meanwhile, at the price of a busy core for that remainder.
  */
 import { performance } from 'node:perf_hooks';
+import { clampDelay } from '../timer.js';
 
 /** A timer is trusted to wake no later than this after its whole milliseconds (a margin over its usual lateness). */
 const TIMER_SLACK_MS = 0.3;
@@ -35,7 +36,7 @@ export function waitUntil(t: number, signal?: AbortSignal): Promise<boolean> {
         return resolve(true);
       }
       const whole = Math.floor(left - TIMER_SLACK_MS);
-      if (whole >= 1) timer = setTimeout(step, whole);
+      if (whole >= 1) timer = setTimeout(step, clampDelay(whole));
       else immediate = setImmediate(step);
     };
     step();

@@ -15,6 +15,7 @@ import type { RawFailure } from '../../agent/policy/classify.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
 import { envelopes } from './envelope.js';
 import { AckOnlyStore } from './outgoing-store.js';
+import { clampDelay } from '../timer.js';
 
 export interface MqttDriverOptions {
   name: string;
@@ -222,7 +223,7 @@ export class MqttDriver implements UplinkDriver {
   }
 
   private armAcks(ms: number): void {
-    if (this.ackTimer === null) this.ackTimer = setTimeout(() => this.expireAcks(), Math.max(1, Math.ceil(ms)));
+    if (this.ackTimer === null) this.ackTimer = setTimeout(() => this.expireAcks(), clampDelay(Math.max(1, Math.ceil(ms))));
   }
 
   private publishOne(client: MqttClient, payload: Buffer, key: string, part: number, parts: number): Promise<RawFailure | null> {

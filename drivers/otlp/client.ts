@@ -113,6 +113,7 @@ interface StoredReading {
   value?: unknown;
   unit?: unknown;
   quality?: unknown;
+  clock?: unknown;
 }
 
 export interface BatchMeta {
@@ -171,6 +172,8 @@ export function batchToResourceMetrics(readings: unknown, meta: BatchMeta): Buil
         point: r.point,
         unit: typeof r.unit === 'string' ? r.unit : '',
         quality: typeof r.quality === 'string' ? r.quality : 'uncertain',
+        // Only on readings stamped while the gateway's clock was not synchronised (docs/clocks.md).
+        ...(r.clock === 'unsynced' || r.clock === 'rebased' ? { 'holdfast.clock': r.clock } : {}),
       },
     });
   }

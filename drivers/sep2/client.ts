@@ -36,6 +36,7 @@ import {
   mapReadings, parseXml, readDeviceCapability, readError, readingTypeFor, readMirrorUsagePointList, SEP2_MEDIA_TYPE, textOf, truncateUtf8,
   writeMirrorMeterReading, writeMirrorUsagePoint, type MmrSpec, type PointReadings,
 } from './xml.js';
+import { clampDelay } from '../timer.js';
 
 export interface Sep2DriverOptions {
   name: string;
@@ -286,7 +287,7 @@ export class Sep2Driver implements UplinkDriver {
       const timer = setTimeout(() => {
         finish({ ok: false, failure: { kind: 'timeout', code: 'ETIMEDOUT', message: `${method} ${url.pathname}: no answer within ${this.o.timeoutMs} ms` } });
         req.destroy();
-      }, this.o.timeoutMs);
+      }, clampDelay(this.o.timeoutMs));
       req.on('error', (e: Error & { code?: unknown }) =>
         finish(!retried && req.reusedSocket && e.code === 'ECONNRESET' ? null : { ok: false, failure: rawOfError(e) }));
       req.end(body);

@@ -81,10 +81,12 @@ const INT48 = 2 ** 47;
 
 /** Our readings `{device, point, ts (ms), value, unit, quality}` by point, sorted by start (ts in whole
  *  seconds), values integers at the unit's multiplier, qualityFlags bit 0 (valid) for 'good' else
- *  bit 4 (questionable). A point keeps the unit it first came with. */
+ *  bit 4 (questionable). A reading stamped by an unsynchronised clock (`clock: 'unsynced'`) is
+ *  questionable whatever its quality; one re-based since (`clock: 'rebased'`) also has bit 5
+ *  (derived: its time was computed). A point keeps the unit it first came with. */
 export function mapReadings(rows: readonly unknown[], skipped: SkipCounts): PointReadings[] {
   const groups = new Map<string, PointReadings & { unit: string }>();
-  for (const x of rows as { point?: unknown; ts?: unknown; value?: unknown; unit?: unknown; quality?: unknown }[]) {
+  for (const x of rows as { point?: unknown; ts?: unknown; value?: unknown; unit?: unknown; quality?: unknown; clock?: unknown }[]) {
     if (!x || typeof x.point !== 'string' || typeof x.ts !== 'number' || !Number.isFinite(x.ts)) { skipped.malformed++; continue; }
     const unit = typeof x.unit === 'string' ? x.unit : '';
     const rule = Object.hasOwn(UNIT_TABLE, unit) ? UNIT_TABLE[unit] : undefined;
@@ -95,7 +97,8 @@ export function mapReadings(rows: readonly unknown[], skipped: SkipCounts): Poin
     let g = groups.get(x.point);
     if (!g) groups.set(x.point, (g = { point: x.point, rule, unit, readings: [] }));
     if (g.unit !== unit) { skipped.unitMismatch++; continue; }
-    g.readings.push({ start: Math.floor(x.ts / 1000), duration: 0, value, qualityFlags: x.quality === 'good' ? 0x01 : 0x10 });
+    const flags = x.clock === 'unsynced' ? 0x10 : (x.quality === 'good' ? 0x01 : 0x10) | (x.clock === 'rebased' ? 0x20 : 0);
+    g.readings.push({ start: Math.floor(x.ts / 1000), duration: 0, value, qualityFlags: flags });
   }
   return [...groups.values()].map(({ point, rule, readings }) => ({ point, rule, readings: readings.sort((a, b) => a.start - b.start) }));
 }
