@@ -188,6 +188,7 @@ export interface HoldfastConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   spoolDir: string;
   sweepIntervalMs: number;
+  shutdownTimeoutMs: number;
   store: StoreConfig;
   batch: BatchConfig;
   sources: SourceConfig[];
