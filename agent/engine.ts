@@ -31,6 +31,7 @@ import { createApi, createMetrics, createSelfExport } from './api/wire.js';
 import type { SelfMetricsExport } from './api/self-export.js';
 import { LogLimiter } from './log-limit.js';
 import type { PartialEvent } from '../drivers/otlp/client.js';
+import { shutdownPlan, step } from './shutdown.js';
 
 /** A collector that answers every batch with a partial success is logged once per this. */
 const PARTIAL_LOG_MS = 600_000;
@@ -190,22 +191,37 @@ export class Engine {
     this.log.info({ ...r, segmentsDeleted: gc.files, segmentBytesFreed: gc.bytes }, 'retention purge');
   }
 
-  stop(): Promise<void> {
+  /**
+   * Stops in order within `timeoutMs` (agent/shutdown.ts), whatever an upstream or a bus does:
+   * acquisition, the last group commit, the lanes (in-flight acknowledgements, offline status,
+   * connection ended), the store closed last.
+   */
+  stop(timeoutMs = this.cfg.shutdownTimeoutMs): Promise<void> {
     this.stopping ??= (async () => {
+      const plan = shutdownPlan(Date.now(), timeoutMs);
       for (const s of this.sources) s.stop();
+      // Pollers stop at once; closing the buses' ports and sockets runs alongside what follows.
+      const field = this.field?.stop();
       this.thermal.stop();
-      await this.selfExport?.stop(); // before the database closes: collecting reads it
-      await this.api?.stop();
-      await this.field?.stop();
       if (this.sweepTimer) clearInterval(this.sweepTimer);
       if (this.purgeDelay) clearTimeout(this.purgeDelay);
       this.purgeTask?.stop();
       this.ingest.stop();
-      await Promise.all(this.lanes.map((l) => l.stop()));
-      // The segment is synced before the close's checkpoint makes the last rows durable.
-      closeStore(this.db);
-      this.log.info('holdfast stopped');
+      await Promise.all([
+        ...this.lanes.map((l) => step(this.log, `uplink ${l.name}`, l.stop(plan), plan.stepsBy)),
+        step(this.log, 'field buses', field, plan.stepsBy),
+        // Before the database closes: collecting the metrics reads it.
+        step(this.log, 'metrics export', this.selfExport?.stop(), plan.stepsBy),
+        step(this.log, 'HTTP server', this.api?.stop(), plan.stepsBy),
+      ]);
+      this.closeStore();
+      this.log.info({ stopMs: Date.now() - plan.startedAt }, 'holdfast stopped: store closed');
     })();
     return this.stopping;
+  }
+
+  /** Closes the store if it is open. The segment is synced before the close's checkpoint makes the last rows durable. */
+  closeStore(): void {
+    if (this.db.open) closeStore(this.db);
   }
 }

@@ -29,6 +29,7 @@ import { StoredMessage, type UplinkDriver } from '../drivers/uplink.js';
 import type { PayloadCodec } from '../store/codec.js';
 import { sharedReadAhead, type ReadAhead } from '../store/decode-pool.js';
 import { Backlog, type Ahead } from './backlog.js';
+import { within } from './shutdown.js';
 import type { Events } from '../store/events.js';
 import type { TaskMeta, TaskQueue, TaskRow } from '../store/tasks.js';
 
@@ -96,6 +97,8 @@ export class Lane {
   private wakeAt = Infinity;
   private immediate: NodeJS.Immediate | null = null;
   private stopped = false;
+  /** Set while stop() waits for the messages in flight: called when the last one settles. */
+  private idle: (() => void) | null = null;
   private delivered = 0;
   private failedAttempts = 0;
 
@@ -166,16 +169,38 @@ export class Lane {
     };
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops sending. With a plan (agent/shutdown.ts): the acknowledgements of messages in flight
+   * are awaited until `acksBy` (those that come are recorded as delivered), then the driver gets
+   * until `closeBy` to end the connection. Tasks still unacknowledged stay pending, to be sent
+   * again (same key) at the next start.
+   */
+  async stop(plan?: { acksBy: number; closeBy: number }): Promise<void> {
     this.stopped = true;
     if (this.wakeTimer) clearTimeout(this.wakeTimer);
     if (this.immediate) clearImmediate(this.immediate);
     this.wakeTimer = null;
     this.immediate = null;
     this.backlog.drop();
-    await this.d.driver.close();
+    if (plan) await this.awaitAcks(plan.acksBy);
+    await this.d.driver.close(plan ? Math.max(0, plan.closeBy - this.now()) : undefined);
     this.flush();
     await this.backlog.close();
+  }
+
+  private async awaitAcks(by: number): Promise<void> {
+    if (this.inflight.size > 0) {
+      await within(new Promise<void>((res) => (this.idle = res)), by - this.now());
+      this.idle = null;
+    }
+    if (this.inflight.size === 0) return;
+    const n = this.inflight.size;
+    this.d.log.warn({ uplink: this.name, code: 'SHUTDOWN_ACK_TIMEOUT', inflight: n }, `stopping: ${n} message(s) not acknowledged in time; they stay pending and are sent again after the restart`);
+    try {
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'shutdown', code: 'SHUTDOWN_ACK_TIMEOUT', faultClass: 'local', at: this.now(), detail: { inflight: n } });
+    } catch (err) {
+      this.d.log.error({ err, code: 'STORE_UNAVAILABLE', uplink: this.name }, 'shutdown event not recorded');
+    }
   }
 
   /** Pumps after `ms`; 0 means on the next turn of the event loop (setImmediate, not a >= 1 ms timer). */
@@ -396,6 +421,7 @@ export class Lane {
     }
     const done = () => {
       for (const task of tasks) this.inflight.delete(task.id);
+      if (this.inflight.size === 0) this.idle?.();
     };
     const retry = tasks.some((task) => task.retryCount > 0);
     this.d.driver.send(msg).then(

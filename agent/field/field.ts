@@ -150,13 +150,14 @@ export class Field {
     for (const b of this.buses) for (const p of b.pollers) p.setThrottle(factor);
   }
 
+  /** Every poller and timer stops at once; then the buses' ports and sockets close together. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.reopen.values()) clearTimeout(t);
     for (const b of this.buses) {
       if (b.voltageTimer) clearInterval(b.voltageTimer);
       for (const p of b.pollers) p.stop();
-      await b.reader.close();
     }
+    await Promise.all(this.buses.map((b) => b.reader.close()));
   }
 }
