@@ -88,6 +88,7 @@ export class Engine {
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
         cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver,
+        onLinkFailure: (f) => this.metrics.linkFailures.inc({ uplink: u.name, code: f.code }),
         onAttempt: (e) => {
           const m = this.metrics;
           m.attempts.inc({ uplink: e.uplink, result: e.result });

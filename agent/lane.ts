@@ -49,6 +49,8 @@ export interface LaneDeps {
   log: Logger;
   rand?: () => number;
   now?: () => number;
+  /** Told of every failed connect and lost connection (metrics). */
+  onLinkFailure?: (f: Failure) => void;
   /** Told of every finished attempt (metrics): result, whether it was a retry, the ack latency. */
   onAttempt?: (e: { uplink: string; result: 'ok' | 'payload' | 'link'; retry: boolean; latencyMs?: number }) => void;
   /**
@@ -110,7 +112,7 @@ export class Lane {
     const t = this.now();
     this.link = new Link({
       cfg: d.cfg, driver: d.driver, events: d.events, log: d.log, now: this.now, rand: this.rand,
-      wake: (ms) => this.wake(ms), onUp: (outageMs) => this.onUp(outageMs), stopped: () => this.stopped,
+      wake: (ms) => this.wake(ms), onUp: (outageMs) => this.onUp(outageMs), stopped: () => this.stopped, onFailure: d.onLinkFailure,
     });
     this.outcomes = new OutcomeWriter(d.tasks);
     this.msgBucket = { tokens: this.cfg.drain.messagesPerSec, at: t };

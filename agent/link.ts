@@ -27,6 +27,8 @@ export interface LinkDeps {
   onUp: (outageMs: number | undefined) => void;
   /** The lane was stopped: a connect that completes is ignored. */
   stopped: () => boolean;
+  /** Told of every failed connect and lost connection (metrics). */
+  onFailure?: (f: Failure) => void;
 }
 
 export class Link {
@@ -38,6 +40,8 @@ export class Link {
   heldUntil = 0;
   private breaker: BreakerState;
   private readonly name: string;
+  /** The code of the config fault (a file the driver reads) in the current run of failures, once recorded. */
+  private configCode: string | null = null;
 
   constructor(private readonly d: LinkDeps) {
     this.name = d.cfg.name;
@@ -80,6 +84,7 @@ export class Link {
   private up(probe: boolean): void {
     const t = this.d.now();
     this.connected = true;
+    this.configCode = null;
     this.failures = 0;
     this.prevDelay = 0;
     this.record(true, probe);
@@ -108,6 +113,13 @@ export class Link {
     const t = this.d.now();
     this.record(false, probe);
     this.failures++;
+    this.d.onFailure?.(f);
+    if (f.faultClass === 'config' && f.code !== this.configCode) {
+      // A file the uplink needs is missing or refused: an operator's fault, said once per run (the retries stay quiet).
+      this.configCode = f.code;
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'config', code: f.code, faultClass: f.faultClass, at: t, detail: { message: f.message } });
+      this.d.log.error({ uplink: this.name, code: f.code }, `uplink cannot connect: ${f.message}; retrying`);
+    }
     const r = this.d.cfg.retry;
     if (f.retry === 'hard') {
       const hold = Math.round(r.hardFailureHoldMs * (0.8 + 0.4 * this.d.rand()));
