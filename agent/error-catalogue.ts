@@ -142,7 +142,7 @@ export const CODES = {
   MODBUS_CRC: { class: 'physical', meaning: 'too many Modbus RTU frames on one bus fail their CRC or framing (rate above the threshold over the last transactions)', action: 'noise or wiring: termination, shield grounding, cable runs; `baudRate`, `parity`, `stopBits` as the devices expect' },
   MODBUS_EXCEPTION_NN: {
     class: 'per code',
-    meaning: 'a Modbus exception response, e.g. `MODBUS_EXCEPTION_02`. config: 01 illegal function, 02 illegal data address, 03 illegal data value (that point is reported and not polled). device: 04 device failure, 05 acknowledge, 06 busy (05/06 polled again sooner) and any unlisted code. network: 0A/0B gateway path or target failed',
+    meaning: 'a Modbus exception response, e.g. `MODBUS_EXCEPTION_02`. config: 01 illegal function, 02 illegal data address, 03 illegal data value (those points are reported and not polled, their read is re-probed on a slow jittered schedule, `buses[].reprobe`, and they are polled again once it is answered). device: 04 device failure, 05 acknowledge, 06 busy (05/06 polled again sooner) and any unlisted code. network: 0A/0B gateway path or target failed',
     action: 'config: fix the device map for this model; device: check the unit; network: the TCP-to-RTU gateway and the line behind it',
   },
   RS485_VOLTAGE_LOW: { class: 'physical', meaning: 'the RS-485 bus voltage (board ADC) is below its window (`buses[].voltage.min`): open bus, missing bias, a short', action: 'A/B wiring for shorts or breaks, bias resistors, termination' },

@@ -176,6 +176,7 @@ function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigPr
     if (b.type === 'tcp' && !b.host) problems.push({ path: `${at}/host`, message: 'a tcp bus needs a host' });
     if (b.voltage.min >= b.voltage.max) problems.push({ path: `${at}/voltage/max`, message: `must be above min (${b.voltage.min})` });
     if (b.retry.maxMs < b.retry.baseMs) problems.push({ path: `${at}/retry/maxMs`, message: `must be >= baseMs (${b.retry.baseMs})` });
+    if (b.reprobe.maxMs < b.reprobe.baseMs) problems.push({ path: `${at}/reprobe/maxMs`, message: `must be >= baseMs (${b.reprobe.baseMs})` });
     const units = new Set<number>();
     b.devices.forEach((d, j) => {
       const dat = `${at}/devices/${j}`;

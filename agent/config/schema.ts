@@ -195,6 +195,17 @@ const bus = {
       },
     },
     retry: { ...retry, description: 'backoff of failed polls (same module as the uplinks)' },
+    reprobe: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'points a device refuses with exception 01/02/03 stop being polled; their read is tried again on its own after baseMs, then twice as long after each refusal up to maxMs (jittered), and they are polled again once it is answered',
+      properties: {
+        baseMs: ms(1000, DAY, 60000, 'first re-probe after the refusal'),
+        maxMs: ms(1000, DAY, 3600000, 'ceiling of the doubling re-probe delay'),
+        jitter: { type: 'number', minimum: 0, maximum: 0.5, default: 0.2, description: '+- fraction of jitter on every re-probe delay' },
+      },
+    },
     devices: { type: 'array', minItems: 1, items: fieldDevice },
   },
 } as const;

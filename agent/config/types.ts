@@ -146,6 +146,8 @@ export interface BusConfig {
   maxQueue: number;
   voltage: { min: number; max: number; pollMs: number };
   retry: RetryConfig;
+  /** agent/policy/reprobe.ts */
+  reprobe: { baseMs: number; maxMs: number; jitter: number };
   devices: FieldDeviceConfig[];
 }
 

@@ -65,7 +65,7 @@ export class Field {
       const gap = d.coalesceGap ?? (d.map === 'sunspec' ? 0 : loadDeviceMap(d.map).coalesceGap ?? 0);
       bus.pollers.push(
         new DevicePoller(
-          { bus: b.name, device: d.name, unitId: d.unitId, pollMs: d.pollMs, timeoutMs: d.timeoutMs ?? b.timeoutMs, points, gap, retry: b.retry, soonerFactor: 0.25 },
+          { bus: b.name, device: d.name, unitId: d.unitId, pollMs: d.pollMs, timeoutMs: d.timeoutMs ?? b.timeoutMs, points, gap, retry: b.retry, soonerFactor: 0.25, reprobe: b.reprobe },
           reader,
           this.sink,
           (o) => this.outcome(b, d.name, o),
@@ -113,7 +113,7 @@ export class Field {
   }
 
   private outcome(b: DeepReadonly<BusConfig>, device: string, o: PollOutcome): void {
-    const r = observe(this.state, { now: Date.now(), bus: b.name, device, outcome: o.ok ? { ok: true } : { ok: false, failure: o.failure }, transport: b.type, address: o.ok ? undefined : o.address });
+    const r = observe(this.state, { now: Date.now(), bus: b.name, device, outcome: o.ok ? { ok: true } : { ok: false, failure: o.failure }, transport: b.type, address: o.address });
     this.apply(r.state, r.verdicts);
   }
 
