@@ -25,7 +25,8 @@ module.exports = {
       cwd: __dirname,
       node_args: ['--max-semi-space-size=2'],
       env: { HOLDFAST_CONFIG: process.env.HOLDFAST_CONFIG || '/etc/holdfast/holdfast.json', NODE_ENV: 'production', MALLOC_ARENA_MAX: '1' },
-      // SIGINT first: the agent commits its last group and says goodbye on the status topic.
+      // SIGINT first: the agent commits its last group, says goodbye on the status topic and
+      // closes its store within shutdownTimeoutMs (default 7 s), which must stay below this.
       kill_timeout: 10000,
       // A crash loop backs off exponentially (pm2 caps it at 15 s) instead of restarting every 100 ms.
       exp_backoff_restart_delay: 500,

@@ -35,6 +35,7 @@ import { systemClock, type Clock } from './clock.js';
 import type { ClockWatch } from './clock-watch.js';
 import { createClockWatch, unsyncedCounter } from './clock-wire.js';
 import { safeInterval, safeTimeout, type SafeTimer } from '../drivers/timer.js';
+import { shutdownPlan, step } from './shutdown.js';
 
 /** A collector that answers every batch with a partial success is logged once per this. */
 const PARTIAL_LOG_MS = 600_000;
@@ -97,6 +98,7 @@ export class Engine {
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
         cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver, clock,
+        onLinkFailure: (f) => this.metrics.linkFailures.inc({ uplink: u.name, code: f.code }),
         onAttempt: (e) => {
           const m = this.metrics;
           m.attempts.inc({ uplink: e.uplink, result: e.result });
@@ -220,23 +222,39 @@ export class Engine {
     this.log.info({ ...r, segmentsDeleted: gc.files, segmentBytesFreed: gc.bytes }, 'retention purge');
   }
 
-  stop(): Promise<void> {
+  /**
+   * Stops in order within `timeoutMs` (agent/shutdown.ts), whatever an upstream or a bus does:
+   * acquisition, the last group commit, the lanes (in-flight acknowledgements, offline status,
+   * connection ended), the store closed last.
+   */
+  stop(timeoutMs = this.cfg.shutdownTimeoutMs): Promise<void> {
     this.stopping ??= (async () => {
+      const mono = () => this.clock.mono();
+      const plan = shutdownPlan(mono(), timeoutMs);
       for (const s of this.sources) s.stop();
+      // Pollers stop at once; closing the buses' ports and sockets runs alongside what follows.
+      const field = this.field?.stop();
       this.thermal.stop();
       this.clockWatch.stop();
-      await this.selfExport?.stop(); // before the database closes: collecting reads it
-      await this.api?.stop();
-      await this.field?.stop();
       if (this.sweepTimer) clearInterval(this.sweepTimer);
       this.purgeDelay?.clear();
       this.purgeTask?.stop();
       this.ingest.stop();
-      await Promise.all(this.lanes.map((l) => l.stop()));
-      // The segment is synced before the close's checkpoint makes the last rows durable.
-      closeStore(this.db);
-      this.log.info('holdfast stopped');
+      await Promise.all([
+        ...this.lanes.map((l) => step(this.log, `uplink ${l.name}`, l.stop(plan), plan.stepsBy, mono)),
+        step(this.log, 'field buses', field, plan.stepsBy, mono),
+        // Before the database closes: collecting the metrics reads it.
+        step(this.log, 'metrics export', this.selfExport?.stop(), plan.stepsBy, mono),
+        step(this.log, 'HTTP server', this.api?.stop(), plan.stepsBy, mono),
+      ]);
+      this.closeStore();
+      this.log.info({ stopMs: Math.round(mono() - plan.startedAt) }, 'holdfast stopped: store closed');
     })();
     return this.stopping;
+  }
+
+  /** Closes the store if it is open. The segment is synced before the close's checkpoint makes the last rows durable. */
+  closeStore(): void {
+    if (this.db.open) closeStore(this.db);
   }
 }

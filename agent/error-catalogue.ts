@@ -98,6 +98,16 @@ export const CODES = {
   INGEST_QUEUE_FULL: { class: 'local', meaning: 'the in-memory ingest queue (`store.maxQueuedReadings`) is full: the source is told to slow down, a refused field poll is dropped, and the refusal is counted', action: 'slow storage? check the disk; raise `store.maxQueuedReadings` if the bursts are expected' },
   PAYLOAD_UNREADABLE: { class: 'payload/hard', meaning: 'a stored batch failed decryption, decompression or decoding (wrong or missing key, corrupted row); the fault is here, not upstream; dead-lettered', action: 'a key missing from the key file? restore it, then `holdfast retry reset`' },
   INTERNAL_ERROR: { class: 'local', meaning: 'a timer or callback of the agent failed in a way no code anticipated (a bug); the agent caught it, logged it with its `site` and stack, recorded an event and went on', action: 'report it with the log line; the agent keeps running, and `holdfast_internal_errors_total` counts such failures by site' },
+  SHUTDOWN_ACK_TIMEOUT: {
+    class: 'local',
+    meaning: 'at shutdown an uplink did not acknowledge the messages in flight within the grace (half of `shutdownTimeoutMs`); the connection was ended anyway and those batches stay pending, to be sent again (same key) after the restart',
+    action: 'nothing is lost; if it happens at every stop, check the upstream (a broker that holds connections without acknowledging)',
+  },
+  SHUTDOWN_TIMEOUT: {
+    class: 'local',
+    meaning: 'a step of the stop (closing an uplink, the field buses, the HTTP server, the metrics export) did not finish in its share of `shutdownTimeoutMs`: the agent went on without it. If the whole stop was not done by `shutdownTimeoutMs`, the agent closed the store and exited with status 1 rather than wait to be killed',
+    action: 'the log line names the step; committed data is safe. Report it if it repeats',
+  },
   SCHEMA_TOO_NEW: { class: 'local', meaning: 'the database was written by a newer Holdfast (its `user_version` is ahead of this build)', action: 'upgrade Holdfast to at least the version that wrote it' },
   // configuration and start-up
   CONFIG_NOT_FOUND: { class: 'config', meaning: 'a configuration file (the config, a device map, a hardware profile) does not exist or cannot be read, or a profile name is unknown', action: 'the path (relative paths are resolved against the config file\'s folder) and permissions; `holdfast config validate <file>`' },
@@ -108,6 +118,21 @@ export const CODES = {
   KEY_FILE_MISSING: { class: 'config', meaning: 'encryption is on (the default) but `store.keyFile` does not exist', action: '`holdfast keygen --out <keyFile>`, or set `store.encryption` to "off" explicitly' },
   KEY_FILE_INSECURE: { class: 'config', meaning: 'the key file is accessible to group or others (must be 0600)', action: '`chmod 600 <keyFile>`' },
   KEY_INVALID: { class: 'config', meaning: 'the key file has a line that is not `<keyId> <64 hex>`, no key at all, or no key with the id `store.keyId`', action: 'fix the line or `store.keyId`; keep old keys in the file while stored batches need them' },
+  // files the config names (drivers/files.ts): checked at load, checked again whenever read
+  CONFIG_FILE_MISSING: {
+    class: 'config',
+    meaning: 'a file the config names (password, token, headers, key, certificate, device map) does not exist. At load the config is refused with the key\'s path; at run time (a file removed or being rotated) the uplink\'s connect fails with this code, is logged and recorded as an outage, and the lane retries with its backoff',
+    action: 'restore the file at the path given (or fix the key); a running agent picks it up at its next connect',
+  },
+  CONFIG_FILE_NOT_REGULAR: { class: 'config', meaning: 'a path the config names (or the config itself) is a directory, device, FIFO or socket, not a regular file; it is refused without being read (a config of /dev/zero must not fill the memory)', action: 'point the key (or `--config`) at a regular file' },
+  CONFIG_FILE_TOO_LARGE: { class: 'config', meaning: 'the config file is larger than 1 MiB, or a file it names is larger than its limit; refused without reading past the limit', action: 'is it the right file? a config or a credential is a few kilobytes' },
+  CONFIG_PATH_LOOP: { class: 'config', meaning: 'a path the config names (`dataDir`, `logFile`, `spoolDir` or a file) is a symbolic link loop, or passes through one', action: 'fix the link (`ls -l` each part of the path) or the key' },
+  CONFIG_FILE_UNREADABLE: { class: 'config', meaning: 'a file the config names exists but cannot be opened or read (`EACCES`, `EIO`: the errno is in the message)', action: 'permissions and ownership (the agent\'s user must read it), the disk' },
+  SECRET_FILE_INSECURE: {
+    class: 'config',
+    meaning: 'a secret file (MQTT `passwordFile`, OTLP `headersFile` and `tlsKeyFile`, IEEE 2030.5 `keyFile`, `api.tokenFile`) is accessible to group or others; refused at load and whenever read',
+    action: '`chmod 600 <file>` (the message names it)',
+  },
   USAGE: { class: 'cli', meaning: 'the command line is wrong (unknown command or option, missing `--config`, unexpected argument); exit status 2', action: 'see `holdfast <command> --help`' },
   // field side (agent/policy/faults.ts) and hardware
   MODBUS_TIMEOUT: {
@@ -118,7 +143,7 @@ export const CODES = {
   MODBUS_CRC: { class: 'physical', meaning: 'too many Modbus RTU frames on one bus fail their CRC or framing (rate above the threshold over the last transactions)', action: 'noise or wiring: termination, shield grounding, cable runs; `baudRate`, `parity`, `stopBits` as the devices expect' },
   MODBUS_EXCEPTION_NN: {
     class: 'per code',
-    meaning: 'a Modbus exception response, e.g. `MODBUS_EXCEPTION_02`. config: 01 illegal function, 02 illegal data address, 03 illegal data value (that point is reported and not polled). device: 04 device failure, 05 acknowledge, 06 busy (05/06 polled again sooner) and any unlisted code. network: 0A/0B gateway path or target failed',
+    meaning: 'a Modbus exception response, e.g. `MODBUS_EXCEPTION_02`. config: 01 illegal function, 02 illegal data address, 03 illegal data value (those points are reported and not polled, their read is re-probed on a slow jittered schedule, `buses[].reprobe`, and they are polled again once it is answered). device: 04 device failure, 05 acknowledge, 06 busy (05/06 polled again sooner) and any unlisted code. network: 0A/0B gateway path or target failed',
     action: 'config: fix the device map for this model; device: check the unit; network: the TCP-to-RTU gateway and the line behind it',
   },
   RS485_VOLTAGE_LOW: { class: 'physical', meaning: 'the RS-485 bus voltage (board ADC) is below its window (`buses[].voltage.min`): open bus, missing bias, a short', action: 'A/B wiring for shorts or breaks, bias resistors, termination' },

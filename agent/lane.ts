@@ -29,6 +29,7 @@ import { StoredMessage, type UplinkDriver } from '../drivers/uplink.js';
 import type { PayloadCodec } from '../store/codec.js';
 import { sharedReadAhead, type ReadAhead } from '../store/decode-pool.js';
 import { Backlog, type Ahead } from './backlog.js';
+import { within } from '../drivers/timer.js';
 import type { Events } from '../store/events.js';
 import type { TaskMeta, TaskQueue, TaskRow } from '../store/tasks.js';
 import { systemClock, wallAt, type Clock } from './clock.js';
@@ -52,6 +53,8 @@ export interface LaneDeps {
   rand?: () => number;
   /** Timers, rates and ages run on clock.mono(); clock.wall() only stamps stored times. */
   clock?: Clock;
+  /** Told of every failed connect and lost connection (metrics). */
+  onLinkFailure?: (f: Failure) => void;
   /** Told of every finished attempt (metrics): result, whether it was a retry, the ack latency. */
   onAttempt?: (e: { uplink: string; result: 'ok' | 'payload' | 'link'; retry: boolean; latencyMs?: number }) => void;
   /**
@@ -102,6 +105,8 @@ export class Lane {
   private wakeAt = Infinity;
   private immediate: NodeJS.Immediate | null = null;
   private stopped = false;
+  /** Set while stop() waits for the messages in flight: called when the last one settles. */
+  private idle: (() => void) | null = null;
   private delivered = 0;
   private failedAttempts = 0;
 
@@ -115,7 +120,7 @@ export class Lane {
     const t = this.now();
     this.link = new Link({
       cfg: d.cfg, driver: d.driver, events: d.events, log: d.log, clock: this.clock, rand: this.rand,
-      wake: (ms) => this.wake(ms), onUp: (outageMs) => this.onUp(outageMs), stopped: () => this.stopped,
+      wake: (ms) => this.wake(ms), onUp: (outageMs) => this.onUp(outageMs), stopped: () => this.stopped, onFailure: d.onLinkFailure,
     });
     this.outcomes = new OutcomeWriter(d.tasks);
     this.msgBucket = { tokens: this.cfg.drain.messagesPerSec, at: t };
@@ -180,16 +185,38 @@ export class Lane {
     };
   }
 
-  async stop(): Promise<void> {
+  /**
+   * Stops sending. With a plan (agent/shutdown.ts): the acknowledgements of messages in flight
+   * are awaited until `acksBy` (those that come are recorded as delivered), then the driver gets
+   * until `closeBy` to end the connection. Tasks still unacknowledged stay pending, to be sent
+   * again (same key) at the next start.
+   */
+  async stop(plan?: { acksBy: number; closeBy: number }): Promise<void> {
     this.stopped = true;
     this.wakeTimer?.clear();
     if (this.immediate) clearImmediate(this.immediate);
     this.wakeTimer = null;
     this.immediate = null;
     this.backlog.drop();
-    await this.d.driver.close();
+    if (plan) await this.awaitAcks(plan.acksBy);
+    await this.d.driver.close(plan ? Math.max(0, plan.closeBy - this.now()) : undefined);
     this.flush();
     await this.backlog.close();
+  }
+
+  private async awaitAcks(by: number): Promise<void> {
+    if (this.inflight.size > 0) {
+      await within(new Promise<void>((res) => (this.idle = res)), by - this.now());
+      this.idle = null;
+    }
+    if (this.inflight.size === 0) return;
+    const n = this.inflight.size;
+    this.d.log.warn({ uplink: this.name, code: 'SHUTDOWN_ACK_TIMEOUT', inflight: n }, `stopping: ${n} message(s) not acknowledged in time; they stay pending and are sent again after the restart`);
+    try {
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'shutdown', code: 'SHUTDOWN_ACK_TIMEOUT', faultClass: 'local', at: this.clock.wall(), detail: { inflight: n } });
+    } catch (err) {
+      this.d.log.error({ err, code: 'STORE_UNAVAILABLE', uplink: this.name }, 'shutdown event not recorded');
+    }
   }
 
   /** Pumps after `ms`; 0 means on the next turn of the event loop (setImmediate, not a >= 1 ms timer). */
@@ -411,6 +438,7 @@ export class Lane {
     }
     const done = () => {
       for (const task of tasks) this.inflight.delete(task.id);
+      if (this.inflight.size === 0) this.idle?.();
     };
     const retry = tasks.some((task) => task.retryCount > 0);
     this.d.driver.send(msg).then(

@@ -29,6 +29,8 @@ export interface LinkDeps {
   onUp: (outageMs: number | undefined) => void;
   /** The lane was stopped: a connect that completes is ignored. */
   stopped: () => boolean;
+  /** Told of every failed connect and lost connection (metrics). */
+  onFailure?: (f: Failure) => void;
 }
 
 export class Link {
@@ -45,6 +47,8 @@ export class Link {
   private readonly name: string;
   private readonly now: () => number;
   private readonly wall: () => number;
+  /** The code of the config fault (a file the driver reads) in the current run of failures, once recorded. */
+  private configCode: string | null = null;
 
   constructor(private readonly d: LinkDeps) {
     this.name = d.cfg.name;
@@ -89,6 +93,7 @@ export class Link {
   private up(probe: boolean): void {
     this.outageFrom = null;
     this.connected = true;
+    this.configCode = null;
     this.failures = 0;
     this.prevDelay = 0;
     this.record(true, probe);
@@ -117,6 +122,13 @@ export class Link {
     const t = this.now();
     this.record(false, probe);
     this.failures++;
+    this.d.onFailure?.(f);
+    if (f.faultClass === 'config' && f.code !== this.configCode) {
+      // A file the uplink needs is missing or refused: an operator's fault, said once per run (the retries stay quiet).
+      this.configCode = f.code;
+      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'config', code: f.code, faultClass: f.faultClass, at: this.wall(), detail: { message: f.message } });
+      this.d.log.error({ uplink: this.name, code: f.code }, `uplink cannot connect: ${f.message}; retrying`);
+    }
     const r = this.d.cfg.retry;
     if (f.retry === 'hard') {
       const hold = Math.round(r.hardFailureHoldMs * (0.8 + 0.4 * this.d.rand()));

@@ -3,7 +3,8 @@
  * the UplinkDriver interface; everything type-specific (topics, certificates, headers) is read
  * here, once, at start-up.
  */
-import { readFileSync } from 'node:fs';
+import { readSmallFile } from '../drivers/files.js';
+import { HoldfastError } from './errors.js';
 import type { Config, DeepReadonly, UplinkConfig } from './config/types.js';
 import { topicPrefix } from './config/load.js';
 import { VERSION } from './version.js';
@@ -20,7 +21,14 @@ export interface DriverHooks {
 
 /** gRPC metadata of an OTLP uplink, from its headersFile (a JSON object of strings). */
 export function otlpHeaders(u: { headersFile?: string }): Record<string, string> | undefined {
-  return u.headersFile ? (JSON.parse(readFileSync(u.headersFile, 'utf8')) as Record<string, string>) : undefined;
+  if (!u.headersFile) return undefined;
+  const r = readSmallFile(u.headersFile, { secret: true });
+  if (!r.ok) throw new HoldfastError(r.code, r.message, u.headersFile);
+  try {
+    return JSON.parse(r.data.toString('utf8')) as Record<string, string>;
+  } catch (e) {
+    throw new HoldfastError('CONFIG_PARSE', `headersFile is not JSON: ${(e as Error).message}`, u.headersFile);
+  }
 }
 
 /** Driver modules loaded on demand: the OTLP one brings gRPC and OpenTelemetry (megabytes of RSS). */

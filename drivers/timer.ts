@@ -63,3 +63,13 @@ export function safeTimeout(fn: () => void, ms: number, max = TIMER_MAX_MS): Saf
 export function safeInterval(fn: () => void, ms: number): NodeJS.Timeout {
   return setInterval(fn, Math.max(1, clampDelay(ms)));
 }
+
+/** Resolves true when `p` settles (either way) within `ms`, false when the time ran out first. */
+export function within(p: Promise<unknown> | undefined, ms: number): Promise<boolean> {
+  if (!p) return Promise.resolve(true);
+  let timer: NodeJS.Timeout | undefined;
+  return Promise.race([
+    p.then(() => true, () => true),
+    new Promise<boolean>((res) => (timer = setTimeout(() => res(false), clampDelay(ms)))),
+  ]).finally(() => clearTimeout(timer));
+}

@@ -74,5 +74,9 @@ export interface UplinkDriver {
   send(msg: OutboundMessage): Promise<SendResult>;
   /** Called once per connection loss (not after close()). */
   onDown(cb: (failure: RawFailure) => void): void;
-  close(): Promise<void>;
+  /**
+   * Ends the connection, taking at most about `budgetMs` (default: the driver's own) whatever the
+   * peer does; sends still in flight fail at once. Never rejects.
+   */
+  close(budgetMs?: number): Promise<void>;
 }

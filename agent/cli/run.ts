@@ -1,11 +1,13 @@
 /**
  * `holdfast run`: start the engine on a validated config and stop it in order on SIGTERM/SIGINT.
- * pm2 sends SIGINT then SIGKILL after kill_timeout: the last group commit happens first.
+ * pm2 sends SIGINT then SIGKILL after kill_timeout: the stop is bounded by shutdownTimeoutMs,
+ * below it (agent/shutdown.ts), so the last group commit and the store's close always happen.
  */
 import { createLogger } from '../log.js';
 import { Engine } from '../engine.js';
 import { loadDrivers } from '../uplinks.js';
 import type { Config } from '../config/types.js';
+import { exitAfterFlush } from '../shutdown.js';
 
 export async function runAgent(cfg: Config): Promise<void> {
   const log = createLogger(cfg.logFile, cfg.logLevel);
@@ -29,16 +31,27 @@ export async function runAgent(cfg: Config): Promise<void> {
   }
   if (cfg.logFile !== '-') console.log(`holdfast running (gateway ${cfg.gatewayId}); log: ${cfg.logFile}; data: ${cfg.dataDir}`);
   const shutdown = (sig: string) => {
-    log.info({ signal: sig }, 'shutting down');
-    engine.stop().then(
+    const timeoutMs = cfg.shutdownTimeoutMs;
+    log.info({ signal: sig, timeoutMs }, 'shutting down');
+    // The backstop: every step of the stop has its own bound, so this fires only if one escaped it.
+    const backstop = setTimeout(() => {
+      log.error({ code: 'SHUTDOWN_TIMEOUT', timeoutMs }, 'the stop did not finish within shutdownTimeoutMs: closing the store and exiting');
+      try {
+        engine.closeStore();
+      } catch (err) {
+        log.error({ err, code: 'STORE_UNAVAILABLE' }, 'store not closed');
+      }
+      exitAfterFlush(log, 1);
+    }, timeoutMs);
+    engine.stop(timeoutMs).then(
       () => {
-        log.flush();
-        process.exit(0);
+        clearTimeout(backstop);
+        exitAfterFlush(log, 0);
       },
       (e: unknown) => {
+        clearTimeout(backstop);
         log.error({ err: e }, 'shutdown failed');
-        log.flush();
-        process.exit(1);
+        exitAfterFlush(log, 1);
       },
     );
   };

@@ -3,7 +3,6 @@
  * published schema, check what a schema cannot (paths, permissions, cross-field rules), freeze.
  * Every problem is reported with the path of the key at fault; nothing starts on a bad config.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { createRequire } from 'node:module';
@@ -13,6 +12,8 @@ import { configSchema } from './schema.js';
 import { describeAjvError, lazyValidator } from './ajv-problems.js';
 import { loadDeviceMap } from '../../drivers/modbus/devicemap.js';
 import { loadProfile } from '../../hardware/profile.js';
+import { checkFile, readSmallFile } from '../../drivers/files.js';
+import { pathChecks } from './paths.js';
 import { RETRY_STRATEGIES, type Config, type HoldfastConfig, type RetryStrategy } from './types.js';
 
 // ajv ships CommonJS; createRequire keeps its types and avoids the default-export dance.
@@ -28,9 +29,16 @@ export interface ConfigProblem {
   message: string;
 }
 
+/** The config file itself: larger than this is not a config (and is not read past it). */
+export const CONFIG_MAX_BYTES = 1024 * 1024;
+
+export type ConfigErrorCode =
+  | 'CONFIG_INVALID' | 'CONFIG_PARSE' | 'CONFIG_NOT_FOUND' | 'CONFIG_REJECTED'
+  | 'CONFIG_FILE_NOT_REGULAR' | 'CONFIG_FILE_TOO_LARGE' | 'CONFIG_PATH_LOOP' | 'CONFIG_FILE_UNREADABLE';
+
 export class ConfigError extends HoldfastError {
   readonly problems: ConfigProblem[];
-  constructor(code: 'CONFIG_INVALID' | 'CONFIG_PARSE' | 'CONFIG_NOT_FOUND' | 'CONFIG_REJECTED', problems: ConfigProblem[], file?: string) {
+  constructor(code: ConfigErrorCode, problems: ConfigProblem[], file?: string) {
     const lines = problems.map((p) => `  ${p.path || '/'}: ${p.message}`).join('\n');
     super(code, `configuration refused${file ? ` (${file})` : ''}:\n${lines}`, problems[0]?.path);
     this.problems = problems;
@@ -49,12 +57,15 @@ export interface LoadOptions {
 
 /** Reads, merges, validates and freezes a config file. Throws ConfigError on any problem. */
 export function loadConfig(file: string, opts: LoadOptions = {}): Config {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError('CONFIG_NOT_FOUND', [{ path: '/', message: `cannot read ${file}: ${(e as Error).message}` }], file);
+  // Only a regular file, and only up to the limit: a config of /dev/zero or a FIFO is refused unread.
+  const r = readSmallFile(file, { maxBytes: CONFIG_MAX_BYTES });
+  if (!r.ok) {
+    const code = r.code === 'CONFIG_FILE_MISSING' ? 'CONFIG_NOT_FOUND' : r.code === 'SECRET_FILE_INSECURE' ? 'CONFIG_FILE_UNREADABLE' : r.code;
+    throw new ConfigError(code, [{ path: '/', message: `cannot read ${file}: ${r.message}` }], file);
   }
+  // A UTF-8 byte order mark (Windows editors write one) is not part of the JSON.
+  let text = r.data.toString('utf8');
+  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
   let raw: unknown;
   try {
     raw = JSON.parse(text);
@@ -112,7 +123,7 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
   }
 
   // File-system checks run even when the schema failed, so that every problem is reported at once.
-  fileChecks(doc, problems);
+  pathChecks(doc, problems);
   if (schemaOk) crossChecks(cfg, problems);
   if (problems.length > 0) throw new ConfigError('CONFIG_INVALID', dedupe(problems), label);
   return deepFreeze(cfg) as Config;
@@ -125,11 +136,6 @@ function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
     seen.add(u.name);
     if (u.retry.maxMs < u.retry.baseMs) problems.push({ path: `/uplinks/${i}/retry/maxMs`, message: `must be >= baseMs (${u.retry.baseMs})` });
     if (u.type === 'mqtt' && u.passwordFile !== undefined && u.username === undefined) problems.push({ path: `/uplinks/${i}/passwordFile`, message: 'needs a username' });
-    const files = u.type === 'otlp' ? [u.headersFile, u.tlsCaFile, u.tlsCertFile, u.tlsKeyFile] : u.type === 'sep2' ? [u.certFile, u.keyFile, u.caFile] : [];
-    const keys = u.type === 'otlp' ? ['headersFile', 'tlsCaFile', 'tlsCertFile', 'tlsKeyFile'] : ['certFile', 'keyFile', 'caFile'];
-    files.forEach((f, k) => {
-      if (f !== undefined && !statOrNull(f)) problems.push({ path: `/uplinks/${i}/${keys[k]}`, message: `${f} does not exist` });
-    });
     if (u.type === 'otlp' && (u.tlsCertFile === undefined) !== (u.tlsKeyFile === undefined)) problems.push({ path: `/uplinks/${i}/tlsKeyFile`, message: 'mTLS needs both tlsCertFile and tlsKeyFile' });
     if (u.type === 'otlp' && u.url.startsWith('http://') && (u.tlsCaFile || u.tlsCertFile)) problems.push({ path: `/uplinks/${i}/url`, message: 'TLS files need an https:// url' });
   });
@@ -170,6 +176,7 @@ function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigPr
     if (b.type === 'tcp' && !b.host) problems.push({ path: `${at}/host`, message: 'a tcp bus needs a host' });
     if (b.voltage.min >= b.voltage.max) problems.push({ path: `${at}/voltage/max`, message: `must be above min (${b.voltage.min})` });
     if (b.retry.maxMs < b.retry.baseMs) problems.push({ path: `${at}/retry/maxMs`, message: `must be >= baseMs (${b.retry.baseMs})` });
+    if (b.reprobe.maxMs < b.reprobe.baseMs) problems.push({ path: `${at}/reprobe/maxMs`, message: `must be >= baseMs (${b.reprobe.baseMs})` });
     const units = new Set<number>();
     b.devices.forEach((d, j) => {
       const dat = `${at}/devices/${j}`;
@@ -177,7 +184,8 @@ function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigPr
       devices.add(d.name);
       if (units.has(d.unitId)) problems.push({ path: `${dat}/unitId`, message: `unit id ${d.unitId} used twice on bus ${b.name}` });
       units.add(d.unitId);
-      if (d.map === 'sunspec') return;
+      // A map that is not a readable regular file was reported by pathChecks, and is not read.
+      if (d.map === 'sunspec' || checkFile(d.map)) return;
       try {
         loadDeviceMap(d.map);
       } catch (e) {
@@ -185,7 +193,8 @@ function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigPr
       }
     });
   });
-  if (cfg.buses.length > 0) {
+  const p = cfg.hardware.profile;
+  if (cfg.buses.length > 0 && !((p.includes('/') || p.endsWith('.json')) && checkFile(resolve(p)))) {
     try {
       loadProfile(cfg.hardware.profile);
     } catch (e) {
@@ -206,41 +215,6 @@ function apiChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
     const v = isIP(ip);
     if (v === 0 || (bits !== undefined && Number(bits) > (v === 4 ? 32 : 128))) problems.push({ path: `/api/allow/${i}`, message: `not a CIDR: ${JSON.stringify(c)}` });
   });
-  if (a.tokenFile !== undefined) {
-    const st = statOrNull(a.tokenFile);
-    if (!st) problems.push({ path: '/api/tokenFile', message: `${a.tokenFile} does not exist` });
-    else if ((st.mode & 0o077) !== 0) problems.push({ path: '/api/tokenFile', message: `${a.tokenFile} has mode ${(st.mode & 0o777).toString(8)}; run chmod 600 ${a.tokenFile}` });
-  }
-}
-
-/** Key file and data directory: checked on whatever the document holds, typed or not. */
-function fileChecks(doc: Record<string, unknown>, problems: ConfigProblem[]): void {
-  const store = (doc.store && typeof doc.store === 'object' ? doc.store : {}) as Record<string, unknown>;
-  const keyFile = store.keyFile;
-  if (store.encryption !== 'off' && typeof keyFile === 'string') {
-    const k = statOrNull(keyFile);
-    if (!k) {
-      problems.push({ path: '/store/keyFile', message: `KEY_FILE_MISSING: ${keyFile} does not exist; create it with: holdfast keygen --out ${keyFile} (or set "encryption": "off" explicitly)` });
-    } else if ((k.mode & 0o077) !== 0) {
-      problems.push({ path: '/store/keyFile', message: `KEY_FILE_INSECURE: ${keyFile} has mode ${(k.mode & 0o777).toString(8)}; run chmod 600 ${keyFile}` });
-    }
-  }
-  if (typeof doc.dataDir !== 'string') return;
-  const dataDir = doc.dataDir;
-  // The data directory may not exist yet (run creates it 0700), but if it does it must be private.
-  const st = statOrNull(dataDir);
-  if (st && !st.isDirectory()) problems.push({ path: '/dataDir', message: `${dataDir} exists and is not a directory` });
-  else if (st && (st.mode & 0o077) !== 0) {
-    problems.push({ path: '/dataDir', message: `DATA_DIR_INSECURE: ${dataDir} has mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${dataDir}` });
-  }
-}
-
-function statOrNull(p: string) {
-  try {
-    return statSync(p);
-  } catch {
-    return null;
-  }
 }
 
 function dedupe(problems: ConfigProblem[]): ConfigProblem[] {

@@ -4,7 +4,16 @@
  * and the checks that run cannot drift apart. Defaults live here too.
  */
 
-const ms = (min: number, def: number, description: string) => ({ type: 'integer', minimum: min, default: def, description });
+const SEC = 1000;
+const MIN = 60 * SEC;
+const HOUR = 60 * MIN;
+const DAY = 24 * HOUR;
+/**
+ * A duration in ms, bounded above: Node arms a timer of more than 2^31-1 ms (~24.8 days) for
+ * 1 ms, so `1e30` would turn a slow schedule into a busy loop. Each maximum is the largest value
+ * that makes sense for its key.
+ */
+const ms = (min: number, max: number, def: number, description: string) => ({ type: 'integer', minimum: min, maximum: max, default: def, description });
 const name = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' };
 
 const retry = {
@@ -14,12 +23,12 @@ const retry = {
   description: 'Retry policy. Env RETRY_STRATEGY overrides `strategy` for every uplink.',
   properties: {
     strategy: { enum: ['EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER', 'LINEAR', 'FIXED', 'ADAPTIVE'], default: 'EXPONENTIAL_BACKOFF', description: 'EXPONENTIAL_BACKOFF is full jitter; ADAPTIVE picks reconnect intervals from the uplink\'s outage history (docs/adaptive-retry.md); env RETRY_STRATEGY overrides it' },
-    baseMs: ms(1, 1000, 'scale of the first interval (EXPONENTIAL: up to baseMs; FIXED: baseMs +- jitter)'),
-    maxMs: ms(1, 300000, 'ceiling of any interval'),
+    baseMs: ms(1, HOUR, 1000, 'scale of the first interval (EXPONENTIAL: up to baseMs; FIXED: baseMs +- jitter)'),
+    maxMs: ms(1, DAY, 300000, 'ceiling of any interval'),
     jitter: { type: 'number', minimum: 0, maximum: 1, default: 0.2, description: '+- fraction of jitter for LINEAR and FIXED' },
     maxAttempts: { type: 'integer', minimum: 1, default: 50, description: 'attempts before RETRY_LIMIT_EXCEEDED' },
-    maxAgeMs: ms(1000, 7 * 24 * 3600 * 1000, 'age of a task after which a failed attempt dead-letters it'),
-    hardFailureHoldMs: ms(1000, 300000, 'wait after a hard link failure (bad credentials) before trying again'),
+    maxAgeMs: ms(1000, 30 * DAY, 7 * DAY, 'age of a task after which a failed attempt dead-letters it'),
+    hardFailureHoldMs: ms(1000, DAY, 300000, 'wait after a hard link failure (bad credentials) before trying again'),
   },
 } as const;
 
@@ -28,10 +37,10 @@ const breaker = {
   additionalProperties: false,
   default: {},
   properties: {
-    windowMs: ms(100, 60000, 'sliding window over which the failure rate is measured'),
+    windowMs: ms(100, HOUR, 60000, 'sliding window over which the failure rate is measured'),
     minCalls: { type: 'integer', minimum: 1, default: 5, description: 'calls in the window before the breaker may open' },
     failureRate: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.5, description: 'link-failure fraction in the window that opens the breaker' },
-    openMs: ms(100, 30000, 'time open before half-open (jittered +-20%)'),
+    openMs: ms(100, HOUR, 30000, 'time open before half-open (jittered +-20%)'),
     halfOpenProbes: { type: 'integer', minimum: 1, default: 3, description: 'successes in half-open before it closes' },
   },
 } as const;
@@ -41,7 +50,7 @@ const drain = {
   additionalProperties: false,
   default: {},
   properties: {
-    startJitterMs: ms(0, 30000, 'random delay before the backlog drain starts after a recovery'),
+    startJitterMs: ms(0, HOUR, 30000, 'random delay before the backlog drain starts after a recovery'),
     readingsPerSec: { type: 'integer', minimum: 1, default: 20000, description: 'backlog drain rate limit in readings (live data is not limited)' },
     messagesPerSec: { type: 'integer', minimum: 1, default: 50, description: 'backlog drain rate limit in messages' },
     pullTasks: { type: 'integer', minimum: 1, maximum: 10000, default: 200, description: 'backlog tasks read from the store per query' },
@@ -72,8 +81,8 @@ const mqttUplink = {
     passwordFile: { type: 'string', minLength: 1, description: 'file holding the MQTT password (read at each connect)' },
     topicPrefix: { type: 'string', minLength: 1, pattern: '^[^#+]+$', description: 'default holdfast/<gatewayId>' },
     keepaliveS: { type: 'integer', minimum: 0, maximum: 65535, default: 30, description: 'MQTT keep-alive in seconds' },
-    connectTimeoutMs: ms(100, 10000, 'CONNECT to CONNACK'),
-    ackTimeoutMs: ms(100, 15000, 'PUBLISH to PUBACK'),
+    connectTimeoutMs: ms(100, 5 * MIN, 10000, 'CONNECT to CONNACK'),
+    ackTimeoutMs: ms(100, 10 * MIN, 15000, 'PUBLISH to PUBACK'),
     maxPacketBytes: { type: 'integer', minimum: 1024, maximum: 268435455, default: 262144, description: 'batches are split below this and below the broker\'s Maximum Packet Size' },
     maxInflight: { type: 'integer', minimum: 1, maximum: 1000, default: 32, description: 'unacknowledged messages at once (also capped by the broker\'s Receive Maximum)' },
     retry,
@@ -106,7 +115,7 @@ const otlpUplink = {
     tlsCertFile: { type: 'string', minLength: 1, description: 'client certificate for mTLS' },
     tlsKeyFile: { type: 'string', minLength: 1, description: 'client key for mTLS' },
     compression: { enum: ['none', 'gzip'], default: 'gzip' },
-    timeoutMs: ms(100, 10000, 'deadline of each export call'),
+    timeoutMs: ms(100, 5 * MIN, 10000, 'deadline of each export call'),
     maxInflight: { type: 'integer', minimum: 1, maximum: 64, default: 4, description: 'export calls in flight' },
   },
 } as const;
@@ -124,7 +133,7 @@ const sep2Uplink = {
     caFile: { type: 'string', minLength: 1, description: 'CA that signed the server certificate' },
     ciphers: { type: 'string', minLength: 1, description: 'OpenSSL cipher list, e.g. ECDHE-ECDSA-AES128-CCM8 (the suite 2030.5 requires)' },
     pen: { type: 'integer', minimum: 0, maximum: 4294967295, default: 0, description: 'IANA Private Enterprise Number in the low 32 bits of every mRID (0: unregistered)' },
-    timeoutMs: ms(100, 15000, 'per HTTPS request'),
+    timeoutMs: ms(100, 5 * MIN, 15000, 'per HTTPS request'),
     maxInflight: { type: 'integer', minimum: 1, maximum: 1, default: 1, description: 'one post at a time (postRate is per device)' },
   },
 } as const;
@@ -136,7 +145,7 @@ const simulatedSource = {
   properties: {
     type: { const: 'simulated' },
     device: { ...name, description: 'device name in every reading' },
-    intervalMs: ms(1, 1000, 'poll interval'),
+    intervalMs: ms(1, HOUR, 1000, 'poll interval'),
     points: { type: 'integer', minimum: 1, maximum: 1000, default: 4, description: 'readings per poll; the first is the counter' },
     stopAfter: { type: 'integer', minimum: 1, description: 'stop when the counter reaches this value (tests, benchmarks)' },
   },
@@ -150,8 +159,8 @@ const fieldDevice = {
     name: { ...name, description: 'device name in every reading' },
     unitId: { type: 'integer', minimum: 0, maximum: 255, default: 1, description: 'Modbus unit (slave) id' },
     map: { type: 'string', minLength: 1, description: 'device map JSON file (config/devices/), or "sunspec" to discover the SunSpec models' },
-    pollMs: ms(10, 1000, 'poll period (fixed-rate schedule)'),
-    timeoutMs: { type: 'integer', minimum: 10, description: 'per-request timeout (default: the bus\'s)' },
+    pollMs: ms(10, DAY, 1000, 'poll period (fixed-rate schedule)'),
+    timeoutMs: { type: 'integer', minimum: 10, maximum: MIN, description: 'per-request timeout (default: the bus\'s)' },
     coalesceGap: { type: 'integer', minimum: 0, maximum: 100, description: 'unmapped registers a coalesced read may bridge (default: the map\'s, else 0)' },
   },
 } as const;
@@ -168,11 +177,11 @@ const bus = {
     parity: { enum: ['none', 'even', 'odd'], default: 'none', description: 'rtu' },
     dataBits: { enum: [7, 8], default: 8, description: 'rtu' },
     stopBits: { enum: [1, 2], default: 1, description: 'rtu' },
-    frameGapMs: ms(1, 20, 'rtu: silence that ends a short frame (at least t3.5; USB adapters deliver in bursts)'),
+    frameGapMs: ms(1, SEC, 20, 'rtu: silence that ends a short frame (at least t3.5; USB adapters deliver in bursts)'),
     host: { type: 'string', minLength: 1, description: 'tcp: host name or address' },
     tcpPort: { type: 'integer', minimum: 1, maximum: 65535, default: 502, description: 'tcp port' },
-    connectTimeoutMs: ms(100, 3000, 'tcp connect timeout'),
-    timeoutMs: ms(10, 1000, 'per-request timeout'),
+    connectTimeoutMs: ms(100, MIN, 3000, 'tcp connect timeout'),
+    timeoutMs: ms(10, MIN, 1000, 'per-request timeout'),
     maxQueue: { type: 'integer', minimum: 1, maximum: 10000, default: 256, description: 'queued requests per bus; beyond it polls are refused and counted' },
     voltage: {
       type: 'object',
@@ -182,10 +191,21 @@ const bus = {
       properties: {
         min: { type: 'number', default: 2.5, description: 'volts; the site manual\'s figure (TIA-485-A allows 1.5 V under load)' },
         max: { type: 'number', default: 5, description: 'volts (TIA-485-A: 6 V)' },
-        pollMs: ms(100, 1000, 'how often the bus voltage is read'),
+        pollMs: ms(100, HOUR, 1000, 'how often the bus voltage is read'),
       },
     },
     retry: { ...retry, description: 'backoff of failed polls (same module as the uplinks)' },
+    reprobe: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'points a device refuses with exception 01/02/03 stop being polled; their read is tried again on its own after baseMs, then twice as long after each refusal up to maxMs (jittered), and they are polled again once it is answered',
+      properties: {
+        baseMs: ms(1000, DAY, 60000, 'first re-probe after the refusal'),
+        maxMs: ms(1000, DAY, 3600000, 'ceiling of the doubling re-probe delay'),
+        jitter: { type: 'number', minimum: 0, maximum: 0.5, default: 0.2, description: '+- fraction of jitter on every re-probe delay' },
+      },
+    },
     devices: { type: 'array', minItems: 1, items: fieldDevice },
   },
 } as const;
@@ -204,7 +224,8 @@ export const configSchema = {
     logFile: { type: 'string', default: '/var/log/recovery/engine.log', description: '"-" logs to stdout' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', description: 'pino log level' },
     spoolDir: { type: 'string', default: '/tmp/recovery_cache', description: 'reserved for the store-failure spool (not used yet)' },
-    sweepIntervalMs: ms(100, 5000, 'how often the sweeper re-admits reset tasks and reads admin requests'),
+    shutdownTimeoutMs: ms(1000, MIN, 7000, 'SIGTERM/SIGINT: the stop (last commit, in-flight acknowledgements, offline status, store closed) ends within this, whatever an upstream does; keep it below the launcher\'s kill timeout (pm2 kill_timeout is 10 s in ecosystem.config.cjs)'),
+    sweepIntervalMs: ms(100, HOUR, 5000, 'how often the sweeper re-admits reset tasks and reads admin requests'),
     store: {
       type: 'object',
       additionalProperties: false,
@@ -213,11 +234,11 @@ export const configSchema = {
         encryption: { enum: ['aes-256-gcm', 'off'], default: 'aes-256-gcm', description: 'payload encryption at rest; "off" must be said explicitly' },
         keyFile: { type: 'string', minLength: 1, default: '/etc/holdfast/holdfast.key', description: 'keyring written by holdfast keygen (mode 0600)' },
         keyId: { type: 'string', pattern: '^[A-Za-z0-9_.-]{1,32}$', default: 'k1', description: 'key that new batches are written with' },
-        commitIntervalMs: ms(1, 200, 'group commit: readings wait at most this long for their transaction'),
+        commitIntervalMs: ms(1, MIN, 200, 'group commit: readings wait at most this long for their transaction'),
         synchronous: { enum: ['OFF', 'NORMAL', 'FULL'], default: 'NORMAL', description: 'SQLite synchronous level: the power-loss trade-off (docs/durability.md)' },
-        busyTimeoutMs: ms(0, 5000, 'SQLite busy timeout'),
+        busyTimeoutMs: ms(0, 10 * MIN, 5000, 'SQLite busy timeout'),
         maxQueuedReadings: { type: 'integer', minimum: 100, default: 200000, description: 'bound of the in-memory ingest queue (INGEST_QUEUE_FULL beyond)' },
-        retentionDays: { type: 'number', exclusiveMinimum: 0, default: 7, description: 'delivered and dead-lettered tasks older than this are purged' },
+        retentionDays: { type: 'number', exclusiveMinimum: 0, maximum: 3650, default: 7, description: 'delivered and dead-lettered tasks older than this are purged' },
         purgeCron: { type: 'string', minLength: 9, default: '17 3 * * *', description: 'node-cron expression; a random 0-10 min delay is added' },
       },
     },
@@ -227,7 +248,7 @@ export const configSchema = {
       default: {},
       properties: {
         maxReadings: { type: 'integer', minimum: 1, maximum: 100000, default: 500, description: 'a batch is closed when it holds this many readings' },
-        maxAgeMs: ms(1, 1000, 'a batch is closed at this age even if not full'),
+        maxAgeMs: ms(1, HOUR, 1000, 'a batch is closed at this age even if not full'),
       },
     },
     sources: { type: 'array', default: [], items: simulatedSource, description: 'simulated sources (demo and tests)' },
@@ -247,8 +268,8 @@ export const configSchema = {
             aboveC: { type: 'number', minimum: 0, maximum: 150, default: 75, description: 'throttle at or above this CPU temperature (C)' },
             belowC: { type: 'number', minimum: 0, maximum: 150, default: 70, description: 'release at or below this (C); must be below aboveC' },
             factor: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.25, description: 'fraction of the configured rates kept while throttled' },
-            minDwellMs: ms(0, 30000, 'least time in a state before the temperature may change it'),
-            sampleMs: ms(1000, 10000, 'temperature sample interval (jittered +-10%)'),
+            minDwellMs: ms(0, HOUR, 30000, 'least time in a state before the temperature may change it'),
+            sampleMs: ms(1000, 10 * MIN, 10000, 'temperature sample interval (jittered +-10%)'),
           },
         },
       },
@@ -274,9 +295,9 @@ export const configSchema = {
       description: 'the agent\'s own metrics (what /metrics shows) exported over OTLP/gRPC; absent: not exported. Never stored or retried: a failed export is logged (rarely) and counted',
       properties: {
         uplink: { ...name, description: 'name of an uplink of type otlp: its url, TLS files, headersFile and compression are used (a disabled one carries only these metrics)' },
-        intervalMs: ms(1000, 60000, 'mean time between exports; each interval is jittered, and the first export comes at a random point of the first interval'),
+        intervalMs: ms(1000, DAY, 60000, 'mean time between exports; each interval is jittered, and the first export comes at a random point of the first interval'),
         jitter: { type: 'number', minimum: 0, maximum: 0.5, default: 0.2, description: '+- fraction of jitter on every interval (a fleet must not export in step)' },
-        timeoutMs: ms(100, 10000, 'deadline of one export'),
+        timeoutMs: ms(100, 5 * MIN, 10000, 'deadline of one export'),
       },
     },
     uplinks: {

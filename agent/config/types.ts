@@ -146,6 +146,8 @@ export interface BusConfig {
   maxQueue: number;
   voltage: { min: number; max: number; pollMs: number };
   retry: RetryConfig;
+  /** agent/policy/reprobe.ts */
+  reprobe: { baseMs: number; maxMs: number; jitter: number };
   devices: FieldDeviceConfig[];
 }
 
@@ -188,6 +190,7 @@ export interface HoldfastConfig {
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
   spoolDir: string;
   sweepIntervalMs: number;
+  shutdownTimeoutMs: number;
   store: StoreConfig;
   batch: BatchConfig;
   sources: SourceConfig[];

@@ -69,7 +69,7 @@ export class Field {
       const gap = d.coalesceGap ?? (d.map === 'sunspec' ? 0 : loadDeviceMap(d.map).coalesceGap ?? 0);
       bus.pollers.push(
         new DevicePoller(
-          { bus: b.name, device: d.name, unitId: d.unitId, pollMs: d.pollMs, timeoutMs: d.timeoutMs ?? b.timeoutMs, points, gap, retry: b.retry, soonerFactor: 0.25 },
+          { bus: b.name, device: d.name, unitId: d.unitId, pollMs: d.pollMs, timeoutMs: d.timeoutMs ?? b.timeoutMs, points, gap, retry: b.retry, soonerFactor: 0.25, reprobe: b.reprobe },
           reader,
           this.sink,
           (o) => this.outcome(b, d.name, o),
@@ -119,7 +119,7 @@ export class Field {
   }
 
   private outcome(b: DeepReadonly<BusConfig>, device: string, o: PollOutcome): void {
-    const r = observe(this.state, { now: this.clock.mono(), bus: b.name, device, outcome: o.ok ? { ok: true } : { ok: false, failure: o.failure }, transport: b.type, address: o.ok ? undefined : o.address });
+    const r = observe(this.state, { now: this.clock.mono(), bus: b.name, device, outcome: o.ok ? { ok: true } : { ok: false, failure: o.failure }, transport: b.type, address: o.address });
     this.apply(r.state, r.verdicts);
   }
 
@@ -157,13 +157,14 @@ export class Field {
     for (const b of this.buses) for (const p of b.pollers) p.setThrottle(factor);
   }
 
+  /** Every poller and timer stops at once; then the buses' ports and sockets close together. */
   async stop(): Promise<void> {
     this.stopped = true;
     for (const t of this.reopen.values()) t.clear();
     for (const b of this.buses) {
       if (b.voltageTimer) clearInterval(b.voltageTimer);
       for (const p of b.pollers) p.stop();
-      await b.reader.close();
     }
+    await Promise.all(this.buses.map((b) => b.reader.close()));
   }
 }

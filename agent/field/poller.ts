@@ -4,7 +4,9 @@
  * as one poll. The schedule is fixed-rate (poll k starts at t0 + k * pollMs; a late poll does not
  * shift the ones after it, missed slots are skipped and counted). After a failed poll the next
  * one waits for the shared backoff (agent/policy/retry.ts), sooner for "busy" exceptions.
- * Points answered with exception 01/02/03 stop being polled (a config fault, reported).
+ * Points answered with exception 01/02/03 stop being polled (a config fault, reported); their
+ * read is re-probed alone on a slow, jittered schedule (agent/field/refused.ts) and the points
+ * come back once it is answered.
  */
 import type { Logger } from 'pino';
 import type { ReadRequest } from '../../drivers/modbus/frame.js';
@@ -18,6 +20,8 @@ import type { RetryConfig } from '../config/types.js';
 import type { Reading, Sink } from '../reading.js';
 import { systemClock, type Clock } from '../clock.js';
 import { safeTimeout, type SafeTimer } from '../../drivers/timer.js';
+import { DEFAULT_REPROBE, type ReprobeConfig } from '../policy/reprobe.js';
+import { RefusedReads } from './refused.js';
 
 export interface BusReader {
   read(req: ReadRequest, timeoutMs: number): Promise<ReadResult>;
@@ -35,9 +39,14 @@ export interface PollerOptions {
   retry: Pick<RetryConfig, 'strategy' | 'baseMs' | 'maxMs' | 'jitter'>;
   /** Multiplier applied to the backoff after a "busy" answer (exception 05/06). */
   soonerFactor: number;
+  /** Schedule of the re-probes of reads refused with exception 01/02/03 (default DEFAULT_REPROBE). */
+  reprobe?: ReprobeConfig;
 }
 
-export type PollOutcome = { ok: true } | { ok: false; failure: ModbusFailure; address?: number };
+/** `address` on an ok: a refused read at that address was answered again (clears its point fault). */
+export type PollOutcome = { ok: true; address?: number } | { ok: false; failure: ModbusFailure; address?: number };
+
+const refusal = (f: ModbusFailure): boolean => f.kind === 'exception' && f.exception !== undefined && f.exception >= 1 && f.exception <= 3;
 
 const FN = { holding: 3, input: 4, coil: 1, discrete: 2 } as const;
 
@@ -45,6 +54,7 @@ export class DevicePoller {
   private timer: SafeTimer | null = null;
   private plan: ReadPlanItem[] = [];
   private disabled = new Set<string>();
+  private readonly refused: RefusedReads;
   private points: PointDef[] = [];
   private failures = 0;
   private prevDelay = 0;
@@ -64,6 +74,7 @@ export class DevicePoller {
     /** The grid runs on clock.mono() (a wall-clock step neither floods nor stalls the bus); readings are stamped with clock.wall(). */
     private readonly clock: Clock = systemClock(),
   ) {
+    this.refused = new RefusedReads(o.reprobe ?? DEFAULT_REPROBE, o.device, log, rand);
     if (o.points !== 'sunspec') this.setPoints([...o.points]);
   }
 
@@ -128,25 +139,38 @@ export class DevicePoller {
     }
     const raws = new Map<string, number[] | boolean>();
     let configFault: PollOutcome | null = null;
-    for (const item of this.plan) {
+    // This poll reads what was planned when it began; a change of plan applies from the next one.
+    const plan = this.plan;
+    // Refused reads whose re-probe is due go first, each alone.
+    for (const item of this.refused.due(this.clock.mono())) {
+      const r = await this.bus.read({ unit: this.o.unitId, fn: FN[item.kind], address: item.address, count: item.count }, this.o.timeoutMs);
+      if (r.ok) {
+        this.refused.answered(item, this.clock.mono());
+        for (const p of item.points) this.disabled.delete(p.name);
+        collect(item, r, raws);
+        this.setPoints(this.points);
+        this.report({ ok: true, address: item.address });
+      } else if (refusal(r.failure)) {
+        this.refused.refuse(item, `MODBUS_EXCEPTION_0${r.failure.exception}`, this.clock.mono());
+      } else {
+        return this.fail({ ok: false, failure: r.failure, address: item.address });
+      }
+    }
+    for (const item of plan) {
       const r = await this.bus.read({ unit: this.o.unitId, fn: FN[item.kind], address: item.address, count: item.count }, this.o.timeoutMs);
       if (!r.ok) {
         const f = r.failure;
-        if (f.kind === 'exception' && f.exception !== undefined && f.exception >= 1 && f.exception <= 3) {
+        if (refusal(f)) {
           for (const p of item.points) this.disabled.add(p.name);
-          this.log.error({ device: this.o.device, address: item.address, count: item.count, code: `MODBUS_EXCEPTION_0${f.exception}` },
-            'device refuses these registers: points no longer polled (check the device map)');
+          this.refused.refuse(item, `MODBUS_EXCEPTION_0${f.exception}`, this.clock.mono());
           configFault = { ok: false, failure: f, address: item.address };
+          this.setPoints(this.points);
           continue;
         }
         return this.fail({ ok: false, failure: f, address: item.address });
       }
-      for (const p of item.points) {
-        const off = p.address - item.address;
-        raws.set(p.name, r.registers ? r.registers.slice(off, off + registerCount(p)) : r.bits![off]);
-      }
+      collect(item, r, raws);
     }
-    if (configFault) this.setPoints(this.points);
     const ts = this.clock.wall();
     const out: Reading[] = [];
     for (const p of this.points) {
@@ -192,6 +216,11 @@ export class DevicePoller {
     return { ok: true };
   }
 
+  /** Reads refused with exception 01/02/03 and waiting for their re-probe. */
+  get refusedReads(): number {
+    return this.refused.size;
+  }
+
   get activePoints(): number {
     return this.points.length - this.disabled.size;
   }
@@ -199,5 +228,13 @@ export class DevicePoller {
   stop(): void {
     this.stopped = true;
     this.timer?.clear();
+  }
+}
+
+/** The raw values of a read's points, by point name. */
+function collect(item: ReadPlanItem, r: Extract<ReadResult, { ok: true }>, raws: Map<string, number[] | boolean>): void {
+  for (const p of item.points) {
+    const off = p.address - item.address;
+    raws.set(p.name, r.registers ? r.registers.slice(off, off + registerCount(p)) : r.bits![off]);
   }
 }

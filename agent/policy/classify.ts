@@ -43,8 +43,11 @@ export interface Failure {
 }
 
 export interface RawFailure {
-  /** 'unreadable': the stored batch itself cannot be sent (not a JSON array of readings): found by a driver, never sent. */
-  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls' | 'grpc' | 'unreadable';
+  /**
+   * 'unreadable': the stored batch itself cannot be sent (not a JSON array of readings): found by a driver, never sent.
+   * 'file': a file the driver reads to connect (password, key, certificate) failed drivers/files.ts's checks; `code` is its FileCode.
+   */
+  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls' | 'grpc' | 'unreadable' | 'file';
   /** 'grpc': the numeric status (14), or its name ('UNAVAILABLE', 'GRPC_UNAVAILABLE'). */
   code?: string | number;
   /** A server hint: Retry-After, MQTT server busy, gRPC google.rpc.RetryInfo retry_delay. */
@@ -213,6 +216,14 @@ export const UNKNOWN_RULE: Rule = Object.freeze(linkSoft('upstream', 'unknown fa
 /** A stored batch a driver cannot turn into a request: no upstream said anything; it is ours. */
 export const UNREADABLE_RULE: Rule = Object.freeze({ scope: 'payload', retry: 'hard', faultClass: 'local', note: 'stored batch unreadable' });
 
+/**
+ * A file an uplink reads at each connect (drivers/files.ts codes). Soft: a password or key being
+ * rotated is missing for a moment, and the lane's backoff picks the new one up; class config, as
+ * an operator has to act if it lasts.
+ */
+export const FILE_CODES: readonly string[] = Object.freeze(['CONFIG_FILE_MISSING', 'CONFIG_FILE_NOT_REGULAR', 'CONFIG_FILE_TOO_LARGE', 'CONFIG_PATH_LOOP', 'CONFIG_FILE_UNREADABLE', 'SECRET_FILE_INSECURE']);
+export const FILE_RULE: Rule = Object.freeze(linkSoft('config', 'a file the uplink needs to connect cannot be used'));
+
 const has = (table: object, key: string | number): boolean => Object.prototype.hasOwnProperty.call(table, key);
 
 /** A reason/status number from 135, '135', '0x87' or 'MQTT_0x87' / 'HTTP_503'; else undefined. */
@@ -309,6 +320,8 @@ export function classify(raw: RawFailure): Failure {
       return classifyGrpc(raw);
     case 'unreadable':
       return build('PAYLOAD_UNREADABLE', UNREADABLE_RULE, raw);
+    case 'file':
+      return build((typeof raw.code === 'string' && FILE_CODES.includes(raw.code) ? raw.code : 'CONFIG_FILE_UNREADABLE') as ErrorCode, FILE_RULE, raw);
     default:
       return build('UPLINK_ERROR', UNKNOWN_RULE, raw);
   }

@@ -24,8 +24,8 @@
  *             when the rate falls under the threshold.
  *   device    one device's last N outcomes are timeouts while a live neighbour's last
  *             outcome is an answer -> MODBUS_TIMEOUT, device scope, class device.
- *   exception EXCEPTION_RULES: 01/02/03 config/hard/point (stop polling that address and
- *             report it), 04 device/soft, 05/06 device/soft with retrySoonerFactor, 0A/0B
+ *   exception EXCEPTION_RULES: 01/02/03 config/hard/point (the poller stops polling that
+ *             address, reports it and re-probes it slowly: agent/policy/reprobe.ts), 04 device/soft, 05/06 device/soft with retrySoonerFactor, 0A/0B
  *             network (TCP-to-RTU gateway), anything else device/soft.
  *   transport TRANSPORT_RULES: on TCP a socket errno is network, device scope, never
  *             physical; on RTU (EIO on the serial port) it is local, bus scope.

@@ -9,13 +9,18 @@
  * Maximum Packet Size are split into parts that each fit.
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
-import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import type { RawFailure } from '../../agent/policy/classify.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
 import { envelopes } from './envelope.js';
 import { AckOnlyStore } from './outgoing-store.js';
-import { clampDelay } from '../timer.js';
+import { clampDelay, within } from '../timer.js';
+import { readSmallFile } from '../files.js';
+
+/** A password file is a line; anything near this is not one. */
+const PASSWORD_MAX_BYTES = 64 * 1024;
+/** close() without a budget: up to 1 s for the offline status, 2 s in all. */
+const CLOSE_BUDGET_MS = 2000;
 
 export interface MqttDriverOptions {
   name: string;
@@ -113,7 +118,12 @@ export class MqttDriver implements UplinkDriver {
       will: { topic: this.statusTopic, payload: Buffer.from(this.status('offline')), qos: 1, retain: true },
     };
     if (this.o.username !== undefined) opts.username = this.o.username;
-    if (this.o.passwordFile) opts.password = readFileSync(this.o.passwordFile, 'utf8').trim();
+    if (this.o.passwordFile) {
+      // Read at each connect, so a rotated password is picked up; a missing one is a failed connect.
+      const pw = readSmallFile(this.o.passwordFile, { secret: true, maxBytes: PASSWORD_MAX_BYTES });
+      if (!pw.ok) return Promise.resolve({ ok: false, failure: { kind: 'file', code: pw.code, message: `passwordFile: ${pw.message}` } });
+      opts.password = pw.data.toString('utf8').trim();
+    }
     const client = mqtt.connect(this.o.url, opts);
     this.client = client;
     return new Promise<ConnectResult>((resolve) => {
@@ -251,19 +261,30 @@ export class MqttDriver implements UplinkDriver {
     });
   }
 
-  async close(): Promise<void> {
+  /**
+   * Ends the connection within `budgetMs`, whatever the broker does. Publishes in flight fail at
+   * once as a disconnect (their tasks stay pending). The offline status gets up to half the
+   * budget for its PUBACK. Then a clean DISCONNECT if the broker has acknowledged everything;
+   * otherwise the socket is destroyed, because mqtt.js's end(false) waits for every PUBACK (for
+   * ever, from a broker that holds the connection and never answers) and then for the broker to
+   * close its side. The broker publishes our will (offline) when it sees the connection gone.
+   */
+  async close(budgetMs = CLOSE_BUDGET_MS): Promise<void> {
     const c = this.client;
     this.client = null;
     for (const p of [...this.inflight.values()]) p.finish({ kind: 'disconnect', message: 'closing' });
     if (!c) return;
     c.removeAllListeners();
     c.on('error', () => {});
+    const until = performance.now() + Math.max(0, budgetMs);
     if (c.connected) {
-      await new Promise<void>((res) => {
-        c.publish(this.statusTopic, this.status('offline'), { qos: 1, retain: true }, () => res());
-        setTimeout(res, 1000).unref();
-      });
+      await within(new Promise<void>((res) => c.publish(this.statusTopic, this.status('offline'), { qos: 1, retain: true }, () => res())), budgetMs / 2);
     }
-    await new Promise<void>((res) => c.end(false, {}, () => res()));
+    const force = Object.keys(c.outgoing).length > 0;
+    const ended = new Promise<void>((res) => c.end(force, {}, () => res()));
+    if (!(await within(ended, until - performance.now()))) {
+      c.stream?.destroy();
+      await within(ended, 100);
+    }
   }
 }

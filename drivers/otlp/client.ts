@@ -42,7 +42,7 @@ import { ValueType, type HrTime } from '@opentelemetry/api';
 import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, DataPointType, type DataPoint, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
-import { readFileSync } from 'node:fs';
+import { readSmallFile, type FileProblem } from '../files.js';
 import type { RawFailure } from '../../agent/policy/classify.js';
 import { HoldfastError } from '../../agent/errors.js';
 import { VERSION } from '../../agent/version.js';
@@ -279,10 +279,19 @@ export class OtlpDriver implements UplinkDriver {
   }
 
   /** Credentials read at each connect(), so a rotated certificate is picked up on reconnect. */
-  private credentials(): ChannelCredentials {
-    if (!this.tls) return credentials.createInsecure();
-    const read = (f?: string) => (f ? readFileSync(f) : null);
-    return credentials.createSsl(read(this.o.tlsCaFile), read(this.o.tlsKeyFile), read(this.o.tlsCertFile));
+  private credentials(): { creds: ChannelCredentials } | { problem: FileProblem } {
+    if (!this.tls) return { creds: credentials.createInsecure() };
+    const files: (Buffer | null)[] = [];
+    for (const [f, secret] of [[this.o.tlsCaFile, false], [this.o.tlsKeyFile, true], [this.o.tlsCertFile, false]] as const) {
+      if (!f) {
+        files.push(null);
+        continue;
+      }
+      const r = readSmallFile(f, { secret });
+      if (!r.ok) return { problem: r };
+      files.push(r.data);
+    }
+    return { creds: credentials.createSsl(files[0], files[1], files[2]) };
   }
 
   private channelOptions(): ChannelOptions {
@@ -304,7 +313,9 @@ export class OtlpDriver implements UplinkDriver {
     this.drop();
     let creds: ChannelCredentials;
     try {
-      creds = this.credentials();
+      const c = this.credentials();
+      if ('problem' in c) return { ok: false, failure: { kind: 'file', code: c.problem.code, message: c.problem.message } };
+      creds = c.creds;
     } catch (e) {
       const err = e as ErrWithCode;
       return { ok: false, failure: { kind: 'tls', code: err.code, message: `TLS files unreadable: ${err.message}` } };

@@ -27,7 +27,7 @@
  */
 import https from 'node:https';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { readFileSync } from 'node:fs';
+import { readSmallFile } from '../files.js';
 import type { SecureVersion } from 'node:tls';
 import { TLS_CERT_CODES, type RawFailure } from '../../agent/policy/classify.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
@@ -136,9 +136,12 @@ export class Sep2Driver implements UplinkDriver {
   async connect(): Promise<ConnectResult> {
     this.drop();
     const fail = (failure: RawFailure): ConnectResult => (this.drop(), { ok: false, failure });
-    let cert: Buffer, key: Buffer, ca: Buffer;
+    // Read at each connect (a renewed certificate is picked up); a missing file is a failed connect with its code.
+    const files = [readSmallFile(this.o.certFile), readSmallFile(this.o.keyFile, { secret: true }), readSmallFile(this.o.caFile)];
+    const bad = files.find((f) => !f.ok);
+    if (bad && !bad.ok) return fail({ kind: 'file', code: bad.code, message: bad.message });
+    const [cert, key, ca] = files.map((f) => (f.ok ? f.data : Buffer.alloc(0)));
     try {
-      [cert, key, ca] = [this.o.certFile, this.o.keyFile, this.o.caFile].map((f) => readFileSync(f));
       this.me = identityOf(cert);
     } catch (e) {
       const err = e as Error & { code?: unknown };
