@@ -104,4 +104,10 @@ export const MIGRATIONS: readonly string[] = [
   ALTER TABLE payloads ADD COLUMN body_offset  INTEGER;
   ALTER TABLE payloads ADD COLUMN body_length  INTEGER;
   `,
+  /*
+   * 4: downsampled batches. The storage policy `downsample` (agent/storage/) replaces old batches
+   * by summaries (min/max/avg/count per point and interval); a summary is not downsampled again.
+   */ `
+  ALTER TABLE payloads ADD COLUMN downsampled INTEGER NOT NULL DEFAULT 0;
+  `,
 ];
