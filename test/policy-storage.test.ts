@@ -1,11 +1,11 @@
 /**
  * The storage policy (agent/policy/storage.ts) and downsampling (agent/policy/downsample.ts),
- * table-driven: how full the store is against a quota or a shared disk; which batches a plan
- * takes out, in which order, and that it never drops a batch whose file would not be emptied.
+ * table-driven: how full the store is against a quota or a shared disk; which segment files a
+ * plan empties, in which order, and what becomes of their batches.
  */
 import t from 'tap';
 import {
-  assessSpace, checkpointBytesFor, LOW_WATER, planReclaim, segmentBytesFor, stillFull, unreferencedSegments, type Candidate, type PlanInput, type SpaceInput,
+  assessSpace, checkpointBytesFor, fateOf, LOW_WATER, planReclaim, segmentBytesFor, stillFull, type Plan, type PlanInput, type SegmentInfo, type SpaceInput,
 } from '../agent/policy/storage.js';
 import { downsample } from '../agent/policy/downsample.js';
 import type { Reading } from '../agent/reading.js';
@@ -34,71 +34,52 @@ t.test('assessSpace: quota or disk, whichever is tighter; warn at 90 %, full at 
   t.notOk(stillFull(true, ok));
 });
 
-const cand = (payloadId: number, segment: number | null, tasks: [string, 'pending' | 'failed' | 'delivered'][], over: Partial<Candidate> = {}): Candidate => ({
-  payloadId, segment, bytes: 100, createdAt: payloadId, readings: 10, downsampled: false, tasks: tasks.map(([uplink, status]) => ({ uplink, status })), ...over,
-});
+const seg = (id: number, over: Partial<SegmentInfo>): SegmentInfo => ({ id, bytes: 1000, batches: 10, pending: 0, rawPending: 0, failed: 0, keep: -Infinity, oldest: id * 100, ...over });
 
 function input(over: Partial<PlanInput>): PlanInput {
-  return { candidates: [], segments: new Map(), active: null, priorities: new Map(), policy: 'drop-oldest', needBytes: 1, full: true, ...over };
+  return { segments: [], active: null, policy: 'drop-oldest', needBytes: 1, full: true, ...over };
 }
 
-t.test('planReclaim: delivered first (not a loss), then dead letters, then pending by priority and age; only files it empties', async (t) => {
-  const segs = new Map([[1, 1000], [2, 1000], [3, 1000], [4, 1000]]);
-  const cands = [
-    cand(1, 1, [['a', 'delivered'], ['b', 'delivered']]),
-    cand(2, 1, [['a', 'delivered'], ['b', 'delivered']]),
-    cand(3, 2, [['a', 'failed'], ['b', 'delivered']]),
-    cand(4, 2, [['a', 'pending'], ['b', 'delivered']]),
-    cand(5, 3, [['a', 'delivered'], ['b', 'pending']]),
-    cand(6, 3, [['a', 'delivered'], ['b', 'pending']]),
-    cand(7, 4, [['a', 'pending'], ['b', 'pending']]),
+const ids = (p: Plan) => p.segments.map((s) => [s.id, s.fate]);
+
+t.test('planReclaim: unreferenced, delivered (not a loss), dead letters, then pending by the priority waiting and age', async (t) => {
+  const segs = [
+    seg(1, {}), // delivered everywhere
+    seg(2, { failed: 2 }), // dead letters and delivered
+    seg(3, { pending: 4, rawPending: 4, keep: 0 }), // a (priority 0) still waits
+    seg(4, { pending: 6, rawPending: 6, keep: 10 }), // b (priority 10) waits
+    seg(5, { pending: 3, rawPending: 3, keep: 0, oldest: 900 }), // a waits, newer than 4
+    seg(6, { batches: 0, bytes: 300 }), // left by a crash
   ];
-  const priorities = new Map([['a', 0], ['b', 10]]);
-  const cases: [string, Partial<PlanInput>, { reclaim: number[]; drop: [number, string][]; freed: number[] }][] = [
-    ['short of space (warn): delivered only, even when it frees nothing more', { needBytes: 5000, full: false }, { reclaim: [1, 2], drop: [], freed: [1] }],
-    ['need 1 file: the delivered file is enough', { needBytes: 1000 }, { reclaim: [1, 2], drop: [], freed: [1] }],
-    ['need 2 files: then the dead letter and the low-priority pending batch of file 2', { needBytes: 2000 }, { reclaim: [1, 2], drop: [[3, 'dead_letter'], [4, 'oldest']], freed: [1, 2] }],
-    ['need 3 files: a\'s batch (priority 0) before those b waits for (priority 10), which go oldest first until file 3 is empty', { needBytes: 3000 },
-      { reclaim: [1, 2], drop: [[3, 'dead_letter'], [4, 'oldest'], [5, 'oldest'], [6, 'oldest']], freed: [1, 2, 3] }],
-    ['reject-new never drops: delivered only', { needBytes: 4000, policy: 'reject-new' }, { reclaim: [1, 2], drop: [], freed: [1] }],
+  const cases: [string, Partial<PlanInput>, [number, string][]][] = [
+    ['short of space (warn): delivered only', { needBytes: 5000, full: false }, [[6, 'unreferenced'], [1, 'reclaim']]],
+    ['need little: the unreferenced file and the delivered one', { needBytes: 1200 }, [[6, 'unreferenced'], [1, 'reclaim']]],
+    ['need more: then the dead letters', { needBytes: 2300 }, [[6, 'unreferenced'], [1, 'reclaim'], [2, 'dead_letter']]],
+    ['more: then what only a waits for (priority 0), oldest first, before the older file b waits for (priority 10)', { needBytes: 4300 },
+      [[6, 'unreferenced'], [1, 'reclaim'], [2, 'dead_letter'], [3, 'oldest'], [5, 'oldest']]],
+    ['everything', { needBytes: 1e9 }, [[6, 'unreferenced'], [1, 'reclaim'], [2, 'dead_letter'], [3, 'oldest'], [5, 'oldest'], [4, 'oldest']]],
+    ['reject-new never drops', { needBytes: 1e9, policy: 'reject-new' }, [[6, 'unreferenced'], [1, 'reclaim']]],
+    ['nothing needed, nothing taken', { needBytes: 0 }, []],
   ];
-  for (const [name, over, want] of cases) {
-    const p = planReclaim(input({ candidates: cands, segments: segs, priorities, ...over }));
-    t.same({ reclaim: p.reclaim, drop: p.drop.map((d) => [d.payloadId, d.reason]), freed: p.freedSegments }, want, name);
-    t.equal(p.freedBytes, want.freed.length * 1000, `${name}: bytes of the emptied files`);
-  }
-  const flat = planReclaim(input({ candidates: cands, segments: segs, priorities: new Map(), needBytes: 3000 }));
-  t.same(flat.drop.map((d) => d.payloadId), [3, 4, 5, 6], 'equal priorities: oldest first');
+  for (const [name, over, want] of cases) t.same(ids(planReclaim(input({ segments: segs, ...over }))), want, name);
+  const p = planReclaim(input({ segments: segs, needBytes: 2300 }));
+  t.equal(p.freedBytes, 2300, 'the bytes of the emptied files');
+  t.same(segs.map((s) => fateOf(s, 'drop-oldest', true)), ['reclaim', 'dead_letter', 'oldest', 'oldest', 'oldest', 'unreferenced']);
 });
 
-t.test('planReclaim: a batch whose file is not emptied is not dropped (a loss that frees nothing)', async (t) => {
-  const segs = new Map([[1, 1000], [2, 1000]]);
-  // File 1 holds an old batch of a (priority 0) and one of b (priority 5); file 2 only a newer batch of a.
-  const cands = [cand(1, 1, [['a', 'pending']]), cand(2, 1, [['b', 'pending']]), cand(3, 2, [['a', 'pending']])];
-  const p = planReclaim(input({ candidates: cands, segments: segs, priorities: new Map([['a', 0], ['b', 5]]), needBytes: 1000 }));
-  t.same(p.drop.map((d) => d.payloadId), [3], 'file 2 is emptied; the old batch of a in file 1 is left, file 1 keeps b');
-  t.same(p.freedSegments, [2]);
-});
-
-t.test('planReclaim: downsample takes raw batches before any summary; the active file is rolled when emptied', async (t) => {
-  const segs = new Map([[1, 1000], [2, 1000], [3, 500]]);
-  const cands = [
-    cand(1, 1, [['a', 'pending']], { downsampled: true }),
-    cand(2, 2, [['a', 'pending']]),
-    cand(3, 2, [['a', 'pending']]),
-    cand(4, 3, [['a', 'pending']]),
+t.test('planReclaim: downsample takes files with raw batches before any file of summaries; the active file is rolled when taken', async (t) => {
+  const segs = [
+    seg(1, { pending: 5, rawPending: 0, keep: 0 }), // summaries only
+    seg(2, { pending: 5, rawPending: 5, keep: 0 }),
+    seg(3, { pending: 5, rawPending: 2, keep: 0 }),
   ];
-  const p = planReclaim(input({ candidates: cands, segments: segs, policy: 'downsample', needBytes: 1000, active: 3 }));
-  t.same(p.downsample, [2, 3], 'the raw batches of file 2 are merged');
-  t.same(p.drop, [], 'the old summary is kept');
-  const more = planReclaim(input({ candidates: cands, segments: segs, policy: 'downsample', needBytes: 2000, active: 3 }));
-  t.same(more.downsample, [2, 3]);
-  t.same(more.drop, [{ payloadId: 1, reason: 'oldest' }], 'once every raw batch is taken, the oldest summary goes');
-  const act = planReclaim(input({ candidates: cands, segments: segs, needBytes: 2500, active: 3 }));
-  t.same(act.freedSegments, [1, 2, 3]);
-  t.ok(act.rollActive, 'the active file is among the emptied: roll it first');
-  t.same(unreferencedSegments(cands, new Map([...segs, [9, 50], [10, 60]]), 10), [9], 'files no batch refers to (the active one aside)');
-  t.same(planReclaim(input({ candidates: cands, segments: segs, needBytes: 0 })).drop, [], 'nothing needed, nothing taken');
+  t.same(ids(planReclaim(input({ segments: segs, policy: 'downsample', needBytes: 2000 }))), [[2, 'downsample'], [3, 'downsample']], 'raw batches first, oldest first');
+  t.same(ids(planReclaim(input({ segments: segs, policy: 'downsample', needBytes: 3000 }))), [[2, 'downsample'], [3, 'downsample'], [1, 'oldest']],
+    'then the oldest file of summaries is dropped, not summarised again');
+  const act = planReclaim(input({ segments: segs, needBytes: 3000, active: 3 }));
+  t.ok(act.rollActive, 'the active file is taken: roll it first');
+  t.notOk(planReclaim(input({ segments: segs, needBytes: 1000, active: 3 })).rollActive);
+  t.same(ids(planReclaim(input({ segments: [seg(7, { batches: 0 })], needBytes: 1000, active: 7 }))), [], 'the active file with nothing in it yet is left alone');
 });
 
 t.test('segment and checkpoint sizes follow the budget', async (t) => {

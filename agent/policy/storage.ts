@@ -7,10 +7,9 @@
  * delivered data is reclaimed (not a loss); at the budget the store is full (STORAGE_FULL) and the
  * configured policy applies until use is back under LOW_WATER of the budget.
  *
- * Space comes back a whole segment file at a time (store/segments.ts), so the plan walks the
- * victims in policy order, counts which files they empty, stops when the emptied files free
- * what is needed, and then leaves out every victim whose file would not be emptied: dropping it
- * would lose data and free nothing.
+ * Space comes back a whole segment file at a time (store/segments.ts), so the plan chooses files,
+ * not batches: it never drops a batch whose file would stay (a loss that frees nothing), and it
+ * needs memory for the files, not for every stored batch.
  */
 
 export const WARN_RATIO = 0.9;
@@ -57,121 +56,83 @@ export function stillFull(wasFull: boolean, v: SpaceVerdict): boolean {
 }
 
 export type FullPolicy = 'drop-oldest' | 'downsample' | 'reject-new';
-export type TaskStatus = 'pending' | 'failed' | 'delivered';
 
-/** A stored batch as the planner sees it. */
-export interface Candidate {
-  payloadId: number;
-  /** Its segment file, or null when its body is in its row. */
-  segment: number | null;
-  /** Bytes it takes (body and record header). */
+/** One segment file as the planner sees it (store/reclaim.ts sums its batches up in SQL). */
+export interface SegmentInfo {
+  id: number;
   bytes: number;
-  createdAt: number;
-  readings: number;
-  downsampled: boolean;
-  tasks: readonly { uplink: string; status: TaskStatus }[];
+  /** Batches whose body is in it. */
+  batches: number;
+  /** ...still pending for some uplink. */
+  pending: number;
+  /** ...pending and not downsampled yet. */
+  rawPending: number;
+  /** ...dead-lettered for some uplink. */
+  failed: number;
+  /** The highest priority of an uplink still waiting for a batch in it (-Infinity: none waits). */
+  keep: number;
+  /** The oldest batch's created_at. */
+  oldest: number;
 }
 
 export type DropReason = 'dead_letter' | 'oldest';
 
 export interface PlanInput {
-  /** Every stored batch (any order). */
-  candidates: readonly Candidate[];
-  /** Segment files and their sizes (every file, referenced or not). */
-  segments: ReadonlyMap<number, number>;
-  /** The segment being appended to: freed only by rolling it first. */
+  /** Every segment file (one no batch refers to has batches 0). */
+  segments: readonly SegmentInfo[];
+  /** The segment being appended to: emptied only by rolling it first. */
   active: number | null;
-  priorities: ReadonlyMap<string, number>;
   policy: FullPolicy;
   needBytes: number;
-  /** Full (policy applies) or only short (warn: delivered data only). */
+  /** Full (the policy applies) or only short (warn: delivered data only). */
   full: boolean;
 }
 
+/** What becomes of the batches of an emptied file. */
+export type SegmentFate = 'unreferenced' | 'reclaim' | 'dead_letter' | 'downsample' | 'oldest';
+
 export interface Plan {
-  /** Batches delivered everywhere: removed, not a loss. */
-  reclaim: number[];
-  /** Batches dropped, with why (counted per uplink that still wanted them). */
-  drop: { payloadId: number; reason: DropReason }[];
-  /** Batches to merge into summaries (policy downsample). */
-  downsample: number[];
-  /** Files emptied by the plan, and their bytes. */
-  freedSegments: number[];
+  /** Files to empty, in order, and what happens to their batches: delivered ones are removed (not a loss), dead letters and pending ones dropped (counted), or pending ones merged into summaries. */
+  segments: { id: number; fate: SegmentFate }[];
   freedBytes: number;
-  /** The active segment is among the emptied: roll it first. */
+  /** The active segment is among them: roll it first. */
   rollActive: boolean;
 }
 
-type Stage = 'reclaim' | 'dead_letter' | 'oldest' | 'downsample';
+const ORDER: Record<SegmentFate, number> = { unreferenced: 0, reclaim: 1, dead_letter: 2, downsample: 3, oldest: 4 };
 
-/** A pending batch is kept as long as the highest-priority uplink still waiting for it asks. */
-function keep(c: Candidate, priorities: ReadonlyMap<string, number>): number {
-  let k = -Infinity;
-  for (const t of c.tasks) if (t.status === 'pending') k = Math.max(k, priorities.get(t.uplink) ?? 0);
-  return k;
-}
-
-function stageOf(c: Candidate, policy: FullPolicy, full: boolean): Stage | null {
-  const pending = c.tasks.some((t) => t.status === 'pending');
-  const failed = c.tasks.some((t) => t.status === 'failed');
-  if (!pending && !failed) return 'reclaim';
+/** What would become of a file's batches, or null when the policy keeps it. */
+export function fateOf(s: SegmentInfo, policy: FullPolicy, full: boolean): SegmentFate | null {
+  if (s.batches === 0) return 'unreferenced';
+  if (s.pending === 0 && s.failed === 0) return 'reclaim';
   if (!full || policy === 'reject-new') return null;
-  if (!pending) return 'dead_letter';
-  if (policy === 'downsample' && !c.downsampled) return 'downsample';
+  if (s.pending === 0) return 'dead_letter';
+  // A file of summaries only is dropped, not summarised again: that would free nothing.
+  if (policy === 'downsample' && s.rawPending > 0) return 'downsample';
   return 'oldest';
 }
 
-const ORDER: Record<Stage, number> = { reclaim: 0, dead_letter: 1, downsample: 2, oldest: 3 };
-
-/** What to take out to free `needBytes` (see the header for the order and the whole-file rule). */
-export function planReclaim(p: PlanInput): Plan {
-  const plan: Plan = { reclaim: [], drop: [], downsample: [], freedSegments: [], freedBytes: 0, rollActive: false };
-  if (p.needBytes <= 0) return plan;
-  const live = new Map<number, number>();
-  for (const c of p.candidates) if (c.segment !== null) live.set(c.segment, (live.get(c.segment) ?? 0) + 1);
-  const staged = p.candidates
-    .map((c) => ({ c, stage: stageOf(c, p.policy, p.full), keep: keep(c, p.priorities) }))
-    .filter((x): x is { c: Candidate; stage: Stage; keep: number } => x.stage !== null)
-    // Oldest first within a stage; pending batches by the priority that keeps them, lowest first.
-    .sort((a, b) => ORDER[a.stage] - ORDER[b.stage] || (a.stage === 'oldest' || a.stage === 'downsample' ? a.keep - b.keep : 0) || a.c.createdAt - b.c.createdAt || a.c.payloadId - b.c.payloadId);
-  const taken: typeof staged = [];
-  const freed = new Set<number>();
-  let bytes = 0;
-  for (const x of staged) {
-    if (bytes >= p.needBytes) break;
-    taken.push(x);
-    const seg = x.c.segment;
-    if (seg === null) {
-      bytes += x.c.bytes; // room in the database file, reused by later rows
-      continue;
-    }
-    const left = (live.get(seg) ?? 0) - 1;
-    live.set(seg, left);
-    // A downsampled batch's summary goes into the active segment: emptying that one gains little.
-    if (left === 0 && !(x.stage === 'downsample' && seg === p.active)) {
-      freed.add(seg);
-      bytes += p.segments.get(seg) ?? 0;
-    }
-  }
-  for (const x of taken) {
-    if (x.c.segment !== null && !freed.has(x.c.segment) && x.stage !== 'reclaim') continue; // a loss that frees nothing
-    if (x.stage === 'reclaim') plan.reclaim.push(x.c.payloadId);
-    else if (x.stage === 'downsample') plan.downsample.push(x.c.payloadId);
-    else plan.drop.push({ payloadId: x.c.payloadId, reason: x.stage });
-  }
-  plan.freedSegments = [...freed].sort((a, b) => a - b);
-  plan.freedBytes = plan.freedSegments.reduce((n, s) => n + (p.segments.get(s) ?? 0), 0);
-  plan.rollActive = p.active !== null && freed.has(p.active);
-  return plan;
-}
-
 /**
- * Segment files no stored batch refers to (left by a crash or a purge): freed first, at no cost.
+ * The files to empty to free `needBytes`: files no batch refers to, then those holding only
+ * delivered batches, then only dead letters (and delivered), then files with pending batches:
+ * the lowest `keep` (the priority of the uplinks still waiting) first, oldest first within it.
+ * Downsampling takes every file with raw batches before it drops a file of summaries.
  */
-export function unreferencedSegments(candidates: readonly Candidate[], segments: ReadonlyMap<number, number>, active: number | null): number[] {
-  const used = new Set<number>();
-  for (const c of candidates) if (c.segment !== null) used.add(c.segment);
-  return [...segments.keys()].filter((s) => !used.has(s) && s !== active).sort((a, b) => a - b);
+export function planReclaim(p: PlanInput): Plan {
+  const plan: Plan = { segments: [], freedBytes: 0, rollActive: false };
+  if (p.needBytes <= 0) return plan;
+  const staged = p.segments
+    .filter((s) => !(s.id === p.active && s.batches === 0)) // the file being appended to, nothing in it yet
+    .map((s) => ({ s, fate: fateOf(s, p.policy, p.full) }))
+    .filter((x): x is { s: SegmentInfo; fate: SegmentFate } => x.fate !== null)
+    .sort((a, b) => ORDER[a.fate] - ORDER[b.fate] || (a.fate === 'downsample' || a.fate === 'oldest' ? a.s.keep - b.s.keep : 0) || a.s.oldest - b.s.oldest || a.s.id - b.s.id);
+  for (const { s, fate } of staged) {
+    if (plan.freedBytes >= p.needBytes) break;
+    plan.segments.push({ id: s.id, fate });
+    plan.freedBytes += s.bytes;
+    if (s.id === p.active) plan.rollActive = true;
+  }
+  return plan;
 }
 
 /** A segment file's size for a roll: budget / 16 within [256 KiB, 32 MiB], so a small disk frees space in small steps. */
