@@ -31,10 +31,12 @@ export interface SealedBatch {
   payload: EncodedPayload;
   /** The source cursor after this batch, if its source has one (recorded in the segment record for salvage). */
   cursor?: number;
+  /** A summary batch written by the storage policy `downsample`. */
+  downsampled?: boolean;
 }
 
 /** A batch's segment record header (store/segment-record.ts): what salvage needs to re-index it without the database. */
-export function recordHeadOf(b: SealedBatch, downsampled = false): Buffer {
+export function recordHeadOf(b: SealedBatch, downsampled = b.downsampled ?? false): Buffer {
   const p = b.payload;
   return batchHead({
     key: b.key, device: b.device, readingCount: b.readingCount, firstTs: b.firstTs, lastTs: b.lastTs, createdAt: b.createdAt, hash: b.hash,

@@ -241,7 +241,7 @@ export class SegmentWriter {
       this.fd = openSync(file, 'r+');
       return;
     }
-    const fd = openSync(file, 'wx', 0o600);
+    const fd = openSync(file, 'wx+', 0o600); // readable too: a rescue reads bodies back through it
     try {
       writeSync(fd, fileHeader('segment'), 0, FILE_HEADER_BYTES, 0);
     } catch (e) {
