@@ -40,7 +40,7 @@ export interface SpaceVerdict {
 }
 
 export function assessSpace(s: SpaceInput): SpaceVerdict {
-  const reserve = s.minFreeRatio * s.fsTotalBytes;
+  const reserve = Math.ceil(s.minFreeRatio * s.fsTotalBytes);
   const disk = Math.max(0, s.usedBytes + s.fsFreeBytes - reserve);
   const quota = s.maxBytes > 0 ? s.maxBytes : Infinity;
   const budget = Math.min(quota, disk);

@@ -23,6 +23,7 @@ import { newBatchKey } from '../ingest.js';
 import type { Reading } from '../reading.js';
 import { downsample, type SummaryReading } from '../policy/downsample.js';
 import { assessSpace, planReclaim, stillFull, type SpaceVerdict } from '../policy/storage.js';
+import { LogLimiter } from '../log-limit.js';
 import type { Admission } from './guarded.js';
 import type { StoreKeeper } from './keeper.js';
 import type { DropLedger } from './ledger.js';
@@ -30,6 +31,7 @@ import type { StorageMetrics } from './metrics.js';
 
 const CHECK_MS = 1000;
 const FILES_PER_PASS = 8;
+const WARN_LOG_MS = 600_000;
 
 export interface SpaceDeps {
   cfg: Config;
@@ -67,10 +69,13 @@ export class SpaceManager implements Admission {
   private sinceCheck = 0;
   private readonly now: () => number;
   private readonly rand: () => number;
+  /** Reclaiming delivered data is routine on a small disk: said once in a while, not at every pass. */
+  private readonly warnLog: LogLimiter;
 
   constructor(private readonly d: SpaceDeps) {
     this.now = d.now ?? Date.now;
     this.rand = d.rand ?? Math.random;
+    this.warnLog = new LogLimiter(WARN_LOG_MS, this.now);
   }
 
   start(): void {
@@ -148,7 +153,10 @@ export class SpaceManager implements Admission {
       this.fullSince = null;
     }
     const warn = v.level !== 'ok';
-    if (warn && !this.warned && !full) this.d.log.warn({ code: 'STORAGE_FULL', ...detail }, 'store above 90 % of its budget: reclaiming delivered data');
+    if (warn && !this.warned && !full) {
+      const l = this.warnLog.take('warn');
+      if (l.log) this.d.log.warn({ code: 'STORAGE_FULL', suppressedSinceLast: l.suppressed, ...detail }, 'store above 90 % of its budget: reclaiming delivered data');
+    }
     this.warned = warn;
     this.full = full;
   }
@@ -182,7 +190,8 @@ export class SpaceManager implements Admission {
       }
     }
     if (reclaimed > 0) this.d.metrics.reclaimed.inc(reclaimed);
-    this.d.log.info({ code: 'STORAGE_FULL', files: plan.segments.length, freedBytes: freed, reclaimedBatches: reclaimed, need: v.needBytes }, 'space reclaimed');
+    // Routine when only delivered data went; the drops have their own lines (ledger.ts).
+    this.d.log[dropped ? 'info' : 'debug']({ code: 'STORAGE_FULL', files: plan.segments.length, freedBytes: freed, reclaimedBatches: reclaimed, need: v.needBytes }, 'space reclaimed');
     if (dropped) this.d.dropped();
   }
 
