@@ -214,6 +214,7 @@ export class Engine {
       if (this.sweepTimer) clearInterval(this.sweepTimer);
       if (this.purgeDelay) clearTimeout(this.purgeDelay);
       this.purgeTask?.stop();
+      this.storage.stopSending();
       this.ingest.stop();
       await Promise.all(this.lanes.map((l) => l.stop()));
       // The segment is synced before the close's checkpoint makes the last rows durable.

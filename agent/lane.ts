@@ -195,6 +195,11 @@ export class Lane {
     }
   }
 
+  /** Tasks sent and not settled, or settled and not written yet: still pending in the store, but on their way. */
+  busyTaskIds(): number[] {
+    return [...this.inflight, ...this.outcomes.ids()];
+  }
+
   /** The thermal governor's factor (agent/policy/governor.ts): live data is never slowed. */
   setThrottle(factor: number): void {
     this.throttle = factor > 0 && factor <= 1 ? factor : 1;

@@ -78,6 +78,20 @@ export function segmentRows(db: DB, priorities: Readonly<Record<string, number>>
   return out;
 }
 
+/**
+ * Whether segment `seg` holds a batch on its way upstream: a pending task among `taskIds` (sent,
+ * outcome not written yet) or a batch among `keys`. Emptying such a file would count a drop that
+ * then arrives anyway.
+ */
+export function segmentBusy(db: DB, seg: number, taskIds: readonly number[], keys: readonly string[]): boolean {
+  if (taskIds.length === 0 && keys.length === 0) return false;
+  const r = db.prepare(
+    `SELECT 1 FROM payloads p WHERE p.body_segment = ? AND (p.batch_key IN (SELECT value FROM json_each(?))
+       OR EXISTS (SELECT 1 FROM recovery_tasks t WHERE t.payload_id = p.id AND t.status = 'pending' AND t.id IN (SELECT value FROM json_each(?)))) LIMIT 1`,
+  ).get(seg, JSON.stringify(keys), JSON.stringify(taskIds));
+  return r !== undefined;
+}
+
 /** A pending batch of a file to downsample: its readings' payload and the uplinks still waiting for it. */
 export interface PendingBatch {
   payloadId: number;

@@ -9,7 +9,10 @@
  *     (and an acknowledgement that finds its task delivered already changes nothing), so nothing
  *     is stored twice;
  *   - a key that is in the store with a different hash is a collision: refused, counted and
- *     recorded, as at a commit.
+ *     recorded, as at a commit;
+ *   - a key that is in the store with the same hash but whose body does not read back as the
+ *     spooled one (its row reached the disk, its body did not: what a read-only remount after an
+ *     I/O error leaves) gets the spooled body.
  */
 import type { DB } from './db.js';
 import { batchHead, type BatchMeta } from './segment-record.js';
@@ -20,6 +23,8 @@ export interface ImportResult {
   file: string;
   batches: number;
   readings: number;
+  /** Batches in the store whose body was missing or different (lost with a disk's unsynced writes): given the spooled body. */
+  repaired: number;
   /** Batches already in the store with the same hash (an earlier import of this file, a rescued row that survived). */
   duplicates: number;
   collisions: number;
@@ -31,22 +36,29 @@ export interface ImportResult {
 
 export function importSpoolFile(db: DB, w: SegmentWriter | null, file: string, uplinks: readonly string[], now: number): ImportResult {
   const scan = readSpoolFile(file);
-  const out: ImportResult = { file, batches: 0, readings: 0, duplicates: 0, collisions: 0, acks: 0, cursors: 0, badBytes: scan.badBytes, badRecords: scan.badBodies };
-  const find = db.prepare('SELECT payload_hash FROM payloads WHERE batch_key = ?').pluck();
-  const fresh = new Map<string, { meta: BatchMeta; body: Buffer }>();
+  const out: ImportResult = { file, batches: 0, readings: 0, repaired: 0, duplicates: 0, collisions: 0, acks: 0, cursors: 0, badBytes: scan.badBytes, badRecords: scan.badBodies };
+  const find = db.prepare('SELECT id, payload_hash AS hash, body, body_segment AS seg, body_offset AS off, body_length AS len FROM payloads WHERE batch_key = ?');
+  const fresh = new Map<string, { meta: BatchMeta; body: Buffer; repair: number | null }>();
   const collided: string[] = [];
   for (const r of scan.records) {
     if (r.type !== 'batch') continue;
-    const have = fresh.get(r.meta.key)?.meta.hash ?? (find.get(r.meta.key) as Buffer | undefined);
-    if (!have) fresh.set(r.meta.key, { meta: r.meta, body: Buffer.from(r.body) });
-    else if (Buffer.compare(have, r.meta.hash) === 0) {
-      if (!fresh.has(r.meta.key)) out.duplicates++;
+    const mine = fresh.get(r.meta.key);
+    if (mine) {
+      if (Buffer.compare(mine.meta.hash, r.meta.hash) !== 0) collided.push(r.meta.key);
+      continue;
     }
-    else collided.push(r.meta.key);
+    const have = find.get(r.meta.key) as { id: number; hash: Buffer; body: Buffer; seg: number | null; off: number; len: number } | undefined;
+    if (!have) fresh.set(r.meta.key, { meta: r.meta, body: Buffer.from(r.body), repair: null });
+    else if (Buffer.compare(have.hash, r.meta.hash) !== 0) collided.push(r.meta.key);
+    else if (bodyIntact(w, have, r.body)) out.duplicates++;
+    // The row survived but its body did not (a disk that lost its unsynced writes): the spooled copy takes its place.
+    else fresh.set(r.meta.key, { meta: r.meta, body: Buffer.from(r.body), repair: have.id });
   }
-  const list = [...fresh.values()];
+  const all = [...fresh.values()];
+  const list = all.filter((x) => x.repair === null);
   const mark = w?.mark();
-  const refs = w && list.length > 0 ? w.append(list.map((x) => x.body), list.map((x) => batchHead(x.meta, x.body))) : null;
+  const refs = w && all.length > 0 ? w.append(all.map((x) => x.body), all.map((x) => batchHead(x.meta, x.body))) : null;
+  const moveBody = db.prepare(`UPDATE payloads SET body = ?, body_segment = ?, body_offset = ?, body_length = ? WHERE id = ?`);
   const insP = db.prepare(
     `INSERT INTO payloads (batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body, body_segment, body_offset, body_length, downsampled)
      VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
@@ -65,8 +77,13 @@ export function importSpoolFile(db: DB, w: SegmentWriter | null, file: string, u
   try {
     w?.beforeCommit();
     db.transaction(() => {
-      list.forEach(({ meta: m, body }, i) => {
+      all.forEach(({ meta: m, body, repair }, i) => {
         const ref = refs?.[i];
+        if (repair !== null) {
+          moveBody.run(ref ? Buffer.alloc(0) : body, ref?.segment ?? null, ref?.offset ?? null, ref?.length ?? null, repair);
+          out.repaired++;
+          return;
+        }
         const id = insP.run(m.key, m.hash, m.device, m.readingCount, m.firstTs, m.lastTs, m.createdAt, m.codec, m.keyId, m.iv, m.tag, ref ? Buffer.alloc(0) : body,
           ref?.segment ?? null, ref?.offset ?? null, ref?.length ?? null, m.downsampled ? 1 : 0).lastInsertRowid;
         for (const u of uplinks) insT.run(id, u, m.key, m.createdAt, m.readingCount);
@@ -83,6 +100,7 @@ export function importSpoolFile(db: DB, w: SegmentWriter | null, file: string, u
       for (const key of collided) event.run(key, 'collision', 'IDEMPOTENCY_KEY_COLLISION', now, now, JSON.stringify({ key, from: 'spool' }));
       out.collisions = collided.length;
       bump.run('spool_imported_batches', out.batches);
+      if (out.repaired > 0) bump.run('spool_repaired_batches', out.repaired);
       bump.run('spool_imported_readings', out.readings);
       if (out.duplicates > 0) bump.run('duplicate_batches_ignored', out.duplicates);
       if (out.collisions > 0) bump.run('idempotency_key_collisions', out.collisions);
@@ -94,4 +112,15 @@ export function importSpoolFile(db: DB, w: SegmentWriter | null, file: string, u
   }
   w?.afterCommit();
   return out;
+}
+
+/** Whether a stored batch's body reads and is the spooled one. */
+function bodyIntact(w: SegmentWriter | null, have: { body: Buffer; seg: number | null; off: number; len: number }, body: Buffer): boolean {
+  if (have.seg === null) return Buffer.compare(have.body, body) === 0;
+  if (!w || have.len !== body.length) return false;
+  try {
+    return Buffer.compare(w.reader.read(have.seg, have.off, have.len), body) === 0;
+  } catch {
+    return false;
+  }
 }

@@ -147,3 +147,24 @@ t.test('rescue from a store whose directory was removed: pending batches held op
   t.equal(again.db.prepare(`SELECT status FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id WHERE t.uplink = 'b' AND p.first_ts = 59`).pluck().get(), 'delivered', 'the unwritten acknowledgement applied');
   t.equal(again.db.prepare(`SELECT cursor FROM source_state`).pluck().get(), 60, 'the cursor came along');
 });
+
+t.test('import repairs a stored batch whose body did not reach the disk (its row did): the spooled copy takes its place', async (t) => {
+  const dir = tempDir(t);
+  const codec = codecIn(dir);
+  const { db, outbox } = store(t, join(dir, 'data'));
+  const bs = [1, 2, 3].map((i) => mk(codec, i));
+  outbox.commit(bs);
+  const spool = new SpoolWriter(join(dir, 'spool'), 1 << 20, 1);
+  spool.appendBatches(bs, new Map()); // as a rescue would have copied them
+  spool.close();
+  // The disk lost the tail of the segment: the last two bodies.
+  const w = writerOf(db)!;
+  const last = db.prepare('SELECT body_offset FROM payloads WHERE batch_key = ?').pluck().get(bs[1].key) as number;
+  const { truncateSync } = await import('node:fs');
+  truncateSync(join(w.dir, `${String(w.active).padStart(10, '0')}.seg`), last + 5);
+  w.rollNow(); // later appends go to a new file, as after a reopen
+  const r = importSpoolFile(db, w, spoolFiles(join(dir, 'spool'))[0], ['a', 'b'], 1000);
+  t.match(r, { batches: 0, duplicates: 1, repaired: 2 });
+  t.same(values(db, codec), [1, 2, 3], 'every batch reads again');
+  t.equal(db.prepare('SELECT count(*) FROM payloads').pluck().get(), 3, 'still one row a batch');
+});

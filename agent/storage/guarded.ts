@@ -35,6 +35,8 @@ export interface Guard {
   spool(batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number>): CommitResult;
   /** Checks the store is still the one opened (inodes); false after failing it. */
   verify(): boolean;
+  /** The highest cursor of a source in the spool (0: none). */
+  spoolCursor(device: string): number;
 }
 
 /** What the storage policy (space.ts) decides about a commit. */
@@ -81,14 +83,18 @@ export class StoreOutbox {
     return keep.length > 0 || cursors.size > 0 ? this.g.spool(keep, cursors) : EMPTY;
   }
 
-  /** The last committed cursor of a source, 0 when the store cannot say. */
+  /**
+   * Where a source resumes: after the last batch stored or spooled (a spool not imported yet
+   * holds batches the store does not know of), 0 when neither can say.
+   */
   cursor(device: string): number {
+    let stored = 0;
     try {
-      return this.g.session?.outbox.cursor(device) ?? 0;
+      stored = this.g.session?.outbox.cursor(device) ?? 0;
     } catch (e) {
       this.g.fail(e, 'cursor');
-      return 0;
     }
+    return Math.max(stored, this.g.spoolCursor(device));
   }
 }
 

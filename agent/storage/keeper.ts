@@ -24,7 +24,8 @@ import type { CommitResult, SealedBatch } from '../../store/outbox.js';
 import { ackUnwritten, rescue, type RescueResult } from '../../store/rescue.js';
 import { segmentDir } from '../../store/segments.js';
 import { importSpoolFile } from '../../store/spool-import.js';
-import { spoolFiles, SpoolWriter } from '../../store/spool.js';
+import { readSpoolFile, spoolFiles, SpoolWriter } from '../../store/spool.js';
+import { measureUsage } from '../../store/usage.js';
 import type { Outcome } from '../../store/tasks.js';
 import { classifyStoreError, probeDelayMs, rescueScope, type StoreFailure } from '../policy/store-health.js';
 import { LogLimiter } from '../log-limit.js';
@@ -80,6 +81,8 @@ export class StoreKeeper implements Guard {
   private stopped = false;
   private lastRescue: RescueResult | null = null;
   private spooled = { batches: 0, readings: 0 };
+  /** The highest source cursor in the spool, by device: a source restarted before the import resumes after it. */
+  private readonly spoolCursors = new Map<string, number>();
   private readonly logs = new LogLimiter(60_000);
   private readonly now: () => number;
   private readonly rand: () => number;
@@ -90,6 +93,9 @@ export class StoreKeeper implements Guard {
     this.events = new GuardedEvents(this);
     const s = d.cfg.store;
     this.spoolWriter = new SpoolWriter(s.spoolDir, s.spoolMaxBytes, s.synchronous === 'OFF' ? 0 : s.synchronous === 'FULL' ? 2 : 1, this.now);
+    for (const f of spoolFiles(s.spoolDir)) {
+      for (const r of readSpoolFile(f).records) if (r.type === 'cursor') this.noteCursor(r.meta.device, r.meta.cursor);
+    }
     try {
       this.session = openSession(d.cfg, d.uplinks, ++this.gen);
       this.available = true;
@@ -99,6 +105,15 @@ export class StoreKeeper implements Guard {
       // The agent starts anyway: batches go to the spool until the store can be opened.
       this.enterUnavailable(classifyStoreError(e), 'open', e);
     }
+  }
+
+  private noteCursor(device: string, cursor: number): void {
+    this.spoolCursors.set(device, Math.max(this.spoolCursors.get(device) ?? 0, cursor));
+  }
+
+  /** The highest cursor of a source in the spool (0: none), for a source starting before the spool is imported. */
+  spoolCursor(device: string): number {
+    return this.spoolCursors.get(device) ?? 0;
   }
 
   /** The lanes to pause and restart, and where spooled batches are offered for a direct send. */
@@ -211,6 +226,7 @@ export class StoreKeeper implements Guard {
     }
     this.spooled.batches += batches.length;
     this.spooled.readings += readings;
+    for (const [device, c] of cursors) this.noteCursor(device, c);
     this.d.metrics.spooled.inc({ result: 'spooled' }, batches.length);
     if (batches.length > 0) this.relay?.(batches);
     return EMPTY;
@@ -260,11 +276,13 @@ export class StoreKeeper implements Guard {
   /** Opens the store anew, imports the spool and resumes; on failure waits longer and tries again. */
   private recover(): void {
     if (this.stopped || this.available) return;
-    const old = this.session;
-    this.session = null;
-    if (old) closeQuietly(old.db);
     let next: Session | null = null;
     try {
+      // A disk that filled up stays in use only once it has room again (beyond the reserve).
+      if (this.failure?.kind === 'full') diskHasRoom(this.d.cfg);
+      const old = this.session;
+      this.session = null;
+      if (old) closeQuietly(old.db);
       next = openSession(this.d.cfg, this.d.uplinks, ++this.gen);
       probeWrite(next, this.d.cfg.dataDir);
       this.reportSalvage(next);
@@ -294,6 +312,16 @@ export class StoreKeeper implements Guard {
       this.lanesDown = false;
     } catch (e) {
       if (next) closeQuietly(next.db);
+      if (!this.failure) {
+        // The store opened at start but the spool of an earlier run could not be imported into it.
+        const f = classifyStoreError(e);
+        this.failure = f;
+        this.where = 'import';
+        this.d.metrics.failures.inc({ kind: f.kind, errno: f.errno });
+        this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where: 'import' }, `store unavailable (${f.kind}: ${f.errno}); new batches go to the spool until it works again`);
+        this.d.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where: 'import', at: this.now() });
+        this.lanesOff();
+      }
       this.attempts++;
       const l = this.logs.take('probe');
       if (l.log) this.d.log.warn({ err: e, code: 'STORE_UNAVAILABLE', attempts: this.attempts, suppressedSinceLast: l.suppressed }, `store still unavailable: ${(e as Error).message}`);
@@ -350,6 +378,14 @@ export class StoreKeeper implements Guard {
     this.available = false;
     if (s) closeQuietly(s.db);
   }
+}
+
+/** Throws ENOSPC while the filesystem of the data directory has no room beyond its reserve (store.minFreeRatio). */
+function diskHasRoom(cfg: Config): void {
+  const u = measureUsage(cfg.dataDir);
+  const reserve = Math.ceil(cfg.store.minFreeRatio * u.fsTotalBytes);
+  if (u.fsFreeBytes > reserve) return;
+  throw Object.assign(new Error(`the disk is still full: ${u.fsFreeBytes} bytes free, ${reserve} kept in reserve (store.minFreeRatio)`), { code: 'ENOSPC' });
 }
 
 /** One real write to the reopened store and its segment directory, so a read-only disk is not taken for a working one. */

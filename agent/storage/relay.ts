@@ -15,6 +15,8 @@ export const RELAY_INFLIGHT = 64;
 
 export class Relay {
   private inflight = 0;
+  /** Keys of batches being sent: the space policy does not drop them under a send. */
+  readonly sending = new Map<string, number>();
 
   constructor(
     private readonly lanes: () => readonly Lane[],
@@ -23,7 +25,15 @@ export class Relay {
     private readonly log: Logger,
   ) {}
 
+  private closed = false;
+
+  /** No new direct sends (the agent is stopping: a send cut off by the stop would leave its batch in an unknown state). */
+  close(): void {
+    this.closed = true;
+  }
+
   offer(batches: readonly SealedBatch[]): void {
+    if (this.closed) return;
     for (const b of batches) {
       if (this.inflight >= RELAY_INFLIGHT) return;
       let readings: Buffer;
@@ -36,14 +46,19 @@ export class Relay {
       for (const lane of this.lanes()) {
         if (this.inflight >= RELAY_INFLIGHT) return;
         this.inflight++;
+        this.sending.set(b.key, (this.sending.get(b.key) ?? 0) + 1);
+        const done = () => {
+          this.inflight--;
+          const n = (this.sending.get(b.key) ?? 1) - 1;
+          if (n > 0) this.sending.set(b.key, n);
+          else this.sending.delete(b.key);
+        };
         lane.sendDirect(b.key, b.device, b.readingCount, readings).then(
           (r) => {
-            this.inflight--;
+            done();
             if (r) this.acked(b.key, lane.name, r.requestAt, r.ackAt);
           },
-          () => {
-            this.inflight--;
-          },
+          done,
         );
       }
     }

@@ -17,7 +17,7 @@ import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { PayloadCodec } from '../../store/codec.js';
 import type { SealedBatch } from '../../store/outbox.js';
-import { emptySegment, pendingOfSegment, segmentRows, unlinkSegment, type SummaryBatch } from '../../store/reclaim.js';
+import { emptySegment, pendingOfSegment, segmentBusy, segmentRows, unlinkSegment, type SummaryBatch } from '../../store/reclaim.js';
 import { measureUsage, type Usage } from '../../store/usage.js';
 import { newBatchKey } from '../ingest.js';
 import type { Reading } from '../reading.js';
@@ -45,6 +45,8 @@ export interface SpaceDeps {
   publish: (m: Record<string, unknown>) => void;
   /** Batches were dropped: the lanes forget what they read ahead. */
   dropped: () => void;
+  /** Tasks and batch keys on their way upstream now: their files are left for a later pass. */
+  busy: () => { taskIds: number[]; keys: string[] };
   now?: () => number;
   rand?: () => number;
 }
@@ -174,11 +176,14 @@ export class SpaceManager implements Admission {
     let freed = 0;
     let dropped = false;
     let reclaimed = 0;
+    const busy = this.d.busy();
     for (const { id, fate } of plan.segments.slice(0, FILES_PER_PASS)) {
       if (fate === 'unreferenced') {
         freed += unlinkSegment(s.db, w, id);
         continue;
       }
+      // A batch in flight would be counted as dropped and arrive anyway: its file waits for a later pass.
+      if (fate !== 'reclaim' && segmentBusy(s.db, id, busy.taskIds, busy.keys)) continue;
       const summaries = fate === 'downsample' ? this.summaries(id) : [];
       // The reason is for the pending batches; dead letters are always counted as dead_letter.
       const r = emptySegment(s.db, w, id, fate === 'downsample' ? 'downsampled' : 'oldest', this.now(), summaries);

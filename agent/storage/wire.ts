@@ -56,13 +56,14 @@ export class Storage {
       dropped: () => {
         for (const l of lanes()) l.rescan();
       },
+      busy: () => ({ taskIds: lanes().flatMap((l) => l.busyTaskIds()), keys: [...relay.sending.keys()] }),
     });
-    const relay = new Relay(lanes, codec, (key, uplink, rq, ack) => this.keeper.acked(key, uplink, rq, ack), log);
-    this.relayOffer = (b) => relay.offer(b);
+    const relay: Relay = new Relay(lanes, codec, (key, uplink, rq, ack) => this.keeper.acked(key, uplink, rq, ack), log);
+    this.relay = relay;
     this.outbox = new StoreOutbox(keeper, space);
   }
 
-  private readonly relayOffer: (batches: Parameters<Relay['offer']>[0]) => void;
+  private readonly relay: Relay;
 
   get events(): GuardedEvents {
     return this.keeper.events;
@@ -84,7 +85,7 @@ export class Storage {
   }
 
   attach(lanes: readonly Lane[]): void {
-    this.keeper.attach(lanes, this.relayOffer);
+    this.keeper.attach(lanes, (b) => this.relay.offer(b));
   }
 
   start(): void {
@@ -94,6 +95,11 @@ export class Storage {
 
   status(): StorageStatus {
     return { store: this.keeper.state(), space: this.space.state() };
+  }
+
+  /** The agent is stopping: spooled batches wait in the spool (sent after the import) rather than start a send the stop would cut. */
+  stopSending(): void {
+    this.relay.close();
   }
 
   /** After the last commit and the lanes' last outcomes: the spool and the store are closed. */
