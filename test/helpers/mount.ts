@@ -20,8 +20,8 @@ let skipReason: string | null | undefined;
 export function mountSkip(): string | null {
   if (skipReason !== undefined) return skipReason;
   if (process.getuid?.() !== 0) return (skipReason = 'mounting a filesystem needs root: run the storage tests as root (CI does)');
-  for (const tool of ['mkfs.ext4', 'losetup', 'mount', 'umount']) {
-    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return (skipReason = `${tool} is not installed (util-linux, e2fsprogs)`);
+  for (const tool of ['mkfs.ext4', 'e2fsck', 'losetup', 'mount', 'umount', 'mountpoint']) {
+    if (spawnSync('sh', ['-c', `command -v ${tool}`]).status !== 0) return (skipReason = `${tool} is not installed: bash scripts/system-deps.sh test`);
   }
   const dir = mkdtempSync(join(tmpdir(), 'holdfast-mnt-probe-'));
   const r = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'tmpfs', dir]);
