@@ -1,5 +1,6 @@
 /**
- * The storage policy (agent/policy/storage.ts) and downsampling (agent/policy/downsample.ts),
+ * The storage policy (agent/policy/storage.ts), downsampling (agent/policy/downsample.ts) and
+ * store failures (agent/policy/store-health.ts),
  * table-driven: how full the store is against a quota or a shared disk; which segment files a
  * plan empties, in which order, and what becomes of their batches.
  */
@@ -8,6 +9,7 @@ import {
   assessSpace, checkpointBytesFor, fateOf, LOW_WATER, planReclaim, segmentBytesFor, stillFull, type Plan, type PlanInput, type SegmentInfo, type SpaceInput,
 } from '../agent/policy/storage.js';
 import { downsample } from '../agent/policy/downsample.js';
+import { classifyStoreError, probeDelayMs, rescueScope, type RescueScope, type StoreFailureKind } from '../agent/policy/store-health.js';
 import type { Reading } from '../agent/reading.js';
 
 const MB = 1024 * 1024;
@@ -110,4 +112,35 @@ t.test('downsample: min/max/avg/count per point and interval; summaries merge by
   const counters = downsample(Array.from({ length: 100 }, (_, i) => r('counter', i * 100, i + 1)), 1000);
   t.equal(counters.length, 10);
   t.same(counters.map((c) => [c.min, c.max, c.count]), Array.from({ length: 10 }, (_, i) => [i * 10 + 1, i * 10 + 10, 10]), 'a contiguous counter stays accountable: max - min + 1 = count');
+});
+
+t.test('store failures: each error classified, what to rescue, the wait before the next attempt', async (t) => {
+  const err = (code: string, cause?: unknown) => Object.assign(new Error(code), { code }, cause ? { cause } : {});
+  const cases: [string, unknown, StoreFailureKind, RescueScope][] = [
+    ['SQLite full', err('SQLITE_FULL'), 'full', 'none'],
+    ['a segment append on a full disk', err('ENOSPC'), 'full', 'none'],
+    ['a quota', err('EDQUOT'), 'full', 'none'],
+    ['a write after ext4 went read-only', err('SQLITE_IOERR_WRITE'), 'io', 'since-checkpoint'],
+    ['EIO', err('EIO'), 'io', 'since-checkpoint'],
+    ['SQLite read-only', err('SQLITE_READONLY_DBMOVED'), 'readonly', 'since-checkpoint'],
+    ['EROFS on a segment', err('EROFS'), 'readonly', 'since-checkpoint'],
+    ['corrupt', err('SQLITE_CORRUPT'), 'corrupt', 'none'],
+    ['not a database', err('SQLITE_NOTADB'), 'corrupt', 'none'],
+    ['the directory gone', err('ENOENT'), 'vanished', 'all-readable'],
+    ['cannot open', err('SQLITE_CANTOPEN'), 'vanished', 'all-readable'],
+    ['another writer', err('SQLITE_BUSY'), 'busy', 'none'],
+    ['wrapped in STORE_UNAVAILABLE', err('STORE_UNAVAILABLE', err('SQLITE_IOERR_SHORT_READ')), 'io', 'since-checkpoint'],
+    ['anything else', new TypeError('bug'), 'other', 'since-checkpoint'],
+  ];
+  for (const [name, e, kind, scope] of cases) {
+    const f = classifyStoreError(e);
+    t.equal(f.kind, kind, `${name}: ${kind}`);
+    t.equal(rescueScope(f.kind), scope, `${name}: rescue ${scope}`);
+  }
+  t.equal(classifyStoreError(err('SQLITE_IOERR_WRITE')).errno, 'SQLITE_IOERR_WRITE', 'the code kept as errno');
+  const lo = () => 0;
+  const hi = () => 1;
+  t.same([0, 1, 2, 3].map((n) => probeDelayMs(n, lo)), [400, 800, 1600, 3200], 'doubling, -20 %');
+  t.same([0, 1, 2, 3].map((n) => probeDelayMs(n, hi)), [600, 1200, 2400, 4800], '+20 %');
+  t.equal(probeDelayMs(30, () => 0.5), 30_000, 'capped at 30 s');
 });
