@@ -84,6 +84,8 @@ export class StoreKeeper implements Guard {
   /** The highest source cursor in the spool, by device: a source restarted before the import resumes after it. */
   private readonly spoolCursors = new Map<string, number>();
   private readonly logs = new LogLimiter(60_000);
+  /** Messages for the faults topic raised before the uplinks exist (at construction): sent once attached. */
+  private early: Record<string, unknown>[] | null = [];
   private readonly now: () => number;
   private readonly rand: () => number;
 
@@ -121,6 +123,14 @@ export class StoreKeeper implements Guard {
     this.lanes = lanes;
     this.relay = relay;
     if (!this.available) this.lanesOff();
+    const early = this.early ?? [];
+    this.early = null;
+    for (const m of early) this.d.publish(m);
+  }
+
+  private publish(m: Record<string, unknown>): void {
+    if (this.early) this.early.push(m);
+    else this.d.publish(m);
   }
 
   private lanesOff(): void {
@@ -183,7 +193,7 @@ export class StoreKeeper implements Guard {
     this.d.metrics.failures.inc({ kind: f.kind, errno: f.errno });
     this.d.log.error({ err, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where, spoolDir: this.d.cfg.store.spoolDir },
       `store unavailable (${f.kind}: ${f.errno}); new batches go to the spool until it works again`);
-    this.d.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where, at: this.since });
+    this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where, at: this.since });
     this.lanesOff();
     this.rescueFrom(this.session, f);
     this.scheduleProbe();
@@ -303,7 +313,7 @@ export class StoreKeeper implements Guard {
       this.session = next;
       this.available = true;
       this.d.log.info({ code: 'STORE_UNAVAILABLE', outageMs: outage, attempts: this.attempts, imported, eventsReplayed: replayed }, 'store available again; spool imported');
-      if (this.failure) this.d.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'cleared', kind: this.failure.kind, at, durationMs: outage, imported });
+      if (this.failure) this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'cleared', kind: this.failure.kind, at, durationMs: outage, imported });
       this.failure = null;
       this.where = null;
       this.since = null;
@@ -319,7 +329,7 @@ export class StoreKeeper implements Guard {
         this.where = 'import';
         this.d.metrics.failures.inc({ kind: f.kind, errno: f.errno });
         this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where: 'import' }, `store unavailable (${f.kind}: ${f.errno}); new batches go to the spool until it works again`);
-        this.d.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where: 'import', at: this.now() });
+        this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where: 'import', at: this.now() });
         this.lanesOff();
       }
       this.attempts++;
@@ -355,7 +365,7 @@ export class StoreKeeper implements Guard {
     this.d.metrics.salvaged.inc({ source: 'database' }, r.batches.fromDatabase);
     this.d.metrics.salvaged.inc({ source: 'segments' }, r.batches.fromSegments);
     this.d.log.error({ code: 'STORE_SALVAGED', ...r }, `database ${r.reason}: quarantined in ${r.quarantine}; ${r.batches.total} batch(es) (${r.readings} readings) salvaged, ${r.lost.bodiesMissing} lost, ${r.tasks.unknownState} task(s) of unknown state will be sent again`);
-    this.d.publish({ type: 'store', code: 'STORE_SALVAGED', state: 'raised', at: this.now(), report: r });
+    this.publish({ type: 'store', code: 'STORE_SALVAGED', state: 'raised', at: this.now(), report: r });
   }
 
   stop(): void {
