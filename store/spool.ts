@@ -45,6 +45,14 @@ export function spoolFiles(dir: string): string[] {
     .map((n) => join(dir, n));
 }
 
+function sizeOf(f: string): number {
+  try {
+    return statSync(f).size;
+  } catch {
+    return 0;
+  }
+}
+
 /** The records of one spool file (a torn tail or rotten bytes skipped and counted). */
 export function readSpoolFile(file: string): ScanResult {
   const buf = readFileSync(file);
@@ -84,7 +92,7 @@ export class SpoolWriter {
     private readonly now: () => number = Date.now,
     private readonly fileBytes = SPOOL_FILE_BYTES,
   ) {
-    this.total = spoolFiles(dir).reduce((n, f) => n + statSync(f).size, 0);
+    this.total = spoolFiles(dir).reduce((n, f) => n + sizeOf(f), 0);
   }
 
   /** Bytes spooled and not imported yet. */

@@ -574,4 +574,10 @@ t.test('storage keys: quota, full policy, spool folder (store.spoolDir, or the o
   }
   const p = refused(t, () => build(validRaw(dir, { uplinks: [uplink({ priority: 1.5 })] }), dir));
   t.ok(p.problems.some((x) => x.path === '/uplinks/0/priority'), 'priority is an integer');
+  const open = join(dir, 'open-spool');
+  mkdirSync(open, { mode: 0o755 });
+  chmodSync(open, 0o755);
+  const insecure = validRaw(dir, { spoolDir: open });
+  const i = refused(t, () => build(insecure, dir));
+  t.match(i.problems.find((x) => x.path === '/store/spoolDir')?.message, /DATA_DIR_INSECURE: .* has mode 755/, 'a spool folder others can read is refused');
 });

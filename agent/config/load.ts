@@ -3,7 +3,7 @@
  * published schema, check what a schema cannot (paths, permissions, cross-field rules), freeze.
  * Every problem is reported with the path of the key at fault; nothing starts on a bad config.
  */
-import { readFileSync, statSync } from 'node:fs';
+import { lstatSync, readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { createRequire } from 'node:module';
@@ -243,6 +243,13 @@ function fileChecks(doc: Record<string, unknown>, problems: ConfigProblem[]): vo
       problems.push({ path: '/store/keyFile', message: `KEY_FILE_INSECURE: ${keyFile} has mode ${(k.mode & 0o777).toString(8)}; run chmod 600 ${keyFile}` });
     }
   }
+  // The spool folder may not exist yet (the agent creates it 0700 when it first needs it); if it does it must be private.
+  if (typeof store.spoolDir === 'string') {
+    const sp = lstatOrNull(store.spoolDir);
+    if (sp && (!sp.isDirectory() || (sp.mode & 0o077) !== 0)) {
+      problems.push({ path: '/store/spoolDir', message: `DATA_DIR_INSECURE: ${store.spoolDir} ${sp.isDirectory() ? `has mode ${(sp.mode & 0o777).toString(8)}; run chmod 700 ${store.spoolDir}` : 'is not a directory (a symlink?)'}` });
+    }
+  }
   if (typeof doc.dataDir !== 'string') return;
   const dataDir = doc.dataDir;
   // The data directory may not exist yet (run creates it 0700), but if it does it must be private.
@@ -250,6 +257,14 @@ function fileChecks(doc: Record<string, unknown>, problems: ConfigProblem[]): vo
   if (st && !st.isDirectory()) problems.push({ path: '/dataDir', message: `${dataDir} exists and is not a directory` });
   else if (st && (st.mode & 0o077) !== 0) {
     problems.push({ path: '/dataDir', message: `DATA_DIR_INSECURE: ${dataDir} has mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${dataDir}` });
+  }
+}
+
+function lstatOrNull(p: string) {
+  try {
+    return lstatSync(p);
+  } catch {
+    return null;
   }
 }
 

@@ -96,7 +96,11 @@ export class StoreKeeper implements Guard {
     const s = d.cfg.store;
     this.spoolWriter = new SpoolWriter(s.spoolDir, s.spoolMaxBytes, s.synchronous === 'OFF' ? 0 : s.synchronous === 'FULL' ? 2 : 1, this.now);
     for (const f of spoolFiles(s.spoolDir)) {
-      for (const r of readSpoolFile(f).records) if (r.type === 'cursor') this.noteCursor(r.meta.device, r.meta.cursor);
+      try {
+        for (const r of readSpoolFile(f).records) if (r.type === 'cursor') this.noteCursor(r.meta.device, r.meta.cursor);
+      } catch (e) {
+        d.log.error({ err: e, code: 'STORE_UNAVAILABLE', file: f }, 'spool file unreadable: its cursors are not known before the import');
+      }
     }
     try {
       this.session = openSession(d.cfg, d.uplinks, ++this.gen);
