@@ -28,7 +28,8 @@ const REBASE_PER_LOOK = 50;
 
 export interface ClockWatchDeps {
   clock: Clock;
-  db: DB;
+  /** The store in use (it may be reopened after a failure). */
+  db: () => DB;
   events: Events;
   codec: PayloadCodec;
   log: Logger;
@@ -93,17 +94,17 @@ export class ClockWatch {
     const wall = c.wall();
     const mono = c.mono();
     const first = this.state === null;
-    const l: ClockLook = first ? firstLook(loadBoot(this.d.db, c.boot), wall, mono, c.floor) : look(this.state!, wall, mono, c.floor);
+    const l: ClockLook = first ? firstLook(loadBoot(this.d.db(), c.boot), wall, mono, c.floor) : look(this.state!, wall, mono, c.floor);
     if (l.step !== null) this.stepped(l.step, wall, first);
     if (first) {
       // Schedules written by a clock that ran ahead in another boot, or before this run.
-      const cl = clampSchedules(this.d.db, wall, this.d.caps);
+      const cl = clampSchedules(this.d.db(), wall, this.d.caps);
       if (cl.schedules + cl.events > 0) this.d.log.warn({ code: 'CLOCK_STEP', ...cl }, 'stored retry times further ahead than the retry cap brought back');
     }
     if (first ? !l.state.synced : l.became === 'unsynced') this.unsynced(wall, first);
     if (l.became === 'synced' && !first) this.becameSynced(wall);
     else if (first && l.state.synced) this.d.events.close('gateway', 'clock', 'unsynced', wall);
-    if (l.persist) saveBoot(this.d.db, c.boot, { offset: l.state.offset, synced: l.state.synced }, wall);
+    if (l.persist) saveBoot(this.d.db(), c.boot, { offset: l.state.offset, synced: l.state.synced }, wall);
     this.state = l.state;
     if (first) this.d.onSynced?.(l.state.synced);
     if (l.state.synced) this.rebase();
@@ -112,8 +113,8 @@ export class ClockWatch {
   private stepped(stepMs: number, wall: number, whileStopped: boolean): void {
     this.steps++;
     this.d.beforeRebase?.();
-    const moved = rebaseForStep(this.d.db, stepMs);
-    const clamped = clampSchedules(this.d.db, wall, this.d.caps);
+    const moved = rebaseForStep(this.d.db(), stepMs);
+    const clamped = clampSchedules(this.d.db(), wall, this.d.caps);
     const detail = { stepMs, from: wall - stepMs, to: wall, whileStopped, moved, clamped };
     this.d.events.record({ scope: 'gateway', subject: 'clock', kind: 'clock_step', code: 'CLOCK_STEP', faultClass: 'local', at: wall, detail });
     this.d.log.warn(
@@ -142,8 +143,8 @@ export class ClockWatch {
   /** Re-bases a few stored batches with readings stamped while the clock was not good. */
   private rebase(): void {
     let offsets: Map<string, number> | null = null;
-    const r = rebaseStored(this.d.db, this.d.codec, this.d.clock.boot, REBASE_PER_LOOK, (readings, boot) => {
-      offsets ??= goodOffsets(this.d.db);
+    const r = rebaseStored(this.d.db(), this.d.codec, this.d.clock.boot, REBASE_PER_LOOK, (readings, boot) => {
+      offsets ??= goodOffsets(this.d.db());
       const off = offsets.get(boot);
       return off === undefined ? null : rebaseReadings(readings, off);
     }, this.d.inflight?.());

@@ -19,7 +19,7 @@ import type { Events } from '../store/events.js';
 export interface ClockWiring {
   cfg: Config;
   clock: Clock;
-  db: DB;
+  db: () => DB;
   events: Events;
   codec: PayloadCodec;
   log: Logger;

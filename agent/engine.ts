@@ -13,13 +13,11 @@ import { VERSION } from './version.js';
 import { createDriver } from './uplinks.js';
 import { MqttDriver } from '../drivers/mqtt/client.js';
 import { loadKeyring, PayloadCodec } from '../store/codec.js';
-import { openDb, type DB } from '../store/db.js';
-import { Events } from '../store/events.js';
-import { Outbox } from '../store/outbox.js';
+import type { DB } from '../store/db.js';
 import { purge, readmitReset } from '../store/admin.js';
-import { collectAfterPurge, writerFor } from '../store/segment-gc.js';
-import { closeStore, type SegmentWriter } from '../store/segments.js';
-import { TaskQueue } from '../store/tasks.js';
+import { collectAfterPurge } from '../store/segment-gc.js';
+import type { SegmentWriter } from '../store/segments.js';
+import { Storage } from './storage/wire.js';
 import { Field } from './field/field.js';
 import { loadProfile } from '../hardware/profile.js';
 import { BoardSensors } from '../hardware/sensors.js';
@@ -41,9 +39,8 @@ import { shutdownPlan, step } from './shutdown.js';
 const PARTIAL_LOG_MS = 600_000;
 
 export class Engine {
-  readonly db: DB;
-  /** Where payload bodies are appended (store/segments.ts); null only for a database in memory. */
-  readonly segments: SegmentWriter | null;
+  /** The store, its failures, the spool and the space policy (agent/storage/). */
+  readonly storage: Storage;
   readonly lanes: Lane[];
   readonly ingest: Ingest;
   readonly sources: SimulatedSource[];
@@ -59,7 +56,7 @@ export class Engine {
   private api: ApiServer | null = null;
   private selfExport: SelfMetricsExport | null = null;
   private readonly mqtt: MqttDriver[] = [];
-  private readonly events: Events;
+  private readonly events: Storage['events'];
   private sweepTimer: NodeJS.Timeout | null = null;
   private purgeTask: { stop(): void } | null = null;
   private purgeDelay: SafeTimer | null = null;
@@ -73,16 +70,11 @@ export class Engine {
   ) {
     this.clock = clock;
     const s = cfg.store;
-    this.db = openDb(cfg.dataDir, { create: true, synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs });
-    try {
-      // Recovers the segment directory (orphaned tails cut, unreferenced files deleted) before anything reads or writes.
-      this.segments = writerFor(this.db);
-    } catch (e) {
-      this.db.close();
-      throw e;
-    }
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
-    this.events = new Events(this.db, clock);
+    this.metrics = createMetrics(this);
+    // Opens the store (salvaging first when it must), or starts with it unavailable and the spool in use.
+    this.storage = new Storage(cfg, log, codec, this.metrics.registry, (m) => this.publishFault(m), () => this.lanes);
+    this.events = this.storage.events;
     this.sensors = new BoardSensors(loadProfile(cfg.hardware.profile), new Sysfs(cfg.hardware.sysfsRoot));
     this.thermal = new Thermal({
       cfg: cfg.hardware.throttle, events: this.events, log, clock, sample: () => this.sensors.cpuTempC(),
@@ -91,13 +83,12 @@ export class Engine {
         this.field?.setThrottle(factor);
       },
     });
-    this.metrics = createMetrics(this);
     const enabled = cfg.uplinks.filter((u) => u.enabled);
     this.lanes = enabled.map((u) => {
       const driver = createDriver(cfg, u, { onPartial: (e) => this.onPartial(e) });
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
-        cfg: u, codec, events: this.events, log, tasks: new TaskQueue(this.db, u.name), driver, clock,
+        cfg: u, codec, events: this.events, log, tasks: this.storage.tasks(u.name), driver, clock,
         onLinkFailure: (f) => this.metrics.linkFailures.inc({ uplink: u.name, code: f.code }),
         onAttempt: (e) => {
           const m = this.metrics;
@@ -110,7 +101,8 @@ export class Engine {
         },
       });
     });
-    const outbox = new Outbox(this.db, enabled.map((u) => u.name));
+    const outbox = this.storage.outbox;
+    this.storage.attach(this.lanes);
     const countUnsynced = unsyncedCounter(() => this.metrics, () => this.ingest.stats);
     this.ingest = new Ingest(outbox, codec, cfg.batch, s, log, (r) => {
       this.metrics.readings.inc(r.readings);
@@ -127,18 +119,34 @@ export class Engine {
             for (const d of this.mqtt) d.publishEvent('faults', m);
           }, clock);
     this.clockWatch = createClockWatch({
-      cfg, clock, db: this.db, events: this.events, codec, log, lanes: () => this.lanes, metrics: () => this.metrics,
+      cfg, clock, db: () => this.db, events: this.events, codec, log, lanes: () => this.lanes, metrics: () => this.metrics,
       afterStep: () => {
         if (this.purgeTask) this.schedulePurge();
       },
     });
   }
 
+  /** The store's connection in use (a stand-in in memory while the store is unavailable). */
+  get db(): DB {
+    return this.storage.db;
+  }
+
+  /** Where payload bodies are appended (store/segments.ts); null while the store is unavailable. */
+  get segments(): SegmentWriter | null {
+    return this.storage.keeper.session?.writer ?? null;
+  }
+
+  /** A storage fault or drop on every MQTT uplink's `faults` topic (best effort: the store has the record). */
+  private publishFault(m: Record<string, unknown>): void {
+    for (const d of this.mqtt) d.publishEvent('faults', m);
+  }
+
   /** Starts everything; resolves once the HTTP server listens (its port, or null when disabled). */
   async start(): Promise<number | null> {
     const c = this.cfg;
     this.log.info({ version: VERSION, gatewayId: c.gatewayId, dataDir: c.dataDir, uplinks: this.lanes.map((l) => l.name) }, 'holdfast starting');
-    // First: a step while the agent was stopped moves the stored schedules before a lane reads them.
+    this.storage.start();
+    // Before the lanes: a step while the agent was stopped moves the stored schedules before a lane reads them.
     this.clockWatch.start();
     this.ingest.start();
     for (const l of this.lanes) l.start();
@@ -182,6 +190,7 @@ export class Engine {
 
   /** Re-admits operator-reset tasks and applies admin requests written by the CLI. */
   sweep(): void {
+    if (!this.storage.keeper.available) return;
     const now = this.clock.wall();
     try {
       const readmitted = readmitReset(this.db, now);
@@ -217,9 +226,14 @@ export class Engine {
 
   /** The retention purge, then the segment files no row refers to any more. */
   purgeNow(): void {
-    const r = purge(this.db, this.cfg.store.retentionDays * 86_400_000, this.clock.wall());
-    const gc = collectAfterPurge(this.db);
-    this.log.info({ ...r, segmentsDeleted: gc.files, segmentBytesFreed: gc.bytes }, 'retention purge');
+    if (!this.storage.keeper.available) return;
+    try {
+      const r = purge(this.db, this.cfg.store.retentionDays * 86_400_000, this.clock.wall());
+      const gc = collectAfterPurge(this.db);
+      this.log.info({ ...r, segmentsDeleted: gc.files, segmentBytesFreed: gc.bytes }, 'retention purge');
+    } catch (e) {
+      this.storage.keeper.fail(e, 'purge');
+    }
   }
 
   /**
@@ -239,6 +253,7 @@ export class Engine {
       if (this.sweepTimer) clearInterval(this.sweepTimer);
       this.purgeDelay?.clear();
       this.purgeTask?.stop();
+      this.storage.stopSending();
       this.ingest.stop();
       await Promise.all([
         ...this.lanes.map((l) => step(this.log, `uplink ${l.name}`, l.stop(plan), plan.stepsBy, mono)),
@@ -253,8 +268,8 @@ export class Engine {
     return this.stopping;
   }
 
-  /** Closes the store if it is open. The segment is synced before the close's checkpoint makes the last rows durable. */
+  /** Closes the spool and the store (idempotent). The segment is synced before the close's checkpoint makes the last rows durable. */
   closeStore(): void {
-    if (this.db.open) closeStore(this.db);
+    this.storage.close();
   }
 }

@@ -93,8 +93,21 @@ export const CODES = {
   },
   // store
   IDEMPOTENCY_KEY_COLLISION: { class: 'local', meaning: 'a batch arrived with an existing idempotency key but a different payload hash; refused, counted and recorded', action: 'investigate the source: a key must never be reused (the stored batch is untouched)' },
-  STORAGE_FULL: { class: 'local', meaning: 'reserved, not raised yet: the code for a store at its byte quota, and there is no quota yet (the store is bounded by the disk and `store.retentionDays`)', action: 'nothing for this code today; watch the disk and the backlog in `holdfast status`' },
-  STORE_UNAVAILABLE: { class: 'local', meaning: 'SQLite cannot be opened or written: data directory missing or not a directory, disk error or full, read-only, corrupt', action: 'check `dataDir` (the agent creates it on its first run), free space, I/O errors, a read-only remount, permissions' },
+  STORAGE_FULL: {
+    class: 'local',
+    meaning: 'the store reached its budget: `store.maxBytes`, or the filesystem\'s free space down to `store.minFreeRatio` (a disk shared with other programs). Delivered data is reclaimed first (from 90 %), then `store.fullPolicy` applies: drop-oldest (dead letters, then the oldest batches of the lowest-priority uplinks), downsample (old readings merged into min/max/avg/count), or reject-new; every dropped reading is counted by uplink and reason',
+    action: '`holdfast status` shows the budget and the drops; free disk space, raise `store.maxBytes`, fix the uplink that is not draining, or choose another `store.fullPolicy` (docs/storage.md)',
+  },
+  STORE_UNAVAILABLE: {
+    class: 'local',
+    meaning: 'the store cannot be written (`detail.kind`: full, readonly, io, corrupt, vanished, busy): disk full (SQLITE_FULL, ENOSPC), I/O error (SQLITE_IOERR, EIO), read-only (EROFS after an ext4 error), the data directory removed or replaced, corrupt. New batches go to the spool (`store.spoolDir`), still sent when a link is up, and are imported back exactly once when the store works again; /readyz is false meanwhile. Also: a data directory that does not exist for an admin command, or a spool that cannot be written (its batches dropped and counted)',
+    action: 'check the disk (`dmesg`, free space, a read-only remount: fsck and remount), that `dataDir` exists; the agent retries by itself and imports the spool (docs/storage.md)',
+  },
+  STORE_SALVAGED: {
+    class: 'local',
+    meaning: 'at start (or after a corruption) the database was missing, empty or unreadable while segment files were present: it was moved to `<dataDir>/quarantine/` (never deleted) and a new one built from every readable row and segment record; the event\'s detail (and `salvage.json` next to the quarantined file) counts what was recovered and what was lost. Batches of unknown state are sent again with their original keys',
+    action: 'read the report (`holdfast status`, the `salvage` event); find out what emptied or damaged the database (disk errors in `dmesg`, a manual change); the quarantine folder can go once the report is understood',
+  },
   INGEST_QUEUE_FULL: { class: 'local', meaning: 'the in-memory ingest queue (`store.maxQueuedReadings`) is full: the source is told to slow down, a refused field poll is dropped, and the refusal is counted', action: 'slow storage? check the disk; raise `store.maxQueuedReadings` if the bursts are expected' },
   PAYLOAD_UNREADABLE: { class: 'payload/hard', meaning: 'a stored batch failed decryption, decompression or decoding (wrong or missing key, corrupted row); the fault is here, not upstream; dead-lettered', action: 'a key missing from the key file? restore it, then `holdfast retry reset`' },
   INTERNAL_ERROR: { class: 'local', meaning: 'a timer or callback of the agent failed in a way no code anticipated (a bug); the agent caught it, logged it with its `site` and stack, recorded an event and went on', action: 'report it with the log line; the agent keeps running, and `holdfast_internal_errors_total` counts such failures by site' },
@@ -114,7 +127,7 @@ export const CODES = {
   CONFIG_PARSE: { class: 'config', meaning: 'a configuration file (the config, a device map, a hardware profile) is not valid JSON', action: 'fix the syntax at the position given; `holdfast config validate <file>`' },
   CONFIG_INVALID: { class: 'config', meaning: 'the configuration breaks the schema or a rule across keys (wrong type, unknown key, out of range, bad URL, key file problems); every problem is listed with its path', action: 'fix each listed key; docs/configuration.md documents every key' },
   CONFIG_REJECTED: { class: 'config', meaning: 'reserved, not raised yet: the code for a configuration refused as a whole with nothing of it applied, for remote configuration over MQTT, which does not exist yet; a bad local file is `CONFIG_INVALID`', action: 'nothing for this code today' },
-  DATA_DIR_INSECURE: { class: 'config', meaning: 'the data directory is accessible to group or others (must be 0700)', action: '`chmod 700 <dataDir>`' },
+  DATA_DIR_INSECURE: { class: 'config', meaning: 'the data directory is accessible to group or others (must be 0700), or the spool folder (`store.spoolDir`) is not a private directory of the agent\'s own user (a symlink, another owner, other users may read it)', action: '`chmod 700 <dataDir>`; for the spool: remove or fix the folder so that it is a plain directory of the agent\'s user, mode 0700' },
   KEY_FILE_MISSING: { class: 'config', meaning: 'encryption is on (the default) but `store.keyFile` does not exist', action: '`holdfast keygen --out <keyFile>`, or set `store.encryption` to "off" explicitly' },
   KEY_FILE_INSECURE: { class: 'config', meaning: 'the key file is accessible to group or others (must be 0600)', action: '`chmod 600 <keyFile>`' },
   KEY_INVALID: { class: 'config', meaning: 'the key file has a line that is not `<keyId> <64 hex>`, no key at all, or no key with the id `store.keyId`', action: 'fix the line or `store.keyId`; keep old keys in the file while stored batches need them' },

@@ -92,7 +92,7 @@ export class Ingest {
   readonly stats: IngestStats = { committedBatches: 0, committedReadings: 0, refusedReadings: 0, collisions: 0, queued: 0, unsyncedReadings: 0, rebasedReadings: 0 };
 
   constructor(
-    private readonly outbox: Outbox,
+    private readonly outbox: Pick<Outbox, 'commit'>,
     private readonly codec: PayloadCodec,
     private readonly batch: DeepReadonly<BatchConfig>,
     private readonly store: DeepReadonly<StoreConfig>,

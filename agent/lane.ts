@@ -107,6 +107,8 @@ export class Lane {
   private stopped = false;
   /** Set while stop() waits for the messages in flight: called when the last one settles. */
   private idle: (() => void) | null = null;
+  /** The store failed (agent/storage/keeper.ts): nothing is read from it until storeBack(). */
+  private storeOff = false;
   private delivered = 0;
   private failedAttempts = 0;
 
@@ -158,6 +160,57 @@ export class Lane {
     this.backlogExhausted = false;
     this.liveDirty = true;
     this.wake(0);
+  }
+
+  /**
+   * The store failed: send nothing from it (outcomes could not be written) until storeBack().
+   * Batches spooled meanwhile come through sendDirect().
+   */
+  storeDown(): void {
+    this.storeOff = true;
+    this.backlog.drop();
+  }
+
+  /**
+   * The store works again, maybe as a new file (task ids start over): every stored task is
+   * backlog from here, read from the start.
+   */
+  storeBack(): void {
+    this.storeOff = false;
+    this.liveFromId = this.d.tasks.maxId() + 1;
+    this.liveCursor = this.liveFromId - 1;
+    this.nextDueCheckAt = 0;
+    this.rescan();
+  }
+
+  /**
+   * Sends a batch that has no task (spooled while the store was down), if the link is up and
+   * the breaker lets it through; null when not sent. Never throws.
+   */
+  async sendDirect(key: string, device: string, readingCount: number, readings: Buffer): Promise<{ requestAt: number; ackAt: number } | null> {
+    if (this.stopped || !this.link.connected) return null;
+    const a = this.link.admit(this.now());
+    if (!a.allowed) return null;
+    try {
+      const r = await this.d.driver.send(new StoredMessage(0, key, 0, device, false, readingCount, readings));
+      if (r.ok) {
+        this.link.record(true, a.probe);
+        this.delivered++;
+        this.d.onAttempt?.({ uplink: this.name, result: 'ok', retry: false, latencyMs: r.ackAt - r.requestAt });
+        return { requestAt: r.requestAt, ackAt: r.ackAt };
+      }
+      const f = classify(r.failure);
+      this.link.record(f.scope !== 'link', a.probe);
+      this.d.onAttempt?.({ uplink: this.name, result: f.scope, retry: false });
+      return null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** Tasks sent and not settled, or settled and not written yet: still pending in the store, but on their way. */
+  busyTaskIds(): number[] {
+    return [...this.inflight, ...this.outcomes.ids()];
   }
 
   /** The thermal governor's factor (agent/policy/governor.ts): live data is never slowed. */
@@ -262,6 +315,7 @@ export class Lane {
 
   /** Fills free in-flight slots: live, then due retries, then the rate-limited backlog. */
   private fill(): void {
+    if (this.storeOff) return;
     const t = this.now();
     let free = Math.min(this.cfg.maxInflight, this.d.driver.sendWindow) - this.inflight.size;
     if (free <= 0) return;

@@ -351,8 +351,10 @@ function runRaw(file: string, pool: Poll[], total: number): IngestRun {
  * Bodies are appended to segment files (S bytes, written once: no WAL, no checkpoint); SQLite
  * holds the rows. D is the database after the final checkpoint, W the bytes written (write_bytes,
  * counted as the kernel dirties page-cache pages):
- *   W/B = S/B                     the bodies, appended once to the segment files (S = B when every
- *                                 appended body was committed)
+ *   W/B = 1                       the bodies, appended once to the segment files
+ *       + (S - B)/B               the record headers before them and the files' headers
+ *                                 (store/segment-record.ts: what salvage re-indexes from; S is B
+ *                                 plus those when every appended body was committed)
  *       + 2 x P/B                 the payloads b-tree (rows without bodies: key, hash, iv/tag,
  *                                 device, counts, times, segment/offset/length; P = its pages),
  *                                 once into the WAL and once into the file at a checkpoint
@@ -374,7 +376,8 @@ function diskTerms(run: IngestRun): string[] {
   const out = [
     `where the ${x(W / B)} go (B = payload bodies, ${fmt1(mb(B))} MB; segment files ${fmt1(mb(S))} MB; db ${fmt1(mb(D))} MB in ${run.pageSize} B pages; written ${fmt1(mb(W))} MB; ${run.checkpoints} checkpoint(s) during the run + the final one):`,
   ];
-  out.push(`  ${x(S / B).padStart(6)}  the bodies, appended once to segment files (no WAL copy, no checkpoint copy)`);
+  out.push(`  ${x(1).padStart(6)}  the bodies, appended once to segment files (no WAL copy, no checkpoint copy)`);
+  out.push(`  ${x((S - B) / B).padStart(6)}  the record headers before them (~${fmtInt((S - B) / run.batches)} B a batch: what salvage re-indexes a segment from)`);
   const P = run.btrees?.get('payloads');
   if (P !== undefined && run.btrees) {
     out.push(`  ${x((2 * P) / B).padStart(6)}  payloads rows without their bodies (~${fmtInt(P / run.batches)} B of page per ${fmtInt(B / run.batches)} B body: key, hash, iv/tag, device, counts, times, segment/offset/length), WAL + file`);

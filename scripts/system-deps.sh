@@ -26,6 +26,10 @@ TEST_TOOLS=(
   'sqlite3|sqlite3 -version|sqlite3'
   'mbpoll|test -x /usr/bin/mbpoll|mbpoll'
   'openssl|openssl version|openssl'
+  # test/helpers/mount.ts (storage tests, as root): tmpfs and loop-mounted ext4 images
+  'mount, umount, losetup|command -v mount && command -v umount && command -v losetup|mount'
+  'mountpoint|command -v mountpoint|util-linux'
+  'mkfs.ext4, e2fsck|command -v mkfs.ext4 && command -v e2fsck|e2fsprogs'
   'promtool|promtool --version|prometheus'
   # test/helpers/faketime.ts preloads the multi-threaded libfaketime (Node runs threads) from the
   # architecture's lib folder; the faketime package brings it (libfaketime) with the wrapper.

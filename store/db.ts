@@ -22,6 +22,8 @@ export interface OpenOptions {
   pageSize?: number;
   /** This connection's page cache, KiB. Default CACHE_KIB. */
   cacheKiB?: number;
+  /** The database file's name in the data directory. Default DB_FILE (salvage builds its result in a side file). */
+  file?: string;
 }
 
 export const DB_FILE = 'holdfast.db';
@@ -58,7 +60,7 @@ export function ensurePrivateDir(dir: string, create: boolean): void {
 
 export function openDb(dataDir: string, opts: OpenOptions = {}): DB {
   ensurePrivateDir(dataDir, opts.create ?? false);
-  const file = join(dataDir, DB_FILE);
+  const file = join(dataDir, opts.file ?? DB_FILE);
   let db: DB;
   try {
     db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: !(opts.create ?? false) });

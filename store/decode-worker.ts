@@ -24,8 +24,11 @@ import type { WireRow, WorkerInit, WorkerReply, WorkerRequest } from './decode-p
 import { rawToTask, TASK_SQL } from './tasks.js';
 import { SegmentReader, SpanReader, segmentDir, spanLength, type BodyRef } from './segment-reader.js';
 import { dirname } from 'node:path';
+import { statSync } from 'node:fs';
 
 interface Conn {
+  /** The file and its identity (device and inode). */
+  key: string;
   db: Database.Database;
   fresh: Database.Statement;
   segments: SegmentReader;
@@ -87,7 +90,7 @@ export class BacklogReader {
     if (m.type === 'close') {
       const s = this.streams.get(m.stream);
       this.streams.delete(m.stream);
-      if (s) this.release(s.conn, s.file);
+      if (s) this.release(s.conn);
       return null;
     }
     for (const ab of m.recycle) if (this.free.length < MAX_FREE) this.free.push(ab);
@@ -103,21 +106,25 @@ export class BacklogReader {
   }
 
   private connect(file: string): Conn {
-    let c = this.conns.get(file);
+    // Keyed by the file's identity too: a store reopened as a new file (a salvage, a re-created
+    // directory, a remounted disk) must not be read through a connection to the old one.
+    const st = statSync(file);
+    const key = `${file}\u0000${st.dev}:${st.ino}`;
+    let c = this.conns.get(key);
     if (!c) {
       const db = new Database(file, { readonly: true, fileMustExist: true });
       db.pragma('busy_timeout = 5000');
       const segments = new SegmentReader(segmentDir(dirname(file)));
-      c = { db, fresh: db.prepare(TASK_SQL.fresh).raw(true), segments, spans: new SpanReader(segments), users: 0 };
-      this.conns.set(file, c);
+      c = { key, db, fresh: db.prepare(TASK_SQL.fresh).raw(true), segments, spans: new SpanReader(segments), users: 0 };
+      this.conns.set(key, c);
     }
     c.users++;
     return c;
   }
 
-  private release(c: Conn | null, file: string): void {
+  private release(c: Conn | null): void {
     if (!c || --c.users > 0) return;
-    this.conns.delete(file);
+    this.conns.delete(c.key);
     c.db.close();
     c.segments.close();
   }

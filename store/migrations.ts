@@ -125,4 +125,10 @@ export const MIGRATIONS: readonly string[] = [
   );
   CREATE INDEX clock_batches_unsynced ON clock_batches (payload_id) WHERE state = 'unsynced';
   `,
+  /*
+   * 5: downsampled batches. The storage policy `downsample` (agent/storage/) replaces old batches
+   * by summaries (min/max/avg/count per point and interval); a summary is not downsampled again.
+   */ `
+  ALTER TABLE payloads ADD COLUMN downsampled INTEGER NOT NULL DEFAULT 0;
+  `,
 ];

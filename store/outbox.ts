@@ -16,6 +16,7 @@ import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
 import { writerFor } from './segment-gc.js';
 import type { SegmentRef, SegmentWriter } from './segments.js';
+import { batchHead } from './segment-record.js';
 
 const EMPTY = Buffer.alloc(0);
 
@@ -30,6 +31,19 @@ export interface SealedBatch {
   payload: EncodedPayload;
   /** Readings stamped by an unsynchronised clock, and the boot whose monotonic time they carry (docs/clocks.md). */
   clock?: { boot: string; unsynced: number };
+  /** The source cursor after this batch, if its source has one (recorded in the segment record for salvage). */
+  cursor?: number;
+  /** A summary batch written by the storage policy `downsample`. */
+  downsampled?: boolean;
+}
+
+/** A batch's segment record header (store/segment-record.ts): what salvage needs to re-index it without the database. */
+export function recordHeadOf(b: SealedBatch, downsampled = b.downsampled ?? false): Buffer {
+  const p = b.payload;
+  return batchHead({
+    key: b.key, device: b.device, readingCount: b.readingCount, firstTs: b.firstTs, lastTs: b.lastTs, createdAt: b.createdAt, hash: b.hash,
+    codec: p.codec, keyId: p.keyId, iv: p.iv, tag: p.tag, cursor: b.cursor ?? null, downsampled,
+  }, p.body);
 }
 
 export interface CommitResult {
@@ -117,9 +131,16 @@ export class Outbox {
   commit(batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number> = new Map()): CommitResult {
     const w = this.segments;
     if (!w || batches.length === 0) return this.txn.immediate(batches, cursors, null);
-    const refs = w.append(batches.map((b) => b.payload.body));
-    w.beforeCommit();
-    const r = this.txn.immediate(batches, cursors, refs);
+    const mark = w.mark();
+    const refs = w.append(batches.map((b) => b.payload.body), batches.map((b) => recordHeadOf(b)));
+    let r: CommitResult;
+    try {
+      w.beforeCommit();
+      r = this.txn.immediate(batches, cursors, refs);
+    } catch (e) {
+      w.rewind(mark); // no row refers to those bytes: the next append writes over them
+      throw e;
+    }
     w.afterCommit();
     return r;
   }

@@ -4,8 +4,8 @@
  *   - recovery, when the agent's writer is created (writerFor): segment files no `payloads` row
  *     refers to are deleted (written by a crash between write() and the commit, or left by a
  *     purge); the last segment any row refers to is truncated to the end of the last range a row
- *     refers to (the orphans of a crash between write() and commit) and appending goes on there.
- *     If that file is shorter than its rows say (a power cut took its tail: those rows read as
+ *     refers to (the orphans of a crash between write() and commit) and appending goes on there
+ *     (unless it is a file from before record format 1: then a new one starts). If that file is shorter than its rows say (a power cut took its tail: those rows read as
  *     PAYLOAD_UNREADABLE) appending starts a new segment, so no new body lands in a range a row
  *     already names;
  *   - garbage collection, after a purge (the only place payload rows are deleted): closed
@@ -17,12 +17,13 @@
  * Finding the referenced segments scans `payloads` once (rows without bodies: ~150 bytes each),
  * at open and after a purge, never per acknowledgement.
  */
-import { ftruncateSync, openSync, closeSync, fdatasyncSync, statSync, unlinkSync } from 'node:fs';
+import { ftruncateSync, openSync, closeSync, fdatasyncSync, readSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateDir, type DB } from './db.js';
 import {
   dataDirOf, forgetSegments, listSegments, registerWriter, segmentDir, segmentName, SegmentWriter, syncDir, writerOf, type SyncLevel,
 } from './segments.js';
+import { FILE_HEADER_BYTES, fileFormat } from './segment-record.js';
 
 /** A closed segment is collected by the CLI only this long after its last write (at least; see collectAfterPurge). */
 export const GC_GRACE_MS = 120_000;
@@ -49,11 +50,24 @@ export function referencedSegments(db: DB): Map<number, number> {
   return new Map(rows.map((r) => [r.s, r.e]));
 }
 
+/** The format of a segment file from its first bytes (0: bare bodies, before format 1). */
+export function segmentFormat(file: string): number {
+  const fd = openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(FILE_HEADER_BYTES);
+    const n = readSync(fd, b, 0, FILE_HEADER_BYTES, 0);
+    return fileFormat(b.subarray(0, n)).format;
+  } finally {
+    closeSync(fd);
+  }
+}
+
 /**
  * The agent's writer for this connection, created (with recovery) on first use; null for a
- * database that is not a file. Every later call returns the same writer.
+ * database that is not a file. Every later call returns the same writer. `rollBytes` and
+ * `checkpointBytes` default to SEGMENT_BYTES and WAL_CHECKPOINT_BYTES (store/segments.ts).
  */
-export function writerFor(db: DB, rollBytes?: number): SegmentWriter | null {
+export function writerFor(db: DB, rollBytes?: number, checkpointBytes?: number): SegmentWriter | null {
   const have = writerOf(db);
   if (have) return have;
   const dataDir = dataDirOf(db);
@@ -61,7 +75,7 @@ export function writerFor(db: DB, rollBytes?: number): SegmentWriter | null {
   const dir = segmentDir(dataDir);
   ensurePrivateDir(dir, true);
   const level = db.pragma('synchronous', { simple: true }) as SyncLevel;
-  const w = new SegmentWriter(db, dir, recover(db, dir, level), level, rollBytes);
+  const w = new SegmentWriter(db, dir, recover(db, dir, level), level, rollBytes, checkpointBytes);
   registerWriter(db, w);
   return w;
 }
@@ -82,7 +96,8 @@ function recover(db: DB, dir: string, level: SyncLevel): { id: number; size: num
   const file = join(dir, segmentName(last));
   const have = last > 0 ? sizeOf(file) : null;
   const end = refs.get(last) ?? 0;
-  if (have !== null && have >= end) {
+  // Appending goes on only in a file of the current format; a file from before it is left as it is.
+  if (have !== null && have >= end && segmentFormat(file) >= 1) {
     // Go on appending after the last committed body; what lies beyond it was never committed.
     const fd = openSync(file, 'r+');
     try {

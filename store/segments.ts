@@ -22,11 +22,12 @@
  * created (store/segment-gc.ts). Readers (the lanes, the decode worker, tools) pread bodies with
  * a small cache of open files.
  */
-import { closeSync, fdatasyncSync, openSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, fdatasyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DB } from './db.js';
 import { WAL_CHECKPOINT_BYTES } from './db.js';
 import { SegmentReader, segmentDir, segmentName, syncDir } from './segment-reader.js';
+import { FILE_HEADER_BYTES, fileHeader } from './segment-record.js';
 
 export { listSegments, READER_FDS, SEGMENT_DIR, segmentDir, segmentName, SegmentReader, syncDir } from './segment-reader.js';
 
@@ -53,6 +54,12 @@ export interface SegmentRef {
 /** The `synchronous` level of a connection: 0 OFF, 1 NORMAL, 2 FULL, 3 EXTRA. */
 export type SyncLevel = 0 | 1 | 2 | 3;
 
+/** Where appending stood before an append (SegmentWriter.mark), to take back bytes no row will refer to. */
+export interface AppendMark {
+  id: number;
+  size: number;
+}
+
 /** Appends bodies to the active segment and makes them durable before SQLite does (see header). */
 export class SegmentWriter {
   readonly reader: SegmentReader;
@@ -63,6 +70,12 @@ export class SegmentWriter {
   readonly checkpointFrames: number;
   /** Checkpoints run (diagnostics, bench). */
   checkpoints = 0;
+  /**
+   * The highest payload id whose row and body were on disk at the last complete checkpoint: a
+   * store that fails (a read-only remount, a vanished directory) may lose rows above it that the
+   * page cache still shows, so those are what the agent rescues (store/rescue.ts).
+   */
+  durableId = 0;
   /** Whether this SQLite knows wal_checkpoint(NOOP) (3.51+); see CHECKPOINT_EVERY_COMMITS. */
   private readonly canAskWal: boolean;
   private commits = 0;
@@ -72,13 +85,17 @@ export class SegmentWriter {
   /** The active file exists already (recovery goes on appending to it); else it is created. */
   private exists: boolean;
 
-  /** `at`: where appending goes on (from recovery). `rollBytes`: the roll size (tests make it small). */
+  /**
+   * `at`: where appending goes on (from recovery). `rollBytes`: the roll size (a small disk's
+   * budget makes it smaller, tests too). `checkpointBytes`: the WAL size that triggers a checkpoint.
+   */
   constructor(
     private readonly db: DB,
     readonly dir: string,
     at: { id: number; size: number; exists: boolean },
     readonly level: SyncLevel,
     readonly rollBytes = SEGMENT_BYTES,
+    checkpointBytes = WAL_CHECKPOINT_BYTES,
   ) {
     this.reader = new SegmentReader(dir);
     this.id = at.id;
@@ -86,7 +103,7 @@ export class SegmentWriter {
     this.exists = at.exists;
     this.synced = at.size;
     const pageSize = db.pragma('page_size', { simple: true }) as number;
-    this.checkpointFrames = Math.max(100, Math.round(WAL_CHECKPOINT_BYTES / pageSize));
+    this.checkpointFrames = Math.max(16, Math.round(checkpointBytes / pageSize));
     const [major, minor] = (db.prepare('SELECT sqlite_version()').pluck().get() as string).split('.').map(Number);
     this.canAskWal = major > 3 || (major === 3 && minor >= 51);
   }
@@ -96,24 +113,77 @@ export class SegmentWriter {
     return this.id;
   }
 
-  /** Appends the bodies in order (one writev per segment touched); rolls at rollBytes. */
-  append(bodies: readonly Buffer[]): SegmentRef[] {
+  /** Bytes in the active segment (its file header included once it exists). */
+  get activeBytes(): number {
+    return this.size;
+  }
+
+  /**
+   * Appends the bodies in order (one writev per segment touched); rolls at rollBytes. With
+   * `heads` (store/segment-record.ts), each body is preceded by its record header and the
+   * references point at the bodies.
+   */
+  append(bodies: readonly Buffer[], heads?: readonly Buffer[]): SegmentRef[] {
     const refs: SegmentRef[] = [];
+    const len = (k: number) => bodies[k].length + (heads?.[k].length ?? 0);
     let i = 0;
     while (i < bodies.length) {
-      if (this.size > 0 && this.size + bodies[i].length > this.rollBytes) this.roll();
+      if (this.size > FILE_HEADER_BYTES && this.size + len(i) > this.rollBytes) this.roll();
       this.open();
       let j = i;
       let bytes = 0;
-      while (j < bodies.length && (j === i || this.size + bytes + bodies[j].length <= this.rollBytes)) {
-        refs.push({ segment: this.id, offset: this.size + bytes, length: bodies[j].length });
-        bytes += bodies[j].length;
+      const bufs: Buffer[] = [];
+      while (j < bodies.length && (j === i || this.size + bytes + len(j) <= this.rollBytes)) {
+        const h = heads?.[j];
+        if (h) bufs.push(h);
+        bufs.push(bodies[j]);
+        refs.push({ segment: this.id, offset: this.size + bytes + (h?.length ?? 0), length: bodies[j].length });
+        bytes += len(j);
         j++;
       }
-      this.write(bodies.slice(i, j), bytes);
+      this.write(bufs, bytes);
       i = j;
     }
     return refs;
+  }
+
+  /** Where appending stands now. */
+  mark(): AppendMark {
+    return { id: this.id, size: this.size };
+  }
+
+  /**
+   * Takes back what was appended since `m` when no row will refer to it (its transaction failed),
+   * so the next append writes over it; only within the same segment (after a roll the bytes stay,
+   * unreferenced, until the file goes). The file is cut too when it can be.
+   */
+  rewind(m: AppendMark): void {
+    if (m.id !== this.id || m.size >= this.size) return;
+    this.size = m.size;
+    this.synced = Math.min(this.synced, m.size);
+    try {
+      if (this.fd >= 0) ftruncateSync(this.fd, m.size);
+    } catch {
+      // a read-only or failing disk: the bytes stay beyond the end that rows refer to, and are cut at the next open
+    }
+  }
+
+  /** A body of segment `id`, through the writer's own descriptor when it is the active one (it stays readable if its directory is removed). */
+  readBody(id: number, offset: number, length: number): Buffer {
+    if (id !== this.id || this.fd < 0) return Buffer.from(this.reader.read(id, offset, length));
+    const buf = Buffer.allocUnsafe(length);
+    let got = 0;
+    while (got < length) {
+      const n = readSync(this.fd, buf, got, length - got, offset + got);
+      if (n === 0) throw new Error(`segment ${segmentName(id)} ends before the body: ${got} of ${length} bytes at offset ${offset}`);
+      got += n;
+    }
+    return buf;
+  }
+
+  /** Closes the active segment so that the next append starts a new one (the old one can then be collected when no row refers to it). */
+  rollNow(): void {
+    if (this.exists) this.roll();
   }
 
   private write(bufs: Buffer[], bytes: number): void {
@@ -148,7 +218,10 @@ export class SegmentWriter {
   /** fdatasync the segment (and its directory after a new file), then a PASSIVE checkpoint. */
   checkpoint(): void {
     this.sync();
-    this.db.pragma('wal_checkpoint(PASSIVE)');
+    const top = (this.db.prepare('SELECT coalesce(max(id), 0) FROM payloads').pluck().get() as number) ?? 0;
+    const [r] = this.db.pragma('wal_checkpoint(PASSIVE)') as { busy: number; log: number; checkpointed: number }[];
+    // Only a checkpoint that copied the whole WAL back makes every row so far durable.
+    if (r && r.busy === 0 && r.log === r.checkpointed) this.durableId = top;
     this.checkpoints++;
   }
 
@@ -168,7 +241,22 @@ export class SegmentWriter {
       this.fd = openSync(file, 'r+');
       return;
     }
-    this.fd = openSync(file, 'wx', 0o600);
+    const fd = openSync(file, 'wx+', 0o600); // readable too: a rescue reads bodies back through it
+    try {
+      writeSync(fd, fileHeader('segment'), 0, FILE_HEADER_BYTES, 0);
+    } catch (e) {
+      // A disk that is full or failing: no half-made file stays behind to block the next attempt.
+      closeSync(fd);
+      try {
+        unlinkSync(file);
+      } catch {
+        // the next open reports the disk's own error
+      }
+      throw e;
+    }
+    this.fd = fd;
+    this.size = FILE_HEADER_BYTES;
+    this.synced = 0;
     this.exists = true;
     this.dirDirty = true;
   }

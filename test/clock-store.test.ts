@@ -47,7 +47,7 @@ const rows = (db: DB, sql: string, ...p: unknown[]) => db.prepare(sql).all(...p)
 const reading = (device: string, ts: number, value: number): Reading => ({ device, point: 'counter', ts, value, unit: '', quality: 'good' });
 
 function watch(db: DB, codec: PayloadCodec, clock: ReturnType<typeof manualClock>, events = new Events(db, clock)) {
-  return new ClockWatch({ clock, db, events, codec, log, caps: [{ uplink: 'a', capMs: 10_000 }], intervalMs: 3_600_000 });
+  return new ClockWatch({ clock, db: () => db, events, codec, log, caps: [{ uplink: 'a', capMs: 10_000 }], intervalMs: 3_600_000 });
 }
 
 t.test('ingest flags readings below the floor, and re-bases them in memory once the clock is good', async (t) => {

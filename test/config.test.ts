@@ -540,3 +540,44 @@ t.test('CLI usage: --help, unknown commands and flags', async (t) => {
   t.match(noConfig.stderr, '--config');
   t.equal(cli([], CLEAN_ENV).code, 2, 'no command at all exits 2');
 });
+
+t.test('storage keys: quota, full policy, spool folder (store.spoolDir, or the older top-level spoolDir), uplink priority', async (t) => {
+  const dir = tempDir(t);
+  const d = build(validRaw(dir), dir);
+  t.match(d.store, { maxBytes: 0, minFreeRatio: 0.05, fullPolicy: 'drop-oldest', downsampleMs: 60000, spoolMaxBytes: 64 * 1024 * 1024 });
+  t.equal(d.store.spoolDir, join(dir, 'cache'), 'the top-level spoolDir fills store.spoolDir');
+  t.equal(d.spoolDir, d.store.spoolDir);
+  t.equal(d.uplinks[0].priority, 0, 'priority defaults to 0');
+
+  const raw = validRaw(dir, { uplinks: [uplink({ priority: 5 })] });
+  delete raw.spoolDir;
+  (raw.store as Raw).spoolDir = 'spool';
+  (raw.store as Raw).fullPolicy = 'downsample';
+  const c = build(raw, dir);
+  t.equal(c.store.spoolDir, join(dir, 'spool'), 'store.spoolDir, resolved against the config folder');
+  t.equal(c.spoolDir, c.store.spoolDir, 'and the top-level key reads the same');
+  t.equal(c.uplinks[0].priority, 5);
+  t.equal(c.store.fullPolicy, 'downsample');
+
+  const none = validRaw(dir);
+  delete none.spoolDir;
+  t.equal(build(none, dir).store.spoolDir, '/tmp/recovery_cache', 'the production default');
+  const same = validRaw(dir, { store: { keyFile: keyOf(dir), spoolDir: join(dir, 'cache') } });
+  t.equal(build(same, dir).store.spoolDir, join(dir, 'cache'), 'the same path in both is fine');
+
+  const both = validRaw(dir, { store: { keyFile: keyOf(dir), spoolDir: '/elsewhere' } });
+  const e = refused(t, () => build(both, dir));
+  t.same(e.problems.map((p) => p.path), ['/spoolDir'], 'two different spool folders are refused');
+  for (const [path, bad] of [['/store/fullPolicy', { fullPolicy: 'delete-everything' }], ['/store/maxBytes', { maxBytes: -1 }], ['/store/minFreeRatio', { minFreeRatio: 0.9 }]] as const) {
+    const r = refused(t, () => build(validRaw(dir, { store: { keyFile: keyOf(dir), ...bad } }), dir));
+    t.ok(r.problems.some((p) => p.path === path), `${path} checked`);
+  }
+  const p = refused(t, () => build(validRaw(dir, { uplinks: [uplink({ priority: 1.5 })] }), dir));
+  t.ok(p.problems.some((x) => x.path === '/uplinks/0/priority'), 'priority is an integer');
+  const open = join(dir, 'open-spool');
+  mkdirSync(open, { mode: 0o755 });
+  chmodSync(open, 0o755);
+  const insecure = validRaw(dir, { spoolDir: open });
+  const i = refused(t, () => build(insecure, dir));
+  t.match(i.problems.find((x) => x.path === '/store/spoolDir')?.message, /DATA_DIR_INSECURE: .* has mode 755/, 'a spool folder others can read is refused');
+});

@@ -27,6 +27,12 @@ const STORE: StoreConfig = {
   maxQueuedReadings: 200000,
   retentionDays: 7,
   purgeCron: '17 3 * * *',
+  maxBytes: 0,
+  minFreeRatio: 0.05,
+  fullPolicy: 'drop-oldest',
+  downsampleMs: 60000,
+  spoolDir: '/unused',
+  spoolMaxBytes: 64 * 1024 * 1024,
 };
 
 /** A logger that records what it is told. */

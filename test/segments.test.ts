@@ -9,7 +9,7 @@
  */
 import t from 'tap';
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, statSync, truncateSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync, truncateSync, unlinkSync, utimesSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { newBatchKey } from '../agent/ingest.js';
@@ -23,6 +23,7 @@ import { collectAfterPurge, collectSegments, GC_GRACE_MS, segmentUsage, writerFo
 import { closeStore, listSegments, segmentDir, segmentName, SegmentReader, writerOf } from '../store/segments.js';
 import { SPAN_MAX_BYTES, SPAN_MAX_GAP, spanLength, SpanReader } from '../store/segment-reader.js';
 import { readPayload, TaskQueue } from '../store/tasks.js';
+import { FILE_HEADER_BYTES, fileFormat, scanRecords } from '../store/segment-record.js';
 import { cli } from './helpers/agent.js';
 import { CLEAN_ENV, tempDir, validRaw, writeJson } from './helpers/config-fixtures.js';
 
@@ -84,12 +85,19 @@ t.test('bodies are appended to a segment; the rows say where; reads give the exa
   const rs = rows(s.db);
   t.equal(rs.length, 10);
   t.ok(rs.every((r) => r.inRow === 0 && r.s === 1), 'no body in any row; all in segment 1');
-  let at = 0;
-  for (const r of rs) {
-    t.equal(r.o, at, 'appended end to end, in commit order');
-    at += r.n;
+  // Format 1: a file header, then one record a batch (header, then the body the row points at).
+  const file = readFileSync(join(s.seg, segmentName(1)));
+  t.equal(fileFormat(file).format, 1, 'the file starts with the format-1 header');
+  const scan = scanRecords(file);
+  t.equal(scan.badBytes, 0, 'nothing but good records');
+  let at = FILE_HEADER_BYTES;
+  for (const [i, r] of rs.entries()) {
+    const rec = scan.records[i];
+    t.equal(rec.offset, at, 'records end to end, in commit order');
+    t.match(rec, { type: 'batch', bodyOffset: r.o, bodyLength: r.n, meta: { key: r.key, device: 'd1', readingCount: 40 } }, `record ${i} is row ${i}'s`);
+    at = r.o + r.n;
   }
-  t.equal(fileSize(s, 1), at, 'the file is exactly the bodies');
+  t.equal(fileSize(s, 1), at, 'the file is exactly the records');
   t.equal(statSync(s.seg).mode & 0o777, 0o700, 'segments dir 0700');
   t.equal(statSync(join(s.seg, segmentName(1))).mode & 0o777, 0o600, 'segment file 0600');
   const got = decodeAll(s.db);
@@ -159,7 +167,7 @@ t.test('recovery after a crash between write() and commit: the orphan tail is cu
   commit(again, 4, 2);
   const rs = rows(again.db);
   t.equal(rs[4].s, 1, 'appending goes on in the same segment');
-  t.equal(rs[4].o, committedEnd, 'right after the last committed body');
+  t.equal(scanRecords(readFileSync(join(again.seg, segmentName(1)))).records[4].offset, committedEnd, 'its record starts right after the last committed body');
   t.same(decodeAll(again.db).map((g) => g.text), [0, 1, 2, 3, 4, 5].map((i) => json(i)), 'nothing lost, nothing garbled');
 });
 
@@ -348,7 +356,7 @@ t.test('SpanReader: one pread for a run of bodies, the same bytes; a short run f
   t.equal(counting.calls, 1, 'read with one pread');
   for (const r of rs) t.same(spans.read(1, r.o, r.n), plain.read(1, r.o, r.n), `body at ${r.o}: the same bytes`);
   t.equal(counting.calls, 1, 'every body served from the span');
-  t.same(spans.read(1, 0, 5), plain.read(1, 0, 5), 'a range inside the span is served too');
+  t.same(spans.read(1, rs[0].o + 3, 5), plain.read(1, rs[0].o + 3, 5), 'a range inside the span is served too');
   t.equal(counting.calls, 1);
   spans.drop();
   t.same(spans.read(1, rs[2].o, rs[2].n), plain.read(1, rs[2].o, rs[2].n));

@@ -45,9 +45,12 @@ export function createApi(engine: Engine): ApiServer {
       fieldFaults: engine.field?.faults() ?? [],
       cpuTempC: engine.thermal.tempC,
       throttleFactor: engine.thermal.factor,
+      storage: engine.storage.status(),
     }),
     ready: () => {
       if (engine.lanes.length === 0) return { ok: false, why: 'no uplink configured' };
+      const st = engine.storage.keeper.state();
+      if (!st.available) return { ok: false, why: `STORE_UNAVAILABLE: ${st.failure ? `${st.failure.kind} (${st.failure.errno})` : 'importing the spool'}; batches go to the spool` };
       try {
         // Takes (and releases) the write lock: fails when the disk is read-only or the file is locked.
         engine.db.exec('BEGIN IMMEDIATE; ROLLBACK');

@@ -3,7 +3,7 @@
  * they work next to a live agent and on a stopped one; a breaker reset is also written as a
  * request that the live agent's sweeper applies within one sweep.
  */
-import { HoldfastError } from '../errors.js';
+import { HoldfastError, isHoldfastError } from '../errors.js';
 import { loadConfig } from '../config/load.js';
 import { configSchema } from '../config/schema.js';
 import type { Config } from '../config/types.js';
@@ -12,6 +12,7 @@ import { openDb, type DB } from '../../store/db.js';
 import { parseDuration, purge, requestBreakerReset, retryReset, storeStatus } from '../../store/admin.js';
 import { collectAfterPurge, GC_GRACE_MS, syncNewestSegment } from '../../store/segment-gc.js';
 import { formatStatus } from './format.js';
+import { formatStorage, storageReport } from '../storage/status.js';
 import { simulateCommand } from '../../scripts/simulator/cli.js';
 
 type Values = Record<string, string | boolean | undefined>;
@@ -82,8 +83,17 @@ export const COMMANDS: Command[] = [
     async run(v, p) {
       noPositionals(p);
       const cfg = configFrom(v);
-      const s = withAdminDb(cfg, (db) => storeStatus(db, Date.now(), cfg.uplinks.map((u) => u.name)));
-      console.log(v.json ? JSON.stringify(s, null, 2) : formatStatus(s, cfg.gatewayId));
+      let s;
+      try {
+        s = withAdminDb(cfg, (db) => ({ ...storeStatus(db, Date.now(), cfg.uplinks.map((u) => u.name)), storage: storageReport(cfg, db) }));
+      } catch (e) {
+        // The database cannot be read: say so, and show what the files say (spool, quarantine, space).
+        const storage = storageReport(cfg, null);
+        const why = isHoldfastError(e) ? e.message : `STORE_UNAVAILABLE: ${(e as Error).message}`;
+        console.log(v.json ? JSON.stringify({ error: why, storage }, null, 2) : [why, ...formatStorage(storage)].join('\n'));
+        return 1;
+      }
+      console.log(v.json ? JSON.stringify(s, null, 2) : `${formatStatus(s, cfg.gatewayId)}\n\n${formatStorage(s.storage).join('\n')}`);
       return 0;
     },
   },

@@ -86,6 +86,7 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
   // env layer (a relative HOLDFAST_DATA_DIR is relative to where the command runs)
   if (env.HOLDFAST_DATA_DIR) doc.dataDir = resolve(env.HOLDFAST_DATA_DIR);
   if (opts.remote) Object.assign(doc, structuredClone(opts.remote));
+  spoolAlias(doc, problems);
 
   const schemaOk = validateSchema(doc);
   if (!schemaOk) for (const e of validateSchema.errors ?? []) problems.push(describeAjvError(e));
@@ -104,9 +105,12 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
   const abs = (p: unknown) => (typeof p !== 'string' || p === '-' || isAbsolute(p) ? p : resolve(base, p));
   doc.dataDir = abs(doc.dataDir);
   doc.logFile = abs(doc.logFile);
-  doc.spoolDir = abs(doc.spoolDir);
   const store = doc.store as Record<string, unknown> | undefined;
-  if (store && typeof store === 'object') store.keyFile = abs(store.keyFile);
+  if (store && typeof store === 'object') {
+    store.keyFile = abs(store.keyFile);
+    store.spoolDir = abs(store.spoolDir);
+    doc.spoolDir = store.spoolDir;
+  }
   const api = doc.api as Record<string, unknown> | undefined;
   if (api && typeof api === 'object') api.tokenFile = abs(api.tokenFile);
   if (Array.isArray(doc.buses)) {
@@ -127,6 +131,20 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
   if (schemaOk) crossChecks(cfg, problems);
   if (problems.length > 0) throw new ConfigError('CONFIG_INVALID', dedupe(problems), label);
   return deepFreeze(cfg) as Config;
+}
+
+/**
+ * `spoolDir` (top level, older configs) and `store.spoolDir` name the same folder: one fills the
+ * other before validation; both given and different is refused.
+ */
+function spoolAlias(doc: Record<string, unknown>, problems: ConfigProblem[]): void {
+  const top = doc.spoolDir;
+  if (top === undefined) return;
+  doc.store ??= {};
+  const store = doc.store as Record<string, unknown>;
+  if (typeof store !== 'object' || store === null || Array.isArray(store)) return;
+  if (store.spoolDir === undefined) store.spoolDir = top;
+  else if (store.spoolDir !== top) problems.push({ path: '/spoolDir', message: `differs from /store/spoolDir (${JSON.stringify(store.spoolDir)}); give the spool folder once, in store.spoolDir` });
 }
 
 function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {

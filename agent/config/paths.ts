@@ -45,7 +45,9 @@ export function pathChecks(doc: Doc, problems: ConfigProblem[]): void {
   if (typeof profile === 'string' && (profile.includes('/') || profile.endsWith('.json'))) file('/hardware/profile', resolve(profile), false);
   keyFileCheck(doc, problems);
   dirCheck('/dataDir', doc.dataDir, problems, true);
-  dirCheck('/spoolDir', doc.spoolDir, problems, false);
+  // The spool holds batches as the store does: private like the data directory.
+  const store = obj(doc.store);
+  dirCheck(store.spoolDir !== undefined ? '/store/spoolDir' : '/spoolDir', store.spoolDir ?? doc.spoolDir, problems, true);
   logFileCheck(doc.logFile, problems);
 }
 

@@ -50,6 +50,7 @@ export interface MqttUplinkConfig {
   ackTimeoutMs: number;
   maxPacketBytes: number;
   maxInflight: number;
+  priority: number;
   retry: RetryConfig;
   breaker: BreakerConfig;
   drain: DrainConfig;
@@ -61,6 +62,8 @@ export interface UplinkCommon {
   name: string;
   enabled: boolean;
   maxInflight: number;
+  /** Higher keeps its pending data longer when the store is full. */
+  priority: number;
   retry: RetryConfig;
   breaker: BreakerConfig;
   drain: DrainConfig;
@@ -114,7 +117,16 @@ export interface StoreConfig {
   maxQueuedReadings: number;
   retentionDays: number;
   purgeCron: string;
+  /** Byte quota of database + WAL + segments; 0: only the filesystem bounds it. */
+  maxBytes: number;
+  minFreeRatio: number;
+  fullPolicy: FullPolicy;
+  downsampleMs: number;
+  spoolDir: string;
+  spoolMaxBytes: number;
 }
+
+export type FullPolicy = 'drop-oldest' | 'downsample' | 'reject-new';
 
 export interface BatchConfig {
   maxReadings: number;
@@ -188,6 +200,7 @@ export interface HoldfastConfig {
   dataDir: string;
   logFile: string;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace';
+  /** The same as store.spoolDir (load.ts makes them equal). */
   spoolDir: string;
   sweepIntervalMs: number;
   shutdownTimeoutMs: number;

@@ -1,0 +1,418 @@
+/**
+ * The store's owner while the agent runs: it opens it (salvaging when it must), notices when it
+ * fails, keeps the data flowing meanwhile, and brings it back.
+ *
+ * Failure (any store error from a commit, an outcome, an event, a read; or the data directory,
+ * database or segment directory replaced or gone, checked by inode at every commit and every
+ * second): STORE_UNAVAILABLE, logged, counted, on the `faults` topic, /readyz false. Then
+ *   - the batches at risk are rescued from the failing connection into the spool
+ *     (agent/policy/store-health.ts says which; store/rescue.ts does it);
+ *   - lanes stop reading the store; new batches go to the spool (store/spool.ts) and, when a link
+ *     is up, straight to it as well (relay.ts), their acknowledgements kept in the spool;
+ *   - events wait in memory (guarded.ts).
+ * Recovery is tried after a jittered, doubling wait: the failed connection is let go, the store
+ * opened anew (a new file if the old one is gone or corrupt: store/open-store.ts), written to
+ * once, then the whole spool is imported (store/spool-import.ts: exactly once), the events that
+ * waited and the drops counted meanwhile are written, the outage is recorded as an event, and
+ * the lanes start again from the store.
+ */
+import { unlinkSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import type { Config } from '../config/types.js';
+import type { CommitResult, SealedBatch } from '../../store/outbox.js';
+import { ackUnwritten, rescue, type RescueResult } from '../../store/rescue.js';
+import { segmentDir } from '../../store/segments.js';
+import { importSpoolFile } from '../../store/spool-import.js';
+import { readSpoolFile, spoolFiles, SpoolWriter } from '../../store/spool.js';
+import { measureUsage } from '../../store/usage.js';
+import type { Outcome } from '../../store/tasks.js';
+import { classifyStoreError, probeDelayMs, rescueScope, type StoreFailure } from '../policy/store-health.js';
+import { LogLimiter } from '../log-limit.js';
+import type { Lane } from '../lane.js';
+import { GuardedEvents, type Guard } from './guarded.js';
+import type { DropLedger } from './ledger.js';
+import type { StorageMetrics } from './metrics.js';
+import { closeQuietly, openSession, storeIdent, type Session } from './session.js';
+
+const EMPTY: CommitResult = { committed: 0, readings: 0, duplicates: 0, collisions: [] };
+const VERIFY_MS = 1000;
+
+export interface KeeperDeps {
+  cfg: Config;
+  log: Logger;
+  uplinks: readonly string[];
+  metrics: StorageMetrics;
+  ledger: DropLedger;
+  /** A fault or its end, for the MQTT `faults` topic. */
+  publish: (m: Record<string, unknown>) => void;
+  now?: () => number;
+  rand?: () => number;
+}
+
+export interface StoreState {
+  available: boolean;
+  /** Since when it is unavailable, and why. */
+  since: number | null;
+  failure: StoreFailure | null;
+  where: string | null;
+  attempts: number;
+  spool: { bytes: number; files: number };
+  lastRescue: RescueResult | null;
+  lastSalvage: unknown;
+}
+
+export class StoreKeeper implements Guard {
+  available = false;
+  session: Session | null = null;
+  readonly events: GuardedEvents;
+  readonly spoolWriter: SpoolWriter;
+  private lanes: readonly Lane[] = [];
+  /** The lanes were told the store is down (storeDown) and wait for storeBack. */
+  private lanesDown = false;
+  private relay: ((batches: readonly SealedBatch[]) => void) | null = null;
+  private failure: StoreFailure | null = null;
+  private where: string | null = null;
+  private since: number | null = null;
+  private attempts = 0;
+  private gen = 0;
+  private probeTimer: NodeJS.Timeout | null = null;
+  private verifyTimer: NodeJS.Timeout | null = null;
+  private stopped = false;
+  private lastRescue: RescueResult | null = null;
+  private spooled = { batches: 0, readings: 0 };
+  /** The highest source cursor in the spool, by device: a source restarted before the import resumes after it. */
+  private readonly spoolCursors = new Map<string, number>();
+  private readonly logs = new LogLimiter(60_000);
+  /** Messages for the faults topic raised before the uplinks exist (at construction): sent once attached. */
+  private early: Record<string, unknown>[] | null = [];
+  private readonly now: () => number;
+  private readonly rand: () => number;
+
+  constructor(private readonly d: KeeperDeps) {
+    this.now = d.now ?? Date.now;
+    this.rand = d.rand ?? Math.random;
+    this.events = new GuardedEvents(this);
+    const s = d.cfg.store;
+    this.spoolWriter = new SpoolWriter(s.spoolDir, s.spoolMaxBytes, s.synchronous === 'OFF' ? 0 : s.synchronous === 'FULL' ? 2 : 1, this.now);
+    for (const f of spoolFiles(s.spoolDir)) {
+      try {
+        for (const r of readSpoolFile(f).records) if (r.type === 'cursor') this.noteCursor(r.meta.device, r.meta.cursor);
+      } catch (e) {
+        d.log.error({ err: e, code: 'STORE_UNAVAILABLE', file: f }, 'spool file unreadable: its cursors are not known before the import');
+      }
+    }
+    try {
+      this.session = openSession(d.cfg, d.uplinks, ++this.gen);
+      this.available = true;
+      this.reportSalvage(this.session);
+    } catch (e) {
+      if (!isStoreError(e)) throw e;
+      // The agent starts anyway: batches go to the spool until the store can be opened.
+      this.enterUnavailable(classifyStoreError(e), 'open', e);
+    }
+  }
+
+  private noteCursor(device: string, cursor: number): void {
+    this.spoolCursors.set(device, Math.max(this.spoolCursors.get(device) ?? 0, cursor));
+  }
+
+  /** The highest cursor of a source in the spool (0: none), for a source starting before the spool is imported. */
+  spoolCursor(device: string): number {
+    return this.spoolCursors.get(device) ?? 0;
+  }
+
+  /** The lanes to pause and restart, and where spooled batches are offered for a direct send. */
+  attach(lanes: readonly Lane[], relay: (batches: readonly SealedBatch[]) => void): void {
+    this.lanes = lanes;
+    this.relay = relay;
+    if (!this.available) this.lanesOff();
+    const early = this.early ?? [];
+    this.early = null;
+    for (const m of early) this.d.publish(m);
+  }
+
+  private publish(m: Record<string, unknown>): void {
+    if (this.early) this.early.push(m);
+    else this.d.publish(m);
+  }
+
+  private lanesOff(): void {
+    for (const l of this.lanes) l.storeDown();
+    this.lanesDown = this.lanes.length > 0;
+  }
+
+  start(): void {
+    if (this.available && spoolFiles(this.d.cfg.store.spoolDir).length > 0) {
+      // Batches spooled by an earlier run: imported before anything else is committed.
+      this.available = false;
+      this.since = this.now();
+      this.recover();
+    } else if (!this.available) this.scheduleProbe();
+    const tick = () => {
+      this.verifyTimer = setTimeout(tick, Math.round(VERIFY_MS * (0.8 + 0.4 * this.rand())));
+      if (this.available) this.verify();
+    };
+    this.verifyTimer = setTimeout(tick, VERIFY_MS);
+  }
+
+  state(): StoreState {
+    return {
+      available: this.available, since: this.since, failure: this.failure, where: this.where, attempts: this.attempts,
+      spool: { bytes: this.spoolWriter.bytes, files: spoolFiles(this.d.cfg.store.spoolDir).length }, lastRescue: this.lastRescue,
+      lastSalvage: this.session?.salvage ?? null,
+    };
+  }
+
+  /** The store is still the one opened: the data directory, database and segment directory have the inodes they had. */
+  verify(): boolean {
+    if (!this.available || !this.session) return false;
+    const id = storeIdent(this.d.cfg.dataDir);
+    if (id === this.session.ident) return true;
+    const gone = id.startsWith('gone:');
+    // A replaced directory is as good as a vanished one: the files the agent holds open are not the ones there.
+    const err = Object.assign(new Error(gone ? 'the data directory, or its database or segment directory, is gone' : 'the data directory was replaced under the agent (an inode changed)'), {
+      code: gone ? id.slice(5) : 'ENOENT',
+    });
+    this.fail(err, 'verify');
+    return false;
+  }
+
+  fail(e: unknown, where: string): void {
+    if (!this.available) {
+      const l = this.logs.take(`after:${where}`);
+      if (l.log) this.d.log.debug({ err: e, where, suppressedSinceLast: l.suppressed }, 'store error while unavailable');
+      return;
+    }
+    this.enterUnavailable(classifyStoreError(e), where, e);
+  }
+
+  private enterUnavailable(f: StoreFailure, where: string, err: unknown): void {
+    this.available = false;
+    this.failure = f;
+    this.where = where;
+    this.since = this.now();
+    this.attempts = 0;
+    this.spooled = { batches: 0, readings: 0 };
+    this.d.metrics.failures.inc({ kind: f.kind, errno: f.errno });
+    this.d.log.error({ err, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where, spoolDir: this.d.cfg.store.spoolDir },
+      `store unavailable (${f.kind}: ${f.errno}); new batches go to the spool until it works again`);
+    this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where, at: this.since });
+    this.lanesOff();
+    this.rescueFrom(this.session, f);
+    this.scheduleProbe();
+  }
+
+  /** Copies what the failing store may lose into the spool while its connection still reads. */
+  private rescueFrom(s: Session | null, f: StoreFailure): void {
+    const scope = rescueScope(f.kind);
+    if (!s || scope === 'none') return;
+    try {
+      const r = rescue(s.db, s.writer, this.spoolWriter, scope === 'all-readable' ? 0 : (s.writer?.durableId ?? 0), []);
+      this.lastRescue = r;
+      this.d.metrics.spooled.inc({ result: 'rescued' }, r.batches);
+      this.d.ledger.count(r.lost.map((l) => ({ uplink: l.uplink, reason: 'store_lost' as const, batches: l.batches, readings: l.readings })), { kind: f.kind });
+      const lostReadings = r.lost.reduce((n, l) => n + l.readings, 0);
+      this.d.log.warn({ code: 'STORE_UNAVAILABLE', rescued: r.batches, readings: r.readings, acks: r.acks, lost: r.lost, firstError: r.firstError },
+        `rescued ${r.batches} batch(es) from the failed store into the spool${lostReadings > 0 ? `; ${lostReadings} reading(s) could not be read and are lost` : ''}`);
+    } catch (e) {
+      this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'rescue from the failed store failed; what it held may come back when it does');
+    }
+  }
+
+  spool(batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number>): CommitResult {
+    let ok = false;
+    let reason: 'spool_full' | 'spool_error' = 'spool_full';
+    try {
+      ok = this.spoolWriter.appendBatches(batches, cursors);
+    } catch (e) {
+      reason = 'spool_error';
+      const l = this.logs.take('spool-write');
+      if (l.log) this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE', spoolDir: this.d.cfg.store.spoolDir, suppressedSinceLast: l.suppressed }, 'cannot write the spool either: batches are dropped and counted');
+    }
+    const readings = batches.reduce((n, b) => n + b.readingCount, 0);
+    if (!ok) {
+      if (batches.length > 0) {
+        this.d.metrics.spooled.inc({ result: 'refused' }, batches.length);
+        this.d.ledger.count(this.d.uplinks.map((uplink) => ({ uplink, reason, batches: batches.length, readings })));
+      }
+      return EMPTY;
+    }
+    this.spooled.batches += batches.length;
+    this.spooled.readings += readings;
+    for (const [device, c] of cursors) this.noteCursor(device, c);
+    this.d.metrics.spooled.inc({ result: 'spooled' }, batches.length);
+    if (batches.length > 0) this.relay?.(batches);
+    return EMPTY;
+  }
+
+  /** A batch sent straight from the spool was acknowledged: recorded in the store, or in the spool while it is down. */
+  acked(key: string, uplink: string, requestAt: number, ackAt: number): void {
+    this.d.metrics.spooled.inc({ result: 'sent' });
+    const s = this.session;
+    if (this.available && s) {
+      try {
+        s.db.prepare(
+          `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?, acknowledgment_timestamp = ?, latency_ms = ?,
+             first_attempt_at = coalesce(first_attempt_at, ?), next_attempt_at = 0 WHERE idempotency_key = ? AND uplink = ? AND status = 'pending'`,
+        ).run(requestAt, ackAt, ackAt - requestAt, requestAt, key, uplink);
+        return;
+      } catch (e) {
+        this.fail(e, 'acknowledgement');
+      }
+    }
+    try {
+      this.spoolWriter.appendAck(key, uplink, requestAt, ackAt);
+    } catch {
+      // the batch is sent once more after the import, with its key: a consumer can tell
+    }
+  }
+
+  unwritten(outcomes: readonly Outcome[]): void {
+    const acks = outcomes.flatMap((o) => (o.ok ? [{ id: o.id, requestAt: o.requestAt, ackAt: o.ackAt }] : []));
+    const s = this.session;
+    if (acks.length === 0 || !s) return;
+    try {
+      ackUnwritten(s.db, this.spoolWriter, acks);
+    } catch {
+      // the old connection no longer reads: those tasks are sent again after recovery, with their keys
+    }
+  }
+
+  private scheduleProbe(): void {
+    if (this.stopped || this.probeTimer) return;
+    this.probeTimer = setTimeout(() => {
+      this.probeTimer = null;
+      this.recover();
+    }, probeDelayMs(this.attempts, this.rand));
+  }
+
+  /** Opens the store anew, imports the spool and resumes; on failure waits longer and tries again. */
+  private recover(): void {
+    if (this.stopped || this.available) return;
+    let next: Session | null = null;
+    try {
+      // A disk that filled up stays in use only once it has room again (beyond the reserve).
+      if (this.failure?.kind === 'full') diskHasRoom(this.d.cfg);
+      const old = this.session;
+      this.session = null;
+      if (old) closeQuietly(old.db);
+      next = openSession(this.d.cfg, this.d.uplinks, ++this.gen);
+      probeWrite(next, this.d.cfg.dataDir);
+      this.reportSalvage(next);
+      const imported = this.importSpool(next);
+      const replayed = this.events.replay(next.events);
+      this.d.ledger.flush(next.db);
+      const at = this.now();
+      const outage = this.since === null ? 0 : at - this.since;
+      if (this.failure) {
+        next.db.prepare(
+          `INSERT INTO recovery_events (scope, subject, kind, code, fault_class, started_at, ended_at, duration_ms, detail)
+           VALUES ('store', 'store', 'unavailable', 'STORE_UNAVAILABLE', 'local', ?, ?, ?, ?)`,
+        ).run(this.since ?? at, at, outage, JSON.stringify({
+          kind: this.failure.kind, errno: this.failure.errno, message: this.failure.message, where: this.where, spooled: this.spooled, imported,
+          rescued: this.lastRescue, eventsReplayed: replayed, eventsDropped: this.events.droppedEvents,
+        }));
+      }
+      this.session = next;
+      this.available = true;
+      this.d.log.info({ code: 'STORE_UNAVAILABLE', outageMs: outage, attempts: this.attempts, imported, eventsReplayed: replayed }, 'store available again; spool imported');
+      if (this.failure) this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'cleared', kind: this.failure.kind, at, durationMs: outage, imported });
+      this.failure = null;
+      this.where = null;
+      this.since = null;
+      this.attempts = 0;
+      if (this.lanesDown) for (const l of this.lanes) l.storeBack();
+      this.lanesDown = false;
+    } catch (e) {
+      if (next) closeQuietly(next.db);
+      if (!this.failure) {
+        // The store opened at start but the spool of an earlier run could not be imported into it.
+        const f = classifyStoreError(e);
+        this.failure = f;
+        this.where = 'import';
+        this.d.metrics.failures.inc({ kind: f.kind, errno: f.errno });
+        this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where: 'import' }, `store unavailable (${f.kind}: ${f.errno}); new batches go to the spool until it works again`);
+        this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where: 'import', at: this.now() });
+        this.lanesOff();
+      }
+      this.attempts++;
+      const l = this.logs.take('probe');
+      if (l.log) this.d.log.warn({ err: e, code: 'STORE_UNAVAILABLE', attempts: this.attempts, suppressedSinceLast: l.suppressed }, `store still unavailable: ${(e as Error).message}`);
+      if (!isStoreError(e)) this.d.log.error({ err: e }, 'unexpected error while reopening the store');
+      this.scheduleProbe();
+    }
+  }
+
+  /** Imports every spool file, oldest first, each in one transaction, and deletes it after its commit. */
+  private importSpool(s: Session): { files: number; batches: number; readings: number; duplicates: number; acks: number } {
+    this.spoolWriter.close();
+    const sum = { files: 0, batches: 0, readings: 0, duplicates: 0, acks: 0 };
+    for (const f of spoolFiles(this.d.cfg.store.spoolDir)) {
+      const r = importSpoolFile(s.db, s.writer, f, this.d.uplinks, this.now());
+      this.spoolWriter.remove(f);
+      sum.files++;
+      sum.batches += r.batches;
+      sum.readings += r.readings;
+      sum.duplicates += r.duplicates;
+      sum.acks += r.acks;
+      this.d.metrics.spooled.inc({ result: 'imported' }, r.batches);
+      this.d.metrics.spooled.inc({ result: 'duplicate' }, r.duplicates);
+      if (r.badBytes > 0) this.d.log.warn({ code: 'STORE_UNAVAILABLE', file: f, badBytes: r.badBytes, badRecords: r.badRecords }, 'spool file had unreadable bytes');
+    }
+    return sum;
+  }
+
+  private reportSalvage(s: Session): void {
+    const r = s.salvage;
+    if (!r) return;
+    this.d.metrics.salvaged.inc({ source: 'database' }, r.batches.fromDatabase);
+    this.d.metrics.salvaged.inc({ source: 'segments' }, r.batches.fromSegments);
+    this.d.log.error({ code: 'STORE_SALVAGED', ...r }, `database ${r.reason}: quarantined in ${r.quarantine}; ${r.batches.total} batch(es) (${r.readings} readings) salvaged, ${r.lost.bodiesMissing} lost, ${r.tasks.unknownState} task(s) of unknown state will be sent again`);
+    this.publish({ type: 'store', code: 'STORE_SALVAGED', state: 'raised', at: this.now(), report: r });
+  }
+
+  stop(): void {
+    this.stopped = true;
+    if (this.probeTimer) clearTimeout(this.probeTimer);
+    if (this.verifyTimer) clearTimeout(this.verifyTimer);
+    this.probeTimer = null;
+    this.verifyTimer = null;
+    try {
+      this.spoolWriter.close();
+    } catch (e) {
+      this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'closing the spool failed');
+    }
+  }
+
+  /** Closes the store (after the last commit and the lanes' last outcomes). */
+  close(): void {
+    const s = this.session;
+    this.session = null;
+    this.available = false;
+    if (s) closeQuietly(s.db);
+  }
+}
+
+/** Throws ENOSPC while the filesystem of the data directory has no room beyond its reserve (store.minFreeRatio). */
+function diskHasRoom(cfg: Config): void {
+  const u = measureUsage(cfg.dataDir);
+  const reserve = Math.ceil(cfg.store.minFreeRatio * u.fsTotalBytes);
+  if (u.fsFreeBytes > reserve) return;
+  throw Object.assign(new Error(`the disk is still full: ${u.fsFreeBytes} bytes free, ${reserve} kept in reserve (store.minFreeRatio)`), { code: 'ENOSPC' });
+}
+
+/** One real write to the reopened store and its segment directory, so a read-only disk is not taken for a working one. */
+function probeWrite(s: Session, dataDir: string): void {
+  s.db.prepare(`INSERT INTO counters (name, value) VALUES ('store_reopened', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1`).run();
+  const f = join(segmentDir(dataDir), '.probe');
+  writeFileSync(f, 'probe', { mode: 0o600 });
+  unlinkSync(f);
+}
+
+/** Errors that are about the store's disk or files (as opposed to a refusal such as SCHEMA_TOO_NEW or an insecure directory). */
+function isStoreError(e: unknown): boolean {
+  const code = (e as { code?: unknown }).code;
+  if (code === 'SCHEMA_TOO_NEW' || code === 'DATA_DIR_INSECURE') return false;
+  return code === 'STORE_UNAVAILABLE' || (typeof code === 'string' && (/^SQLITE_/.test(code) || /^E[A-Z]+$/.test(code)));
+}

@@ -1,0 +1,81 @@
+/**
+ * One open store: the connection, its segment writer (sized for the disk it is on), and the
+ * objects that prepare statements on it (outbox, events, a task queue per uplink). When the store
+ * fails the keeper (keeper.ts) opens a new session, maybe on a new file, and the guarded objects
+ * (guarded.ts) follow it; nothing else holds a statement of an old session.
+ *
+ * Its identity (device and inode of the data directory, the database file and the segment
+ * directory) is what tells a directory removed or replaced under a running agent: the old files
+ * stay open and writable, so only the inodes show it.
+ */
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../config/types.js';
+import { DB_FILE, type DB } from '../../store/db.js';
+import { Events } from '../../store/events.js';
+import { openStore, type SalvageReport } from '../../store/open-store.js';
+import { Outbox } from '../../store/outbox.js';
+import { writerFor } from '../../store/segment-gc.js';
+import { closeStore, segmentDir, type SegmentWriter } from '../../store/segments.js';
+import { TaskQueue } from '../../store/tasks.js';
+import { measureUsage } from '../../store/usage.js';
+import { assessSpace, checkpointBytesFor, segmentBytesFor } from '../policy/storage.js';
+
+export interface Session {
+  db: DB;
+  writer: SegmentWriter | null;
+  outbox: Outbox;
+  events: Events;
+  tasks: Map<string, TaskQueue>;
+  salvage: SalvageReport | null;
+  ident: string;
+  /** 1 for the first session of the process, then one more for each reopen. */
+  gen: number;
+}
+
+/** The identity of the store's files, 'gone:<errno>' when one cannot be stat-ed. */
+export function storeIdent(dataDir: string): string {
+  try {
+    return [dataDir, join(dataDir, DB_FILE), segmentDir(dataDir)].map((p) => {
+      const st = statSync(p);
+      return `${st.dev}:${st.ino}`;
+    }).join('/');
+  } catch (e) {
+    return `gone:${(e as NodeJS.ErrnoException).code ?? 'UNKNOWN'}`;
+  }
+}
+
+/**
+ * Opens the store (salvaging first when it must: store/open-store.ts), its writer with a segment
+ * size and checkpoint threshold for the space it has, and the objects on it. Throws when it cannot.
+ */
+export function openSession(cfg: Config, uplinks: readonly string[], gen: number): Session {
+  const s = cfg.store;
+  const { db, salvage } = openStore(cfg.dataDir, { synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs, uplinks });
+  try {
+    const u = measureUsage(cfg.dataDir);
+    const budget = assessSpace({ usedBytes: u.usedBytes, maxBytes: s.maxBytes, fsFreeBytes: u.fsFreeBytes, fsTotalBytes: u.fsTotalBytes, minFreeRatio: s.minFreeRatio }).budgetBytes;
+    const checkpointBytes = checkpointBytesFor(budget);
+    // The WAL file keeps its largest size unless told otherwise; on a small disk that matters.
+    db.pragma(`journal_size_limit = ${checkpointBytes}`);
+    const writer = writerFor(db, segmentBytesFor(budget), checkpointBytes);
+    const tasks = new Map(uplinks.map((u) => [u, new TaskQueue(db, u)]));
+    return { db, writer, outbox: new Outbox(db, uplinks, writer), events: new Events(db), tasks, salvage, ident: storeIdent(cfg.dataDir), gen };
+  } catch (e) {
+    closeQuietly(db);
+    throw e;
+  }
+}
+
+/** Closes a connection whose disk may be failing: what cannot be synced or checkpointed stays as it is. */
+export function closeQuietly(db: DB): void {
+  try {
+    closeStore(db);
+  } catch {
+    try {
+      if (db.open) db.close();
+    } catch {
+      // a connection to a vanished or read-only file: the process lets go of it either way
+    }
+  }
+}
