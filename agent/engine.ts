@@ -78,6 +78,7 @@ export class Engine {
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
         cfg: u, codec, events: this.events, log, tasks: this.storage.tasks(u.name), driver,
+        onStaleAck: (key, uplink, requestAt, ackAt) => this.storage.keeper.acked(key, uplink, requestAt, ackAt),
         onAttempt: (e) => {
           const m = this.metrics;
           m.attempts.inc({ uplink: e.uplink, result: e.result });

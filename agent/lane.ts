@@ -57,6 +57,8 @@ export interface LaneDeps {
   readAhead?: ReadAhead | null;
   /** Backlog tasks queued ahead at most (default 2 x maxInflight, 16..256). */
   prefetch?: number;
+  /** A send from before the store came back (storeBack) was acknowledged: recorded by key, as task ids may name other tasks now. */
+  onStaleAck?: (key: string, uplink: string, requestAt: number, ackAt: number) => void;
 }
 
 export interface LaneSnapshot {
@@ -98,6 +100,8 @@ export class Lane {
   private stopped = false;
   /** The store failed (agent/storage/keeper.ts): nothing is read from it until storeBack(). */
   private storeOff = false;
+  /** One more at each storeBack(): a send's outcome is written by task id only within the epoch it was sent in. */
+  private epoch = 0;
   private delivered = 0;
   private failedAttempts = 0;
 
@@ -156,6 +160,7 @@ export class Lane {
   storeDown(): void {
     this.storeOff = true;
     this.backlog.drop();
+    this.flush(); // the outcomes waiting go to the keeper now, while the failed store can still name their tasks
   }
 
   /**
@@ -164,6 +169,7 @@ export class Lane {
    */
   storeBack(): void {
     this.storeOff = false;
+    this.epoch++;
     this.liveFromId = this.d.tasks.maxId() + 1;
     this.liveCursor = this.liveFromId - 1;
     this.nextDueCheckAt = 0;
@@ -452,9 +458,16 @@ export class Lane {
       for (const task of tasks) this.inflight.delete(task.id);
     };
     const retry = tasks.some((task) => task.retryCount > 0);
+    const epoch = this.epoch;
     this.d.driver.send(msg).then(
       (r) => {
         done();
+        if (epoch !== this.epoch) {
+          // Sent before the store came back, maybe as a new file: its task ids may name other tasks now.
+          if (r.ok) for (const task of tasks) this.d.onStaleAck?.(task.key, this.name, r.requestAt, r.ackAt);
+          this.wake(0);
+          return;
+        }
         if (r.ok) {
           const now = this.now();
           this.link.record(true, probe);
@@ -471,7 +484,7 @@ export class Lane {
       },
       (e: unknown) => {
         done();
-        this.settle(tasks, t, classify({ kind: 'socket', message: String(e) }), probe);
+        if (epoch === this.epoch) this.settle(tasks, t, classify({ kind: 'socket', message: String(e) }), probe);
         this.wake(0);
       },
     );

@@ -78,6 +78,7 @@ export class StoreKeeper implements Guard {
   private gen = 0;
   private probeTimer: NodeJS.Timeout | null = null;
   private verifyTimer: NodeJS.Timeout | null = null;
+  private started = false;
   private stopped = false;
   private lastRescue: RescueResult | null = null;
   private spooled = { batches: 0, readings: 0 };
@@ -143,6 +144,7 @@ export class StoreKeeper implements Guard {
   }
 
   start(): void {
+    this.started = true;
     if (this.available && spoolFiles(this.d.cfg.store.spoolDir).length > 0) {
       // Batches spooled by an earlier run: imported before anything else is committed.
       this.available = false;
@@ -280,7 +282,8 @@ export class StoreKeeper implements Guard {
   }
 
   private scheduleProbe(): void {
-    if (this.stopped || this.probeTimer) return;
+    // Not before start(): an engine that fails to construct must not be kept alive by a probe.
+    if (!this.started || this.stopped || this.probeTimer) return;
     this.probeTimer = setTimeout(() => {
       this.probeTimer = null;
       this.recover();
