@@ -297,6 +297,8 @@ export class StoreKeeper implements Guard {
     try {
       // A disk that filled up stays in use only once it has room again (beyond the reserve).
       if (this.failure?.kind === 'full') diskHasRoom(this.d.cfg);
+      // Outcomes still waiting name tasks of the failed store: into the spool by key while it can still name them.
+      for (const l of this.lanes) l.flush();
       const old = this.session;
       this.session = null;
       if (old) closeQuietly(old.db);
