@@ -90,6 +90,7 @@ export class Engine {
       return new Lane({
         cfg: u, codec, events: this.events, log, tasks: this.storage.tasks(u.name), driver, clock,
         onLinkFailure: (f) => this.metrics.linkFailures.inc({ uplink: u.name, code: f.code }),
+        onStaleAck: (key, uplink, requestAt, ackAt) => this.storage.keeper.acked(key, uplink, requestAt, ackAt),
         onAttempt: (e) => {
           const m = this.metrics;
           m.attempts.inc({ uplink: e.uplink, result: e.result });

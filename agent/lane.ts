@@ -64,6 +64,8 @@ export interface LaneDeps {
   readAhead?: ReadAhead | null;
   /** Backlog tasks queued ahead at most (default 2 x maxInflight, 16..256). */
   prefetch?: number;
+  /** A send from before the store came back (storeBack) was acknowledged: recorded by key, as task ids may name other tasks now. */
+  onStaleAck?: (key: string, uplink: string, requestAt: number, ackAt: number) => void;
 }
 
 export interface LaneSnapshot {
@@ -109,6 +111,8 @@ export class Lane {
   private idle: (() => void) | null = null;
   /** The store failed (agent/storage/keeper.ts): nothing is read from it until storeBack(). */
   private storeOff = false;
+  /** One more at each storeBack(): a send's outcome is written by task id only within the epoch it was sent in. */
+  private epoch = 0;
   private delivered = 0;
   private failedAttempts = 0;
 
@@ -169,6 +173,7 @@ export class Lane {
   storeDown(): void {
     this.storeOff = true;
     this.backlog.drop();
+    this.flush(); // the outcomes waiting go to the keeper now, while the failed store can still name their tasks
   }
 
   /**
@@ -177,6 +182,7 @@ export class Lane {
    */
   storeBack(): void {
     this.storeOff = false;
+    this.epoch++;
     this.liveFromId = this.d.tasks.maxId() + 1;
     this.liveCursor = this.liveFromId - 1;
     this.nextDueCheckAt = 0;
@@ -495,9 +501,16 @@ export class Lane {
       if (this.inflight.size === 0) this.idle?.();
     };
     const retry = tasks.some((task) => task.retryCount > 0);
+    const epoch = this.epoch;
     this.d.driver.send(msg).then(
       (r) => {
         done();
+        if (epoch !== this.epoch) {
+          // Sent before the store came back, maybe as a new file: its task ids may name other tasks now.
+          if (r.ok) for (const task of tasks) this.d.onStaleAck?.(task.key, this.name, r.requestAt, r.ackAt);
+          this.wake(0);
+          return;
+        }
         if (r.ok) {
           const now = this.now();
           this.link.record(true, probe);
@@ -518,7 +531,7 @@ export class Lane {
       },
       (e: unknown) => {
         done();
-        this.settle(tasks, this.clock.wall(), classify({ kind: 'socket', message: String(e) }), probe);
+        if (epoch === this.epoch) this.settle(tasks, this.clock.wall(), classify({ kind: 'socket', message: String(e) }), probe);
         this.wake(0);
       },
     );

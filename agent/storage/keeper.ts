@@ -16,24 +16,20 @@
  * waited and the drops counted meanwhile are written, the outage is recorded as an event, and
  * the lanes start again from the store.
  */
-import { unlinkSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { CommitResult, SealedBatch } from '../../store/outbox.js';
-import { ackUnwritten, rescue, type RescueResult } from '../../store/rescue.js';
-import { segmentDir } from '../../store/segments.js';
-import { importSpoolFile } from '../../store/spool-import.js';
+import { ackUnwritten, type RescueResult } from '../../store/rescue.js';
 import { readSpoolFile, spoolFiles, SpoolWriter } from '../../store/spool.js';
-import { measureUsage } from '../../store/usage.js';
 import type { Outcome } from '../../store/tasks.js';
-import { classifyStoreError, probeDelayMs, rescueScope, type StoreFailure } from '../policy/store-health.js';
+import { classifyStoreError, probeDelayMs, type StoreFailure } from '../policy/store-health.js';
 import { LogLimiter } from '../log-limit.js';
 import type { Lane } from '../lane.js';
 import { GuardedEvents, type Guard } from './guarded.js';
 import type { DropLedger } from './ledger.js';
 import type { StorageMetrics } from './metrics.js';
 import { closeQuietly, openSession, storeIdent, type Session } from './session.js';
+import { diskHasRoom, importSpool, isStoreError, probeWrite, recordOutage, rescueFrom, reportSalvage } from './recovery.js';
 
 const EMPTY: CommitResult = { committed: 0, readings: 0, duplicates: 0, collisions: [] };
 const VERIFY_MS = 1000;
@@ -78,6 +74,7 @@ export class StoreKeeper implements Guard {
   private gen = 0;
   private probeTimer: NodeJS.Timeout | null = null;
   private verifyTimer: NodeJS.Timeout | null = null;
+  private started = false;
   private stopped = false;
   private lastRescue: RescueResult | null = null;
   private spooled = { batches: 0, readings: 0 };
@@ -143,6 +140,7 @@ export class StoreKeeper implements Guard {
   }
 
   start(): void {
+    this.started = true;
     if (this.available && spoolFiles(this.d.cfg.store.spoolDir).length > 0) {
       // Batches spooled by an earlier run: imported before anything else is committed.
       this.available = false;
@@ -189,35 +187,23 @@ export class StoreKeeper implements Guard {
 
   private enterUnavailable(f: StoreFailure, where: string, err: unknown): void {
     this.available = false;
-    this.failure = f;
-    this.where = where;
-    this.since = this.now();
     this.attempts = 0;
     this.spooled = { batches: 0, readings: 0 };
+    this.raise(f, where, err);
+    this.lastRescue = rescueFrom(this.session, f, this.spoolWriter, this.d.metrics, this.d.ledger, this.d.log) ?? this.lastRescue;
+    this.scheduleProbe();
+  }
+
+  /** STORE_UNAVAILABLE: the error line, the metric, the faults topic; the lanes stop reading the store. */
+  private raise(f: StoreFailure, where: string, err: unknown): void {
+    this.failure = f;
+    this.where = where;
+    this.since ??= this.now();
     this.d.metrics.failures.inc({ kind: f.kind, errno: f.errno });
     this.d.log.error({ err, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where, spoolDir: this.d.cfg.store.spoolDir },
       `store unavailable (${f.kind}: ${f.errno}); new batches go to the spool until it works again`);
     this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where, at: this.since });
     this.lanesOff();
-    this.rescueFrom(this.session, f);
-    this.scheduleProbe();
-  }
-
-  /** Copies what the failing store may lose into the spool while its connection still reads. */
-  private rescueFrom(s: Session | null, f: StoreFailure): void {
-    const scope = rescueScope(f.kind);
-    if (!s || scope === 'none') return;
-    try {
-      const r = rescue(s.db, s.writer, this.spoolWriter, scope === 'all-readable' ? 0 : (s.writer?.durableId ?? 0), []);
-      this.lastRescue = r;
-      this.d.metrics.spooled.inc({ result: 'rescued' }, r.batches);
-      this.d.ledger.count(r.lost.map((l) => ({ uplink: l.uplink, reason: 'store_lost' as const, batches: l.batches, readings: l.readings })), { kind: f.kind });
-      const lostReadings = r.lost.reduce((n, l) => n + l.readings, 0);
-      this.d.log.warn({ code: 'STORE_UNAVAILABLE', rescued: r.batches, readings: r.readings, acks: r.acks, lost: r.lost, firstError: r.firstError },
-        `rescued ${r.batches} batch(es) from the failed store into the spool${lostReadings > 0 ? `; ${lostReadings} reading(s) could not be read and are lost` : ''}`);
-    } catch (e) {
-      this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'rescue from the failed store failed; what it held may come back when it does');
-    }
   }
 
   spool(batches: readonly SealedBatch[], cursors: ReadonlyMap<string, number>): CommitResult {
@@ -280,7 +266,8 @@ export class StoreKeeper implements Guard {
   }
 
   private scheduleProbe(): void {
-    if (this.stopped || this.probeTimer) return;
+    // Not before start(): an engine that fails to construct must not be kept alive by a probe.
+    if (!this.started || this.stopped || this.probeTimer) return;
     this.probeTimer = setTimeout(() => {
       this.probeTimer = null;
       this.recover();
@@ -294,25 +281,24 @@ export class StoreKeeper implements Guard {
     try {
       // A disk that filled up stays in use only once it has room again (beyond the reserve).
       if (this.failure?.kind === 'full') diskHasRoom(this.d.cfg);
+      // Outcomes still waiting name tasks of the failed store: into the spool by key while it can still name them.
+      for (const l of this.lanes) l.flush();
       const old = this.session;
       this.session = null;
       if (old) closeQuietly(old.db);
       next = openSession(this.d.cfg, this.d.uplinks, ++this.gen);
       probeWrite(next, this.d.cfg.dataDir);
       this.reportSalvage(next);
-      const imported = this.importSpool(next);
+      const imported = importSpool(next, this.spoolWriter, this.d.cfg, this.d.uplinks, this.now(), this.d.metrics, this.d.log);
       const replayed = this.events.replay(next.events);
       this.d.ledger.flush(next.db);
       const at = this.now();
       const outage = this.since === null ? 0 : at - this.since;
       if (this.failure) {
-        next.db.prepare(
-          `INSERT INTO recovery_events (scope, subject, kind, code, fault_class, started_at, ended_at, duration_ms, detail)
-           VALUES ('store', 'store', 'unavailable', 'STORE_UNAVAILABLE', 'local', ?, ?, ?, ?)`,
-        ).run(this.since ?? at, at, outage, JSON.stringify({
+        recordOutage(next, this.since ?? at, at, {
           kind: this.failure.kind, errno: this.failure.errno, message: this.failure.message, where: this.where, spooled: this.spooled, imported,
           rescued: this.lastRescue, eventsReplayed: replayed, eventsDropped: this.events.droppedEvents,
-        }));
+        });
       }
       this.session = next;
       this.available = true;
@@ -326,16 +312,8 @@ export class StoreKeeper implements Guard {
       this.lanesDown = false;
     } catch (e) {
       if (next) closeQuietly(next.db);
-      if (!this.failure) {
-        // The store opened at start but the spool of an earlier run could not be imported into it.
-        const f = classifyStoreError(e);
-        this.failure = f;
-        this.where = 'import';
-        this.d.metrics.failures.inc({ kind: f.kind, errno: f.errno });
-        this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where: 'import' }, `store unavailable (${f.kind}: ${f.errno}); new batches go to the spool until it works again`);
-        this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where: 'import', at: this.now() });
-        this.lanesOff();
-      }
+      // The store opened at start but the spool of an earlier run could not be imported into it.
+      if (!this.failure) this.raise(classifyStoreError(e), 'import', e);
       this.attempts++;
       const l = this.logs.take('probe');
       if (l.log) this.d.log.warn({ err: e, code: 'STORE_UNAVAILABLE', attempts: this.attempts, suppressedSinceLast: l.suppressed }, `store still unavailable: ${(e as Error).message}`);
@@ -344,32 +322,10 @@ export class StoreKeeper implements Guard {
     }
   }
 
-  /** Imports every spool file, oldest first, each in one transaction, and deletes it after its commit. */
-  private importSpool(s: Session): { files: number; batches: number; readings: number; duplicates: number; acks: number } {
-    this.spoolWriter.close();
-    const sum = { files: 0, batches: 0, readings: 0, duplicates: 0, acks: 0 };
-    for (const f of spoolFiles(this.d.cfg.store.spoolDir)) {
-      const r = importSpoolFile(s.db, s.writer, f, this.d.uplinks, this.now());
-      this.spoolWriter.remove(f);
-      sum.files++;
-      sum.batches += r.batches;
-      sum.readings += r.readings;
-      sum.duplicates += r.duplicates;
-      sum.acks += r.acks;
-      this.d.metrics.spooled.inc({ result: 'imported' }, r.batches);
-      this.d.metrics.spooled.inc({ result: 'duplicate' }, r.duplicates);
-      if (r.badBytes > 0) this.d.log.warn({ code: 'STORE_UNAVAILABLE', file: f, badBytes: r.badBytes, badRecords: r.badRecords }, 'spool file had unreadable bytes');
-    }
-    return sum;
-  }
-
   private reportSalvage(s: Session): void {
-    const r = s.salvage;
-    if (!r) return;
-    this.d.metrics.salvaged.inc({ source: 'database' }, r.batches.fromDatabase);
-    this.d.metrics.salvaged.inc({ source: 'segments' }, r.batches.fromSegments);
-    this.d.log.error({ code: 'STORE_SALVAGED', ...r }, `database ${r.reason}: quarantined in ${r.quarantine}; ${r.batches.total} batch(es) (${r.readings} readings) salvaged, ${r.lost.bodiesMissing} lost, ${r.tasks.unknownState} task(s) of unknown state will be sent again`);
-    this.publish({ type: 'store', code: 'STORE_SALVAGED', state: 'raised', at: this.now(), report: r });
+    if (!s.salvage) return;
+    reportSalvage(s.salvage, this.d.metrics, this.d.log);
+    this.publish({ type: 'store', code: 'STORE_SALVAGED', state: 'raised', at: this.now(), report: s.salvage });
   }
 
   stop(): void {
@@ -392,27 +348,4 @@ export class StoreKeeper implements Guard {
     this.available = false;
     if (s) closeQuietly(s.db);
   }
-}
-
-/** Throws ENOSPC while the filesystem of the data directory has no room beyond its reserve (store.minFreeRatio). */
-function diskHasRoom(cfg: Config): void {
-  const u = measureUsage(cfg.dataDir);
-  const reserve = Math.ceil(cfg.store.minFreeRatio * u.fsTotalBytes);
-  if (u.fsFreeBytes > reserve) return;
-  throw Object.assign(new Error(`the disk is still full: ${u.fsFreeBytes} bytes free, ${reserve} kept in reserve (store.minFreeRatio)`), { code: 'ENOSPC' });
-}
-
-/** One real write to the reopened store and its segment directory, so a read-only disk is not taken for a working one. */
-function probeWrite(s: Session, dataDir: string): void {
-  s.db.prepare(`INSERT INTO counters (name, value) VALUES ('store_reopened', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1`).run();
-  const f = join(segmentDir(dataDir), '.probe');
-  writeFileSync(f, 'probe', { mode: 0o600 });
-  unlinkSync(f);
-}
-
-/** Errors that are about the store's disk or files (as opposed to a refusal such as SCHEMA_TOO_NEW or an insecure directory). */
-function isStoreError(e: unknown): boolean {
-  const code = (e as { code?: unknown }).code;
-  if (code === 'SCHEMA_TOO_NEW' || code === 'DATA_DIR_INSECURE') return false;
-  return code === 'STORE_UNAVAILABLE' || (typeof code === 'string' && (/^SQLITE_/.test(code) || /^E[A-Z]+$/.test(code)));
 }
