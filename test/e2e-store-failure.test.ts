@@ -95,11 +95,15 @@ t.test('ext4 goes read-only mid-run (errors=remount-ro): spool, live data still 
   await waitFor(() => telemetry(rec.messages).length > before + 10, 30_000, 'live data still reaching the broker (from the spool)', 250);
   t.ok(readdirSync(String(a.config.spoolDir)).some((f) => f.endsWith('.hfs')), 'batches in the spool');
 
-  await fs.repair();
+  // Unmounted for a while: the folder under the mount point is another filesystem, where the
+  // store must not start afresh (its spool would be imported there, then hidden by the mount).
+  await fs.repair(6000);
   await waitFor(() => lines(a, 'store available again').length > 0, 120_000, 'the store back', 250);
+  t.ok(lines(a, 'store still unavailable').some((l) => l.includes('on another filesystem')), 'while unmounted: not started afresh on the folder under the mount point');
   t.equal(await readyz(a), 200, '/readyz ready again');
   t.equal(count(a, `SELECT count(*) FROM recovery_events WHERE kind = 'unavailable' AND code = 'STORE_UNAVAILABLE' AND ended_at IS NOT NULL`), 1, 'the outage recorded with its end');
   await verifyAll(t, a, rec, committed, agent);
+  t.equal(lines(a, 'store available again').length, 1, 'one recovery, on the repaired disk');
   t.same(readdirSync(String(a.config.spoolDir)).filter((f) => f.endsWith('.hfs')), [], 'the spool is empty: imported');
 });
 

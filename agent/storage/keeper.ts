@@ -72,6 +72,8 @@ export class StoreKeeper implements Guard {
   private since: number | null = null;
   private attempts = 0;
   private gen = 0;
+  /** The device the store was last on: a reopen does not start afresh on another (session.ts checkSameDisk). */
+  private dev: number | null = null;
   private probeTimer: NodeJS.Timeout | null = null;
   private verifyTimer: NodeJS.Timeout | null = null;
   private started = false;
@@ -101,6 +103,7 @@ export class StoreKeeper implements Guard {
     }
     try {
       this.session = openSession(d.cfg, d.uplinks, ++this.gen);
+      this.dev = this.session.dev;
       this.available = true;
       this.reportSalvage(this.session);
     } catch (e) {
@@ -286,7 +289,8 @@ export class StoreKeeper implements Guard {
       const old = this.session;
       this.session = null;
       if (old) closeQuietly(old.db);
-      next = openSession(this.d.cfg, this.d.uplinks, ++this.gen);
+      next = openSession(this.d.cfg, this.d.uplinks, ++this.gen, this.dev);
+      this.dev = next.dev;
       probeWrite(next, this.d.cfg.dataDir);
       this.reportSalvage(next);
       const imported = importSpool(next, this.spoolWriter, this.d.cfg, this.d.uplinks, this.now(), this.d.metrics, this.d.log);
@@ -315,7 +319,8 @@ export class StoreKeeper implements Guard {
       // The store opened at start but the spool of an earlier run could not be imported into it.
       if (!this.failure) this.raise(classifyStoreError(e), 'import', e);
       this.attempts++;
-      const l = this.logs.take('probe');
+      // Once a minute per cause: a new cause (the disk read-only, then not mounted) is said at once.
+      const l = this.logs.take(`probe:${classifyStoreError(e).errno}`);
       if (l.log) this.d.log.warn({ err: e, code: 'STORE_UNAVAILABLE', attempts: this.attempts, suppressedSinceLast: l.suppressed }, `store still unavailable: ${(e as Error).message}`);
       if (!isStoreError(e)) this.d.log.error({ err: e }, 'unexpected error while reopening the store');
       this.scheduleProbe();

@@ -8,18 +8,21 @@
  * directory) is what tells a directory removed or replaced under a running agent: the old files
  * stay open and writable, so only the inodes show it.
  */
-import { statSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import type { Config } from '../config/types.js';
 import { DB_FILE, type DB } from '../../store/db.js';
 import { Events } from '../../store/events.js';
 import { openStore, type SalvageReport } from '../../store/open-store.js';
 import { Outbox } from '../../store/outbox.js';
 import { writerFor } from '../../store/segment-gc.js';
-import { closeStore, segmentDir, type SegmentWriter } from '../../store/segments.js';
+import { closeStore, listSegments, segmentDir, type SegmentWriter } from '../../store/segments.js';
 import { TaskQueue } from '../../store/tasks.js';
 import { measureUsage } from '../../store/usage.js';
 import { assessSpace, checkpointBytesFor, segmentBytesFor } from '../policy/storage.js';
+
+/** The largest segment file under the policy downsample (the others roll at up to 32 MiB). */
+export const DOWNSAMPLE_SEGMENT_BYTES = 4 * 1024 * 1024;
 
 export interface Session {
   db: DB;
@@ -29,6 +32,8 @@ export interface Session {
   tasks: Map<string, TaskQueue>;
   salvage: SalvageReport | null;
   ident: string;
+  /** The device of the data directory's filesystem. */
+  dev: number;
   /** 1 for the first session of the process, then one more for each reopen. */
   gen: number;
 }
@@ -46,10 +51,32 @@ export function storeIdent(dataDir: string): string {
 }
 
 /**
+ * On a reopen, the store must not start afresh on another filesystem than the one it was on: a
+ * data directory that is gone while its parent is on another filesystem, or that is there but
+ * empty on another filesystem, is a disk not mounted (yet), not a store to create. (A directory
+ * removed from its own filesystem is created again; a disk mounted anew holds the store.)
+ */
+export function checkSameDisk(dataDir: string, prevDev: number | null): void {
+  if (prevDev === null) return;
+  const vanished = (why: string) => Object.assign(new Error(`${why} (a disk not mounted?): ${dataDir}`), { code: 'ENOENT' });
+  let st;
+  try {
+    st = statSync(dataDir);
+  } catch {
+    if (statSync(dirname(dataDir)).dev !== prevDev) throw vanished('the data directory is gone and its parent is on another filesystem');
+    return;
+  }
+  const empty = !existsSync(join(dataDir, DB_FILE)) && listSegments(segmentDir(dataDir)).length === 0;
+  if (st.dev !== prevDev && empty) throw vanished('the data directory is empty and on another filesystem than the store was');
+}
+
+/**
  * Opens the store (salvaging first when it must: store/open-store.ts), its writer with a segment
  * size and checkpoint threshold for the space it has, and the objects on it. Throws when it cannot.
+ * `prevDev`: the device the store was on before (a reopen), checked with checkSameDisk.
  */
-export function openSession(cfg: Config, uplinks: readonly string[], gen: number): Session {
+export function openSession(cfg: Config, uplinks: readonly string[], gen: number, prevDev: number | null = null): Session {
+  checkSameDisk(cfg.dataDir, prevDev);
   const s = cfg.store;
   const { db, salvage } = openStore(cfg.dataDir, { synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs, uplinks });
   try {
@@ -58,9 +85,12 @@ export function openSession(cfg: Config, uplinks: readonly string[], gen: number
     const checkpointBytes = checkpointBytesFor(budget);
     // The WAL file keeps its largest size unless told otherwise; on a small disk that matters.
     db.pragma(`journal_size_limit = ${checkpointBytes}`);
-    const writer = writerFor(db, segmentBytesFor(budget), checkpointBytes);
+    // Downsampling decodes a whole file in one pass: smaller files keep a pass short.
+    const writer = writerFor(db, segmentBytesFor(budget, s.fullPolicy === 'downsample' ? DOWNSAMPLE_SEGMENT_BYTES : undefined), checkpointBytes);
     const tasks = new Map(uplinks.map((u) => [u, new TaskQueue(db, u)]));
-    return { db, writer, outbox: new Outbox(db, uplinks, writer), events: new Events(db), tasks, salvage, ident: storeIdent(cfg.dataDir), gen };
+    return {
+      db, writer, outbox: new Outbox(db, uplinks, writer), events: new Events(db), tasks, salvage, ident: storeIdent(cfg.dataDir), dev: statSync(cfg.dataDir).dev, gen,
+    };
   } catch (e) {
     closeQuietly(db);
     throw e;

@@ -177,7 +177,10 @@ export class SpaceManager implements Admission {
     let dropped = false;
     let reclaimed = 0;
     const busy = this.d.busy();
+    let merged = 0;
     for (const { id, fate } of plan.segments.slice(0, FILES_PER_PASS)) {
+      // Downsampling decodes a whole file: one a pass, the next a second later.
+      if (fate === 'downsample' && merged++ > 0) break;
       if (fate === 'unreferenced') {
         freed += unlinkSegment(s.db, w, id);
         continue;

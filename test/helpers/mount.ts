@@ -73,9 +73,9 @@ export interface Ext4 {
   /**
    * What an operator does after such an error, the agent still running: detach the mount
    * (lazily: the agent holds files open on it), fsck the image, mount it again on the same
-   * folder through a new loop device.
+   * folder through a new loop device. `unmountedMs`: how long the folder stays unmounted between.
    */
-  repair(): Promise<void>;
+  repair(unmountedMs?: number): Promise<void>;
 }
 
 /** An ext4 image of `mb` MiB on a loop device, mounted errors=remount-ro; unmounted, detached and removed in teardown. */
@@ -99,8 +99,9 @@ export function mountExt4(t: HasTeardown, mb: number): Ext4 {
     triggerError() {
       writeFileSync(`/sys/fs/ext4/${basename(fs.device)}/trigger_fs_error`, '1');
     },
-    async repair() {
+    async repair(unmountedMs = 0) {
       spawnSync('umount', ['-l', dir]);
+      await sleep(unmountedMs);
       spawnSync('e2fsck', ['-fy', image]); // exit 1: errors corrected
       fs.device = attach();
     },
