@@ -14,7 +14,8 @@
 import type { Logger } from 'pino';
 import type { Clock } from './clock.js';
 import { firstLook, look, rebaseReadings, type ClockLook, type ClockState } from './policy/clock.js';
-import { safeTimeout, type SafeTimer } from '../drivers/timer.js';
+import type { SafeTimer } from '../drivers/timer.js';
+import { Guard } from './guard.js';
 import type { DB } from '../store/db.js';
 import type { Events } from '../store/events.js';
 import type { PayloadCodec } from '../store/codec.js';
@@ -47,6 +48,8 @@ export interface ClockWatchDeps {
   onRebased?: (rebased: number, unrebasable: number) => void;
   rand?: () => number;
   intervalMs?: number;
+  /** Owns the watch's timer (default: one that only logs). */
+  guard?: Guard;
 }
 
 export class ClockWatch {
@@ -57,7 +60,11 @@ export class ClockWatch {
   /** Steps seen by this process. */
   steps = 0;
 
-  constructor(private readonly d: ClockWatchDeps) {}
+  private readonly guard: Guard;
+
+  constructor(private readonly d: ClockWatchDeps) {
+    this.guard = d.guard ?? new Guard({ log: d.log });
+  }
 
   get synced(): boolean {
     return this.state?.synced ?? this.d.clock.wall() >= this.d.clock.floor;
@@ -85,8 +92,13 @@ export class ClockWatch {
       if (!this.failing) this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, `clock watch: ${(e as Error).message}`);
       this.failing = true;
     }
+    this.arm();
+  }
+
+  private arm(): void {
+    if (this.stopped) return;
     const ms = (this.d.intervalMs ?? CLOCK_CHECK_MS) * (0.9 + 0.2 * (this.d.rand ?? Math.random)());
-    this.timer = safeTimeout(() => this.tick(), ms).unref();
+    this.timer = this.guard.timeout('clock.watch', () => this.tick(), ms, () => this.arm()).unref();
   }
 
   private lookNow(): void {

@@ -15,6 +15,7 @@ import type { IngestStats } from './ingest.js';
 import type { PayloadCodec } from '../store/codec.js';
 import type { DB } from '../store/db.js';
 import type { Events } from '../store/events.js';
+import type { Guard } from './guard.js';
 
 export interface ClockWiring {
   cfg: Config;
@@ -27,11 +28,12 @@ export interface ClockWiring {
   metrics: () => Metrics;
   /** After a step: schedules kept in wall time (the purge's cron line) are computed again. */
   afterStep: () => void;
+  guard: Guard;
 }
 
 export function createClockWatch(w: ClockWiring): ClockWatch {
   return new ClockWatch({
-    clock: w.clock, db: w.db, events: w.events, codec: w.codec, log: w.log,
+    clock: w.clock, db: w.db, events: w.events, codec: w.codec, log: w.log, guard: w.guard,
     caps: w.cfg.uplinks.filter((u) => u.enabled).map((u) => ({ uplink: u.name, capMs: scheduleCap(u.retry) })),
     beforeRebase: () => {
       for (const l of w.lanes()) l.flush();

@@ -32,8 +32,9 @@ import type { PartialEvent } from '../drivers/otlp/client.js';
 import { systemClock, type Clock } from './clock.js';
 import type { ClockWatch } from './clock-watch.js';
 import { createClockWatch, unsyncedCounter } from './clock-wire.js';
-import { safeInterval, safeTimeout, type SafeTimer } from '../drivers/timer.js';
+import type { SafeTimer } from '../drivers/timer.js';
 import { shutdownPlan, step } from './shutdown.js';
+import { Guard } from './guard.js';
 
 /** A collector that answers every batch with a partial success is logged once per this. */
 const PARTIAL_LOG_MS = 600_000;
@@ -53,6 +54,8 @@ export class Engine {
   readonly clock: Clock;
   /** Wall-clock steps and unsynchronised stamps. */
   readonly clockWatch: ClockWatch;
+  /** The owner of every timer and callback: a failure is a code, a log line, an event and a metric, not a crash. */
+  readonly guard: Guard;
   private api: ApiServer | null = null;
   private selfExport: SelfMetricsExport | null = null;
   private readonly mqtt: MqttDriver[] = [];
@@ -72,12 +75,20 @@ export class Engine {
     const s = cfg.store;
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
     this.metrics = createMetrics(this);
+    this.guard = new Guard({
+      log,
+      count: (site, code) => this.metrics.internalErrors.inc({ site, code }),
+      // The store itself may be what failed: then the guard logs that the event was not recorded.
+      event: (site, code, message) =>
+        this.events.record({ scope: 'gateway', subject: site, kind: 'internal_error', code, faultClass: 'local', at: clock.wall(), detail: { message } }),
+      store: (site, e) => this.storage.keeper.fail(e, site),
+    });
     // Opens the store (salvaging first when it must), or starts with it unavailable and the spool in use.
-    this.storage = new Storage(cfg, log, codec, this.metrics.registry, (m) => this.publishFault(m), () => this.lanes);
+    this.storage = new Storage(cfg, log, codec, this.metrics.registry, (m) => this.publishFault(m), () => this.lanes, this.guard, clock);
     this.events = this.storage.events;
     this.sensors = new BoardSensors(loadProfile(cfg.hardware.profile), new Sysfs(cfg.hardware.sysfsRoot));
     this.thermal = new Thermal({
-      cfg: cfg.hardware.throttle, events: this.events, log, clock, sample: () => this.sensors.cpuTempC(),
+      cfg: cfg.hardware.throttle, events: this.events, log, clock, guard: this.guard, sample: () => this.sensors.cpuTempC(),
       apply: (factor) => {
         for (const l of this.lanes) l.setThrottle(factor);
         this.field?.setThrottle(factor);
@@ -88,7 +99,7 @@ export class Engine {
       const driver = createDriver(cfg, u, { onPartial: (e) => this.onPartial(e) });
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
-        cfg: u, codec, events: this.events, log, tasks: this.storage.tasks(u.name), driver, clock,
+        cfg: u, codec, events: this.events, log, tasks: this.storage.tasks(u.name), driver, clock, guard: this.guard,
         onLinkFailure: (f) => this.metrics.linkFailures.inc({ uplink: u.name, code: f.code }),
         onStaleAck: (key, uplink, requestAt, ackAt) => this.storage.keeper.acked(key, uplink, requestAt, ackAt),
         onAttempt: (e) => {
@@ -109,18 +120,18 @@ export class Engine {
       this.metrics.readings.inc(r.readings);
       countUnsynced();
       for (const l of this.lanes) l.notify();
-    }, clock);
+    }, clock, this.guard);
     const sink = this.ingest.offer.bind(this.ingest);
-    this.sources = cfg.sources.map((src) => new SimulatedSource(src, sink, outbox.cursor(src.device), () => clock.wall()));
+    this.sources = cfg.sources.map((src) => new SimulatedSource(src, sink, outbox.cursor(src.device), () => clock.wall(), this.guard));
     this.field =
       cfg.buses.length === 0
         ? null
         : new Field(cfg, sink, this.events, this.sensors, log, (m) => {
             if (m.type === 'fault') this.metrics.faults.inc({ class: m.faultClass, code: m.code });
             for (const d of this.mqtt) d.publishEvent('faults', m);
-          }, clock);
+          }, clock, this.guard);
     this.clockWatch = createClockWatch({
-      cfg, clock, db: () => this.db, events: this.events, codec, log, lanes: () => this.lanes, metrics: () => this.metrics,
+      cfg, clock, db: () => this.db, events: this.events, codec, log, lanes: () => this.lanes, metrics: () => this.metrics, guard: this.guard,
       afterStep: () => {
         if (this.purgeTask) this.schedulePurge();
       },
@@ -152,9 +163,9 @@ export class Engine {
     this.ingest.start();
     for (const l of this.lanes) l.start();
     for (const s of this.sources) s.start();
-    void this.field?.start();
+    if (this.field) this.guard.settle('field.reopen', this.field.start());
     this.thermal.start();
-    this.sweepTimer = safeInterval(() => this.sweep(), c.sweepIntervalMs);
+    this.sweepTimer = this.guard.interval('engine.sweep', () => this.sweep(), c.sweepIntervalMs);
     this.selfExport = await createSelfExport(this);
     if (this.stopping) await this.selfExport?.stop();
     else this.selfExport?.start();
@@ -219,10 +230,14 @@ export class Engine {
   private schedulePurge(): void {
     this.purgeTask?.stop();
     if (this.stopping) return;
-    this.purgeTask = cron.schedule(this.cfg.store.purgeCron, () => {
-      // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
-      this.purgeDelay = safeTimeout(() => this.purgeNow(), Math.floor(Math.random() * 600_000));
-    });
+    this.purgeTask = cron.schedule(
+      this.cfg.store.purgeCron,
+      this.guard.wrap('store.purge', () => {
+        // Jittered: a fleet sharing one cron line must not purge (and checkpoint) in the same second.
+        this.purgeDelay?.clear();
+        this.purgeDelay = this.guard.timeout('store.purge', () => this.purgeNow(), Math.floor(Math.random() * 600_000));
+      }),
+    );
   }
 
   /** The retention purge, then the segment files no row refers to any more. */
@@ -255,7 +270,7 @@ export class Engine {
       this.purgeDelay?.clear();
       this.purgeTask?.stop();
       this.storage.stopSending();
-      this.ingest.stop();
+      this.guard.run('ingest.commit', () => this.ingest.stop());
       await Promise.all([
         ...this.lanes.map((l) => step(this.log, `uplink ${l.name}`, l.stop(plan), plan.stepsBy, mono)),
         step(this.log, 'field buses', field, plan.stepsBy, mono),

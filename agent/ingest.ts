@@ -15,7 +15,7 @@ import type { DeepReadonly } from './config/types.js';
 import type { Reading } from './reading.js';
 import { systemClock, type Clock } from './clock.js';
 import { flagUnsynced, rebaseReadings } from './policy/clock.js';
-import { safeInterval } from '../drivers/timer.js';
+import { Guard } from './guard.js';
 import type { PayloadCodec } from '../store/codec.js';
 import type { CommitResult, Outbox, SealedBatch } from '../store/outbox.js';
 
@@ -99,10 +99,12 @@ export class Ingest {
     private readonly log: Logger,
     private readonly onCommit: (r: CommitResult) => void,
     private readonly clock: Clock = systemClock(),
+    /** Owns the commit timer: a failed commit keeps its batches for the next tick. */
+    private readonly guard: Guard = new Guard({ log }),
   ) {}
 
   start(): void {
-    this.timer ??= safeInterval(() => this.tick(), this.store.commitIntervalMs);
+    this.timer ??= this.guard.interval('ingest.commit', () => this.tick(), this.store.commitIntervalMs);
   }
 
   /**

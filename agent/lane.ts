@@ -35,8 +35,11 @@ import type { TaskMeta, TaskQueue, TaskRow } from '../store/tasks.js';
 import { systemClock, wallAt, type Clock } from './clock.js';
 import { safeTimeout, type SafeTimer } from '../drivers/timer.js';
 import { TaskAges } from './task-ages.js';
+import { Guard } from './guard.js';
 
 const DUE_CHECK_MS = 250;
+/** After a failure caught in the lane's own code (agent/guard.ts), it tries again this much later. */
+const RECOVER_MS = 1000;
 const BUDGET_WINDOW_MS = 10_000;
 /** A paced device's merged post holds at most this many readings and tasks (agent/pacer.ts). */
 const PACED_MAX_READINGS = 10_000;
@@ -66,6 +69,8 @@ export interface LaneDeps {
   prefetch?: number;
   /** A send from before the store came back (storeBack) was acknowledged: recorded by key, as task ids may name other tasks now. */
   onStaleAck?: (key: string, uplink: string, requestAt: number, ackAt: number) => void;
+  /** The owner of the lane's timers and callbacks (default: one that only logs, for tools and tests). */
+  guard?: Guard;
 }
 
 export interface LaneSnapshot {
@@ -115,8 +120,10 @@ export class Lane {
   private epoch = 0;
   private delivered = 0;
   private failedAttempts = 0;
+  private readonly guard: Guard;
 
   constructor(private readonly d: LaneDeps) {
+    this.guard = d.guard ?? new Guard({ log: d.log });
     this.cfg = d.cfg;
     this.name = d.cfg.name;
     this.clock = d.clock ?? systemClock();
@@ -128,7 +135,7 @@ export class Lane {
       cfg: d.cfg, driver: d.driver, events: d.events, log: d.log, clock: this.clock, rand: this.rand,
       wake: (ms) => this.wake(ms), onUp: (outageMs) => this.onUp(outageMs), stopped: () => this.stopped, onFailure: d.onLinkFailure,
     });
-    this.outcomes = new OutcomeWriter(d.tasks);
+    this.outcomes = new OutcomeWriter(d.tasks, this.guard);
     this.msgBucket = { tokens: this.cfg.drain.messagesPerSec, at: t };
     this.readBucket = { tokens: this.cfg.drain.readingsPerSec, at: t };
     this.backlog = new Backlog({
@@ -140,11 +147,13 @@ export class Lane {
         if (this.link.connected) this.wake(0);
       },
     });
-    d.driver.onDown((raw) => {
+    const down = (raw: Parameters<Parameters<UplinkDriver['onDown']>[0]>[0]) => {
       // The next connect rescans: release the worker's stream (and the payloads held) meanwhile.
       if (this.link.down(classify(raw))) this.backlog.drop();
       this.wake(0);
-    });
+    };
+    // A failure here would leave the lane believing the link up: the down is tried once more.
+    d.driver.onDown((raw) => this.guard.run('lane.down', () => down(raw), () => this.guard.run('lane.down', () => down(raw), () => this.wake(RECOVER_MS))));
   }
 
   start(): void {
@@ -304,10 +313,12 @@ export class Lane {
     }, ms);
   }
 
+  /** Fills or connects; a failure in either is reported and the lane tries again shortly. */
   private pump(): void {
     if (this.stopped) return;
-    if (this.link.connected) this.fill();
-    else void this.link.connect();
+    const retry = () => this.wake(RECOVER_MS);
+    if (this.link.connected) this.guard.run('lane.pump', () => this.fill(), retry);
+    else void this.guard.runAsync('lane.connect', () => this.link.connect(), retry);
   }
 
   private onUp(outageMs: number | undefined): void {
@@ -502,13 +513,17 @@ export class Lane {
     };
     const retry = tasks.some((task) => task.retryCount > 0);
     const epoch = this.epoch;
+    // A failure in handling the outcome leaves the tasks pending in the store: read again and sent again, same key.
+    const after = (fn: () => void) => {
+      done();
+      this.guard.run('lane.outcome', fn, () => this.rescan());
+      this.wake(0);
+    };
     this.d.driver.send(msg).then(
-      (r) => {
-        done();
+      (r) => after(() => {
         if (epoch !== this.epoch) {
           // Sent before the store came back, maybe as a new file: its task ids may name other tasks now.
           if (r.ok) for (const task of tasks) this.d.onStaleAck?.(task.key, this.name, r.requestAt, r.ackAt);
-          this.wake(0);
           return;
         }
         if (r.ok) {
@@ -527,13 +542,10 @@ export class Lane {
         } else if (!this.stopped) {
           this.settle(tasks, r.requestAt, classify(r.failure), probe);
         }
-        this.wake(0);
-      },
-      (e: unknown) => {
-        done();
+      }),
+      (e: unknown) => after(() => {
         if (epoch === this.epoch) this.settle(tasks, this.clock.wall(), classify({ kind: 'socket', message: String(e) }), probe);
-        this.wake(0);
-      },
+      }),
     );
   }
 

@@ -82,8 +82,13 @@ export class Link {
     const a = this.admit(t);
     if (!a.allowed) return this.d.wake(Math.max(10, (a.retryAt ?? t + 1000) - t));
     this.connecting = true;
-    const r = await this.d.driver.connect();
-    this.connecting = false;
+    let r: Awaited<ReturnType<UplinkDriver['connect']>>;
+    try {
+      r = await this.d.driver.connect();
+    } finally {
+      // A driver that throws (a bug: failures are results) must not wedge the link; the lane's guard reports it.
+      this.connecting = false;
+    }
     if (this.d.stopped()) return;
     if (r.ok) this.up(a.probe);
     else this.failed(classify(r.failure), a.probe);

@@ -11,7 +11,8 @@ import type { DeepReadonly, RetryConfig } from './config/types.js';
 import type { Failure } from './policy/classify.js';
 import { nextDelay, shouldGiveUp } from './policy/retry.js';
 import type { Outcome, TaskMeta, TaskQueue } from '../store/tasks.js';
-import { safeTimeout, type SafeTimer } from '../drivers/timer.js';
+import type { SafeTimer } from '../drivers/timer.js';
+import type { Guard } from './guard.js';
 
 const FLUSH_MS = 50;
 const FLUSH_MAX = 500;
@@ -61,7 +62,10 @@ export class OutcomeWriter {
   private outcomes: Outcome[] = [];
   private timer: SafeTimer | null = null;
 
-  constructor(private readonly tasks: TaskQueue) {}
+  constructor(
+    private readonly tasks: TaskQueue,
+    private readonly guard: Guard,
+  ) {}
 
   get size(): number {
     return this.outcomes.length;
@@ -75,7 +79,15 @@ export class OutcomeWriter {
   push(o: Outcome): void {
     this.outcomes.push(o);
     if (this.outcomes.length >= FLUSH_MAX) this.flush();
-    else this.timer ??= safeTimeout(() => this.flush(), FLUSH_MS);
+    else this.timer ??= this.arm();
+  }
+
+  /** The flush timer; after a failed flush (kept outcomes, or lost ones whose tasks stay pending) it is armed again. */
+  private arm(): SafeTimer {
+    return this.guard.timeout('lane.outcomes', () => this.flush(), FLUSH_MS, () => {
+      this.timer = null;
+      if (this.outcomes.length > 0) this.timer = this.arm();
+    });
   }
 
   /** Writes the grouped outcomes in one transaction. */

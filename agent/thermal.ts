@@ -10,7 +10,8 @@ import type { DeepReadonly, ThrottleConfig } from './config/types.js';
 import { govern, initialGovernor, type GovernorState } from './policy/governor.js';
 import type { Events } from '../store/events.js';
 import { systemClock, type Clock } from './clock.js';
-import { safeTimeout, type SafeTimer } from '../drivers/timer.js';
+import type { SafeTimer } from '../drivers/timer.js';
+import { Guard } from './guard.js';
 
 export interface ThermalDeps {
   cfg: DeepReadonly<ThrottleConfig>;
@@ -23,6 +24,8 @@ export interface ThermalDeps {
   /** The governor's dwell runs on clock.mono(); events are stamped with clock.wall(). */
   clock?: Clock;
   rand?: () => number;
+  /** Owns the sampling timer (default: one that only logs). */
+  guard?: Guard;
 }
 
 export class Thermal {
@@ -35,16 +38,18 @@ export class Thermal {
   private readonly now: () => number;
   private readonly clock: Clock;
   private readonly rand: () => number;
+  private readonly guard: Guard;
 
   constructor(private readonly d: ThermalDeps) {
     this.clock = d.clock ?? systemClock();
     this.now = () => this.clock.mono();
     this.rand = d.rand ?? Math.random;
+    this.guard = d.guard ?? new Guard({ log: d.log });
     this.state = initialGovernor(this.now());
   }
 
   start(): void {
-    void this.tick();
+    this.guard.settle('thermal.tick', this.tick(), () => this.arm());
   }
 
   stop(): void {
@@ -59,9 +64,15 @@ export class Thermal {
     if (this.stopped) return;
     this.tempC = temp;
     this.step(temp);
+    this.arm();
+  }
+
+  /** The next sample; a failed one re-arms too, so the governor never stops sampling. */
+  private arm(): void {
+    if (this.stopped) return;
     // +-10% jitter: a fleet of gateways must not sample (and throttle) in lockstep.
     const ms = Math.round(this.d.cfg.sampleMs * (0.9 + 0.2 * this.rand()));
-    this.timer = safeTimeout(() => void this.tick(), ms).unref();
+    this.timer = this.guard.timeout('thermal.tick', () => this.tick(), ms, () => this.arm()).unref();
   }
 
   private step(temp: number | null): void {

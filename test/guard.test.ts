@@ -86,3 +86,66 @@ t.test('injection: a named site throws once, then runs', async (t) => {
   for (const s of ['a', 'b', 'a', 'b']) all.guard.run(s, () => n++);
   t.equal(n, 2, '* throws once at every site');
 });
+
+t.test('timeout: a failed run is reported and recover re-arms the loop', async (t) => {
+  const { guard, events } = rig('loop');
+  let runs = 0;
+  let recovered = 0;
+  await new Promise<void>((resolve) => {
+    const arm = (): void => {
+      guard.timeout('loop', () => {
+        runs++;
+        if (runs < 2) arm();
+        else resolve();
+      }, 1, () => (recovered++, arm()));
+    };
+    arm();
+  });
+  t.equal(recovered, 1, 'the injected failure was recovered once');
+  t.equal(runs, 2, 'the loop went on after it');
+  t.same(events, ['loop:INTERNAL_ERROR']);
+});
+
+t.test('interval: the interval goes on after a failure', async (t) => {
+  const { guard, events } = rig('tick');
+  let runs = 0;
+  await new Promise<void>((resolve) => {
+    const h = guard.interval('tick', () => {
+      if (++runs === 2) {
+        clearInterval(h);
+        resolve();
+      }
+    }, 1);
+  });
+  t.same(events, ['tick:INTERNAL_ERROR']);
+  t.equal(runs, 2);
+});
+
+t.test('settle and runAsync: a rejection is reported, then recover runs; a failing recover is reported too', async (t) => {
+  const { guard, events } = rig('');
+  let recovered = 0;
+  guard.settle('p', Promise.reject(new Error('x')), () => recovered++);
+  await new Promise((r) => setImmediate(r));
+  t.equal(recovered, 1);
+  await guard.runAsync('q', async () => { throw new Error('y'); }, () => { throw new Error('recover failed'); });
+  t.same(events, ['p:INTERNAL_ERROR', 'q:INTERNAL_ERROR', 'q:INTERNAL_ERROR']);
+});
+
+t.test('store and disk errors are handed to the store sink; others are not', async (t) => {
+  const handed: string[] = [];
+  const log = pino({ level: 'silent' });
+  const guard = new Guard({ log, store: (site, e) => handed.push(`${site}:${(e as { code: string }).code}`) }, '');
+  guard.run('a', () => { throw errno('SQLITE_IOERR_WRITE'); });
+  guard.run('b', () => { throw errno('ENOSPC'); });
+  guard.run('c', () => { throw new Error('bug'); });
+  t.same(handed, ['a:SQLITE_IOERR_WRITE', 'b:ENOSPC']);
+});
+
+t.test('a file-system error outside the store sites leaves the store alone', async (t) => {
+  const handed: string[] = [];
+  const guard = new Guard({ log: pino({ level: 'silent' }), store: (site) => handed.push(site) }, '');
+  guard.run('lane.connect', () => { throw errno('ENOENT'); });
+  guard.run('ingest.commit', () => { throw errno('ENOENT'); });
+  guard.run('thermal.tick', () => { throw errno('EIO'); });
+  t.same(handed, ['ingest.commit', 'thermal.tick']);
+});

@@ -33,6 +33,7 @@ export class Metrics {
   readonly latency: Histogram<'uplink'>;
   readonly faults: Counter<'class' | 'code'>;
   readonly linkFailures: Counter<'uplink' | 'code'>;
+  readonly internalErrors: Counter<'site' | 'code'>;
   readonly readings: Counter;
   readonly otlpRejected: Counter<'uplink'>;
   readonly selfExports: Counter<'result'>;
@@ -53,6 +54,7 @@ export class Metrics {
       buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [r],
     });
     this.faults = new Counter({ name: 'holdfast_field_faults_total', help: 'Field fault verdicts by class and code', labelNames: ['class', 'code'], registers: [r] });
+    this.internalErrors = new Counter({ name: 'holdfast_internal_errors_total', help: 'Failures caught by the owner of a timer or callback (agent/guard.ts), by site and error code', labelNames: ['site', 'code'], registers: [r] });
     this.linkFailures = new Counter({ name: 'holdfast_link_failures_total', help: 'Failed connects and lost connections per uplink, by error code', labelNames: ['uplink', 'code'], registers: [r] });
     this.readings = new Counter({ name: 'holdfast_readings_committed_total', help: 'Readings committed to the store', registers: [r] });
     this.otlpRejected = new Counter({

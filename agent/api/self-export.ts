@@ -33,6 +33,7 @@ import { rawFromGrpcError } from '../../drivers/otlp/grpc-status.js';
 import type { Metrics } from './metrics.js';
 import { registryToResourceMetrics } from './otlp-metrics.js';
 import { safeTimeout, type SafeTimer } from '../../drivers/timer.js';
+import { Guard } from '../guard.js';
 
 /** A self-metrics endpoint that stays down is logged this often per error code. */
 export const FAIL_LOG_MS = 15 * 60_000;
@@ -91,6 +92,8 @@ export interface SelfExportOptions {
   exporter: OTLPMetricExporter;
   log: Logger;
   rand?: () => number;
+  /** Owns the export timer (default: one that only logs). */
+  guard?: Guard;
 }
 
 export class SelfMetricsExport {
@@ -101,9 +104,11 @@ export class SelfMetricsExport {
   private failing = 0;
   private readonly failLog = new LogLimiter(FAIL_LOG_MS);
   private readonly rand: () => number;
+  private readonly guard: Guard;
 
   constructor(private readonly o: SelfExportOptions) {
     this.rand = o.rand ?? Math.random;
+    this.guard = o.guard ?? new Guard({ log: o.log });
   }
 
   start(): void {
@@ -120,7 +125,7 @@ export class SelfMetricsExport {
     if (this.stopped) return;
     this.timer = safeTimeout(() => {
       this.schedule(this.interval());
-      void this.exportNow();
+      void this.guard.runAsync('metrics.export', () => this.exportNow());
     }, ms).unref();
   }
 
@@ -132,9 +137,9 @@ export class SelfMetricsExport {
     }
     const p = this.once().then((r) => this.account(r));
     this.inflight = p;
-    void p.finally(() => {
+    p.finally(() => {
       if (this.inflight === p) this.inflight = null;
-    });
+    }).catch(() => undefined); // the caller sees the rejection through p
     return p;
   }
 

@@ -8,6 +8,7 @@
  * Admin routes need `Authorization: Bearer <token>` with the token from a file of mode 0600;
  * a missing token is 401, a wrong one 403, compared in constant time, and neither says why.
  */
+import type { Guard } from '../guard.js';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { timingSafeEqual } from 'node:crypto';
 import { isIP } from 'node:net';
@@ -78,13 +79,18 @@ export class ApiServer {
     private readonly o: ApiOptions,
     private readonly metrics: Metrics,
     private readonly h: ApiHandlers,
+    /** A request that fails is a 500 and a report, never a crash. */
+    private readonly guard: Guard,
   ) {
     this.allowed = cidrMatcher(o.allow.length > 0 ? o.allow : ['127.0.0.0/8', '::1/128']);
   }
 
   async start(): Promise<number> {
     const server = createServer((req, res) => {
-      this.route(req, res).catch(() => send(res, 500, { error: 'internal' }));
+      void this.guard.runAsync('api.request', () => this.route(req, res), () => {
+        if (!res.headersSent) send(res, 500, { error: 'internal' });
+        else res.destroy();
+      });
     });
     this.server = server;
     await new Promise<void>((resolve, reject) => {

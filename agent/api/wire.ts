@@ -69,7 +69,7 @@ export function createApi(engine: Engine): ApiServer {
       engine.sweep();
       return n;
     },
-  });
+  }, engine.guard);
 }
 
 /**
@@ -94,6 +94,7 @@ export async function createSelfExport(engine: Engine): Promise<SelfMetricsExpor
       resource: selfResource(engine.cfg.gatewayId, engine.cfg.hardware.profile),
       exporter: exporterFor(u, otlpHeaders(u), c.timeoutMs),
       log: engine.log,
+      guard: engine.guard,
     });
   } catch (e) {
     engine.log.error({ err: e, uplink: u.name }, `self-metrics export not started: ${(e as Error).message}`);

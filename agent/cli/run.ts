@@ -30,7 +30,10 @@ export async function runAgent(cfg: Config): Promise<void> {
     throw e;
   }
   if (cfg.logFile !== '-') console.log(`holdfast running (gateway ${cfg.gatewayId}); log: ${cfg.logFile}; data: ${cfg.dataDir}`);
-  const shutdown = (sig: string) => {
+  let stopping = false;
+  const shutdown = (sig: string, code = 0) => {
+    if (stopping) return;
+    stopping = true;
     const timeoutMs = cfg.shutdownTimeoutMs;
     log.info({ signal: sig, timeoutMs }, 'shutting down');
     // The backstop: every step of the stop has its own bound, so this fires only if one escaped it.
@@ -46,7 +49,7 @@ export async function runAgent(cfg: Config): Promise<void> {
     engine.stop(timeoutMs).then(
       () => {
         clearTimeout(backstop);
-        exitAfterFlush(log, 0);
+        exitAfterFlush(log, code);
       },
       (e: unknown) => {
         clearTimeout(backstop);
@@ -57,4 +60,12 @@ export async function runAgent(cfg: Config): Promise<void> {
   };
   process.once('SIGTERM', () => shutdown('SIGTERM'));
   process.once('SIGINT', () => shutdown('SIGINT'));
+  // Backstops for what escaped every owner (agent/guard.ts), in a library's callback most likely.
+  // A stray rejection is reported and the agent goes on; an uncaught exception may have left a
+  // driver half-way, so the agent stops in order (the store closed) and exits 1 for pm2 to restart.
+  process.on('unhandledRejection', (e) => engine.guard.report('process.rejection', e));
+  process.on('uncaughtException', (e) => {
+    engine.guard.report('process.exception', e);
+    shutdown('uncaughtException', 1);
+  });
 }

@@ -17,7 +17,8 @@ import { activeFaults, initialFaultState, observe, observeVoltage, type FaultSta
 import type { BoardSensors } from '../../hardware/sensors.js';
 import { DevicePoller, type BusReader, type PollOutcome } from './poller.js';
 import { systemClock, wallAt, type Clock } from '../clock.js';
-import { safeInterval, safeTimeout, type SafeTimer } from '../../drivers/timer.js';
+import type { SafeTimer } from '../../drivers/timer.js';
+import { Guard } from '../guard.js';
 
 export interface FaultMessage extends Verdict {
   at: number;
@@ -48,6 +49,8 @@ export class Field {
     private readonly publish: (m: FaultMessage) => void,
     /** Fault windows and poll grids run on clock.mono(); events and messages are stamped with clock.wall(). */
     private readonly clock: Clock = systemClock(),
+    /** Owns the bus timers and every poller's (default: one that only logs). */
+    private readonly guard: Guard = new Guard({ log }),
   ) {
     for (const b of cfg.buses) this.buses.push(this.makeBus(b));
   }
@@ -76,6 +79,7 @@ export class Field {
           this.log,
           Math.random,
           this.clock,
+          this.guard,
         ),
       );
     }
@@ -83,7 +87,14 @@ export class Field {
   }
 
   async start(): Promise<void> {
-    await Promise.all(this.buses.map((b) => this.startBus(b)));
+    await Promise.all(this.buses.map((b) => this.guard.runAsync('field.reopen', () => this.startBus(b), () => this.retryOpen(b))));
+  }
+
+  /** Opens the bus again in 5-10 s (jittered: a fleet's buses must not reopen in step). */
+  private retryOpen(b: Bus): void {
+    if (this.stopped) return;
+    const ms = 5000 + Math.floor(Math.random() * 5000);
+    this.reopen.set(b.cfg.name, this.guard.timeout('field.reopen', () => this.startBus(b), ms, () => this.retryOpen(b)));
   }
 
   private async startBus(b: Bus): Promise<void> {
@@ -91,7 +102,7 @@ export class Field {
     if (!r.ok) {
       this.log.error({ bus: b.cfg.name, code: r.errno }, `cannot open the bus: ${r.message}; retrying`);
       this.outcome(b.cfg, b.cfg.devices[0].name, { ok: false, failure: { kind: 'transport', errno: r.errno, message: r.message } });
-      this.reopen.set(b.cfg.name, safeTimeout(() => void this.startBus(b), 5000 + Math.floor(Math.random() * 5000)));
+      this.retryOpen(b);
       return;
     }
     const t0 = this.clock.mono();
@@ -99,8 +110,8 @@ export class Field {
     b.pollers.forEach((p, i) => p.start(t0 + Math.floor((i * b.cfg.devices[i].pollMs) / b.pollers.length)));
     if (b.cfg.type === 'rtu' && this.sensors.hasBusVoltage(b.cfg.name)) {
       const sample = () => this.voltage(b.cfg);
-      sample();
-      b.voltageTimer = safeInterval(sample, b.cfg.voltage.pollMs);
+      this.guard.run('field.voltage', sample);
+      b.voltageTimer = this.guard.interval('field.voltage', sample, b.cfg.voltage.pollMs);
     }
   }
 

@@ -19,7 +19,8 @@ import { pollStride } from '../policy/governor.js';
 import type { RetryConfig } from '../config/types.js';
 import type { Reading, Sink } from '../reading.js';
 import { systemClock, type Clock } from '../clock.js';
-import { safeTimeout, type SafeTimer } from '../../drivers/timer.js';
+import type { SafeTimer } from '../../drivers/timer.js';
+import { Guard } from '../guard.js';
 import { DEFAULT_REPROBE, type ReprobeConfig } from '../policy/reprobe.js';
 import { RefusedReads } from './refused.js';
 
@@ -73,6 +74,8 @@ export class DevicePoller {
     private readonly rand: () => number = Math.random,
     /** The grid runs on clock.mono() (a wall-clock step neither floods nor stalls the bus); readings are stamped with clock.wall(). */
     private readonly clock: Clock = systemClock(),
+    /** Owns the poll timer: a failed poll is reported and the next slot still comes. */
+    private readonly guard: Guard = new Guard({ log }),
   ) {
     this.refused = new RefusedReads(o.reprobe ?? DEFAULT_REPROBE, o.device, log, rand);
     if (o.points !== 'sunspec') this.setPoints([...o.points]);
@@ -97,7 +100,7 @@ export class DevicePoller {
 
   private arm(when: number): void {
     if (this.stopped) return;
-    this.timer = safeTimeout(() => void this.tick(when), when - this.clock.mono());
+    this.timer = this.guard.timeout('field.poll', () => this.tick(when), when - this.clock.mono(), () => this.arm(this.clock.mono() + this.o.pollMs));
   }
 
   private async tick(scheduled: number): Promise<void> {

@@ -6,7 +6,7 @@
  */
 import type { SimulatedSourceConfig, DeepReadonly } from '../config/types.js';
 import type { Reading, Sink } from '../reading.js';
-import { safeInterval } from '../../drivers/timer.js';
+import type { Guard } from '../guard.js';
 
 const EXTRA = [
   { point: 'voltage_l1', unit: 'V', base: 230, swing: 4 },
@@ -24,7 +24,9 @@ export class SimulatedSource {
     private readonly cfg: DeepReadonly<SimulatedSourceConfig>,
     private readonly sink: Sink,
     startCursor: number,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number,
+    /** Owns the poll interval. */
+    private readonly guard: Guard,
   ) {
     this.counter = startCursor;
   }
@@ -60,7 +62,7 @@ export class SimulatedSource {
 
   start(): void {
     if (this.timer) return;
-    this.timer = safeInterval(() => {
+    this.timer = this.guard.interval('source.simulated', () => {
       this.poll();
       if (this.done) this.stop();
     }, this.cfg.intervalMs);

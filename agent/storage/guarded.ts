@@ -23,7 +23,7 @@ import { TaskQueue, type Outcome, type TaskRow } from '../../store/tasks.js';
 import type { Session } from './session.js';
 
 /** What the guarded objects need of the keeper. */
-export interface Guard {
+export interface KeeperView {
   readonly available: boolean;
   /** The session in use, or the failed one while it still reads (null when there is none). */
   readonly session: Session | null;
@@ -62,7 +62,7 @@ const EMPTY: CommitResult = { committed: 0, readings: 0, duplicates: 0, collisio
 
 export class StoreOutbox {
   constructor(
-    private readonly g: Guard,
+    private readonly g: KeeperView,
     private readonly space: Admission,
   ) {}
 
@@ -112,7 +112,7 @@ export class GuardedEvents extends Events {
   /** Events dropped because more than DEFERRED_EVENTS waited. */
   droppedEvents = 0;
 
-  constructor(private readonly g: Guard) {
+  constructor(private readonly g: KeeperView) {
     super(placeholderDb());
   }
 
@@ -184,7 +184,7 @@ export class GuardedTaskQueue extends TaskQueue {
   private lastMaxId = 0;
 
   constructor(
-    private readonly g: Guard,
+    private readonly g: KeeperView,
     uplink: string,
     file: string | null,
   ) {

@@ -17,6 +17,8 @@
  * the lanes start again from the store.
  */
 import type { Logger } from 'pino';
+import type { EventClock } from '../../store/events.js';
+import type { Guard } from '../guard.js';
 import type { Config } from '../config/types.js';
 import type { CommitResult, SealedBatch } from '../../store/outbox.js';
 import { ackUnwritten, type RescueResult } from '../../store/rescue.js';
@@ -25,7 +27,7 @@ import type { Outcome } from '../../store/tasks.js';
 import { classifyStoreError, probeDelayMs, type StoreFailure } from '../policy/store-health.js';
 import { LogLimiter } from '../log-limit.js';
 import type { Lane } from '../lane.js';
-import { GuardedEvents, type Guard } from './guarded.js';
+import { GuardedEvents, type KeeperView } from './guarded.js';
 import type { DropLedger } from './ledger.js';
 import type { StorageMetrics } from './metrics.js';
 import { closeQuietly, openSession, storeIdent, type Session } from './session.js';
@@ -44,6 +46,10 @@ export interface KeeperDeps {
   publish: (m: Record<string, unknown>) => void;
   now?: () => number;
   rand?: () => number;
+  /** What the store's events measure intervals by (monotonic). */
+  clock?: EventClock;
+  /** The owner of the keeper's timers (agent/guard.ts). */
+  guard: Guard;
 }
 
 export interface StoreState {
@@ -58,7 +64,7 @@ export interface StoreState {
   lastSalvage: unknown;
 }
 
-export class StoreKeeper implements Guard {
+export class StoreKeeper implements KeeperView {
   available = false;
   session: Session | null = null;
   readonly events: GuardedEvents;
@@ -102,7 +108,7 @@ export class StoreKeeper implements Guard {
       }
     }
     try {
-      this.session = openSession(d.cfg, d.uplinks, ++this.gen);
+      this.session = openSession(d.cfg, d.uplinks, ++this.gen, null, d.clock);
       this.dev = this.session.dev;
       this.available = true;
       this.reportSalvage(this.session);
@@ -152,7 +158,7 @@ export class StoreKeeper implements Guard {
     } else if (!this.available) this.scheduleProbe();
     const tick = () => {
       this.verifyTimer = setTimeout(tick, Math.round(VERIFY_MS * (0.8 + 0.4 * this.rand())));
-      if (this.available) this.verify();
+      this.d.guard.run('store.verify', () => this.available && this.verify());
     };
     this.verifyTimer = setTimeout(tick, VERIFY_MS);
   }
@@ -271,10 +277,13 @@ export class StoreKeeper implements Guard {
   private scheduleProbe(): void {
     // Not before start(): an engine that fails to construct must not be kept alive by a probe.
     if (!this.started || this.stopped || this.probeTimer) return;
-    this.probeTimer = setTimeout(() => {
+    this.probeTimer = setTimeout(this.d.guard.wrap('store.probe', () => {
       this.probeTimer = null;
       this.recover();
-    }, probeDelayMs(this.attempts, this.rand));
+    }, () => {
+      this.probeTimer = null;
+      this.scheduleProbe();
+    }), probeDelayMs(this.attempts, this.rand));
   }
 
   /** Opens the store anew, imports the spool and resumes; on failure waits longer and tries again. */
@@ -289,7 +298,7 @@ export class StoreKeeper implements Guard {
       const old = this.session;
       this.session = null;
       if (old) closeQuietly(old.db);
-      next = openSession(this.d.cfg, this.d.uplinks, ++this.gen, this.dev);
+      next = openSession(this.d.cfg, this.d.uplinks, ++this.gen, this.dev, this.d.clock);
       this.dev = next.dev;
       probeWrite(next, this.d.cfg.dataDir);
       this.reportSalvage(next);

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { PayloadCodec } from '../../store/codec.js';
 import type { SealedBatch } from '../../store/outbox.js';
 import type { Lane } from '../lane.js';
+import type { Guard } from '../guard.js';
 
 /** Direct sends in flight at most, over all lanes. */
 export const RELAY_INFLIGHT = 64;
@@ -23,6 +24,7 @@ export class Relay {
     private readonly codec: PayloadCodec,
     private readonly acked: (key: string, uplink: string, requestAt: number, ackAt: number) => void,
     private readonly log: Logger,
+    private readonly guard: Guard,
   ) {}
 
   private closed = false;
@@ -56,7 +58,8 @@ export class Relay {
         lane.sendDirect(b.key, b.device, b.readingCount, readings).then(
           (r) => {
             done();
-            if (r) this.acked(b.key, lane.name, r.requestAt, r.ackAt);
+            // Not recorded (a failure here): the import sends the batch again, with its key.
+            this.guard.run('store.relay', () => r && this.acked(b.key, lane.name, r.requestAt, r.ackAt));
           },
           done,
         );

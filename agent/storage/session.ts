@@ -12,7 +12,7 @@ import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/types.js';
 import { DB_FILE, type DB } from '../../store/db.js';
-import { Events } from '../../store/events.js';
+import { Events, type EventClock } from '../../store/events.js';
 import { openStore, type SalvageReport } from '../../store/open-store.js';
 import { Outbox } from '../../store/outbox.js';
 import { writerFor } from '../../store/segment-gc.js';
@@ -73,9 +73,10 @@ export function checkSameDisk(dataDir: string, prevDev: number | null): void {
 /**
  * Opens the store (salvaging first when it must: store/open-store.ts), its writer with a segment
  * size and checkpoint threshold for the space it has, and the objects on it. Throws when it cannot.
- * `prevDev`: the device the store was on before (a reopen), checked with checkSameDisk.
+ * `prevDev`: the device the store was on before (a reopen), checked with checkSameDisk. `clock`:
+ * what the events measure intervals by (monotonic, store/events.ts).
  */
-export function openSession(cfg: Config, uplinks: readonly string[], gen: number, prevDev: number | null = null): Session {
+export function openSession(cfg: Config, uplinks: readonly string[], gen: number, prevDev: number | null = null, clock?: EventClock): Session {
   checkSameDisk(cfg.dataDir, prevDev);
   const s = cfg.store;
   const { db, salvage } = openStore(cfg.dataDir, { synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs, uplinks });
@@ -89,7 +90,7 @@ export function openSession(cfg: Config, uplinks: readonly string[], gen: number
     const writer = writerFor(db, segmentBytesFor(budget, s.fullPolicy === 'downsample' ? DOWNSAMPLE_SEGMENT_BYTES : undefined), checkpointBytes);
     const tasks = new Map(uplinks.map((u) => [u, new TaskQueue(db, u)]));
     return {
-      db, writer, outbox: new Outbox(db, uplinks, writer), events: new Events(db), tasks, salvage, ident: storeIdent(cfg.dataDir), dev: statSync(cfg.dataDir).dev, gen,
+      db, writer, outbox: new Outbox(db, uplinks, writer), events: new Events(db, clock), tasks, salvage, ident: storeIdent(cfg.dataDir), dev: statSync(cfg.dataDir).dev, gen,
     };
   } catch (e) {
     closeQuietly(db);

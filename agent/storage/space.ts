@@ -13,6 +13,7 @@
  * so it never holds the event loop long.
  */
 import { createHash } from 'node:crypto';
+import type { Guard } from '../guard.js';
 import type { Logger } from 'pino';
 import type { Config } from '../config/types.js';
 import type { PayloadCodec } from '../../store/codec.js';
@@ -36,6 +37,8 @@ const WARN_LOG_MS = 600_000;
 export interface SpaceDeps {
   cfg: Config;
   log: Logger;
+  /** The owner of the space check's timer (agent/guard.ts). */
+  guard: Guard;
   keeper: StoreKeeper;
   codec: PayloadCodec;
   ledger: DropLedger;
@@ -83,7 +86,7 @@ export class SpaceManager implements Admission {
   start(): void {
     const tick = () => {
       this.timer = setTimeout(tick, Math.round(CHECK_MS * (0.8 + 0.4 * this.rand())));
-      this.check();
+      this.d.guard.run('store.space', () => this.check());
     };
     this.timer = setTimeout(tick, Math.round(CHECK_MS * this.rand()));
   }

@@ -4,6 +4,8 @@
  * data while the store is down), the drop ledger and the metrics, and the guarded objects the
  * rest of the agent uses instead of the store's own (guarded.ts).
  */
+import type { Guard } from '../guard.js';
+import type { EventClock } from '../../store/events.js';
 import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
@@ -38,6 +40,8 @@ export class Storage {
     registry: Registry,
     publish: (m: Record<string, unknown>) => void,
     lanes: () => readonly Lane[],
+    guard: Guard,
+    clock?: EventClock,
   ) {
     const enabled = cfg.uplinks.filter((u) => u.enabled);
     const uplinks = enabled.map((u) => u.name);
@@ -49,16 +53,16 @@ export class Storage {
       space: () => space?.state() ?? null,
     });
     const ledger = new DropLedger(this.metrics, log, publish);
-    this.keeper = keeper = new StoreKeeper({ cfg, log, uplinks, metrics: this.metrics, ledger, publish });
+    this.keeper = keeper = new StoreKeeper({ cfg, log, uplinks, metrics: this.metrics, ledger, publish, guard, clock });
     this.space = space = new SpaceManager({
-      cfg, log, keeper, codec, ledger, metrics: this.metrics, uplinks, publish,
+      cfg, log, guard, keeper, codec, ledger, metrics: this.metrics, uplinks, publish,
       priorities: Object.fromEntries(enabled.map((u) => [u.name, u.priority])),
       dropped: () => {
         for (const l of lanes()) l.rescan();
       },
       busy: () => ({ taskIds: lanes().flatMap((l) => l.busyTaskIds()), keys: [...relay.sending.keys()] }),
     });
-    const relay: Relay = new Relay(lanes, codec, (key, uplink, rq, ack) => this.keeper.acked(key, uplink, rq, ack), log);
+    const relay: Relay = new Relay(lanes, codec, (key, uplink, rq, ack) => this.keeper.acked(key, uplink, rq, ack), log, guard);
     this.relay = relay;
     this.outbox = new StoreOutbox(keeper, space);
   }
