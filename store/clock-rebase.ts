@@ -3,8 +3,9 @@
  * (clock_batches, state 'unsynced'), once the wall clock is good (docs/clocks.md).
  *
  * A batch no uplink has tried yet is rewritten: decoded, its flagged readings re-based by the
- * caller's `rebase`, re-encoded under the same idempotency key, its body appended to the active
- * segment and its `payloads` row pointed at it (the old bytes are left to segment GC). A batch
+ * caller's `rebase`, re-encoded under the same idempotency key, appended to the active segment as
+ * a record of its own (a salvage without the database takes the later record of a key) and its
+ * `payloads` row pointed at it (the old bytes are left to segment GC). A batch
  * that was ever sent, or is being sent now, is left as it is ('kept'): an upstream may hold it
  * already, and a re-send under its key must be the same bytes; its readings arrive flagged.
  * A batch whose boot never had a good clock cannot be re-based: it keeps its flag
@@ -16,6 +17,7 @@ import type { DB } from './db.js';
 import type { PayloadCodec } from './codec.js';
 import { writerFor } from './segment-gc.js';
 import { readPayload } from './tasks.js';
+import { batchHead } from './segment-record.js';
 
 export interface RebaseReport {
   rebased: number;
@@ -41,12 +43,12 @@ export function rebaseStored(
   const r: RebaseReport = { rebased: 0, rebasedReadings: 0, kept: 0, unrebasable: 0, unrebasableReadings: 0, errors: [] };
   const rows = db
     .prepare(
-      `SELECT c.payload_id AS id, c.boot_id AS boot, c.readings, p.batch_key AS key,
+      `SELECT c.payload_id AS id, c.boot_id AS boot, c.readings, p.batch_key AS key, p.device, p.reading_count AS readingCount, p.created_at AS createdAt, p.downsampled,
          EXISTS (SELECT 1 FROM recovery_tasks t WHERE t.payload_id = c.payload_id
            AND (t.status <> 'pending' OR t.retry_count > 0 OR t.first_attempt_at IS NOT NULL)) AS attempted
        FROM clock_batches c JOIN payloads p ON p.id = c.payload_id WHERE c.state = 'unsynced' ORDER BY c.payload_id LIMIT ?`,
     )
-    .all(limit) as { id: number; boot: string; readings: number; key: string; attempted: number }[];
+    .all(limit) as { id: number; boot: string; readings: number; key: string; device: string; readingCount: number; createdAt: number; downsampled: number; attempted: number }[];
   const tasksOf = db.prepare('SELECT id FROM recovery_tasks WHERE payload_id = ?').pluck();
   const mark = db.prepare('UPDATE clock_batches SET state = ? WHERE payload_id = ?');
   const writer = writerFor(db);
@@ -91,11 +93,18 @@ export function rebaseStored(
       if (ts > last) last = ts;
     }
     const enc = codec.encode(json, row.key);
-    const ref = writer ? writer.append([enc.body])[0] : null;
+    const hash = createHash('sha256').update(json).digest();
+    const firstTs = Number.isFinite(first) ? first : 0;
+    const lastTs = Number.isFinite(last) ? last : 0;
+    const head = batchHead({
+      key: row.key, device: row.device, readingCount: row.readingCount, firstTs, lastTs, createdAt: row.createdAt, hash,
+      codec: enc.codec, keyId: enc.keyId, iv: enc.iv, tag: enc.tag, cursor: null, downsampled: row.downsampled === 1,
+    }, enc.body);
+    const ref = writer ? writer.append([enc.body], [head])[0] : null;
     writer?.beforeCommit();
     db.transaction(() => {
       update.run(
-        createHash('sha256').update(json).digest(), Number.isFinite(first) ? first : 0, Number.isFinite(last) ? last : 0,
+        hash, firstTs, lastTs,
         enc.codec, enc.keyId, enc.iv, enc.tag, ref ? Buffer.alloc(0) : enc.body, ref?.segment ?? null, ref?.offset ?? null, ref?.length ?? null, row.id,
       );
       mark.run('rebased', row.id);

@@ -206,11 +206,13 @@ export function salvage(
   for (const [seg, byOffset] of records) {
     for (const [offset, { meta: m, length }] of byOffset) {
       if (m.cursor !== null) cursors.set(m.device, Math.max(cursors.get(m.device) ?? 0, m.cursor));
-      if (found.has(m.key)) continue;
+      // A row of the old database is the index; among records, the later one of a key is its rewrite (clock re-base).
+      const had = found.get(m.key);
+      if (had?.fromDb) continue;
       found.set(m.key, {
         key: m.key, hash: m.hash, device: m.device, readingCount: m.readingCount, firstTs: m.firstTs, lastTs: m.lastTs, createdAt: m.createdAt,
         codec: m.codec, keyId: m.keyId, iv: m.iv, tag: m.tag, body: Buffer.alloc(0), segment: seg, offset, length,
-        downsampled: m.downsampled, fromDb: false, order: order++,
+        downsampled: m.downsampled, fromDb: false, order: had?.order ?? order++,
       });
     }
   }

@@ -18,6 +18,7 @@ import { Outbox, type SealedBatch } from '../store/outbox.js';
 import { writerFor } from '../store/segment-gc.js';
 import { closeStore, listSegments, segmentDir, segmentName } from '../store/segments.js';
 import { TaskQueue } from '../store/tasks.js';
+import { rebaseStored } from '../store/clock-rebase.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -219,4 +220,26 @@ t.test('an interrupted salvage runs again from the same quarantined copy', async
   t.ok(existsSync(join(q, 'salvage.json')), 'and now finished');
   t.same(readdirSync(join(dataDir, QUARANTINE_DIR)), ['2024-01-01T00-00-00-000Z-unreadable'], 'no second quarantine folder');
   t.notOk(existsSync(join(dataDir, `${DB_FILE}.salvage`)), 'the half-built side file is gone');
+});
+
+t.test('a batch re-based after a clock step (store/clock-rebase.ts): the salvage takes its rewrite, not the old record', async (t) => {
+  const dataDir = join(tempDir(t), 'data');
+  const db = openDb(dataDir, { create: true });
+  writerFor(db);
+  const outbox = new Outbox(db, ['a', 'b']);
+  const bs = [1, 2, 3].map((c) => ({ ...mk('dev-a', c), clock: { boot: 'boot-1', unsynced: 1 } }));
+  outbox.commit(bs, new Map([['dev-a', 3]]));
+  const r = rebaseStored(db, codec, 'boot-1', 10, (readings) => {
+    for (const x of readings) x.ts = (x.ts as number) + 1_700_000_000_000;
+    return readings.length;
+  });
+  t.match(r, { rebased: 3, errors: [] });
+  closeStore(db);
+  truncateSync(join(dataDir, DB_FILE), 0);
+  const { db: db2, salvage: s } = reopen(t, dataDir);
+  t.match(s, { batches: { fromSegments: 3, total: 3 } });
+  t.match(s!.lost, { badRecords: 0, badBytes: 0 }, 'the rewrites are records of their own, not stray bytes');
+  const ts = new TaskQueue(db2, 'b').fresh(0, 1e12, 1e6).map((x) => JSON.parse(codec.decodeText(x.payload, x.key))[0].ts as number);
+  t.same(ts.sort((x, y) => x - y), [1, 2, 3].map((c) => c + 1_700_000_000_000), 'the re-based stamps came back');
+  t.same(db2.prepare('SELECT batch_key FROM payloads ORDER BY id').pluck().all(), bs.map((b) => b.key), 'each key once, in order');
 });
