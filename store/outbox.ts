@@ -17,8 +17,7 @@ import type { EncodedPayload } from './codec.js';
 import { writerFor } from './segment-gc.js';
 import type { SegmentRef, SegmentWriter } from './segments.js';
 import { batchHead } from './segment-record.js';
-
-const EMPTY = Buffer.alloc(0);
+import { payloadInsert, type RowMeta } from './payload-row.js';
 
 export interface SealedBatch {
   key: string;
@@ -37,13 +36,26 @@ export interface SealedBatch {
   downsampled?: boolean;
 }
 
+/** What a batch's row and segment record say of it. */
+export function metaOf(b: SealedBatch, downsampled = b.downsampled ?? false): RowMeta {
+  const p = b.payload;
+  return {
+    key: b.key, hash: b.hash, device: b.device, readingCount: b.readingCount, firstTs: b.firstTs, lastTs: b.lastTs, createdAt: b.createdAt,
+    codec: p.codec, keyId: p.keyId, iv: p.iv, tag: p.tag, downsampled,
+  };
+}
+
+/** The batch a row (or record) describes, with its body read. */
+export function sealedOf(m: RowMeta, body: Buffer): SealedBatch {
+  return {
+    key: m.key, hash: m.hash, device: m.device, readingCount: m.readingCount, firstTs: m.firstTs, lastTs: m.lastTs, createdAt: m.createdAt,
+    payload: { codec: m.codec, keyId: m.keyId, iv: m.iv, tag: m.tag, body }, downsampled: m.downsampled,
+  };
+}
+
 /** A batch's segment record header (store/segment-record.ts): what salvage needs to re-index it without the database. */
 export function recordHeadOf(b: SealedBatch, downsampled = b.downsampled ?? false): Buffer {
-  const p = b.payload;
-  return batchHead({
-    key: b.key, device: b.device, readingCount: b.readingCount, firstTs: b.firstTs, lastTs: b.lastTs, createdAt: b.createdAt, hash: b.hash,
-    codec: p.codec, keyId: p.keyId, iv: p.iv, tag: p.tag, cursor: b.cursor ?? null, downsampled,
-  }, p.body);
+  return batchHead({ ...metaOf(b, downsampled), cursor: b.cursor ?? null }, b.payload.body);
 }
 
 export interface CommitResult {
@@ -72,11 +84,7 @@ export class Outbox {
     private uplinks: readonly string[],
     private readonly segments: SegmentWriter | null = writerFor(db),
   ) {
-    this.insertPayload = db.prepare(
-      `INSERT INTO payloads (batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body,
-         body_segment, body_offset, body_length)
-       VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (batch_key) DO NOTHING`,
-    );
+    this.insertPayload = payloadInsert(db, 'ON CONFLICT (batch_key) DO NOTHING');
     this.findPayload = db.prepare('SELECT payload_hash FROM payloads WHERE batch_key = ?').pluck();
     this.insertTask = db.prepare(
       `INSERT INTO recovery_tasks (payload_id, uplink, idempotency_key, created_at, reading_count) VALUES (?, ?, ?, ?, ?)
@@ -95,12 +103,7 @@ export class Outbox {
       const r: CommitResult = { committed: 0, readings: 0, duplicates: 0, collisions: [] };
       for (let i = 0; i < batches.length; i++) {
         const b = batches[i];
-        const p = b.payload;
-        const ref = refs?.[i];
-        const ins = this.insertPayload.run(
-          b.key, b.hash, b.device, b.readingCount, b.firstTs, b.lastTs, b.createdAt, p.codec, p.keyId, p.iv, p.tag, ref ? EMPTY : p.body,
-          ref?.segment ?? null, ref?.offset ?? null, ref?.length ?? null,
-        );
+        const ins = this.insertPayload(metaOf(b), b.payload.body, refs?.[i] ?? null);
         if (ins.changes === 0) {
           const existing = this.findPayload.get(b.key) as Buffer | undefined;
           if (existing && Buffer.compare(existing, b.hash) === 0) {

@@ -18,19 +18,26 @@ import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
-import { recordHeadOf, type SealedBatch } from './outbox.js';
+import { metaOf, recordHeadOf, type SealedBatch } from './outbox.js';
+import { payloadInsert } from './payload-row.js';
 import { forgetSegments, segmentName, type SegmentWriter } from './segments.js';
 import { rawToTask } from './tasks.js';
 
-/** Mirrors agent/policy/storage.ts SegmentInfo (the store does not import the agent). */
+/** One segment file as the storage policy plans over it (agent/policy/storage.ts): its batches summed up in SQL. */
 export interface SegmentRow {
   id: number;
   bytes: number;
+  /** Batches whose body is in it. */
   batches: number;
+  /** ...still pending for some uplink. */
   pending: number;
+  /** ...pending and not downsampled yet. */
   rawPending: number;
+  /** ...dead-lettered for some uplink. */
   failed: number;
+  /** The highest priority of an uplink still waiting for a batch in it (-Infinity: none waits). */
   keep: number;
+  /** The oldest batch's created_at. */
   oldest: number;
 }
 
@@ -140,10 +147,7 @@ export function emptySegment(db: DB, w: SegmentWriter, seg: number, reason: 'dea
   const delTasks = db.prepare('DELETE FROM recovery_tasks WHERE payload_id IN (SELECT id FROM payloads WHERE body_segment = ?)');
   const delPayloads = db.prepare('DELETE FROM payloads WHERE body_segment = ?');
   const bump = db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value');
-  const insP = db.prepare(
-    `INSERT INTO payloads (batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body, body_segment, body_offset, body_length, downsampled)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, x'', ?, ?, ?, 1)`,
-  );
+  const insP = payloadInsert(db);
   const insT = db.prepare('INSERT INTO recovery_tasks (payload_id, uplink, idempotency_key, created_at, reading_count) VALUES (?, ?, ?, ?, ?)');
   const mark = w.mark();
   const refs = summaries.length > 0 ? w.append(summaries.map((s) => s.batch.payload.body), summaries.map((s) => recordHeadOf(s.batch, true))) : [];
@@ -153,8 +157,7 @@ export function emptySegment(db: DB, w: SegmentWriter, seg: number, reason: 'dea
       const summaryByUplink = new Map<string, number>();
       summaries.forEach((s, i) => {
         const b = s.batch;
-        const p = b.payload;
-        const id = insP.run(b.key, b.hash, b.device, b.readingCount, b.firstTs, b.lastTs, b.createdAt, p.codec, p.keyId, p.iv, p.tag, refs[i].segment, refs[i].offset, refs[i].length).lastInsertRowid;
+        const id = insP(metaOf(b, true), b.payload.body, refs[i]).lastInsertRowid;
         for (const u of s.uplinks) {
           insT.run(id, u, b.key, b.createdAt, b.readingCount);
           summaryByUplink.set(u, (summaryByUplink.get(u) ?? 0) + b.readingCount);

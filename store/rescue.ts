@@ -15,8 +15,8 @@
  * lost: counted per uplink still waiting for it, and reported.
  */
 import type { DB } from './db.js';
-import type { EncodedPayload } from './codec.js';
-import type { SealedBatch } from './outbox.js';
+import { sealedOf, type SealedBatch } from './outbox.js';
+import { metaOfRow, PAYLOAD_COLUMNS, type PayloadRow } from './payload-row.js';
 import type { SegmentWriter } from './segments.js';
 import type { SpoolWriter } from './spool.js';
 
@@ -31,25 +31,7 @@ export interface RescueResult {
   firstError: string | null;
 }
 
-interface Row {
-  id: number;
-  batch_key: string;
-  payload_hash: Buffer;
-  device: string;
-  reading_count: number;
-  first_ts: number;
-  last_ts: number;
-  created_at: number;
-  codec: EncodedPayload['codec'];
-  key_id: string | null;
-  iv: Buffer | null;
-  tag: Buffer | null;
-  body: Buffer;
-  body_segment: number | null;
-  body_offset: number | null;
-  body_length: number | null;
-  downsampled: number;
-}
+type Row = PayloadRow & { id: number };
 
 const CHUNK = 64;
 
@@ -90,8 +72,7 @@ export function rescue(db: DB, w: SegmentWriter | null, spool: SpoolWriter, afte
     chunk = [];
   };
   const rows = db.prepare(
-    `SELECT p.id, p.batch_key, p.payload_hash, p.device, p.reading_count, p.first_ts, p.last_ts, p.created_at, p.codec, p.key_id, p.iv, p.tag, p.body,
-       p.body_segment, p.body_offset, p.body_length, p.downsampled
+    `SELECT p.id, ${PAYLOAD_COLUMNS}, p.downsampled
      FROM payloads p WHERE p.id > ? AND EXISTS (SELECT 1 FROM recovery_tasks t WHERE t.payload_id = p.id AND t.status = 'pending') ORDER BY p.id`,
   ).iterate(afterId) as IterableIterator<Row>;
   for (const r of rows) {
@@ -107,10 +88,7 @@ export function rescue(db: DB, w: SegmentWriter | null, spool: SpoolWriter, afte
     }
     chunk.push({
       row: r,
-      b: {
-        key: r.batch_key, hash: r.payload_hash, device: r.device, readingCount: r.reading_count, firstTs: r.first_ts, lastTs: r.last_ts, createdAt: r.created_at,
-        payload: { codec: r.codec, keyId: r.key_id, iv: r.iv, tag: r.tag, body }, downsampled: r.downsampled === 1,
-      },
+      b: sealedOf(metaOfRow(r), body),
       acks: delivered.all(r.id) as { uplink: string; rq: number; ack: number }[],
     });
     if (chunk.length >= CHUNK) flush();

@@ -26,6 +26,8 @@ import { DB_FILE } from './db.js';
 import { listSegments, segmentDir, segmentName } from './segment-reader.js';
 import { fileFormat, scanRecords, type BatchMeta } from './segment-record.js';
 import { readAll, readTolerant } from './salvage-read.js';
+import { metaOfRow, PAYLOAD_COLUMNS, payloadInsert, refOfRow, type PayloadRow, type RowMeta } from './payload-row.js';
+import type { SegmentRef } from './segments.js';
 
 export interface SalvageReport {
   /** Why the database was not used as it was. */
@@ -55,25 +57,6 @@ export interface SalvageReport {
   };
 }
 
-interface OldPayload {
-  batch_key: string;
-  payload_hash: Buffer;
-  device: string;
-  reading_count: number;
-  first_ts: number;
-  last_ts: number;
-  created_at: number;
-  codec: string;
-  key_id: string | null;
-  iv: Buffer | null;
-  tag: Buffer | null;
-  body: Buffer;
-  body_segment: number | null;
-  body_offset: number | null;
-  body_length: number | null;
-  downsampled?: number;
-}
-
 interface OldTask {
   uplink: string;
   idempotency_key: string;
@@ -94,33 +77,20 @@ interface OldTask {
 
 /** A batch to re-index: its row's fields and where its body is. */
 interface Found {
-  key: string;
-  hash: Buffer;
-  device: string;
-  readingCount: number;
-  firstTs: number;
-  lastTs: number;
-  createdAt: number;
-  codec: string;
-  keyId: string | null;
-  iv: Buffer | null;
-  tag: Buffer | null;
+  meta: RowMeta;
+  /** The body when it is in the row (schema 2); empty when `ref` says where it is. */
   body: Buffer;
-  segment: number | null;
-  offset: number | null;
-  length: number | null;
-  downsampled: boolean;
+  ref: SegmentRef | null;
   fromDb: boolean;
   /** Order of discovery: old rowid order, then segment order. */
   order: number;
 }
 
-const PAYLOAD_COLS = `batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body, body_segment, body_offset, body_length`;
 const TASK_COLS = `uplink, idempotency_key, status, retry_count, next_attempt_at, last_error_code, last_error, fault_class, retry_class, request_timestamp,
   acknowledgment_timestamp, latency_ms, first_attempt_at, created_at, reading_count`;
 
 /** Reads the quarantined database, if there is one that opens at all. */
-function readOld(file: string | null): { payloads: OldPayload[]; tasks: OldTask[]; cursors: { device: string; cursor: number }[]; counters: { name: string; value: number }[]; errors: number; firstError: string | null } {
+function readOld(file: string | null): { payloads: PayloadRow[]; tasks: OldTask[]; cursors: { device: string; cursor: number }[]; counters: { name: string; value: number }[]; errors: number; firstError: string | null } {
   const none = { payloads: [], tasks: [], cursors: [], counters: [], errors: 0, firstError: null };
   if (file === null || !existsSync(file) || statSync(file).size === 0) return none;
   let old: Database.Database;
@@ -132,7 +102,7 @@ function readOld(file: string | null): { payloads: OldPayload[]; tasks: OldTask[
   }
   try {
     const hasDownsampled = readAll<{ name: string }>(old, `SELECT name FROM pragma_table_info('payloads')`).rows.some((c) => c.name === 'downsampled');
-    const payloads = readTolerant<OldPayload>(old, 'payloads', PAYLOAD_COLS + (hasDownsampled ? ', downsampled' : ''));
+    const payloads = readTolerant<PayloadRow>(old, 'payloads', PAYLOAD_COLUMNS + (hasDownsampled ? ', downsampled' : ''));
     const tasks = readTolerant<OldTask>(old, 'recovery_tasks', TASK_COLS);
     const cursors = readAll<{ device: string; cursor: number }>(old, 'SELECT device, cursor FROM source_state');
     const counters = readAll<{ name: string; value: number }>(old, 'SELECT name, value FROM counters');
@@ -195,11 +165,7 @@ export function salvage(
       report.lost.readings += p.reading_count;
       continue;
     }
-    found.set(p.batch_key, {
-      key: p.batch_key, hash: p.payload_hash, device: p.device, readingCount: p.reading_count, firstTs: p.first_ts, lastTs: p.last_ts, createdAt: p.created_at,
-      codec: p.codec, keyId: p.key_id, iv: p.iv, tag: p.tag, body: p.body, segment: seg, offset: p.body_offset, length: p.body_length,
-      downsampled: p.downsampled === 1, fromDb: true, order: order++,
-    });
+    found.set(p.batch_key, { meta: metaOfRow(p), body: p.body, ref: refOfRow(p), fromDb: true, order: order++ });
   }
   const cursors = new Map<string, number>();
   for (const c of old.cursors) cursors.set(c.device, Math.max(cursors.get(c.device) ?? 0, c.cursor));
@@ -209,20 +175,13 @@ export function salvage(
       // A row of the old database is the index; among records, the later one of a key is its rewrite (clock re-base).
       const had = found.get(m.key);
       if (had?.fromDb) continue;
-      found.set(m.key, {
-        key: m.key, hash: m.hash, device: m.device, readingCount: m.readingCount, firstTs: m.firstTs, lastTs: m.lastTs, createdAt: m.createdAt,
-        codec: m.codec, keyId: m.keyId, iv: m.iv, tag: m.tag, body: Buffer.alloc(0), segment: seg, offset, length,
-        downsampled: m.downsampled, fromDb: false, order: had?.order ?? order++,
-      });
+      found.set(m.key, { meta: m, body: Buffer.alloc(0), ref: { segment: seg, offset, length }, fromDb: false, order: had?.order ?? order++ });
     }
   }
   const tasksByKey = new Map<string, OldTask[]>();
   for (const t of old.tasks) tasksByKey.set(t.idempotency_key, [...(tasksByKey.get(t.idempotency_key) ?? []), t]);
 
-  const insP = db.prepare(
-    `INSERT INTO payloads (batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body,
-       body_segment, body_offset, body_length, downsampled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  );
+  const insP = payloadInsert(db);
   const insOld = db.prepare(
     `INSERT INTO recovery_tasks (payload_id, uplink, idempotency_key, status, retry_count, next_attempt_at, last_error_code, last_error, fault_class,
        retry_class, request_timestamp, acknowledgment_timestamp, latency_ms, first_attempt_at, created_at, reading_count)
@@ -232,15 +191,15 @@ export function salvage(
   const bump = db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value');
   const used = new Set<number>();
   db.transaction(() => {
-    const all = [...found.values()].sort((a, b) => a.createdAt - b.createdAt || a.order - b.order);
+    const all = [...found.values()].sort((a, b) => a.meta.createdAt - b.meta.createdAt || a.order - b.order);
     for (const f of all) {
-      const id = insP.run(f.key, f.hash, f.device, f.readingCount, f.firstTs, f.lastTs, f.createdAt, f.codec, f.keyId, f.iv, f.tag, f.body,
-        f.segment, f.offset, f.length, f.downsampled ? 1 : 0).lastInsertRowid;
-      if (f.segment !== null) used.add(f.segment);
+      const m = f.meta;
+      const id = insP(m, f.body, f.ref).lastInsertRowid;
+      if (f.ref) used.add(f.ref.segment);
       if (f.fromDb) report.batches.fromDatabase++;
       else report.batches.fromSegments++;
-      report.readings += f.readingCount;
-      const known = tasksByKey.get(f.key);
+      report.readings += m.readingCount;
+      const known = tasksByKey.get(m.key);
       if (known && known.length > 0) {
         for (const t of known) {
           // A retry time in the old run's past is simply due now.
@@ -249,7 +208,7 @@ export function salvage(
           report.tasks.kept++;
         }
       } else {
-        for (const u of uplinks) insNew.run(id, u, f.key, f.createdAt, f.readingCount);
+        for (const u of uplinks) insNew.run(id, u, m.key, m.createdAt, m.readingCount);
         report.tasks.unknownState += uplinks.length;
       }
     }

@@ -3,8 +3,9 @@
  * are, what they are called, and a reader that preads a body with a small cache of open files.
  * The agent's lanes, the decode worker (its own reader per database) and tools use it.
  */
-import { closeSync, fsyncSync, openSync, readdirSync, readSync } from 'node:fs';
+import { closeSync, fsyncSync, openSync, readdirSync, readSync, unlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { FILE_HEADER_BYTES, fileHeader, type FileKind } from './segment-record.js';
 
 export const SEGMENT_DIR = 'segments';
 /** Open segment files a reader keeps (least recently used closed first). */
@@ -32,6 +33,27 @@ export function syncDir(dir: string): void {
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * Creates a segment or spool file (0600, read-write: a rescue reads bodies back through it) with
+ * its format header, and returns its descriptor. On a full or failing disk no half-made file stays
+ * behind to block the next attempt: it is removed and the disk's error thrown.
+ */
+export function createRecordFile(file: string, kind: FileKind): number {
+  const fd = openSync(file, 'wx+', 0o600);
+  try {
+    writeSync(fd, fileHeader(kind), 0, FILE_HEADER_BYTES, 0);
+  } catch (e) {
+    closeSync(fd);
+    try {
+      unlinkSync(file);
+    } catch {
+      // the caller reports the disk's own error
+    }
+    throw e;
+  }
+  return fd;
 }
 
 /** What reads a body: a SegmentReader, or a SpanReader in front of one. */

@@ -22,12 +22,12 @@
  * created (store/segment-gc.ts). Readers (the lanes, the decode worker, tools) pread bodies with
  * a small cache of open files.
  */
-import { closeSync, fdatasyncSync, ftruncateSync, openSync, readSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, fdatasyncSync, ftruncateSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DB } from './db.js';
 import { WAL_CHECKPOINT_BYTES } from './db.js';
-import { SegmentReader, segmentDir, segmentName, syncDir } from './segment-reader.js';
-import { FILE_HEADER_BYTES, fileHeader } from './segment-record.js';
+import { createRecordFile, SegmentReader, segmentDir, segmentName, syncDir } from './segment-reader.js';
+import { FILE_HEADER_BYTES } from './segment-record.js';
 
 export { listSegments, READER_FDS, SEGMENT_DIR, segmentDir, segmentName, SegmentReader, syncDir } from './segment-reader.js';
 
@@ -241,19 +241,7 @@ export class SegmentWriter {
       this.fd = openSync(file, 'r+');
       return;
     }
-    const fd = openSync(file, 'wx+', 0o600); // readable too: a rescue reads bodies back through it
-    try {
-      writeSync(fd, fileHeader('segment'), 0, FILE_HEADER_BYTES, 0);
-    } catch (e) {
-      // A disk that is full or failing: no half-made file stays behind to block the next attempt.
-      closeSync(fd);
-      try {
-        unlinkSync(file);
-      } catch {
-        // the next open reports the disk's own error
-      }
-      throw e;
-    }
+    const fd = createRecordFile(file, 'segment');
     this.fd = fd;
     this.size = FILE_HEADER_BYTES;
     this.synced = 0;

@@ -18,6 +18,7 @@ import type { DB } from './db.js';
 import { batchHead, type BatchMeta } from './segment-record.js';
 import type { SegmentWriter } from './segments.js';
 import { readSpoolFile } from './spool.js';
+import { payloadInsert } from './payload-row.js';
 
 export interface ImportResult {
   file: string;
@@ -55,14 +56,10 @@ export function importSpoolFile(db: DB, w: SegmentWriter | null, file: string, u
     else fresh.set(r.meta.key, { meta: r.meta, body: Buffer.from(r.body), repair: have.id });
   }
   const all = [...fresh.values()];
-  const list = all.filter((x) => x.repair === null);
   const mark = w?.mark();
   const refs = w && all.length > 0 ? w.append(all.map((x) => x.body), all.map((x) => batchHead(x.meta, x.body))) : null;
   const moveBody = db.prepare(`UPDATE payloads SET body = ?, body_segment = ?, body_offset = ?, body_length = ? WHERE id = ?`);
-  const insP = db.prepare(
-    `INSERT INTO payloads (batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body, body_segment, body_offset, body_length, downsampled)
-     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
-  );
+  const insP = payloadInsert(db);
   const insT = db.prepare('INSERT INTO recovery_tasks (payload_id, uplink, idempotency_key, created_at, reading_count) VALUES (?, ?, ?, ?, ?) ON CONFLICT (payload_id, uplink) DO NOTHING');
   const ack = db.prepare(
     `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?, acknowledgment_timestamp = ?, latency_ms = ?,
@@ -84,8 +81,7 @@ export function importSpoolFile(db: DB, w: SegmentWriter | null, file: string, u
           out.repaired++;
           return;
         }
-        const id = insP.run(m.key, m.hash, m.device, m.readingCount, m.firstTs, m.lastTs, m.createdAt, m.codec, m.keyId, m.iv, m.tag, ref ? Buffer.alloc(0) : body,
-          ref?.segment ?? null, ref?.offset ?? null, ref?.length ?? null, m.downsampled ? 1 : 0).lastInsertRowid;
+        const id = insP(m, body, ref ?? null).lastInsertRowid;
         for (const u of uplinks) insT.run(id, u, m.key, m.createdAt, m.readingCount);
         out.batches++;
         out.readings += m.readingCount;

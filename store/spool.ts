@@ -14,13 +14,13 @@
  * every SYNC_EVERY_MS and when a file rolls (a long outage must not fsync every commit tick on
  * flash), OFF never.
  */
-import { closeSync, fdatasyncSync, lstatSync, mkdirSync, openSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync, writevSync } from 'node:fs';
+import { closeSync, fdatasyncSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
 import { HoldfastError } from '../agent/errors.js';
 import type { SealedBatch } from './outbox.js';
 import { recordHeadOf } from './outbox.js';
-import { ackRecord, cursorRecord, FILE_HEADER_BYTES, fileFormat, fileHeader, scanRecords, type ScanResult } from './segment-record.js';
-import { syncDir } from './segment-reader.js';
+import { ackRecord, cursorRecord, FILE_HEADER_BYTES, fileFormat, scanRecords, type ScanResult } from './segment-record.js';
+import { createRecordFile, syncDir } from './segment-reader.js';
 import type { SyncLevel } from './segments.js';
 
 export const SPOOL_FILE_BYTES = 4 * 1024 * 1024;
@@ -144,18 +144,7 @@ export class SpoolWriter {
     if (this.fd >= 0) return;
     ensureSpoolDir(this.dir);
     const file = join(this.dir, `spool-${this.now()}-${this.seq++}.hfs`);
-    const fd = openSync(file, 'wx', 0o600);
-    try {
-      writevSync(fd, [fileHeader('spool')], 0);
-    } catch (e) {
-      closeSync(fd);
-      try {
-        unlinkSync(file);
-      } catch {
-        // the caller reports the disk's own error
-      }
-      throw e;
-    }
+    const fd = createRecordFile(file, 'spool');
     if (this.level > 0) syncDir(this.dir);
     this.fd = fd;
     this.file = file;

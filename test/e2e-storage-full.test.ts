@@ -75,7 +75,12 @@ async function run(t: TapTest, policy: 'drop-oldest' | 'downsample' | 'reject-ne
   // The broker is back: live data flows again while the kept backlog drains.
   await broker.start();
   await waitFor(() => count(a, `SELECT cursor FROM source_state WHERE device = 'sim-1'`) >= POLLS, 300_000, 'the source is done', 500);
-  await waitFor(() => count(a, `SELECT count(*) FROM recovery_tasks WHERE status != 'delivered'`) === 0, 300_000, 'the kept backlog delivered', 500);
+  await waitFor(() => count(a, `SELECT count(*) FROM recovery_tasks WHERE status != 'delivered'`) === 0, 300_000, 'the kept backlog delivered', 500).catch((e: Error) => {
+    const left = withDb(a, (db) => db.prepare(
+      `SELECT status, last_error_code AS code, retry_count AS retries, count(*) AS tasks, min(next_attempt_at) AS due FROM recovery_tasks WHERE status != 'delivered' GROUP BY 1, 2, 3`,
+    ).all());
+    throw new Error(`${e.message}; left: ${JSON.stringify(left)}; log tail: ${log(a).split('\n').slice(-15).join('\n')}`);
+  });
   const keys = count(a, 'SELECT count(*) FROM payloads');
   await waitFor(() => telemetry(rec.messages).filter((m) => !m.historical).length > 0, 60_000, 'live (not historical) data after the outage', 250);
   const metrics = await fetchMetrics(a);

@@ -6,7 +6,7 @@
  * the start of the message, and the key's path. Run on whatever the document holds, typed or
  * not, after relative paths were resolved.
  */
-import { statSync } from 'node:fs';
+import { statSync, type Stats } from 'node:fs';
 import { resolve } from 'node:path';
 import { checkFile, creatableProblem, kindOf, problemOf, type FileProblem } from '../../drivers/files.js';
 import type { ConfigProblem } from './load.js';
@@ -73,33 +73,31 @@ function keyFileCheck(doc: Doc, problems: ConfigProblem[]): void {
  */
 function dirCheck(path: string, value: unknown, problems: ConfigProblem[], private_: boolean): void {
   if (typeof value !== 'string' || value === '') return;
-  let st;
-  try {
-    st = statSync(value);
-  } catch (e) {
-    const errno = (e as NodeJS.ErrnoException).code;
-    const p = errno === 'ENOENT' || errno === 'ENOTDIR' ? creatableProblem(value) : problemOf(value, e);
-    if (p) problems.push({ path, message: say(p) });
-    return;
-  }
+  const st = statOrCreatable(path, value, problems);
+  if (!st) return;
   if (!st.isDirectory()) problems.push({ path, message: `${value} exists and is ${st.isFile() ? 'a file' : kindOf(st)}, not a directory` });
   else if (private_ && (st.mode & 0o077) !== 0) {
     problems.push({ path, message: `DATA_DIR_INSECURE: ${value} has mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${value}` });
   }
 }
 
-/** The log file is appended to (created, with its folder, if missing); "-" is stdout. */
-function logFileCheck(value: unknown, problems: ConfigProblem[]): void {
-  if (typeof value !== 'string' || value === '' || value === '-') return;
-  let st;
+/** The path's stat; null when it does not exist (a problem pushed unless it can be created) or cannot be looked at. */
+function statOrCreatable(path: string, value: string, problems: ConfigProblem[]): Stats | null {
   try {
-    st = statSync(value);
+    return statSync(value);
   } catch (e) {
     const errno = (e as NodeJS.ErrnoException).code;
     const p = errno === 'ENOENT' || errno === 'ENOTDIR' ? creatableProblem(value) : problemOf(value, e);
-    if (p) problems.push({ path: '/logFile', message: say(p) });
-    return;
+    if (p) problems.push({ path, message: say(p) });
+    return null;
   }
+}
+
+/** The log file is appended to (created, with its folder, if missing); "-" is stdout. */
+function logFileCheck(value: unknown, problems: ConfigProblem[]): void {
+  if (typeof value !== 'string' || value === '' || value === '-') return;
+  const st = statOrCreatable('/logFile', value, problems);
+  if (!st) return;
   // A character device (a console, /dev/null) is a fine place for a log; a directory or FIFO is not.
   if (!st.isFile() && !st.isCharacterDevice()) problems.push({ path: '/logFile', message: say({ code: 'CONFIG_FILE_NOT_REGULAR', message: `${value} is ${kindOf(st)}, not a file to append to` }) });
 }

@@ -11,6 +11,7 @@
  * not batches: it never drops a batch whose file would stay (a loss that frees nothing), and it
  * needs memory for the files, not for every stored batch.
  */
+import type { SegmentRow } from '../../store/reclaim.js';
 
 export const WARN_RATIO = 0.9;
 export const LOW_WATER = 0.85;
@@ -57,23 +58,8 @@ export function stillFull(wasFull: boolean, v: SpaceVerdict): boolean {
 
 export type FullPolicy = 'drop-oldest' | 'downsample' | 'reject-new';
 
-/** One segment file as the planner sees it (store/reclaim.ts sums its batches up in SQL). */
-export interface SegmentInfo {
-  id: number;
-  bytes: number;
-  /** Batches whose body is in it. */
-  batches: number;
-  /** ...still pending for some uplink. */
-  pending: number;
-  /** ...pending and not downsampled yet. */
-  rawPending: number;
-  /** ...dead-lettered for some uplink. */
-  failed: number;
-  /** The highest priority of an uplink still waiting for a batch in it (-Infinity: none waits). */
-  keep: number;
-  /** The oldest batch's created_at. */
-  oldest: number;
-}
+/** One segment file as the planner sees it (the store sums its batches up: store/reclaim.ts). */
+export type SegmentInfo = SegmentRow;
 
 export type DropReason = 'dead_letter' | 'oldest';
 
