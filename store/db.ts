@@ -102,10 +102,19 @@ function checkVersion(db: DB): number {
 
 export function migrate(db: DB): void {
   const have = checkVersion(db);
-  for (let v = have; v < MIGRATIONS.length; v++) {
-    db.transaction(() => {
-      db.exec(MIGRATIONS[v]);
-      db.pragma(`user_version = ${v + 1}`);
-    }).immediate();
+  if (have >= MIGRATIONS.length) return;
+  // A migration that rebuilds a table drops the old one: with foreign keys on, that drop is a
+  // DELETE that cascades (clock_batches). Off only while migrating (a no-op inside a transaction).
+  const fk = db.pragma('foreign_keys', { simple: true }) === 1;
+  db.pragma('foreign_keys = OFF');
+  try {
+    for (let v = have; v < MIGRATIONS.length; v++) {
+      db.transaction(() => {
+        db.exec(MIGRATIONS[v]);
+        db.pragma(`user_version = ${v + 1}`);
+      }).immediate();
+    }
+  } finally {
+    if (fk) db.pragma('foreign_keys = ON');
   }
 }

@@ -131,4 +131,64 @@ export const MIGRATIONS: readonly string[] = [
    */ `
   ALTER TABLE payloads ADD COLUMN downsampled INTEGER NOT NULL DEFAULT 0;
   `,
+  /*
+   * 6: ids are never used twice (AUTOINCREMENT). Without it SQLite gives a new row the highest id
+   * + 1, so deleting the newest rows (reclaiming the newest segment file) handed their ids to the
+   * next batches: below the lane's live cursor and its backlog's end, never sent until a
+   * reconnect. The two tables are rebuilt as they are, with their ids (run with foreign keys off:
+   * store/db.ts migrate()).
+   */ `
+  CREATE TABLE payloads_v6 (
+    id            INTEGER PRIMARY KEY AUTOINCREMENT, -- also the batch's seq
+    batch_key     TEXT    NOT NULL UNIQUE,
+    payload_hash  BLOB    NOT NULL,
+    device        TEXT    NOT NULL,
+    reading_count INTEGER NOT NULL,
+    first_ts      INTEGER NOT NULL,
+    last_ts       INTEGER NOT NULL,
+    created_at    INTEGER NOT NULL,
+    codec         TEXT    NOT NULL,
+    key_id        TEXT,
+    iv            BLOB,
+    tag           BLOB,
+    body          BLOB    NOT NULL,
+    body_segment  INTEGER,
+    body_offset   INTEGER,
+    body_length   INTEGER,
+    downsampled   INTEGER NOT NULL DEFAULT 0
+  );
+  INSERT INTO payloads_v6 SELECT id, batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, key_id, iv, tag, body,
+    body_segment, body_offset, body_length, downsampled FROM payloads;
+
+  CREATE TABLE recovery_tasks_v6 (
+    id                       INTEGER PRIMARY KEY AUTOINCREMENT,
+    payload_id               INTEGER NOT NULL REFERENCES payloads(id),
+    uplink                   TEXT    NOT NULL,
+    idempotency_key          TEXT    NOT NULL,
+    status                   TEXT    NOT NULL DEFAULT 'pending' CHECK (status IN ('pending','failed','delivered')),
+    retry_count              INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at          INTEGER NOT NULL DEFAULT 0,
+    last_error_code          TEXT,
+    last_error               TEXT,
+    fault_class              TEXT,
+    retry_class              TEXT CHECK (retry_class IN ('soft','hard')),
+    request_timestamp        INTEGER,
+    acknowledgment_timestamp INTEGER,
+    latency_ms               INTEGER,
+    first_attempt_at         INTEGER,
+    created_at               INTEGER NOT NULL,
+    reading_count            INTEGER NOT NULL,
+    UNIQUE (payload_id, uplink)
+  );
+  INSERT INTO recovery_tasks_v6 SELECT id, payload_id, uplink, idempotency_key, status, retry_count, next_attempt_at, last_error_code, last_error,
+    fault_class, retry_class, request_timestamp, acknowledgment_timestamp, latency_ms, first_attempt_at, created_at, reading_count FROM recovery_tasks;
+
+  DROP TABLE recovery_tasks;
+  DROP TABLE payloads;
+  ALTER TABLE payloads_v6 RENAME TO payloads;
+  ALTER TABLE recovery_tasks_v6 RENAME TO recovery_tasks;
+  CREATE INDEX recovery_tasks_pending ON recovery_tasks (uplink, id) WHERE status = 'pending';
+  CREATE INDEX recovery_tasks_failed ON recovery_tasks (retry_count) WHERE status = 'failed';
+  CREATE INDEX recovery_tasks_due ON recovery_tasks (uplink, next_attempt_at) WHERE status = 'pending' AND next_attempt_at > 0;
+  `,
 ];

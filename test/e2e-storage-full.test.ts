@@ -79,7 +79,9 @@ async function run(t: TapTest, policy: 'drop-oldest' | 'downsample' | 'reject-ne
     const left = withDb(a, (db) => db.prepare(
       `SELECT status, last_error_code AS code, retry_count AS retries, count(*) AS tasks, min(next_attempt_at) AS due FROM recovery_tasks WHERE status != 'delivered' GROUP BY 1, 2, 3`,
     ).all());
-    throw new Error(`${e.message}; left: ${JSON.stringify(left)}; log tail: ${log(a).split('\n').slice(-15).join('\n')}`);
+    return apiStatus(a).then((st) => {
+      throw new Error(`${e.message}; left: ${JSON.stringify(left)}; lanes: ${JSON.stringify(st?.lanes)}; log tail: ${log(a).split('\n').slice(-15).join('\n')}`);
+    });
   });
   const keys = count(a, 'SELECT count(*) FROM payloads');
   await waitFor(() => telemetry(rec.messages).filter((m) => !m.historical).length > 0, 60_000, 'live (not historical) data after the outage', 250);
@@ -133,6 +135,11 @@ async function run(t: TapTest, policy: 'drop-oldest' | 'downsample' | 'reject-ne
     if (policy === 'reject-new') t.ok(missing[0] > cursorAtOutage + 1000, `the stored backlog kept: the first refused counter (${missing[0]}) came long after the outage began (${cursorAtOutage})`);
     else t.ok(missing[0] <= cursorAtOutage + 1000, `the oldest pending data dropped first: the first missing counter (${missing[0]}) is where the outage began (${cursorAtOutage})`);
   }
+}
+
+async function apiStatus(a: AgentDir): Promise<{ lanes?: unknown } | null> {
+  const m = /"port":(\d+)/.exec(log(a));
+  return m ? ((await (await fetch(`http://127.0.0.1:${m[1]}/api/status`)).json()) as { lanes?: unknown }) : null;
 }
 
 async function fetchMetrics(a: AgentDir): Promise<string> {

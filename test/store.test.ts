@@ -212,7 +212,7 @@ t.test('db', async (t) => {
     t.equal(schemaVersion(db), MIGRATIONS.length);
     t.equal(db.pragma('foreign_keys', { simple: true }), 1);
     t.equal(db.pragma('synchronous', { simple: true }), 1, 'NORMAL by default');
-    const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name`).pluck().all() as string[]).join(',');
+    const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).pluck().all() as string[]).join(',');
     t.equal(tables, 'admin_requests,clock_batches,clock_boots,counters,link_state,payloads,recovery_events,recovery_tasks,source_state');
     new Outbox(db, ['a']).commit([batch(new PayloadCodec(null, null), 'd1')]);
     db.close();
@@ -281,6 +281,61 @@ t.test('db', async (t) => {
     t.equal(schemaVersion(up), MIGRATIONS.length);
     t.equal(up.prepare(`SELECT count(*) FROM sqlite_master WHERE name = 'recovery_tasks_due'`).pluck().get(), 1, 'migrated');
     up.close();
+  });
+
+  t.test('ids are never used twice: the newest rows deleted, the next batch still gets a higher id', async (t) => {
+    const { db } = freshDb(t);
+    const codec = new PayloadCodec(null, null);
+    const outbox = new Outbox(db, ['a']);
+    outbox.commit([batch(codec, 'd1'), batch(codec, 'd2'), batch(codec, 'd3')]);
+    const maxIds = () => db.prepare('SELECT (SELECT max(id) FROM payloads) AS p, (SELECT max(id) FROM recovery_tasks) AS t').get() as { p: number; t: number };
+    const before = maxIds();
+    // What reclaiming the newest segment file does: its batches and their tasks go.
+    db.prepare('DELETE FROM recovery_tasks WHERE payload_id >= ?').run(before.p - 1);
+    db.prepare('DELETE FROM payloads WHERE id >= ?').run(before.p - 1);
+    outbox.commit([batch(codec, 'd4')]);
+    const after = maxIds();
+    t.ok(after.p > before.p, `payload id ${after.p} after ${before.p}`);
+    t.ok(after.t > before.t, `task id ${after.t} after ${before.t}: a lane that has read past ${before.t} still finds it`);
+    t.same(new TaskQueue(db, 'a').fresh(before.t, Number.MAX_SAFE_INTEGER, 10).map((r) => r.key), [(db.prepare('SELECT batch_key FROM payloads WHERE id = ?').pluck().get(after.p) as string)]);
+  });
+
+  t.test('schema 5 to 6 keeps every row, id and reference, and stops ids being reused', async (t) => {
+    const dir = join(tempDir(t), 'v5');
+    mkdirSync(dir, { mode: 0o700 });
+    const v5 = new Database(join(dir, DB_FILE));
+    for (const m of MIGRATIONS.slice(0, 5)) v5.exec(m);
+    v5.pragma('user_version = 5');
+    const insP = v5.prepare(`INSERT INTO payloads (id, batch_key, payload_hash, device, reading_count, first_ts, last_ts, created_at, codec, body, body_segment, body_offset, body_length, downsampled)
+      VALUES (?, ?, x'00', 'd1', 10, 1, 2, 3, 'zlib', x'', 1, ?, 5, ?)`);
+    const insT = v5.prepare(`INSERT INTO recovery_tasks (id, payload_id, uplink, idempotency_key, status, retry_count, next_attempt_at, created_at, reading_count) VALUES (?, ?, 'a', ?, ?, ?, ?, 3, 10)`);
+    insP.run(7, 'k7', 100, 0);
+    insP.run(9, 'k9', 200, 1);
+    insT.run(11, 7, 'k7', 'delivered', 1, 0);
+    insT.run(12, 9, 'k9', 'pending', 2, 5000);
+    v5.prepare(`INSERT INTO clock_batches (payload_id, boot_id, readings, state) VALUES (9, 'b', 10, 'unsynced')`).run();
+    v5.close();
+
+    const db = openDb(dir);
+    t.equal(schemaVersion(db), MIGRATIONS.length);
+    t.same(db.prepare('SELECT id, batch_key, body_offset, downsampled FROM payloads ORDER BY id').all(), [
+      { id: 7, batch_key: 'k7', body_offset: 100, downsampled: 0 }, { id: 9, batch_key: 'k9', body_offset: 200, downsampled: 1 },
+    ], 'payloads with their ids');
+    t.same(db.prepare('SELECT id, payload_id, status, retry_count, next_attempt_at FROM recovery_tasks ORDER BY id').all(), [
+      { id: 11, payload_id: 7, status: 'delivered', retry_count: 1, next_attempt_at: 0 }, { id: 12, payload_id: 9, status: 'pending', retry_count: 2, next_attempt_at: 5000 },
+    ], 'tasks with their ids and state');
+    t.equal(db.prepare('SELECT count(*) FROM clock_batches').pluck().get(), 1, 'a row referring to a payload is not cascaded away by the rebuild');
+    t.same(db.pragma('foreign_key_check'), [], 'every reference holds');
+    t.equal(db.pragma('foreign_keys', { simple: true }), 1, 'foreign keys on again');
+    for (const name of ['recovery_tasks_pending', 'recovery_tasks_failed', 'recovery_tasks_due']) {
+      t.equal(db.prepare(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?`).pluck().get(name), 1, `index ${name}`);
+    }
+    db.prepare('DELETE FROM recovery_tasks WHERE id = 12').run();
+    db.prepare('DELETE FROM payloads WHERE id = 9').run();
+    new Outbox(db, ['a']).commit([batch(new PayloadCodec(null, null), 'd2')]);
+    t.equal(db.prepare('SELECT max(id) FROM payloads').pluck().get(), 10, 'the next payload id is above every id ever used');
+    t.equal(db.prepare('SELECT max(id) FROM recovery_tasks').pluck().get(), 13, 'and the next task id');
+    db.close();
   });
 
   t.test('due() returns waiting retries by time, for its uplink only', async (t) => {
