@@ -18,6 +18,7 @@
  */
 
 import { CODES, type CodeClass } from './error-catalogue.js';
+import { GRPC_STATUS_NAMES } from '../drivers/otlp/grpc-status.js';
 
 export { CLASSES, CODES, type CodeClass, type CodeDoc } from './error-catalogue.js';
 
@@ -49,12 +50,7 @@ export function mqttCode(reason: number): ErrorCode {
   return `MQTT_0x${reason.toString(16).padStart(2, '0').toUpperCase()}` as ErrorCode;
 }
 
-/** gRPC status names by number (grpc/status.h); 0 (OK) is never a failure. */
-export const GRPC_STATUS_NAMES: readonly string[] = Object.freeze([
-  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
-  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE',
-  'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
-]);
+export { GRPC_STATUS_NAMES };
 
 /**
  * Formats a (non-OK) gRPC status as its stable error code: 14 -> GRPC_UNAVAILABLE; a number

@@ -53,7 +53,7 @@ export function createDriver(cfg: Config, u: DeepReadonly<UplinkConfig>, hooks: 
         name: u.name, url: u.url, gatewayId: cfg.gatewayId, hardwareProfile: cfg.hardware.profile,
         headers: otlpHeaders(u),
         tlsCaFile: u.tlsCaFile, tlsCertFile: u.tlsCertFile, tlsKeyFile: u.tlsKeyFile, compression: u.compression,
-        timeoutMs: u.timeoutMs, sendWindow: u.maxInflight, onPartial: hooks.onPartial,
+        timeoutMs: u.timeoutMs, sendWindow: u.maxInflight, onPartial: hooks.onPartial, version: VERSION,
       });
     case 'sep2':
       return new Sep2Driver({

@@ -3,7 +3,35 @@
  * said (a RawFailure) and know nothing of retries, breakers or classification; the lane runs
  * agent/policy/classify.ts over it. Expected failures are results, never exceptions.
  */
-import type { RawFailure } from '../agent/policy/classify.js';
+
+/** What the wire said when an attempt failed, before any policy looks at it (agent/policy/classify.ts). */
+export interface RawFailure {
+  /**
+   * 'unreadable': the stored batch itself cannot be sent (not a JSON array of readings): found by a driver, never sent.
+   * 'file': a file the driver reads to connect (password, key, certificate) failed drivers/files.ts's checks; `code` is its FileCode.
+   */
+  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls' | 'grpc' | 'unreadable' | 'file';
+  /** 'grpc': the numeric status (14), or its name ('UNAVAILABLE', 'GRPC_UNAVAILABLE'). */
+  code?: string | number;
+  message: string;
+  /** A server hint: Retry-After, MQTT server busy, gRPC google.rpc.RetryInfo retry_delay. */
+  retryAfterMs?: number;
+}
+
+/** Node/OpenSSL certificate error codes; what a driver reports as kind 'tls' (the classifier maps them to TLS_CERT_INVALID). */
+export const TLS_CERT_CODES: readonly string[] = Object.freeze([
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'CERT_REVOKED',
+  'CERT_UNTRUSTED',
+  'CERT_SIGNATURE_FAILURE',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);
 
 export interface OutboundMessage {
   taskId: number;

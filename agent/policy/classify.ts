@@ -29,6 +29,9 @@
  * hardFailureHoldMs. raw.retryAfterMs wins over a row's default.
  */
 import { GRPC_STATUS_NAMES, grpcCode, mqttCode, type ErrorCode, type FaultClass } from '../errors.js';
+import { TLS_CERT_CODES, type RawFailure } from '../../drivers/uplink.js';
+
+export { TLS_CERT_CODES, type RawFailure };
 
 export type Scope = 'payload' | 'link';
 export type RetryClass = 'soft' | 'hard';
@@ -39,19 +42,6 @@ export interface Failure {
   scope: Scope;
   retry: RetryClass;
   faultClass: FaultClass;
-  retryAfterMs?: number;
-}
-
-export interface RawFailure {
-  /**
-   * 'unreadable': the stored batch itself cannot be sent (not a JSON array of readings): found by a driver, never sent.
-   * 'file': a file the driver reads to connect (password, key, certificate) failed drivers/files.ts's checks; `code` is its FileCode.
-   */
-  kind: 'socket' | 'connack' | 'puback' | 'disconnect' | 'timeout' | 'http' | 'tls' | 'grpc' | 'unreadable' | 'file';
-  /** 'grpc': the numeric status (14), or its name ('UNAVAILABLE', 'GRPC_UNAVAILABLE'). */
-  code?: string | number;
-  /** A server hint: Retry-After, MQTT server busy, gRPC google.rpc.RetryInfo retry_delay. */
-  message: string;
   retryAfterMs?: number;
 }
 
@@ -87,20 +77,6 @@ export const SOCKET_TABLE: Readonly<Record<string, Rule>> = Object.freeze({
   EPIPE: linkSoft('network', 'write to a closed connection'),
 });
 
-/** Node/OpenSSL certificate error codes; all map to TLS_CERT_INVALID, link, hard. */
-export const TLS_CERT_CODES: readonly string[] = Object.freeze([
-  'CERT_HAS_EXPIRED',
-  'CERT_NOT_YET_VALID',
-  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
-  'UNABLE_TO_GET_ISSUER_CERT',
-  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
-  'DEPTH_ZERO_SELF_SIGNED_CERT',
-  'SELF_SIGNED_CERT_IN_CHAIN',
-  'CERT_REVOKED',
-  'CERT_UNTRUSTED',
-  'CERT_SIGNATURE_FAILURE',
-  'ERR_TLS_CERT_ALTNAME_INVALID',
-]);
 export const TLS_RULE: Rule = Object.freeze(linkHard('TLS certificate refused'));
 
 /** MQTT 5 reason codes in CONNACK and DISCONNECT. */

@@ -10,7 +10,7 @@
  */
 import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { performance } from 'node:perf_hooks';
-import type { RawFailure } from '../../agent/policy/classify.js';
+import type { RawFailure } from '../uplink.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
 import { envelopes } from './envelope.js';
 import { AckOnlyStore } from './outgoing-store.js';

@@ -43,9 +43,8 @@ import { resourceFromAttributes } from '@opentelemetry/resources';
 import { AggregationTemporality, DataPointType, type DataPoint, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
 import { readSmallFile, type FileProblem } from '../files.js';
-import type { RawFailure } from '../../agent/policy/classify.js';
+import type { RawFailure } from '../uplink.js';
 import { HoldfastError } from '../../agent/errors.js';
-import { VERSION } from '../../agent/version.js';
 import type { ConnectResult, OutboundMessage, UplinkDriver } from '../uplink.js';
 import { GrpcStatus, grpcRawFailure, rawFromGrpcError } from './grpc-status.js';
 
@@ -55,6 +54,8 @@ export const DEFAULT_OTLP_SEND_WINDOW = 4;
 
 export interface OtlpDriverOptions {
   name: string;
+  /** The agent's version: the user agent and the instrumentation scope (the driver does not read the package). */
+  version?: string;
   /** http://host:4317 (plaintext) or https://host:4317 (TLS). */
   url: string;
   gatewayId: string;
@@ -116,11 +117,15 @@ interface StoredReading {
   clock?: unknown;
 }
 
+const UNKNOWN_VERSION = '0.0.0';
+
 export interface BatchMeta {
   gatewayId: string;
   hardwareProfile: string;
   batchKey: string;
   metricName?: string;
+  /** The agent's version, for the instrumentation scope. */
+  version?: string;
 }
 
 export interface BuiltBatch {
@@ -185,7 +190,7 @@ export function batchToResourceMetrics(readings: unknown, meta: BatchMeta): Buil
       'holdfast.batch.key': meta.batchKey,
     }),
     scopeMetrics: [{
-      scope: { name: 'holdfast', version: VERSION },
+      scope: { name: 'holdfast', version: meta.version ?? UNKNOWN_VERSION },
       metrics: points.length === 0 ? [] : [{
         descriptor: {
           name: meta.metricName ?? DEFAULT_METRIC_NAME,
@@ -297,7 +302,7 @@ export class OtlpDriver implements UplinkDriver {
   private channelOptions(): ChannelOptions {
     return {
       'grpc.default_compression_algorithm': this.o.compression === 'gzip' ? 2 : 0,
-      'grpc.primary_user_agent': `holdfast/${VERSION}`,
+      'grpc.primary_user_agent': `holdfast/${this.o.version ?? UNKNOWN_VERSION}`,
       'grpc.enable_retries': 0,
       'grpc.service_config_disable_resolution': 1,
       // An idle channel would go IDLE after 30 min, which the watcher would take for a loss.
@@ -403,6 +408,7 @@ export class OtlpDriver implements UplinkDriver {
         hardwareProfile: this.o.hardwareProfile,
         batchKey: msg.key,
         metricName: this.o.metricName,
+        version: this.o.version,
       });
     } catch (e) {
       return { ok: false, requestAt, failure: { kind: 'unreadable', message: `batch not sent, unreadable: ${(e as Error).message}` } };

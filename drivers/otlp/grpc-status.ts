@@ -9,10 +9,15 @@
  * status. RetryInfo is decoded by hand (a dozen lines of protobuf wire format) rather than
  * with a protobuf library the agent does not otherwise need at run time.
  */
-import type { RawFailure } from '../../agent/policy/classify.js';
-import { GRPC_STATUS_NAMES } from '../../agent/errors.js';
+import type { RawFailure } from '../uplink.js';
 
-export { GRPC_STATUS_NAMES };
+/** gRPC status names by number (grpc/status.h); 0 (OK) is never a failure. */
+export const GRPC_STATUS_NAMES: readonly string[] = Object.freeze([
+  'OK', 'CANCELLED', 'UNKNOWN', 'INVALID_ARGUMENT', 'DEADLINE_EXCEEDED', 'NOT_FOUND', 'ALREADY_EXISTS',
+  'PERMISSION_DENIED', 'RESOURCE_EXHAUSTED', 'FAILED_PRECONDITION', 'ABORTED', 'OUT_OF_RANGE',
+  'UNIMPLEMENTED', 'INTERNAL', 'UNAVAILABLE', 'DATA_LOSS', 'UNAUTHENTICATED',
+]);
+
 
 export const GrpcStatus = Object.freeze({
   OK: 0, CANCELLED: 1, UNKNOWN: 2, INVALID_ARGUMENT: 3, DEADLINE_EXCEEDED: 4, NOT_FOUND: 5, ALREADY_EXISTS: 6,

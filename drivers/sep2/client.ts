@@ -29,7 +29,7 @@ import https from 'node:https';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
 import { readSmallFile } from '../files.js';
 import type { SecureVersion } from 'node:tls';
-import { TLS_CERT_CODES, type RawFailure } from '../../agent/policy/classify.js';
+import { TLS_CERT_CODES, type RawFailure } from '../uplink.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
 import { checkPen, identityOf, stableMrid, type DeviceIdentity } from './identity.js';
 import {
