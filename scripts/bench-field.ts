@@ -56,7 +56,7 @@ import type { DeviceMap, PointDef } from '../drivers/modbus/types.js';
 import { ptyPair, type PtyPair } from '../test/helpers/socat.js';
 import { echo, roundTrips, type RoundTrips } from './bench-pty.js';
 import { directPtysAvailable, inheritedPtys, parsePtyLine, spawnOnPtys, type DirectPty } from './pty-direct.js';
-import { simulate, type Simulation } from './simulator/cli.js';
+import { simulate, type Simulation } from '../agent/cli/simulate.js';
 import { runIfMain } from './run-main.js';
 
 export interface FieldRow {

@@ -16,7 +16,7 @@ import { startBroker, waitFor, type Broker } from './helpers/mosquitto.js';
 import { subscribe, type Recorder } from './helpers/mqtt-sub.js';
 import { checkCounters, cli, count, diagnoseOnFailure, log, makeAgentDir, ROOT, startAgent, telemetry, withDb, type AgentDir } from './helpers/agent.js';
 import { fakeTime, offsetTo } from './helpers/faketime.js';
-import { simulate } from '../scripts/simulator/cli.js';
+import { simulate } from '../agent/cli/simulate.js';
 import { CLOCK_FLOOR_MS } from '../agent/version.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];

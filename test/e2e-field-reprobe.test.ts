@@ -13,8 +13,8 @@ import { join } from 'node:path';
 import { startBroker, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
 import { launchAgent, log, makeAgentDir, telemetry, withDb } from './helpers/agent.js';
-import { simulate } from '../scripts/simulator/cli.js';
-import { runFaultScript } from '../scripts/simulator/faults.js';
+import { simulate } from '../agent/cli/simulate.js';
+import { runFaultScript } from '../drivers/modbus/simulator/faults.js';
 
 t.test('exception 02 for a few seconds: the point is disabled, re-probed, and back by itself', async (t) => {
   const sim = await simulate({ mode: 'modbus-tcp', port: 0, units: '1:counter', print: () => {} });

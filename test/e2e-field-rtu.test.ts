@@ -13,7 +13,7 @@ import { startBroker, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
 import { ptyPair } from './helpers/socat.js';
 import { cli, count, launchAgent, makeAgentDir, telemetry, withDb } from './helpers/agent.js';
-import { simulate } from '../scripts/simulator/cli.js';
+import { simulate } from '../agent/cli/simulate.js';
 
 function fakeSysfs(root: string) {
   const iio = join(root, 'sys/bus/iio/devices/iio:device0');

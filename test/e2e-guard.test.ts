@@ -15,7 +15,7 @@ import { freePort, startBroker, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
 import { ptyPair } from './helpers/socat.js';
 import { checkCounters, count, diagnoseOnFailure, log, makeAgentDir, ROOT, startAgent, telemetry, type AgentDir } from './helpers/agent.js';
-import { simulate } from '../scripts/simulator/cli.js';
+import { simulate } from '../agent/cli/simulate.js';
 
 /** Every site the agent's guard owns; each must be seen failing once and recovering. */
 const SITES = [

@@ -1,6 +1,6 @@
 /**
  * The RTU master (drivers/modbus/rtu-master.ts) on one end of a real socat pty pair, against
- * (a) the RTU simulator (scripts/simulator) and (b) a hostile responder written here: a raw
+ * (a) the RTU simulator (drivers/modbus/simulator) and (b) a hostile responder written here: a raw
  * serialport on the other end that frames the master's 8-byte requests itself, knows the truth
  * of every answer it gives, and measures the line (overlaps, the silence before each request).
  *
@@ -34,7 +34,7 @@ import { SerialPort } from 'serialport';
 import { rtuFrame, parseRtuRequest, t35Ms, type FrameError, type ReadRequest } from '../drivers/modbus/frame.js';
 import { RtuMaster, type RtuOptions, type RtuStats } from '../drivers/modbus/rtu-master.js';
 import type { ReadResult } from '../drivers/modbus/types.js';
-import { simulate } from '../scripts/simulator/cli.js';
+import { simulate } from '../agent/cli/simulate.js';
 import { waitFor } from './helpers/mosquitto.js';
 import { mulberry32 } from './helpers/rand.js';
 import { ptyPair, type PtyPair } from './helpers/socat.js';

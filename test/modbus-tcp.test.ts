@@ -11,7 +11,7 @@ import { TcpClient } from '../drivers/modbus/tcp-client.js';
 import { DevicePoller, type PollOutcome } from '../agent/field/poller.js';
 import { initialFaultState, observe, type FaultState, type Verdict } from '../agent/policy/faults.js';
 import { decodePoint } from '../drivers/modbus/decode.js';
-import { simulate } from '../scripts/simulator/cli.js';
+import { simulate } from '../agent/cli/simulate.js';
 import type { Reading } from '../agent/reading.js';
 import { freePort, waitFor } from './helpers/mosquitto.js';
 import { ROOT } from './helpers/agent.js';

@@ -3,8 +3,8 @@ import t from 'tap';
 import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { parseFaultScript, runFaultScript, FaultScriptError } from '../scripts/simulator/faults.js';
-import { createDevice } from '../scripts/simulator/profiles.js';
+import { parseFaultScript, runFaultScript, FaultScriptError } from '../drivers/modbus/simulator/faults.js';
+import { createDevice } from '../drivers/modbus/simulator/profiles.js';
 import { Sysfs } from '../hardware/sysfs.js';
 
 t.test('busVolts steps write the fake IIO channel that the agent reads back as volts', async (t) => {

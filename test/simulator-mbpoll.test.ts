@@ -18,10 +18,10 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { parsePdu, readPdu, registers, takeTcpFrames, tcpFrame } from '../drivers/modbus/frame.js';
-import { simulate } from '../scripts/simulator/cli.js';
-import { createDevice, METER } from '../scripts/simulator/profiles.js';
-import { RtuSimulator } from '../scripts/simulator/rtu.js';
-import { TcpSimulator } from '../scripts/simulator/tcp.js';
+import { simulate } from '../agent/cli/simulate.js';
+import { createDevice, METER } from '../drivers/modbus/simulator/profiles.js';
+import { RtuSimulator } from '../drivers/modbus/simulator/rtu.js';
+import { TcpSimulator } from '../drivers/modbus/simulator/tcp.js';
 import { waitFor } from './helpers/mosquitto.js';
 import { ptyPair } from './helpers/socat.js';
 
@@ -116,7 +116,7 @@ t.test('fault script from a file, and refusals', async (t) => {
 });
 
 t.test('the simulate command prints where it listens and runs until SIGINT', async (t) => {
-  const cli = fileURLToPath(new URL('../scripts/simulator/cli.js', import.meta.url));
+  const cli = fileURLToPath(new URL('../agent/cli/simulate.js', import.meta.url));
   // What agent/cli/main.ts does with a command, done here with the simulate command alone.
   const driver = `import { parseArgs } from 'node:util';
     const { simulateCommand: c } = await import(${JSON.stringify(cli)});

@@ -1,5 +1,5 @@
 /**
- * The Modbus simulators (scripts/simulator/) against clients built only on frame.ts, over real
+ * The Modbus simulators (drivers/modbus/simulator/) against clients built only on frame.ts, over real
  * sockets and a real socat pty pair: what a driver will meet must be what the simulator says.
  * TCP: reads, the loss-check counter, exceptions 01/02/03 and forced ones, writes, in-order
  * answers, silence/slow, the disconnect fault (close, refuse, accept again), gateway mode and the
@@ -12,11 +12,11 @@ import { performance } from 'node:perf_hooks';
 import t from 'tap';
 import { SerialPort } from 'serialport';
 import { crc16, lineMs, parsePdu, parseRtuResponse, readPdu, registers, rtuRequest, rtuResponseLength, takeTcpFrames, tcpFrame, type ReadRequest } from '../drivers/modbus/frame.js';
-import { createDevice, COUNTER, METER } from '../scripts/simulator/profiles.js';
-import { SUNSPEC } from '../scripts/simulator/sunspec.js';
-import type { SimDevice } from '../scripts/simulator/device.js';
-import { TcpSimulator } from '../scripts/simulator/tcp.js';
-import { RtuSimulator } from '../scripts/simulator/rtu.js';
+import { createDevice, COUNTER, METER } from '../drivers/modbus/simulator/profiles.js';
+import { SUNSPEC } from '../drivers/modbus/simulator/sunspec.js';
+import type { SimDevice } from '../drivers/modbus/simulator/device.js';
+import { TcpSimulator } from '../drivers/modbus/simulator/tcp.js';
+import { RtuSimulator } from '../drivers/modbus/simulator/rtu.js';
 import { waitFor } from './helpers/mosquitto.js';
 import { ptyPair } from './helpers/socat.js';
 

@@ -13,7 +13,7 @@ import { parseDuration, purge, requestBreakerReset, retryReset, storeStatus } fr
 import { collectAfterPurge, GC_GRACE_MS, syncNewestSegment } from '../../store/segment-gc.js';
 import { formatStatus } from './format.js';
 import { formatStorage, storageReport } from '../storage/status.js';
-import { simulateCommand } from '../../scripts/simulator/cli.js';
+import { simulateCommand } from './simulate.js';
 
 type Values = Record<string, string | boolean | undefined>;
 type Opt = { type: 'string' | 'boolean'; short?: string };

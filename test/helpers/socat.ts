@@ -13,7 +13,7 @@
  * so one pair serves several opens (e.g. one mbpoll run after another).
  *
  * A pty has no baud rate: bytes cross with no line timing whatever the termios say. Timing
- * tests use the RTU simulator's line-rate emulation (scripts/simulator/rtu.ts). They do not
+ * tests use the RTU simulator's line-rate emulation (drivers/modbus/simulator/rtu.ts). They do not
  * cross for free: each way goes through socat's poll loop and a wake-up of each end, a
  * fraction of a millisecond that grows with the machine's load;
  * `npm run bench` measures the round trip (scripts/bench-pty.ts).

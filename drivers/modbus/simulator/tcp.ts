@@ -22,7 +22,7 @@
  */
 import net from 'node:net';
 import { setTimeout as delay } from 'node:timers/promises';
-import { exceptionPdu, takeTcpFrames, tcpFrame } from '../../drivers/modbus/frame.js';
+import { exceptionPdu, takeTcpFrames, tcpFrame } from '../frame.js';
 import { EXCEPTION, type SimDevice } from './device.js';
 
 export interface TcpSimOptions {

@@ -11,13 +11,13 @@
  * each id gets its own device, so two meters drift independently. A fault script (faults.ts)
  * starts with the simulator. Refusals are USAGE errors naming the bad piece.
  */
-import type { Command } from '../../agent/cli/commands.js';
-import { HoldfastError } from '../../agent/errors.js';
-import type { SimDevice } from './device.js';
-import { FaultScriptError, loadFaultScript, runFaultScript, type FaultScriptRun, type FaultStep } from './faults.js';
-import { PROFILES, createDevice, isProfile } from './profiles.js';
-import { RtuSimulator, type Parity } from './rtu.js';
-import { TcpSimulator } from './tcp.js';
+import type { Command } from './commands.js';
+import { HoldfastError } from '../errors.js';
+import type { SimDevice } from '../../drivers/modbus/simulator/device.js';
+import { FaultScriptError, loadFaultScript, runFaultScript, type FaultScriptRun, type FaultStep } from '../../drivers/modbus/simulator/faults.js';
+import { PROFILES, createDevice, isProfile } from '../../drivers/modbus/simulator/profiles.js';
+import { RtuSimulator, type Parity } from '../../drivers/modbus/simulator/rtu.js';
+import { TcpSimulator } from '../../drivers/modbus/simulator/tcp.js';
 
 export type SimulateMode = 'modbus-tcp' | 'modbus-rtu';
 

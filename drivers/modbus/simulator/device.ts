@@ -20,8 +20,8 @@
  *   that drifts with time).
  */
 import { EventEmitter } from 'node:events';
-import { FN, MAX_READ_BITS, MAX_READ_REGISTERS, exceptionPdu } from '../../drivers/modbus/frame.js';
-import type { RegisterKind } from '../../drivers/modbus/types.js';
+import { FN, MAX_READ_BITS, MAX_READ_REGISTERS, exceptionPdu } from '../frame.js';
+import type { RegisterKind } from '../types.js';
 
 export const EXCEPTION = {
   ILLEGAL_FUNCTION: 0x01,

@@ -27,9 +27,9 @@
  */
 import { performance } from 'node:perf_hooks';
 import { setTimeout as delay } from 'node:timers/promises';
-import { serialPort, type SerialStream } from '../../drivers/serial/port.js';
-import { FN, lineMs, parseRtuRequest, rtuFrame, rtuRequestLength, t35Ms } from '../../drivers/modbus/frame.js';
-import { waitUntil } from '../../drivers/modbus/wait.js';
+import { serialPort, type SerialStream } from '../../serial/port.js';
+import { FN, lineMs, parseRtuRequest, rtuFrame, rtuRequestLength, t35Ms } from '../frame.js';
+import { waitUntil } from '../wait.js';
 import type { SimDevice } from './device.js';
 
 export type Parity = 'none' | 'even' | 'odd';
