@@ -3,6 +3,7 @@
  * the operator does about it. docs/errors.md is generated from this (scripts/errors-doc.ts), so
  * the words here are the documentation; agent/errors.ts holds the types and helpers around it.
  */
+import { STORE_CODES } from '../store/errors.js';
 
 /**
  * The classes a code can have, with what each means to the operator (the doc prints these).
@@ -98,18 +99,14 @@ export const CODES = {
     meaning: 'the store reached its budget: `store.maxBytes`, or the filesystem\'s free space down to `store.minFreeRatio` (a disk shared with other programs). Delivered data is reclaimed first (from 90 %), then `store.fullPolicy` applies: drop-oldest (dead letters, then the oldest batches of the lowest-priority uplinks), downsample (old readings merged into min/max/avg/count), or reject-new; every dropped reading is counted by uplink and reason',
     action: '`holdfast status` shows the budget and the drops; free disk space, raise `store.maxBytes`, fix the uplink that is not draining, or choose another `store.fullPolicy` (docs/storage.md)',
   },
-  STORE_UNAVAILABLE: {
-    class: 'local',
-    meaning: 'the store cannot be written (`detail.kind`: full, readonly, io, corrupt, vanished, busy): disk full (SQLITE_FULL, ENOSPC), I/O error (SQLITE_IOERR, EIO), read-only (EROFS after an ext4 error), the data directory removed or replaced, corrupt. New batches go to the spool (`store.spoolDir`), still sent when a link is up, and are imported back exactly once when the store works again; /readyz is false meanwhile. Also: a data directory that does not exist for an admin command, or a spool that cannot be written (its batches dropped and counted)',
-    action: 'check the disk (`dmesg`, free space, a read-only remount: fsck and remount), that `dataDir` exists; the agent retries by itself and imports the spool (docs/storage.md)',
-  },
+  STORE_UNAVAILABLE: STORE_CODES.STORE_UNAVAILABLE,
   STORE_SALVAGED: {
     class: 'local',
     meaning: 'at start (or after a corruption) the database was missing, empty or unreadable while segment files were present: it was moved to `<dataDir>/quarantine/` (never deleted) and a new one built from every readable row and segment record; the event\'s detail (and `salvage.json` next to the quarantined file) counts what was recovered and what was lost. Batches of unknown state are sent again with their original keys',
     action: 'read the report (`holdfast status`, the `salvage` event); find out what emptied or damaged the database (disk errors in `dmesg`, a manual change); the quarantine folder can go once the report is understood',
   },
   INGEST_QUEUE_FULL: { class: 'local', meaning: 'the in-memory ingest queue (`store.maxQueuedReadings`) is full: the source is told to slow down, a refused field poll is dropped, and the refusal is counted', action: 'slow storage? check the disk; raise `store.maxQueuedReadings` if the bursts are expected' },
-  PAYLOAD_UNREADABLE: { class: 'payload/hard', meaning: 'a stored batch failed decryption, decompression or decoding (wrong or missing key, corrupted row); the fault is here, not upstream; dead-lettered', action: 'a key missing from the key file? restore it, then `holdfast retry reset`' },
+  PAYLOAD_UNREADABLE: STORE_CODES.PAYLOAD_UNREADABLE,
   INTERNAL_ERROR: { class: 'local', meaning: 'a timer or callback of the agent failed in a way no code anticipated (a bug); the agent caught it, logged it with its `site` and stack, recorded an event and went on', action: 'report it with the log line; the agent keeps running, and `holdfast_internal_errors_total` counts such failures by site' },
   SHUTDOWN_ACK_TIMEOUT: {
     class: 'local',
@@ -121,16 +118,16 @@ export const CODES = {
     meaning: 'a step of the stop (closing an uplink, the field buses, the HTTP server, the metrics export) did not finish in its share of `shutdownTimeoutMs`: the agent went on without it. If the whole stop was not done by `shutdownTimeoutMs`, the agent closed the store and exited with status 1 rather than wait to be killed',
     action: 'the log line names the step; committed data is safe. Report it if it repeats',
   },
-  SCHEMA_TOO_NEW: { class: 'local', meaning: 'the database was written by a newer Holdfast (its `user_version` is ahead of this build)', action: 'upgrade Holdfast to at least the version that wrote it' },
+  SCHEMA_TOO_NEW: STORE_CODES.SCHEMA_TOO_NEW,
   // configuration and start-up
   CONFIG_NOT_FOUND: { class: 'config', meaning: 'a configuration file (the config, a device map, a hardware profile) does not exist or cannot be read, or a profile name is unknown', action: 'the path (relative paths are resolved against the config file\'s folder) and permissions; `holdfast config validate <file>`' },
   CONFIG_PARSE: { class: 'config', meaning: 'a configuration file (the config, a device map, a hardware profile) is not valid JSON', action: 'fix the syntax at the position given; `holdfast config validate <file>`' },
   CONFIG_INVALID: { class: 'config', meaning: 'the configuration breaks the schema or a rule across keys (wrong type, unknown key, out of range, bad URL, key file problems); every problem is listed with its path', action: 'fix each listed key; docs/configuration.md documents every key' },
   CONFIG_REJECTED: { class: 'config', meaning: 'reserved, not raised yet: the code for a configuration refused as a whole with nothing of it applied, for remote configuration over MQTT, which does not exist yet; a bad local file is `CONFIG_INVALID`', action: 'nothing for this code today' },
-  DATA_DIR_INSECURE: { class: 'config', meaning: 'the data directory is accessible to group or others (must be 0700), or the spool folder (`store.spoolDir`) is not a private directory of the agent\'s own user (a symlink, another owner, other users may read it)', action: '`chmod 700 <dataDir>`; for the spool: remove or fix the folder so that it is a plain directory of the agent\'s user, mode 0700' },
-  KEY_FILE_MISSING: { class: 'config', meaning: 'encryption is on (the default) but `store.keyFile` does not exist', action: '`holdfast keygen --out <keyFile>`, or set `store.encryption` to "off" explicitly' },
-  KEY_FILE_INSECURE: { class: 'config', meaning: 'the key file is accessible to group or others (must be 0600)', action: '`chmod 600 <keyFile>`' },
-  KEY_INVALID: { class: 'config', meaning: 'the key file has a line that is not `<keyId> <64 hex>`, no key at all, or no key with the id `store.keyId`', action: 'fix the line or `store.keyId`; keep old keys in the file while stored batches need them' },
+  DATA_DIR_INSECURE: STORE_CODES.DATA_DIR_INSECURE,
+  KEY_FILE_MISSING: STORE_CODES.KEY_FILE_MISSING,
+  KEY_FILE_INSECURE: STORE_CODES.KEY_FILE_INSECURE,
+  KEY_INVALID: STORE_CODES.KEY_INVALID,
   // files the config names (drivers/files.ts): checked at load, checked again whenever read
   CONFIG_FILE_MISSING: {
     class: 'config',

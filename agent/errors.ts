@@ -19,6 +19,7 @@
 
 import { CODES, type CodeClass } from './error-catalogue.js';
 import { GRPC_STATUS_NAMES } from '../drivers/otlp/grpc-status.js';
+import { CODED_ERROR } from '../store/errors.js';
 
 export { CLASSES, CODES, type CodeClass, type CodeDoc } from './error-catalogue.js';
 
@@ -29,7 +30,19 @@ export type CatalogCode = keyof typeof CODES;
 /** A concrete code: a catalogue code, or an instance of one of the families. */
 export type ErrorCode = CatalogCode | `MQTT_0x${string}` | `HTTP_${number}` | `MODBUS_EXCEPTION_${string}` | `GRPC_STATUS_${number}`;
 
+/**
+ * A coded error: raised here, or by a lower room with an error class of its own (store/errors.ts
+ * StoreError) that carries the same mark, so `e instanceof HoldfastError` and isHoldfastError()
+ * hold for both without the rooms importing the agent.
+ */
 export class HoldfastError extends Error {
+  static override [Symbol.hasInstance](v: unknown): boolean {
+    // Subclasses (ConfigError, ProfileError) keep the ordinary prototype check.
+    if (this !== HoldfastError) return Function.prototype[Symbol.hasInstance].call(this, v);
+    return v instanceof Error && (v as { [CODED_ERROR]?: unknown })[CODED_ERROR] === true;
+  }
+
+  readonly [CODED_ERROR] = true;
   readonly code: ErrorCode;
   /** The config path, file or value at fault, when there is one. */
   readonly at?: string;

@@ -10,7 +10,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, randomBytes, type Ke
 import { chmodSync, existsSync, openSync, readFileSync, statSync, writeSync, closeSync, mkdirSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { deflateRawSync, inflateRawSync, constants as zc } from 'node:zlib';
-import { HoldfastError } from '../agent/errors.js';
+import { StoreError } from './errors.js';
 
 export type Keyring = ReadonlyMap<string, Buffer>;
 
@@ -32,10 +32,10 @@ export function parseKeyring(text: string, file: string): Keyring {
     const l = line.trim();
     if (l === '' || l.startsWith('#')) return;
     const m = KEY_LINE.exec(l);
-    if (!m) throw new HoldfastError('KEY_INVALID', `line ${i + 1} is not "<keyId> <64 hex chars>"`, file);
+    if (!m) throw new StoreError('KEY_INVALID', `line ${i + 1} is not "<keyId> <64 hex chars>"`, file);
     ring.set(m[1], Buffer.from(m[2], 'hex'));
   });
-  if (ring.size === 0) throw new HoldfastError('KEY_INVALID', 'no key in file', file);
+  if (ring.size === 0) throw new StoreError('KEY_INVALID', 'no key in file', file);
   return ring;
 }
 
@@ -45,13 +45,13 @@ export function loadKeyring(file: string, keyId: string): Keyring {
   try {
     st = statSync(file);
   } catch {
-    throw new HoldfastError('KEY_FILE_MISSING', `key file does not exist; create it with: holdfast keygen --out ${file}`, file);
+    throw new StoreError('KEY_FILE_MISSING', `key file does not exist; create it with: holdfast keygen --out ${file}`, file);
   }
   if ((st.mode & 0o077) !== 0) {
-    throw new HoldfastError('KEY_FILE_INSECURE', `mode ${(st.mode & 0o777).toString(8)}; run chmod 600 ${file}`, file);
+    throw new StoreError('KEY_FILE_INSECURE', `mode ${(st.mode & 0o777).toString(8)}; run chmod 600 ${file}`, file);
   }
   const ring = parseKeyring(readFileSync(file, 'utf8'), file);
-  if (!ring.has(keyId)) throw new HoldfastError('KEY_INVALID', `no key with id ${JSON.stringify(keyId)} (store.keyId)`, file);
+  if (!ring.has(keyId)) throw new StoreError('KEY_INVALID', `no key with id ${JSON.stringify(keyId)} (store.keyId)`, file);
   return ring;
 }
 
@@ -60,10 +60,10 @@ export function loadKeyring(file: string, keyId: string): Keyring {
  * to an existing keyring (rotation). Refuses an id that is already there.
  */
 export function generateKey(file: string, keyId: string): { created: boolean } {
-  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(keyId)) throw new HoldfastError('USAGE', 'key id must match [A-Za-z0-9_.-]{1,32}', keyId);
+  if (!/^[A-Za-z0-9_.-]{1,32}$/.test(keyId)) throw new StoreError('USAGE', 'key id must match [A-Za-z0-9_.-]{1,32}', keyId);
   const created = !existsSync(file);
   if (!created && parseKeyring(readFileSync(file, 'utf8'), file).has(keyId)) {
-    throw new HoldfastError('USAGE', `key id ${keyId} already exists in the keyring; choose another --id`, file);
+    throw new StoreError('USAGE', `key id ${keyId} already exists in the keyring; choose another --id`, file);
   }
   mkdirSync(dirname(file), { recursive: true, mode: 0o700 });
   const fd = openSync(file, 'a', 0o600);
@@ -162,7 +162,7 @@ export class PayloadCodec {
     try {
       return openPayload(this.keys, p, aad, this.sizer);
     } catch (e) {
-      throw new HoldfastError('PAYLOAD_UNREADABLE', (e as Error).message, aad, { cause: e });
+      throw new StoreError('PAYLOAD_UNREADABLE', (e as Error).message, aad, { cause: e });
     }
   }
 

@@ -7,7 +7,7 @@
 import Database from 'better-sqlite3';
 import { mkdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { HoldfastError } from '../agent/errors.js';
+import { StoreError } from './errors.js';
 import { MIGRATIONS } from './migrations.js';
 
 export type DB = Database.Database;
@@ -50,11 +50,11 @@ export function ensurePrivateDir(dir: string, create: boolean): void {
   try {
     st = statSync(dir);
   } catch {
-    throw new HoldfastError('STORE_UNAVAILABLE', 'data directory does not exist (has the agent run yet?)', dir);
+    throw new StoreError('STORE_UNAVAILABLE', 'data directory does not exist (has the agent run yet?)', dir);
   }
-  if (!st.isDirectory()) throw new HoldfastError('STORE_UNAVAILABLE', 'not a directory', dir);
+  if (!st.isDirectory()) throw new StoreError('STORE_UNAVAILABLE', 'not a directory', dir);
   if ((st.mode & 0o077) !== 0) {
-    throw new HoldfastError('DATA_DIR_INSECURE', `mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${dir}`, dir);
+    throw new StoreError('DATA_DIR_INSECURE', `mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${dir}`, dir);
   }
 }
 
@@ -65,7 +65,7 @@ export function openDb(dataDir: string, opts: OpenOptions = {}): DB {
   try {
     db = new Database(file, { readonly: opts.readonly ?? false, fileMustExist: !(opts.create ?? false) });
   } catch (e) {
-    throw new HoldfastError('STORE_UNAVAILABLE', (e as Error).message, file, { cause: e });
+    throw new StoreError('STORE_UNAVAILABLE', (e as Error).message, file, { cause: e });
   }
   try {
     db.pragma(`busy_timeout = ${Math.trunc(opts.busyTimeoutMs ?? 5000)}`);
@@ -95,7 +95,7 @@ export function schemaVersion(db: DB): number {
 function checkVersion(db: DB): number {
   const have = schemaVersion(db);
   if (have > MIGRATIONS.length) {
-    throw new HoldfastError('SCHEMA_TOO_NEW', `database schema ${have} is newer than this build (${MIGRATIONS.length}); upgrade Holdfast`);
+    throw new StoreError('SCHEMA_TOO_NEW', `database schema ${have} is newer than this build (${MIGRATIONS.length}); upgrade Holdfast`);
   }
   return have;
 }

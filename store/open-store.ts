@@ -19,7 +19,7 @@
 import { existsSync, mkdirSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { HoldfastError, isHoldfastError } from '../agent/errors.js';
+import { StoreError } from './errors.js';
 import { DB_FILE, ensurePrivateDir, openDb, type DB, type OpenOptions } from './db.js';
 import { MIGRATIONS } from './migrations.js';
 import { salvage, type SalvageReport } from './salvage.js';
@@ -55,7 +55,7 @@ export function inspectDb(dataDir: string): DbState {
     db = new Database(file, { fileMustExist: true });
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version > MIGRATIONS.length) {
-      throw new HoldfastError('SCHEMA_TOO_NEW', `database schema ${version} is newer than this build (${MIGRATIONS.length}); upgrade Holdfast`, file);
+      throw new StoreError('SCHEMA_TOO_NEW', `database schema ${version} is newer than this build (${MIGRATIONS.length}); upgrade Holdfast`, file);
     }
     const tables = db.prepare(`SELECT count(*) FROM sqlite_master WHERE type = 'table'`).pluck().get() as number;
     if (version === 0 && tables === 0) return { state: 'empty' };
@@ -64,10 +64,10 @@ export function inspectDb(dataDir: string): DbState {
     if (version === 0) return { state: 'unreadable', error: `holds ${tables} table(s) but no Holdfast schema (user_version 0)` };
     return { state: 'ok' };
   } catch (e) {
-    if (isHoldfastError(e)) throw e;
+    if (e instanceof StoreError) throw e;
     const code = errorCode(e) ?? '';
     if (CONTENT_CODES.test(code)) return { state: 'unreadable', error: `${code}: ${(e as Error).message}` };
-    throw new HoldfastError('STORE_UNAVAILABLE', `${code ? `${code}: ` : ''}${(e as Error).message}`, file, { cause: e });
+    throw new StoreError('STORE_UNAVAILABLE', `${code ? `${code}: ` : ''}${(e as Error).message}`, file, { cause: e });
   } finally {
     try {
       db?.close();

@@ -16,7 +16,7 @@
  */
 import { closeSync, fdatasyncSync, lstatSync, mkdirSync, readdirSync, readFileSync, statSync, unlinkSync, writeSync, writevSync } from 'node:fs';
 import { join } from 'node:path';
-import { HoldfastError } from '../agent/errors.js';
+import { StoreError } from './errors.js';
 import type { SealedBatch } from './outbox.js';
 import { recordHeadOf } from './outbox.js';
 import { ackRecord, cursorRecord, FILE_HEADER_BYTES, fileFormat, scanRecords, type ScanResult } from './segment-record.js';
@@ -69,9 +69,9 @@ export function ensureSpoolDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const st = lstatSync(dir);
   const uid = process.getuid?.() ?? st.uid;
-  if (!st.isDirectory()) throw new HoldfastError('DATA_DIR_INSECURE', 'the spool folder is not a directory (a symlink?)', dir);
-  if (st.uid !== uid) throw new HoldfastError('DATA_DIR_INSECURE', `the spool folder belongs to uid ${st.uid}, not to this process (${uid})`, dir);
-  if ((st.mode & 0o077) !== 0) throw new HoldfastError('DATA_DIR_INSECURE', `mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${dir}`, dir);
+  if (!st.isDirectory()) throw new StoreError('DATA_DIR_INSECURE', 'the spool folder is not a directory (a symlink?)', dir);
+  if (st.uid !== uid) throw new StoreError('DATA_DIR_INSECURE', `the spool folder belongs to uid ${st.uid}, not to this process (${uid})`, dir);
+  if ((st.mode & 0o077) !== 0) throw new StoreError('DATA_DIR_INSECURE', `mode ${(st.mode & 0o777).toString(8)}; run chmod 700 ${dir}`, dir);
 }
 
 export class SpoolWriter {

@@ -3,6 +3,8 @@
  * a meaning and an action; docs/errors.md is generated from it and current; code families;
  * HoldfastError.
  */
+import { STORE_CODES, StoreError } from '../store/errors.js';
+import { ConfigError } from '../agent/config/load.js';
 import t from 'tap';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -103,4 +105,15 @@ t.test('HoldfastError', async (t) => {
   t.notOk(isHoldfastError(e, 'USAGE'));
   t.notOk(isHoldfastError(new Error('KEY_INVALID: x')));
   t.notOk(isHoldfastError({ code: 'KEY_INVALID' }));
+});
+
+t.test('a room raises its own codes: the store', async (t) => {
+  const e = new StoreError('KEY_INVALID', 'no key in file', '/etc/holdfast/holdfast.key');
+  t.ok(e instanceof HoldfastError, 'a StoreError is a HoldfastError to the agent');
+  t.ok(isHoldfastError(e, 'KEY_INVALID'));
+  t.notOk(isHoldfastError(e, 'USAGE'));
+  t.notOk(e instanceof ConfigError, 'a subclass keeps the ordinary check');
+  t.equal(String(e), 'HoldfastError: KEY_INVALID: /etc/holdfast/holdfast.key: no key in file', 'the same text as the agent\'s');
+  t.notOk(new Error('x') instanceof HoldfastError);
+  for (const [code, doc] of Object.entries(STORE_CODES)) t.equal(CODES[code as CatalogCode], doc, `${code}: the catalogue gathers the store's entry`);
 });

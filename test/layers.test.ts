@@ -17,7 +17,7 @@ const CONFIG = '.dependency-cruiser.cjs';
 const KNOWN = '.dependency-cruiser-known-violations.json';
 const ROOMS = ['agent', 'drivers', 'store', 'hardware', 'scripts', 'test'];
 /** Imports across a line that issue 13 has still to remove; lower this as they go, never raise it. */
-const KNOWN_MAX = 9;
+const KNOWN_MAX = 5;
 
 function cruise(cwd: string, args: string[]): { status: number | null; out: string } {
   const r = spawnSync(DEPCRUISE, ['--config', join(ROOT, CONFIG), '--output-type', 'err', ...args], { cwd, encoding: 'utf8', timeout: 120_000 });
