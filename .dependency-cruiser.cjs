@@ -1,7 +1,5 @@
-// The rooms of the design and what each may import (docs/architecture.md#rooms). Checked by
-// test/layers.test.ts in the test command: an import across a line fails CI. Imports that
-// break a rule today are listed in .dependency-cruiser-known-violations.json, which may only
-// shrink (the test counts them).
+// The rooms of the design and what each may import (docs/architecture.md#code-layout). Checked
+// by test/layers.test.ts in the test command: an import across a line fails CI.
 /** @type {import('dependency-cruiser').IConfiguration} */
 module.exports = {
   forbidden: [

@@ -19,7 +19,7 @@ import { collectAfterPurge } from '../store/segment-gc.js';
 import type { SegmentWriter } from '../store/segments.js';
 import { Storage } from './storage/wire.js';
 import { Field } from './field/field.js';
-import { loadProfile } from '../hardware/profile.js';
+import { loadProfile } from './config/formats.js';
 import { BoardSensors } from '../hardware/sensors.js';
 import { Thermal } from './thermal.js';
 import { Sysfs } from '../hardware/sysfs.js';

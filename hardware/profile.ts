@@ -10,24 +10,15 @@
  * checked on a real board and what is only assumed from datasheets and kernel docs: a
  * profile nobody tried must not look like one somebody did.
  *
- * loadProfile(nameOrFile): a bare name (`raspberry-pi-rs485-hat`) is looked up in the
- * profiles folder, found next to this module in the source layout (hardware/profile.ts ->
- * hardware/profiles/) or two levels up from the compiled one (dist/hardware/profile.js ->
- * ../../hardware/profiles/); anything with a slash or ending in .json is a file path. The
- * document is validated with ajv (the same style as agent/config/load.ts: every problem, by
- * JSON path) plus cross-checks (a bus names an existing port). Failures throw ProfileError,
- * a HoldfastError: CONFIG_NOT_FOUND, CONFIG_PARSE or CONFIG_INVALID, with `problems`.
- * This module does not import agent/config/load.ts, which imports it (no import cycle).
+ * This room defines the format: the schema, the types, the cross-checks a schema cannot say
+ * (profileProblems: a bus names an existing port) and where the shipped profiles are: next to
+ * this module in the source layout (hardware/profile.ts -> hardware/profiles/) or two levels up
+ * from the compiled one (dist/hardware/profile.js -> ../../hardware/profiles/). The agent reads
+ * and checks a profile like the rest of the configuration (agent/config/formats.ts loadProfile).
  */
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
+import { existsSync, readdirSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
-import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
-import { HoldfastError } from '../agent/errors.js';
-import { describeAjvError, lazyValidator } from '../agent/config/ajv-problems.js';
-
-const require = createRequire(import.meta.url);
-const Ajv = require('ajv') as typeof import('ajv').default;
 
 export interface SerialPortDef {
   /** Device path, e.g. /dev/ttySC0. */
@@ -71,7 +62,9 @@ export interface BoardProfile {
   verified: Verified;
 }
 
-const key = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+/** A profile's bare name (the file's name without .json). */
+export const PROFILE_NAME = '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$';
+const key = PROFILE_NAME;
 const strings = { type: 'array', items: { type: 'string', minLength: 1 } } as const;
 export const profileSchema = {
   type: 'object',
@@ -127,25 +120,14 @@ export const profileSchema = {
   },
 } as const;
 
-const validate = lazyValidator(() => new Ajv({ allErrors: true, strict: true }).compile(profileSchema));
-
+/** One problem in a profile, by JSON path. */
 export interface ProfileProblem {
   path: string;
   message: string;
 }
-export class ProfileError extends HoldfastError {
-  readonly problems: ProfileProblem[];
-  constructor(code: 'CONFIG_INVALID' | 'CONFIG_PARSE' | 'CONFIG_NOT_FOUND', problems: ProfileProblem[], file?: string) {
-    const lines = problems.map((p) => `  ${p.path || '/'}: ${p.message}`).join('\n');
-    super(code, `board profile refused${file ? ` (${file})` : ''}:\n${lines}`, problems[0]?.path);
-    this.name = 'ProfileError';
-    this.problems = problems;
-  }
-}
-
 
 /** What the schema cannot say: buses name existing ports, iio sources are complete, none is bare. */
-function crossCheck(p: BoardProfile): ProfileProblem[] {
+export function profileProblems(p: BoardProfile): ProfileProblem[] {
   const problems: ProfileProblem[] = [];
   for (const [name, bus] of Object.entries(p.buses)) {
     const at = `/buses/${name}`;
@@ -163,17 +145,6 @@ function crossCheck(p: BoardProfile): ProfileProblem[] {
   return problems;
 }
 
-/** Validates a parsed profile; throws ProfileError CONFIG_INVALID with every problem. */
-export function validateProfile(raw: unknown, label?: string): BoardProfile {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) throw new ProfileError('CONFIG_INVALID', [{ path: '/', message: 'must be a JSON object' }], label);
-  // A bad key name yields a pattern error (with propertyName) and a propertyNames one: keep the latter.
-  if (!validate(raw)) throw new ProfileError('CONFIG_INVALID', (validate.errors ?? []).filter((e) => e.keyword === 'propertyNames' || e.propertyName === undefined).map((e) => describeAjvError(e)), label);
-  const profile = raw as unknown as BoardProfile;
-  const problems = crossCheck(profile);
-  if (problems.length > 0) throw new ProfileError('CONFIG_INVALID', problems, label);
-  return profile;
-}
-
 /** The profiles folder for the source layout or the compiled one (see header). */
 export function profilesDir(): string {
   const here = dirname(fileURLToPath(import.meta.url));
@@ -188,27 +159,4 @@ export function listProfiles(): string[] {
   } catch {
     return [];
   }
-}
-
-/** Loads and validates a profile by bare name or file path. Throws ProfileError. */
-export function loadProfile(nameOrFile: string): BoardProfile {
-  const isFile = nameOrFile.includes('/') || nameOrFile.endsWith('.json');
-  if (!isFile && !new RegExp(key).test(nameOrFile)) {
-    throw new ProfileError('CONFIG_NOT_FOUND', [{ path: '/', message: `not a profile name: ${JSON.stringify(nameOrFile)}` }]);
-  }
-  const file = isFile ? resolve(nameOrFile) : join(profilesDir(), `${nameOrFile}.json`);
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    const known = isFile ? '' : ` (known profiles: ${listProfiles().join(', ') || 'none'})`;
-    throw new ProfileError('CONFIG_NOT_FOUND', [{ path: '/', message: `cannot read ${file}: ${(e as Error).message}${known}` }], file);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ProfileError('CONFIG_PARSE', [{ path: '/', message: `not JSON: ${(e as Error).message}` }], file);
-  }
-  return validateProfile(raw, file);
 }

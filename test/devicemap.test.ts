@@ -11,7 +11,7 @@ import { join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError } from '../agent/config/load.js';
 import { HoldfastError } from '../agent/errors.js';
-import { loadDeviceMap, validateDeviceMap } from '../drivers/modbus/devicemap.js';
+import { loadDeviceMap, validateDeviceMap } from '../agent/config/formats.js';
 import { planReads } from '../drivers/modbus/plan.js';
 import { modelPoints } from '../drivers/modbus/sunspec.js';
 

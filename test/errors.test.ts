@@ -4,6 +4,7 @@
  * HoldfastError.
  */
 import { STORE_CODES, StoreError } from '../store/errors.js';
+import { DriverError } from '../drivers/errors.js';
 import { ConfigError } from '../agent/config/load.js';
 import t from 'tap';
 import { readFileSync } from 'node:fs';
@@ -116,4 +117,11 @@ t.test('a room raises its own codes: the store', async (t) => {
   t.equal(String(e), 'HoldfastError: KEY_INVALID: /etc/holdfast/holdfast.key: no key in file', 'the same text as the agent\'s');
   t.notOk(new Error('x') instanceof HoldfastError);
   for (const [code, doc] of Object.entries(STORE_CODES)) t.equal(CODES[code as CatalogCode], doc, `${code}: the catalogue gathers the store's entry`);
+});
+
+t.test('a driver refuses options that cannot work with a coded error the agent recognises', async (t) => {
+  const e = new DriverError('CONFIG_INVALID', 'not a URL', 'ftp://x');
+  t.ok(e instanceof HoldfastError);
+  t.ok(isHoldfastError(e, 'CONFIG_INVALID'));
+  t.equal(String(e), 'HoldfastError: CONFIG_INVALID: ftp://x: not a URL');
 });

@@ -8,7 +8,7 @@
  */
 import t from 'tap';
 import { decodeItem, encodeValue, registerCount, type Decoded } from '../drivers/modbus/decode.js';
-import { validateDeviceMap } from '../drivers/modbus/devicemap.js';
+import { validateDeviceMap } from '../agent/config/formats.js';
 import { planReads } from '../drivers/modbus/plan.js';
 import { discover, modelPoints, MAX_MODELS, SUNSPEC_MODELS, sunspecModel, type SunSpecModel } from '../drivers/modbus/sunspec.js';
 import type { PointDef } from '../drivers/modbus/types.js';

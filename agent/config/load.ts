@@ -6,13 +6,12 @@
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { createRequire } from 'node:module';
-import { HoldfastError } from '../errors.js';
 import cron from 'node-cron';
 import { configSchema } from './schema.js';
 import { describeAjvError, lazyValidator } from './ajv-problems.js';
-import { loadDeviceMap } from '../../drivers/modbus/devicemap.js';
-import { loadProfile } from '../../hardware/profile.js';
-import { checkFile, readSmallFile } from '../../drivers/files.js';
+import { loadDeviceMap, loadProfile } from './formats.js';
+import { ConfigError, deepFreeze, readJsonFile, type ConfigProblem } from './json-file.js';
+import { checkFile } from '../../drivers/files.js';
 import { pathChecks } from './paths.js';
 import { RETRY_STRATEGIES, type Config, type HoldfastConfig, type RetryStrategy } from './types.js';
 
@@ -23,28 +22,7 @@ const Ajv = require('ajv') as typeof import('ajv').default;
 const validateSchema = lazyValidator(() =>
   new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: false, discriminator: true }).compile(configSchema));
 
-/** One problem in a config, by JSON path (`/uplinks/0/retry/baseMs`). */
-export interface ConfigProblem {
-  path: string;
-  message: string;
-}
-
-/** The config file itself: larger than this is not a config (and is not read past it). */
-export const CONFIG_MAX_BYTES = 1024 * 1024;
-
-export type ConfigErrorCode =
-  | 'CONFIG_INVALID' | 'CONFIG_PARSE' | 'CONFIG_NOT_FOUND' | 'CONFIG_REJECTED'
-  | 'CONFIG_FILE_NOT_REGULAR' | 'CONFIG_FILE_TOO_LARGE' | 'CONFIG_PATH_LOOP' | 'CONFIG_FILE_UNREADABLE';
-
-export class ConfigError extends HoldfastError {
-  readonly problems: ConfigProblem[];
-  constructor(code: ConfigErrorCode, problems: ConfigProblem[], file?: string) {
-    const lines = problems.map((p) => `  ${p.path || '/'}: ${p.message}`).join('\n');
-    super(code, `configuration refused${file ? ` (${file})` : ''}:\n${lines}`, problems[0]?.path);
-    this.problems = problems;
-  }
-}
-
+export { CONFIG_MAX_BYTES, ConfigError, type ConfigErrorCode, type ConfigProblem } from './json-file.js';
 
 export interface LoadOptions {
   /** Environment to read overrides from (default process.env). */
@@ -57,21 +35,7 @@ export interface LoadOptions {
 
 /** Reads, merges, validates and freezes a config file. Throws ConfigError on any problem. */
 export function loadConfig(file: string, opts: LoadOptions = {}): Config {
-  // Only a regular file, and only up to the limit: a config of /dev/zero or a FIFO is refused unread.
-  const r = readSmallFile(file, { maxBytes: CONFIG_MAX_BYTES });
-  if (!r.ok) {
-    const code = r.code === 'CONFIG_FILE_MISSING' ? 'CONFIG_NOT_FOUND' : r.code === 'SECRET_FILE_INSECURE' ? 'CONFIG_FILE_UNREADABLE' : r.code;
-    throw new ConfigError(code, [{ path: '/', message: `cannot read ${file}: ${r.message}` }], file);
-  }
-  // A UTF-8 byte order mark (Windows editors write one) is not part of the JSON.
-  let text = r.data.toString('utf8');
-  if (text.charCodeAt(0) === 0xfeff) text = text.slice(1);
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError('CONFIG_PARSE', [{ path: '/', message: `not JSON: ${(e as Error).message}` }], file);
-  }
+  const raw = readJsonFile(file);
   return buildConfig(raw, { baseDir: dirname(resolve(file)), ...opts }, file);
 }
 
@@ -243,14 +207,6 @@ function dedupe(problems: ConfigProblem[]): ConfigProblem[] {
     seen.add(k);
     return true;
   });
-}
-
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object') {
-    for (const v of Object.values(o)) deepFreeze(v);
-    Object.freeze(o);
-  }
-  return o;
 }
 
 /** Topic prefix of an uplink (default holdfast/<gatewayId>). */

@@ -12,7 +12,7 @@ import type { Sink } from '../reading.js';
 import type { Events } from '../../store/events.js';
 import { RtuMaster } from '../../drivers/modbus/rtu-master.js';
 import { TcpClient } from '../../drivers/modbus/tcp-client.js';
-import { loadDeviceMap } from '../../drivers/modbus/devicemap.js';
+import { loadDeviceMap } from '../config/formats.js';
 import { activeFaults, initialFaultState, observe, observeVoltage, type FaultState, type Verdict } from '../policy/faults.js';
 import type { BoardSensors } from '../../hardware/sensors.js';
 import { DevicePoller, type BusReader, type PollOutcome } from './poller.js';

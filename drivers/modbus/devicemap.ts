@@ -1,10 +1,10 @@
 /**
  * Device maps: JSON files (config/devices/*.json) that say which registers of a device hold
- * which values. They are configuration, so they are checked like the configuration
- * (agent/config/load.ts): a published JSON Schema compiled by ajv (allErrors, strict) first,
- * then the rules a schema cannot express, and every problem is reported with the JSON path of
- * the key at fault (`/points/3/address`) and the file, in a ConfigError (code CONFIG_INVALID,
- * CONFIG_PARSE or CONFIG_NOT_FOUND) that the CLI already prints and maps to exit 78.
+ * which values. This room defines the format: the published JSON Schema and the rules a schema
+ * cannot express (deviceMapProblems). They are configuration, so the agent reads and checks them
+ * like the configuration (agent/config/formats.ts): the schema first (ajv, allErrors, strict),
+ * then these rules, every problem reported with the JSON path of the key at fault
+ * (`/points/3/address`) and the file.
  *
  * The semantic rules exist because a bad map does not fail loudly in the field, it publishes
  * wrong numbers: two points of one kind sharing registers (a typo in an address), a point no
@@ -14,17 +14,15 @@
  * a length that contradicts the type, a coil or discrete input that is not bool, and scaling on
  * a bool or string. The semantic pass runs when the schema passes, so it can trust the shape.
  */
-import { readFileSync } from 'node:fs';
-import { createRequire } from 'node:module';
-import { ConfigError, type ConfigProblem } from '../../agent/config/load.js';
-import { describeAjvError, lazyValidator } from '../../agent/config/ajv-problems.js';
 import { MAX_READ_REGISTERS } from './frame.js';
 import { registerCount } from './decode.js';
 import type { DeviceMap, PointDef } from './types.js';
 
-// ajv ships CommonJS; createRequire keeps its types and avoids the default-export dance.
-const require = createRequire(import.meta.url);
-const Ajv = require('ajv') as typeof import('ajv').default;
+/** One problem in a device map, by JSON path. */
+export interface FormatProblem {
+  path: string;
+  message: string;
+}
 
 export const DATA_TYPES = ['int16', 'uint16', 'int32', 'uint32', 'int64', 'uint64', 'float32', 'float64', 'string', 'bool'] as const;
 export const REGISTER_KINDS = ['holding', 'input', 'coil', 'discrete'] as const;
@@ -69,44 +67,13 @@ export const deviceMapSchema = {
   },
 } as const;
 
-const validateSchema = lazyValidator(() => new Ajv({ allErrors: true, strict: true, allowUnionTypes: false }).compile(deviceMapSchema));
-
-
-/** Reads and validates a device map file. Throws ConfigError (a HoldfastError) on any problem. */
-export function loadDeviceMap(file: string): DeviceMap {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError('CONFIG_NOT_FOUND', [{ path: '/', message: `cannot read device map ${file}: ${(e as Error).message}` }], file);
-  }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (e) {
-    throw new ConfigError('CONFIG_PARSE', [{ path: '/', message: `not JSON: ${(e as Error).message}` }], file);
-  }
-  return validateDeviceMap(raw, file);
-}
-
-/** Validates a parsed device map; returns a frozen copy. `label` names the source in the error. */
-export function validateDeviceMap(raw: unknown, label?: string): DeviceMap {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) {
-    throw new ConfigError('CONFIG_INVALID', [{ path: '/', message: 'a device map must be a JSON object' }], label);
-  }
-  const doc = structuredClone(raw);
-  const problems: ConfigProblem[] = [];
-  if (!validateSchema(doc)) for (const e of validateSchema.errors ?? []) problems.push(describeAjvError(e, 'must not be 0'));
-  else semanticChecks(doc as unknown as DeviceMap, problems);
-  if (problems.length > 0) throw new ConfigError('CONFIG_INVALID', problems, label);
-  return deepFreeze(doc as unknown as DeviceMap);
-}
-
 const isBit = (p: PointDef) => p.kind === 'coil' || p.kind === 'discrete';
 const span = (p: PointDef) => (isBit(p) ? 1 : registerCount(p));
 const range = (p: PointDef) => (span(p) > 1 ? `${p.address}..${p.address + span(p) - 1}` : `${p.address}`);
 
-function semanticChecks(map: DeviceMap, problems: ConfigProblem[]): void {
+/** What the schema cannot say (the map has passed the schema). */
+export function deviceMapProblems(map: DeviceMap): FormatProblem[] {
+  const problems: FormatProblem[] = [];
   const at = (i: number, key?: keyof PointDef) => `/points/${i}${key ? `/${key}` : ''}`;
   const names = new Map<string, number>();
   map.points.forEach((p, i) => {
@@ -158,12 +125,5 @@ function semanticChecks(map: DeviceMap, problems: ConfigProblem[]): void {
       if (reach < 0 || p.address + span(p) > map.points[reach].address + span(map.points[reach])) reach = i;
     }
   }
-}
-
-function deepFreeze<T>(o: T): T {
-  if (o && typeof o === 'object') {
-    for (const v of Object.values(o)) deepFreeze(v);
-    Object.freeze(o);
-  }
-  return o;
+  return problems;
 }

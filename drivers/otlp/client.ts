@@ -44,7 +44,7 @@ import { AggregationTemporality, DataPointType, type DataPoint, type ResourceMet
 import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
 import { readSmallFile, type FileProblem } from '../files.js';
 import type { RawFailure } from '../uplink.js';
-import { HoldfastError } from '../../agent/errors.js';
+import { DriverError } from '../errors.js';
 import type { ConnectResult, OutboundMessage, UplinkDriver } from '../uplink.js';
 import { GrpcStatus, grpcRawFailure, rawFromGrpcError } from './grpc-status.js';
 
@@ -225,10 +225,10 @@ function target(url: string): { address: string; tls: boolean } {
   try {
     u = new URL(url);
   } catch {
-    throw new HoldfastError('CONFIG_INVALID', 'not a URL (want http://host:4317 or https://host:4317)', url);
+    throw new DriverError('CONFIG_INVALID', 'not a URL (want http://host:4317 or https://host:4317)', url);
   }
   if (u.protocol !== 'http:' && u.protocol !== 'https:') {
-    throw new HoldfastError('CONFIG_INVALID', 'the scheme must be http: (plaintext) or https: (TLS)', url);
+    throw new DriverError('CONFIG_INVALID', 'the scheme must be http: (plaintext) or https: (TLS)', url);
   }
   // URL keeps IPv6 brackets in hostname ([::1]), which is what a gRPC target wants.
   return { address: `${u.hostname}:${u.port || '4317'}`, tls: u.protocol === 'https:' };
@@ -260,17 +260,17 @@ export class OtlpDriver implements UplinkDriver {
     this.address = t.address;
     this.tls = t.tls;
     if (!t.tls && (o.tlsCaFile || o.tlsCertFile || o.tlsKeyFile)) {
-      throw new HoldfastError('CONFIG_INVALID', 'TLS files are set but the URL is http:; use https:', o.url);
+      throw new DriverError('CONFIG_INVALID', 'TLS files are set but the URL is http:; use https:', o.url);
     }
     if (Boolean(o.tlsCertFile) !== Boolean(o.tlsKeyFile)) {
-      throw new HoldfastError('CONFIG_INVALID', 'mTLS needs both tlsCertFile and tlsKeyFile', o.url);
+      throw new DriverError('CONFIG_INVALID', 'mTLS needs both tlsCertFile and tlsKeyFile', o.url);
     }
     this.md = new Metadata();
     for (const [k, v] of Object.entries(o.headers ?? {})) {
       try {
         this.md.set(k.toLowerCase(), v);
       } catch (e) {
-        throw new HoldfastError('CONFIG_INVALID', `not a valid gRPC metadata header: ${(e as Error).message}`, k);
+        throw new DriverError('CONFIG_INVALID', `not a valid gRPC metadata header: ${(e as Error).message}`, k);
       }
     }
   }
