@@ -6,7 +6,7 @@
  *   --max-semi-space-size=2  V8's young generation grows to 16 MB semi-spaces under a busy ingest
  *                            and keeps them (~30 MB of RSS); 2 MB semi-spaces cost a few more,
  *                            cheap scavenges (measured: no loss in ingest or drain rate).
- *   MALLOC_ARENA_MAX=1       glibc gives every thread (libuv pool, decode worker) its own malloc
+ *   MALLOC_ARENA_MAX=1       glibc gives every thread (main, libuv pool, V8's helpers) its own malloc
  *                            arena, each keeping freed memory. Two arenas kept ~5 MB less than the
  *                            default, but one run in four or five still kept 7-9 MB more after the
  *                            same feed (RSS 117-123 MB against 112-115); one arena: 111.5-114.9 MB

@@ -9,7 +9,7 @@ import type { Clock } from './clock.js';
 import { ClockWatch } from './clock-watch.js';
 import { scheduleCap } from './policy/clock.js';
 import type { Config } from './config/types.js';
-import type { Lane } from './lane.js';
+import type { Lane } from './forward/lane.js';
 import type { Metrics } from './api/metrics.js';
 import type { IngestStats } from './ingest.js';
 import type { PayloadCodec } from '../store/codec.js';

@@ -7,7 +7,7 @@ import cron from 'node-cron';
 import type { Logger } from 'pino';
 import type { Config } from './config/types.js';
 import { Ingest } from './ingest.js';
-import { Lane } from './lane.js';
+import { Lane } from './forward/lane.js';
 import { SimulatedSource } from './sources/simulated.js';
 import { VERSION } from './version.js';
 import { createDriver } from './uplinks.js';

@@ -40,48 +40,13 @@ export interface OutboundMessage {
   device: string;
   historical: boolean;
   readingCount: number;
-  /**
-   * The batch's readings as a JSON array text, exactly as stored. On a message from a lane this is
-   * a lazy getter over `readings`: a driver that reads it pays a ~50 KB string per batch.
-   */
-  readonly readingsJson: string;
-  /** The same readings as UTF-8 bytes, when the sender has them (a lane always does); prefer these. */
-  readonly readings?: Buffer;
-  /**
-   * The bytes of `readings.buffer` outside the `readings` view belong to this message (free room
-   * before and after it), so a driver may frame the readings in place instead of copying them.
-   */
-  readonly framable?: boolean;
-}
-
-/** An OutboundMessage over the decoded bytes: `readingsJson` is only made if a driver asks for it. */
-export class StoredMessage implements OutboundMessage {
-  private json: string | undefined;
-
-  constructor(
-    readonly taskId: number,
-    readonly key: string,
-    readonly seq: number,
-    readonly device: string,
-    readonly historical: boolean,
-    readonly readingCount: number,
-    readonly readings: Buffer,
-    readonly framable = false,
-  ) {}
-
-  get readingsJson(): string {
-    return (this.json ??= this.readings.toString('utf8'));
-  }
-}
-
-/** The readings of a message as UTF-8 bytes, from `readings` when present. */
-export function readingsBytes(m: OutboundMessage): Buffer {
-  return m.readings ?? Buffer.from(m.readingsJson, 'utf8');
+  /** The batch's readings: a JSON array as UTF-8 bytes, exactly as stored. */
+  readings: Buffer;
 }
 
 /**
  * `notBefore` (ms): the upstream asked that this device post no earlier than this again (IEEE
- * 2030.5 postRate); the lane then paces and merges that device's sends (agent/pacer.ts).
+ * 2030.5 postRate); the lane then paces and merges that device's sends (agent/forward/pacer.ts).
  */
 export type SendResult = { ok: true; requestAt: number; ackAt: number; notBefore?: number } | { ok: false; requestAt: number; failure: RawFailure };
 
@@ -92,11 +57,6 @@ export interface UplinkDriver {
   readonly connected: boolean;
   /** How many sends the upstream accepts in flight (MQTT 5 Receive Maximum); Infinity if it set none. */
   readonly sendWindow: number;
-  /**
-   * Once send() resolved ok, the driver keeps no reference to the message's readings bytes (nor
-   * to a frame made in place around them), so the sender may reuse that memory. Default: false.
-   */
-  readonly releasesOnSettle?: boolean;
   /** One connection attempt; no retry of its own. */
   connect(): Promise<ConnectResult>;
   send(msg: OutboundMessage): Promise<SendResult>;

@@ -13,14 +13,11 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { topicPrefix } from '../agent/config/load.js';
 import type { Config } from '../agent/config/types.js';
-import { Lane } from '../agent/lane.js';
+import { Lane } from '../agent/forward/lane.js';
 import { VERSION } from '../agent/version.js';
 import { MqttDriver } from '../drivers/mqtt/client.js';
 import { envelopes } from '../drivers/mqtt/envelope.js';
-import { StoredMessage } from '../drivers/uplink.js';
 import { loadKeyring, PayloadCodec } from '../store/codec.js';
-import { ARENA_SLOT_BYTES, ARENA_SLOTS, DEFAULT_ROOM } from '../store/decode-pool.js';
-import { BacklogReader } from '../store/decode-worker.js';
 import { openDb, type DB } from '../store/db.js';
 import { Events } from '../store/events.js';
 import { closeStore } from '../store/segments.js';
@@ -47,7 +44,7 @@ function buildEnvelopes(db: DB, codec: PayloadCodec, uplink: string, gatewayId: 
     if (rows.length === 0) break;
     for (const t of rows) {
       const readings = codec.decode(t.payload, t.key);
-      const parts = envelopes(new StoredMessage(t.id, t.key, t.payloadId, t.device, true, t.readingCount, readings), gatewayId, maxBytes);
+      const parts = envelopes({ taskId: t.id, key: t.key, seq: t.payloadId, device: t.device, historical: true, readingCount: t.readingCount, readings }, gatewayId, maxBytes);
       if (!parts || parts.length !== 1) throw new Error('a bench batch does not fit in one message');
       out.push({ key: t.key, payload: parts[0], readings: t.readingCount });
     }
@@ -195,41 +192,30 @@ async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void
     if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
     return run;
   };
-  serve({ messages: all.n, readings: all.r, decodeUs: decodeCost(db, codec, uplink, 3) }, round);
+  serve({ messages: all.n, readings: all.r, decodeUs: decodeCost(db, codec, uplink, up.drain.pullTasks, 3) }, round);
 }
 
 /**
- * What the raw publisher is spared: reading each pending batch (row + segment body) and opening
- * it (AES-256-GCM + inflate) into the read-ahead arena, as the lane's decode worker does it (its
- * own code, store/decode-worker.ts BacklogReader), here on this thread alone with nothing sent.
- * CPU us per batch, the best of `passes` passes over the whole backlog.
+ * What the raw publisher is spared: reading each pending batch (row + segment body, a page of
+ * `pullTasks` per query) and opening it (AES-256-GCM + inflate), as the lane does on its thread,
+ * here alone with nothing sent. CPU us per batch, the best of `passes` passes over the backlog.
  */
-function decodeCost(db: DB, codec: PayloadCodec, uplink: string, passes: number): number {
-  const ring = codec.keyring;
-  const reader = new BacklogReader({ keys: ring === null ? null : [...ring].map(([id, raw]) => [id, new Uint8Array(raw)]) });
-  const arena = { sab: new SharedArrayBuffer(ARENA_SLOTS * ARENA_SLOT_BYTES), slotBytes: ARENA_SLOT_BYTES };
+function decodeCost(db: DB, codec: PayloadCodec, uplink: string, pullTasks: number, passes: number): number {
+  const q = new TaskQueue(db, uplink);
   let best = Infinity;
-  let id = 0;
-  try {
-    for (let p = 0; p < passes; p++) {
-      reader.handle({ type: 'open', stream: p, file: db.name, uplink, afterId: 0, beforeId: Number.MAX_SAFE_INTEGER, room: DEFAULT_ROOM, arena });
-      const c0 = process.cpuUsage();
-      let n = 0;
-      let slots: number[] = [];
-      for (;;) {
-        // As the lane asks: 32 tasks a request, the slots of the previous ones handed back.
-        const r = reader.handle({ type: 'next', stream: p, id: id++, n: 32, recycle: [], slots })?.reply;
-        if (!r?.rows) throw new Error(`decode cost: ${r?.error ?? 'no reply'}`);
-        if (r.rows.length === 0) break;
-        n += r.rows.length;
-        slots = r.rows.map((x) => x.slot).filter((x) => x >= 0);
-      }
-      const c = process.cpuUsage(c0);
-      reader.handle({ type: 'close', stream: p });
-      if (n > 0) best = Math.min(best, (c.user + c.system) / n);
+  for (let p = 0; p < passes; p++) {
+    const c0 = process.cpuUsage();
+    let n = 0;
+    let after = 0;
+    for (;;) {
+      const rows = q.fresh(after, Number.MAX_SAFE_INTEGER, pullTasks);
+      if (rows.length === 0) break;
+      for (const r of rows) codec.decode(r.payload, r.key);
+      n += rows.length;
+      after = rows[rows.length - 1].id;
     }
-  } finally {
-    reader.close();
+    const c = process.cpuUsage(c0);
+    if (n > 0) best = Math.min(best, (c.user + c.system) / n);
   }
   return best;
 }

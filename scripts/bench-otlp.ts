@@ -39,7 +39,7 @@ import { pino } from 'pino';
 import { buildConfig } from '../agent/config/load.js';
 import type { Config } from '../agent/config/types.js';
 import { Ingest } from '../agent/ingest.js';
-import { Lane } from '../agent/lane.js';
+import { Lane } from '../agent/forward/lane.js';
 import { createDriver, loadDrivers } from '../agent/uplinks.js';
 import { batchToResourceMetrics } from '../drivers/otlp/client.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../store/codec.js';

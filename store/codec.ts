@@ -140,7 +140,7 @@ export class PayloadCodec {
     this.keys = keyObjects(ring);
   }
 
-  /** The raw keyring (a decode worker gets a copy of it). */
+  /** The raw keyring. */
   get keyring(): Keyring | null {
     return this.ring;
   }

@@ -19,7 +19,7 @@
  * A rolled (closed) segment is fdatasynced when it is closed, so only the active one is ever dirty.
  *
  * One writer per database file: the agent's (writerFor(db)); it recovers the directory when it is
- * created (store/segment-gc.ts). Readers (the lanes, the decode worker, tools) pread bodies with
+ * created (store/segment-gc.ts). Readers (the lanes, tools) pread bodies with
  * a small cache of open files.
  */
 import { closeSync, fdatasyncSync, ftruncateSync, openSync, readSync, writeSync, writevSync } from 'node:fs';

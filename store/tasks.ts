@@ -7,9 +7,8 @@
  * never touches (new tasks have next_attempt_at = 0). Outcomes are written in groups (one
  * transaction for many acknowledgements), never one fsync per message.
  *
- * The decode worker (store/decode-worker.ts) runs TASK_SQL.fresh on its own read-only connection
- * to read a lane's backlog ahead; `file` says which database that is. Bodies live in segment
- * files (store/segments.ts) and are read with pread as the rows are (rawToTask).
+ * Bodies live in segment files (store/segments.ts) and are read with pread as the rows are
+ * (rawToTask).
  */
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
@@ -100,14 +99,10 @@ export class TaskQueue {
   private readonly failStmt;
   private readonly flushTxn;
 
-  /** The database file, for a second connection (null for an in-memory or temporary database). */
-  readonly file: string | null;
-
   constructor(
     private readonly db: DB,
     readonly uplink: string,
   ) {
-    this.file = db.memory || db.name === '' ? null : db.name;
     this.freshStmt = db.prepare(TASK_SQL.fresh).raw(true);
     this.dueStmt = db.prepare(TASK_SQL.due).raw(true);
     this.ofDeviceStmt = db.prepare(TASK_SQL.ofDevice).raw(true);

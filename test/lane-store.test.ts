@@ -1,5 +1,5 @@
 /**
- * A lane across a store failure (agent/lane.ts storeDown/storeBack/sendDirect), on a real store
+ * A lane across a store failure (agent/forward/lane.ts storeDown/storeBack/sendDirect), on a real store
  * with a driver whose sends the test releases: while the store is down nothing is read from it;
  * an acknowledgement of a send made before the store came back (maybe as a new file, whose task
  * ids name other tasks) is handed over by key, never written by task id; a direct send goes
@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { pino } from 'pino';
 import { buildConfig } from '../agent/config/load.js';
 import { newBatchKey } from '../agent/ingest.js';
-import { Lane } from '../agent/lane.js';
+import { Lane } from '../agent/forward/lane.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../drivers/uplink.js';
 import { PayloadCodec } from '../store/codec.js';
 import { openDb } from '../store/db.js';
@@ -73,7 +73,7 @@ t.test('an acknowledgement from before storeBack goes by key; nothing is read wh
   const driver = new GatedDriver();
   const stale: string[] = [];
   const lane = new Lane({
-    cfg: cfg.uplinks[0], codec, events: new Events(db), log: pino({ level: 'silent' }), tasks: new TaskQueue(db, 'a'), driver, readAhead: null,
+    cfg: cfg.uplinks[0], codec, events: new Events(db), log: pino({ level: 'silent' }), tasks: new TaskQueue(db, 'a'), driver,
     onStaleAck: (key, uplink) => stale.push(`${uplink}:${key}`),
   });
   t.teardown(async () => {

@@ -8,13 +8,13 @@ import t from 'tap';
 import { spawnSync } from 'node:child_process';
 import { MqttDriver } from '../drivers/mqtt/client.js';
 import { AckOnlyStore } from '../drivers/mqtt/outgoing-store.js';
-import { StoredMessage } from '../drivers/uplink.js';
+import type { OutboundMessage } from '../drivers/uplink.js';
 import { startBroker } from './helpers/mosquitto.js';
 
 const driverFor = (url: string, ackTimeoutMs: number) =>
   new MqttDriver({ name: 'up', url, gatewayId: 'gw', topicPrefix: 'holdfast/gw', keepaliveS: 60, connectTimeoutMs: 5000, ackTimeoutMs, maxPacketBytes: 1 << 20, version: 'test' });
 
-const msg = (i: number) => new StoredMessage(i, `key-${i}`, i, 'dev-1', false, 1, Buffer.from(`[{"point":"p","ts":${i},"value":${i}}]`));
+const msg = (i: number): OutboundMessage => ({ taskId: i, key: `key-${i}`, seq: i, device: 'dev-1', historical: false, readingCount: 1, readings: Buffer.from(`[{"point":"p","ts":${i},"value":${i}}]`) });
 
 t.test('no PUBACK within ackTimeoutMs: MQTT_ACK_TIMEOUT for each publish in flight; the next ones go through once the broker answers again', async (t) => {
   const broker = await startBroker();

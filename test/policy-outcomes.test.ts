@@ -1,9 +1,9 @@
 /**
- * agent/outcomes.ts failureOutcome(): what a failed attempt means for one task, table-driven with
+ * agent/forward/outcomes.ts failureOutcome(): what a failed attempt means for one task, table-driven with
  * an explicit clock and a fixed random source.
  */
 import t from 'tap';
-import { failureOutcome } from '../agent/outcomes.js';
+import { failureOutcome } from '../agent/forward/outcomes.js';
 import type { Failure } from '../agent/policy/classify.js';
 import type { RetryConfig } from '../agent/config/types.js';
 import type { TaskMeta } from '../store/tasks.js';

@@ -1,9 +1,9 @@
 /**
- * agent/pacer.ts: the per-device posting pace (IEEE 2030.5 postRate), pure state with an explicit
+ * agent/forward/pacer.ts: the per-device posting pace (IEEE 2030.5 postRate), pure state with an explicit
  * clock; and the merge of stored JSON-array batches into one post.
  */
 import t from 'tap';
-import { arrayBody, clearWaiting, dueDevices, emptyPace, isPaced, markWaiting, mergeJsonArrays, nextDueAt, noteAck, takeForPost } from '../agent/pacer.js';
+import { arrayBody, clearWaiting, dueDevices, emptyPace, isPaced, markWaiting, mergeJsonArrays, nextDueAt, noteAck, takeForPost } from '../agent/forward/pacer.js';
 
 t.test('a device is paced from its first ack with notBefore, and stays with the pacer', async (t) => {
   let s = emptyPace();

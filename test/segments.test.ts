@@ -15,13 +15,11 @@ import Database from 'better-sqlite3';
 import { newBatchKey } from '../agent/ingest.js';
 import { PayloadCodec } from '../store/codec.js';
 import { DB_FILE, openDb, type DB } from '../store/db.js';
-import { BacklogReader } from '../store/decode-worker.js';
 import { MIGRATIONS } from '../store/migrations.js';
 import { Outbox, type SealedBatch } from '../store/outbox.js';
 import { purge, storeStatus } from '../store/admin.js';
 import { collectAfterPurge, collectSegments, GC_GRACE_MS, segmentUsage, writerFor } from '../store/segment-gc.js';
 import { closeStore, listSegments, segmentDir, segmentName, SegmentReader, writerOf } from '../store/segments.js';
-import { SPAN_MAX_BYTES, SPAN_MAX_GAP, spanLength, SpanReader } from '../store/segment-reader.js';
 import { readPayload, TaskQueue } from '../store/tasks.js';
 import { FILE_HEADER_BYTES, fileFormat, scanRecords } from '../store/segment-record.js';
 import { cli } from './helpers/agent.js';
@@ -192,13 +190,6 @@ t.test('after a power cut: a row past the end of its segment, or with its file g
     else if (i === before.length - 1) t.match(got[i].error, new RegExp(`^PAYLOAD_UNREADABLE: .*ends before the body: 10 of ${r.n} bytes`), `row ${i}: past the end`);
     else t.equal(got[i].text, json(i), `row ${i}: intact`);
   }
-  // The decode worker's path reports the same rows as errors, and goes on.
-  const reader = new BacklogReader({ keys: null });
-  t.teardown(() => reader.close());
-  reader.handle({ type: 'open', stream: 1, file: again.db.name, uplink: 'a', afterId: 0, beforeId: Number.MAX_SAFE_INTEGER, room: { head: 0, tail: 0 } });
-  const ahead = reader.handle({ type: 'next', stream: 1, id: 1, n: 100, recycle: [] })!.reply.rows!;
-  t.same(ahead.map((r) => r.error !== null), got.map((g) => g.error !== null), 'the worker marks the same rows unreadable');
-
   // New bodies go to a new segment, never into the range the short one's rows name.
   commit(again, 8, 1);
   const now = rows(again.db);
@@ -315,63 +306,4 @@ t.test('holdfast purge on a stopped agent reclaims the segments it leaves unrefe
   commit(again, 50, 1);
   t.equal(rows(again.db)[0].s, ids[ids.length - 1] + 1, 'and numbering goes on past it');
   t.equal(decodeAll(again.db)[0].text, json(50));
-});
-
-t.test('spans: which bodies one pread serves', async (t) => {
-  const r = (seg: number, offset: number, length: number) => ({ seg, offset, length });
-  const cases: [string, Parameters<typeof spanLength>[0], number, number][] = [
-    ['end to end', [r(1, 0, 10), r(1, 10, 10), r(1, 20, 10)], 0, 3],
-    ['from the middle', [r(1, 0, 10), r(1, 10, 10), r(1, 20, 10)], 1, 2],
-    ['a small gap (a body with no task here) is read over', [r(1, 0, 10), r(1, 10 + SPAN_MAX_GAP, 10)], 0, 2],
-    ['a larger gap ends the span', [r(1, 0, 10), r(1, 11 + SPAN_MAX_GAP, 10)], 0, 1],
-    ['another segment ends it', [r(1, 0, 10), r(2, 10, 10)], 0, 1],
-    ['a body in its row ends it', [r(1, 0, 10), null, r(1, 10, 10)], 0, 1],
-    ['a row body alone', [null, r(1, 0, 10)], 0, 1],
-    ['going backwards ends it', [r(1, 100, 10), r(1, 0, 10)], 0, 1],
-    ['overlapping ends it', [r(1, 0, 10), r(1, 5, 10)], 0, 1],
-    ['at most SPAN_MAX_BYTES', [r(1, 0, SPAN_MAX_BYTES - 10), r(1, SPAN_MAX_BYTES - 10, 10), r(1, SPAN_MAX_BYTES, 1)], 0, 2],
-  ];
-  for (const [name, refs, from, n] of cases) t.equal(spanLength(refs, from), n, name);
-});
-
-t.test('SpanReader: one pread for a run of bodies, the same bytes; a short run falls back to a read a body, each with its own error', async (t) => {
-  const s = open(t, join(tempDir(t), 'data'));
-  commit(s, 0, 20);
-  const rs = rows(s.db);
-  t.ok(rs.every((r) => r.s === 1), 'one segment');
-  class Counting extends SegmentReader {
-    calls = 0;
-    override read(id: number, offset: number, length: number, into?: Buffer): Buffer {
-      this.calls++;
-      return super.read(id, offset, length, into);
-    }
-  }
-  const plain = new SegmentReader(s.seg);
-  const counting = new Counting(s.seg);
-  t.teardown(() => (plain.close(), counting.close()));
-  const spans = new SpanReader(counting);
-  const refs = rs.map((r) => ({ seg: r.s!, offset: r.o, length: r.n }));
-  t.equal(spanLength(refs, 0), 20, 'the 20 bodies are one span');
-  spans.load(1, rs[0].o, rs[19].o + rs[19].n);
-  t.equal(counting.calls, 1, 'read with one pread');
-  for (const r of rs) t.same(spans.read(1, r.o, r.n), plain.read(1, r.o, r.n), `body at ${r.o}: the same bytes`);
-  t.equal(counting.calls, 1, 'every body served from the span');
-  t.same(spans.read(1, rs[0].o + 3, 5), plain.read(1, rs[0].o + 3, 5), 'a range inside the span is served too');
-  t.equal(counting.calls, 1);
-  spans.drop();
-  t.same(spans.read(1, rs[2].o, rs[2].n), plain.read(1, rs[2].o, rs[2].n));
-  t.equal(counting.calls, 2, 'after drop() a read goes to the file again');
-
-  // A power cut shortened the segment: the span cannot be read whole; each body is read on its own.
-  closeStore(s.db);
-  truncateSync(join(s.seg, segmentName(1)), rs[18].o + 3);
-  const cut = new Counting(s.seg);
-  t.teardown(() => cut.close());
-  const after = new SpanReader(cut);
-  after.load(1, rs[0].o, rs[19].o + rs[19].n);
-  t.equal(cut.calls, 1, 'tried once');
-  for (const r of rs.slice(0, 18)) t.same(after.read(1, r.o, r.n), plain.read(1, r.o, r.n), `body at ${r.o}: still read`);
-  t.throws(() => after.read(1, rs[18].o, rs[18].n), /ends before the body: 3 of \d+ bytes/, 'the cut body fails with its own message');
-  t.throws(() => after.read(1, rs[19].o, rs[19].n), /ends before the body: 0 of/, 'and so does the one after it');
-  t.equal(cut.calls, 21, 'one read a body after the failed span');
 });

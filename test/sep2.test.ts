@@ -42,12 +42,10 @@ function driver(t: TLike, srv: { url: string }, o: Partial<Sep2DriverOptions> = 
 }
 const r = (point: string, value: Reading['value'], unit: string, ts = T0, quality: Reading['quality'] = 'good'): Reading => ({ device: 'x', point, ts, value, unit, quality });
 let seq = 0;
-/** A message carrying `readings` (a Buffer), or `readingsJson` (a string) when `oldShape`. */
-function msg(device: string, readings: Reading[], raw?: string, oldShape = false): OutboundMessage {
+function msg(device: string, readings: Reading[], raw?: string): OutboundMessage {
   seq++;
   const text = raw ?? JSON.stringify(readings);
-  const body = oldShape ? { readingsJson: text } : { readings: Buffer.from(text) };
-  return { taskId: seq, key: `key-${seq}`, seq, device, historical: false, readingCount: readings.length, ...body } as unknown as OutboundMessage;
+  return { taskId: seq, key: `key-${seq}`, seq, device, historical: false, readingCount: readings.length, readings: Buffer.from(text) };
 }
 
 t.test('discovery: an existing MirrorUsagePoint is found by its stable mRID; pollRate and postRate kept', async (t) => {
@@ -134,8 +132,8 @@ t.test('creation: stable mRIDs, ReadingTypes in XSD order, readings at their ori
   // A restarted gateway (new driver) finds the MUP through the list and reuses every mRID.
   const d2 = driver(t, srv);
   t.same(await d2.connect(), { ok: true });
-  const again = await d2.send(msg('meter-2', [r('voltage_l1', 231, 'V', T0)], undefined, true));
-  t.ok(again.ok, 'the older readingsJson string shape is accepted too');
+  const again = await d2.send(msg('meter-2', [r('voltage_l1', 231, 'V', T0)]));
+  t.ok(again.ok, 'the restarted gateway posts');
   t.equal(srv.creations.length, 1, 'no second MUP');
   t.equal(srv.log.at(-1)?.status, 204, 'known MMR mRID: 204');
   t.equal(v.readings.at(-1)?.start, Math.floor(T0 / 1000));

@@ -353,7 +353,6 @@ t.test('db', async (t) => {
     t.same(qa.due(9000, 2).map((r) => r.id), [ids[1], ids[0]], 'limit');
     t.same(new TaskQueue(db, 'b').due(9000, 10), [], 'another uplink\'s retries are not ours');
     t.same(qa.fresh(0, Number.MAX_SAFE_INTEGER, 10), [], 'and they are no longer fresh');
-    t.equal(qa.file, join(db.name), 'the file a decode worker opens');
   });
 
   t.test('pendingOfDevice() returns one device\'s sendable tasks (fresh and due), oldest first', async (t) => {

@@ -186,11 +186,8 @@ export class GuardedTaskQueue extends TaskQueue {
   constructor(
     private readonly g: KeeperView,
     uplink: string,
-    file: string | null,
   ) {
     super(placeholderDb(), uplink);
-    // The decode worker opens the store by this path; it is the same file name in every session.
-    (this as { file: string | null }).file = file;
   }
 
   private inner(): TaskQueue | null {

@@ -26,7 +26,7 @@ import { readSpoolFile, spoolFiles, SpoolWriter } from '../../store/spool.js';
 import type { Outcome } from '../../store/tasks.js';
 import { classifyStoreError, probeDelayMs, type StoreFailure } from '../policy/store-health.js';
 import { LogLimiter } from '../log-limit.js';
-import type { Lane } from '../lane.js';
+import type { Lane } from '../forward/lane.js';
 import { GuardedEvents, type KeeperView } from './guarded.js';
 import type { DropLedger } from './ledger.js';
 import type { StorageMetrics } from './metrics.js';

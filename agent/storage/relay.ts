@@ -8,7 +8,7 @@
 import type { Logger } from 'pino';
 import type { PayloadCodec } from '../../store/codec.js';
 import type { SealedBatch } from '../../store/outbox.js';
-import type { Lane } from '../lane.js';
+import type { Lane } from '../forward/lane.js';
 import type { Guard } from '../guard.js';
 
 /** Direct sends in flight at most, over all lanes. */

@@ -13,7 +13,7 @@ import type { PayloadCodec } from '../../store/codec.js';
 import type { DB } from '../../store/db.js';
 import { DB_FILE } from '../../store/db.js';
 import { join } from 'node:path';
-import type { Lane } from '../lane.js';
+import type { Lane } from '../forward/lane.js';
 import { GuardedTaskQueue, placeholderDb, StoreOutbox, type GuardedEvents } from './guarded.js';
 import { StoreKeeper, type StoreState } from './keeper.js';
 import { DropLedger } from './ledger.js';
@@ -82,7 +82,7 @@ export class Storage {
   tasks(uplink: string): GuardedTaskQueue {
     let q = this.queues.get(uplink);
     if (!q) {
-      q = new GuardedTaskQueue(this.keeper, uplink, join(this.cfg.dataDir, DB_FILE));
+      q = new GuardedTaskQueue(this.keeper, uplink);
       this.queues.set(uplink, q);
     }
     return q;

@@ -82,14 +82,6 @@ export class MqttDriver implements UplinkDriver {
     return this.receiveMaximum;
   }
 
-  /**
-   * True: a PUBACK comes after the broker received the whole PUBLISH, so our write of the payload
-   * completed; mqtt.js keeps its own copy (for a resend), never ours.
-   */
-  get releasesOnSettle(): boolean {
-    return true;
-  }
-
   onDown(cb: (f: RawFailure) => void): void {
     this.downCb = cb;
   }

@@ -3,29 +3,16 @@
  * `part`/`parts` when one batch had to be split to fit the packet size. The readings array is
  * spliced in as the stored bytes (head + readings + `}` in one Buffer), so the common case never
  * re-serialises a reading nor turns ~50 KB of JSON into a JS string; only a batch that must be
- * split is parsed. When the message's readings come with free room around them (`framable`, as
- * the backlog read-ahead delivers them), the head and the closing brace are written into that
- * room and the readings are not even copied.
+ * split is parsed.
  */
-import { readingsBytes, type OutboundMessage } from '../uplink.js';
+import type { OutboundMessage } from '../uplink.js';
 
 const TAIL = Buffer.from('}');
 
-/** Spaces that bring a head of n bytes to a multiple of 8. */
-const PAD = ['', ' ', '  ', '   ', '    ', '     ', '      ', '       '];
-
-/**
- * The message up to its readings array, padded with 0-7 spaces (JSON whitespace) before the
- * array to a multiple of 8 bytes. The readings from the read-ahead arena start 8-byte aligned, so
- * the framed message does too: mqtt.js copies each QoS 1 payload (rfdc, for its outgoing store),
- * and V8 copies out of shared memory much more slowly from an address that is not. The padding
- * depends only on the head, so a batch's message is the same bytes on every path and every
- * attempt.
- */
+/** The message up to its readings array. */
 function head(m: OutboundMessage, gatewayId: string, part?: number, parts?: number): string {
   const p = parts !== undefined && parts > 1 ? `,"part":${part},"parts":${parts}` : '';
-  const h = `{"key":${JSON.stringify(m.key)},"seq":${m.seq},"gatewayId":${JSON.stringify(gatewayId)},"device":${JSON.stringify(m.device)},"historical":${m.historical}${p},"readings":`;
-  return h + PAD[(8 - (Buffer.byteLength(h) % 8)) % 8];
+  return `{"key":${JSON.stringify(m.key)},"seq":${m.seq},"gatewayId":${JSON.stringify(gatewayId)},"device":${JSON.stringify(m.device)},"historical":${m.historical}${p},"readings":`;
 }
 
 /**
@@ -33,16 +20,10 @@ function head(m: OutboundMessage, gatewayId: string, part?: number, parts?: numb
  * Parts are numbered from 1.
  */
 export function envelopes(m: OutboundMessage, gatewayId: string, maxBytes: number): Buffer[] | null {
-  const body = readingsBytes(m);
+  const body = m.readings;
   const h = head(m, gatewayId);
   const headBytes = Buffer.byteLength(h);
   if (headBytes + body.length + 1 <= maxBytes) {
-    if (m.framable && body.byteOffset >= headBytes && body.buffer.byteLength >= body.byteOffset + body.length + 1) {
-      const out = Buffer.from(body.buffer, body.byteOffset - headBytes, headBytes + body.length + 1);
-      out.write(h, 0, 'utf8');
-      out[out.length - 1] = TAIL[0];
-      return [out];
-    }
     const out = Buffer.allocUnsafe(headBytes + body.length + 1);
     out.write(h, 0, 'utf8');
     body.copy(out, headBytes);
@@ -50,8 +31,8 @@ export function envelopes(m: OutboundMessage, gatewayId: string, maxBytes: numbe
     return [out];
   }
   const readings = (JSON.parse(body.toString('utf8')) as unknown[]).map((r) => JSON.stringify(r));
-  // Reserve room for the largest header a part can have (part/parts up to 6 digits each, 7 spaces).
-  const room = maxBytes - Buffer.byteLength(head(m, gatewayId, 999999, 999999)) - 7 - 2;
+  // Reserve room for the largest header a part can have (part/parts up to 6 digits each).
+  const room = maxBytes - Buffer.byteLength(head(m, gatewayId, 999999, 999999)) - 2;
   const chunks: string[][] = [];
   let cur: string[] = [];
   let size = 0;

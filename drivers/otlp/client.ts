@@ -207,17 +207,9 @@ export function batchToResourceMetrics(readings: unknown, meta: BatchMeta): Buil
   return { resourceMetrics, dataPoints: points.length, skipped, invalid };
 }
 
-/**
- * The stored batch's readings, parsed: from `readings` (UTF-8 bytes) or `readingsJson` (text),
- * either field holding text, bytes or an already parsed array.
- */
+/** The stored batch's readings, parsed. */
 export function readingsOf(m: OutboundMessage): unknown {
-  const loose = m as unknown as { readings?: unknown; readingsJson?: unknown };
-  const v = loose.readings ?? loose.readingsJson;
-  if (typeof v === 'string') return JSON.parse(v);
-  if (v instanceof Uint8Array) return JSON.parse(Buffer.from(v.buffer, v.byteOffset, v.byteLength).toString('utf8'));
-  if (Array.isArray(v)) return v;
-  throw new TypeError('the message carries no readings');
+  return JSON.parse(m.readings.toString('utf8'));
 }
 
 function target(url: string): { address: string; tls: boolean } {

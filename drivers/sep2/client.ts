@@ -23,7 +23,7 @@
  *   batch key), so a server can recognise duplicates; delivery is at-least-once anyway.
  * postRate (the server's preferred posting interval): `minIntervalMs` is the largest seen; each
  *   success carries `notBefore` = ack time + that MUP's postRate. The lane then serves that device
- *   through its pacer (agent/pacer.ts): one post per postRate with every reading waiting merged.
+ *   through its pacer (agent/forward/pacer.ts): one post per postRate with every reading waiting merged.
  */
 import https from 'node:https';
 import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
@@ -85,17 +85,10 @@ export function parseRetryAfter(v: string | string[] | undefined, now: number): 
   return Number.isNaN(t) ? undefined : Math.max(0, t - now);
 }
 
-/** The batch text, whichever field OutboundMessage carries it in: `readings` (Buffer) or `readingsJson` (string). */
-export function batchOf(msg: OutboundMessage): string | Uint8Array | undefined {
-  const m = msg as unknown as { readings?: unknown; readingsJson?: unknown };
-  const v = m.readings ?? m.readingsJson;
-  return typeof v === 'string' || v instanceof Uint8Array ? v : undefined;
-}
-
 /** The batch's rows, or null when it is not a JSON array. */
-function parseBatch(json: string | Uint8Array | undefined): unknown[] | null {
+function parseBatch(readings: Buffer): unknown[] | null {
   let rows: unknown = null;
-  try { rows = json === undefined ? null : JSON.parse(typeof json === 'string' ? json : Buffer.from(json).toString('utf8')); } catch { /* null */ }
+  try { rows = JSON.parse(readings.toString('utf8')); } catch { /* null */ }
   return Array.isArray(rows) ? rows : null;
 }
 
@@ -180,7 +173,7 @@ export class Sep2Driver implements UplinkDriver {
     const requestAt = this.now();
     const fail = (failure: RawFailure): SendResult => ({ ok: false, requestAt, failure });
     if (!this.up || !this.listUrl) return fail({ kind: 'socket', message: 'not connected' });
-    const rows = parseBatch(batchOf(msg));
+    const rows = parseBatch(msg.readings);
     if (!rows) return fail({ kind: 'unreadable', message: 'stored batch is not a JSON array of readings; not sent' });
     const { device, key } = msg;
     const id = (...parts: string[]) => stableMrid(this.pen, this.o.gatewayId, ...parts);

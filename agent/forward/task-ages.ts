@@ -5,8 +5,8 @@
  * grows only with the monotonic clock. Bounded: past MAX_TRACKED the oldest entry is forgotten and
  * that task is judged by its wall age alone again.
  */
-import type { Clock } from './clock.js';
-import { judgeAge, wallAge, type SeenAge } from './policy/clock.js';
+import type { Clock } from '../clock.js';
+import { judgeAge, wallAge, type SeenAge } from '../policy/clock.js';
 
 const MAX_TRACKED = 100_000;
 

@@ -6,14 +6,14 @@
  * transition (outages, breaker changes, alarms) in the store.
  */
 import type { Logger } from 'pino';
-import type { DeepReadonly, UplinkCommon } from './config/types.js';
-import { admit, initialBreaker, record, reset, transition, type Admission, type BreakerState } from './policy/breaker.js';
-import { classify, type Failure } from './policy/classify.js';
-import { nextDelay } from './policy/retry.js';
-import { adaptiveDelay } from './policy/adaptive.js';
-import type { UplinkDriver } from '../drivers/uplink.js';
-import type { Events } from '../store/events.js';
-import { wallAt, type Clock } from './clock.js';
+import type { DeepReadonly, UplinkCommon } from '../config/types.js';
+import { admit, initialBreaker, record, reset, transition, type Admission, type BreakerState } from '../policy/breaker.js';
+import { classify, type Failure } from '../policy/classify.js';
+import { nextDelay } from '../policy/retry.js';
+import { adaptiveDelay } from '../policy/adaptive.js';
+import type { UplinkDriver } from '../../drivers/uplink.js';
+import type { Events } from '../../store/events.js';
+import { wallAt, type Clock } from '../clock.js';
 
 export interface LinkDeps {
   cfg: DeepReadonly<UplinkCommon>;
@@ -59,6 +59,16 @@ export class Link {
 
   get breakerName(): string {
     return this.breaker.name;
+  }
+
+  /** The breaker as admission reads it (agent/forward/order.ts). */
+  get breakerState(): BreakerState {
+    return this.breaker;
+  }
+
+  /** Stores the breaker state of an admission that was used (a message went out). */
+  admitted(state: BreakerState): void {
+    this.setBreaker(state);
   }
 
   /** Whether the breaker lets a call through now (and whether it is a half-open probe). */

@@ -7,12 +7,12 @@
  * (every FLUSH_MS or FLUSH_MAX outcomes), never one write per acknowledgement; until written, a
  * task is still `pending` in the store, so the lane must not send it again (`has`).
  */
-import type { DeepReadonly, RetryConfig } from './config/types.js';
-import type { Failure } from './policy/classify.js';
-import { nextDelay, shouldGiveUp } from './policy/retry.js';
-import type { Outcome, TaskMeta, TaskQueue } from '../store/tasks.js';
-import type { SafeTimer } from '../drivers/timer.js';
-import type { Guard } from './guard.js';
+import type { DeepReadonly, RetryConfig } from '../config/types.js';
+import type { Failure } from '../policy/classify.js';
+import { nextDelay, shouldGiveUp } from '../policy/retry.js';
+import type { Outcome, TaskMeta, TaskQueue } from '../../store/tasks.js';
+import type { SafeTimer } from '../../drivers/timer.js';
+import type { Guard } from '../guard.js';
 
 const FLUSH_MS = 50;
 const FLUSH_MAX = 500;
