@@ -11,7 +11,7 @@
  *                            default, but one run in four or five still kept 7-9 MB more after the
  *                            same feed (RSS 117-123 MB against 112-115); one arena: 111.5-114.9 MB
  *                            in 12 runs, with ingest and drain rates unchanged (npm run bench).
- * `npm run bench` starts its RSS child (scripts/bench-rss.ts) with node_args and env from this
+ * `npm run bench` starts its RSS child (scripts/bench/rss.ts) with node_args and env from this
  * file, so figure 4 is the agent's RSS as pm2 runs it. Any other launcher (a systemd unit,
  * `holdfast run` by hand, scripts/demo.sh) should pass the same:
  *   MALLOC_ARENA_MAX=1 NODE_OPTIONS=--max-semi-space-size=2 holdfast run --config ...

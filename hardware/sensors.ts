@@ -5,7 +5,8 @@
  *                     wants the worst case). When none is readable and the profile says
  *                     temperatureFallback 'systeminformation' (generic-linux), the npm
  *                     systeminformation package is asked (cpuTemperature().main), loaded lazily
- *                     so boards with thermal zones never pay for it. Never throws: null means
+ *                     so boards with thermal zones never pay for it; when it finds none, it is
+ *                     asked again only after FALLBACK_QUIET_MS. Never throws: null means
  *                     "no temperature known", and the throttle then stays off.
  *   busVolts(bus)     the bus voltage from the profile's IIO source for that bus, or null
  *                     (no source, read failed: see sysfs.lastError()). A null reading
@@ -39,10 +40,20 @@ export const systeminformationTemp: TempFallback = async () => {
 export interface SensorOptions {
   /** Replaces systeminformation (tests). */
   fallback?: TempFallback;
+  /** Monotonic ms (tests); default performance.now. */
+  now?: () => number;
 }
+
+/**
+ * After the fallback found no temperature, it is asked again only this much later: on a machine
+ * without sensors, systeminformation spawns commands at every sample for nothing.
+ */
+export const FALLBACK_QUIET_MS = 10 * 60_000;
 
 export class BoardSensors {
   private readonly fallback: TempFallback;
+  private readonly now: () => number;
+  private fallbackQuietUntil = -Infinity;
 
   constructor(
     readonly profile: BoardProfile,
@@ -50,6 +61,7 @@ export class BoardSensors {
     opts: SensorOptions = {},
   ) {
     this.fallback = opts.fallback ?? systeminformationTemp;
+    this.now = opts.now ?? (() => performance.now());
   }
 
   /** The hottest readable thermal zone, else the fallback when the profile allows it, else null. */
@@ -60,11 +72,15 @@ export class BoardSensors {
       if (c !== null && (max === null || c > max)) max = c;
     }
     if (max !== null || this.profile.temperatureFallback !== 'systeminformation') return max;
+    if (this.now() < this.fallbackQuietUntil) return null;
+    let t: number | null = null;
     try {
-      return await this.fallback();
+      t = await this.fallback();
     } catch {
-      return null;
+      t = null;
     }
+    if (t === null) this.fallbackQuietUntil = this.now() + FALLBACK_QUIET_MS;
+    return t;
   }
 
   private bus(name: string): BusDef | undefined {

@@ -12,7 +12,7 @@ import { HoldfastError } from '../agent/errors.js';
 import { listProfiles, profilesDir, type BoardProfile } from '../hardware/profile.js';
 import { loadProfile, ProfileError, validateProfile } from '../agent/config/formats.js';
 import { Sysfs } from '../hardware/sysfs.js';
-import { BoardSensors } from '../hardware/sensors.js';
+import { BoardSensors, FALLBACK_QUIET_MS } from '../hardware/sensors.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -178,6 +178,20 @@ t.test('BoardSensors over a fake tree', async (t) => {
   t.equal(g.faultLed(true), false, 'no LEDs');
   const throwing = new BoardSensors(generic, new Sysfs(join(root, 'empty')), { fallback: async () => { throw new Error('boom'); } });
   t.equal(await throwing.cpuTempC(), null, 'a failing fallback is null');
+
+  // A machine without sensors: the fallback finds nothing and is left alone for FALLBACK_QUIET_MS.
+  let now = 0;
+  let nulls = 0;
+  const none = new BoardSensors(generic, new Sysfs(join(root, 'empty')), { fallback: async () => (nulls++, null), now: () => now });
+  t.equal(await none.cpuTempC(), null);
+  now += FALLBACK_QUIET_MS - 1;
+  t.equal(await none.cpuTempC(), null);
+  t.equal(nulls, 1, 'not asked again while quiet');
+  now += 1;
+  await none.cpuTempC();
+  t.equal(nulls, 2, 'asked again after FALLBACK_QUIET_MS');
+  t.equal(await g.cpuTempC(), 42.5, 'a fallback that answers is asked every sample');
+  t.equal(asked, 2);
 });
 
 t.test('generic-linux on this machine: a number or null, never a throw', async (t) => {

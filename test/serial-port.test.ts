@@ -16,7 +16,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import t from 'tap';
 import { SerialPort } from 'serialport';
 import { LoopThreadBinding, serialPort, type SerialStream } from '../drivers/serial/port.js';
-import { directPtysAvailable, parsePtyLine, spawnOnPtys } from '../scripts/pty-direct.js';
+import { directPtysAvailable, parsePtyLine, spawnOnPtys } from '../scripts/bench/pty-direct.js';
 import { ptyPair } from './helpers/socat.js';
 
 const open = (p: SerialStream | SerialPort) => new Promise<void>((res, rej) => p.open((e) => (e ? rej(e) : res())));
@@ -124,15 +124,15 @@ t.test('close() with a read pending resolves; the pending read ends quietly (can
   t.same(errors.map((e) => e.message), [], 'no error event from the canceled read');
 });
 
-t.test('a direct pty pair (scripts/pty-direct.ts): the far end holds the master descriptor (serialPort({fd})), our end opens the slave', async (t) => {
+t.test('a direct pty pair (scripts/bench/pty-direct.ts): the far end holds the master descriptor (serialPort({fd})), our end opens the slave', async (t) => {
   if (!directPtysAvailable()) {
     t.fail('python3 is missing: scripts/test.sh installs it (python3-pymodbus depends on it)');
     return;
   }
   const here = path.dirname(fileURLToPath(import.meta.url));
   const far = `
-    const { echo } = await import(${JSON.stringify(pathToFileURL(path.join(here, '../scripts/bench-pty.js')).href)});
-    const { inheritedPtys } = await import(${JSON.stringify(pathToFileURL(path.join(here, '../scripts/pty-direct.js')).href)});
+    const { echo } = await import(${JSON.stringify(pathToFileURL(path.join(here, '../scripts/bench/pty.js')).href)});
+    const { inheritedPtys } = await import(${JSON.stringify(pathToFileURL(path.join(here, '../scripts/bench/pty-direct.js')).href)});
     const p = inheritedPtys()[0];
     const close = await echo(p.path, 9600, p.fd);
     console.log('ready');

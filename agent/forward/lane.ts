@@ -25,7 +25,8 @@ import { Attempts } from './attempts.js';
 import { TaskSources } from './sources.js';
 import { Wakeup, type After } from './wakeup.js';
 import { BUDGET_WINDOW_MS, decide, type Gates, type Source } from './order.js';
-import { arrayBody, clearWaiting, mergeJsonArrays, nextDueAt, noteAck, takeForPost } from './pacer.js';
+import { clearWaiting, nextDueAt, noteAck, takeForPost } from './pacer.js';
+import { openMessage } from './message.js';
 
 /** After a failure caught in the lane's own code (agent/guard.ts), it tries again this much later. */
 const RECOVER_MS = 1000;
@@ -272,32 +273,13 @@ export class Lane {
     return group;
   }
 
-  /**
-   * Decodes the tasks' payloads (several: merged, oldest first, for a paced device) and hands
-   * the message to the driver. A payload that does not decode dead-letters its task alone.
-   */
+  /** Opens the tasks' payloads and sends them as one message; a payload that does not open dead-letters its task. */
   private send(tasks: readonly TaskRow[], source: Source, probe: boolean): void {
     const t = this.clock.mono();
-    const sent: TaskRow[] = [];
-    const parts: Buffer[] = [];
-    for (const task of tasks) {
-      this.gates = { ...this.gates, budget: noteAttempt(this.gates.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t) };
-      try {
-        const b = this.deps.codec.decode(task.payload, task.key);
-        if (source === 'paced') arrayBody(b); // merged: not a JSON array, this task alone is dead-lettered
-        parts.push(b);
-        sent.push(task);
-      } catch (e) {
-        this.settle([task], this.clock.wall(), { code: 'PAYLOAD_UNREADABLE', message: (e as Error).message, scope: 'payload', retry: 'hard', faultClass: 'local' }, probe);
-      }
-    }
-    if (sent.length === 0) return;
-    const first = sent[0];
-    const msg: OutboundMessage = {
-      taskId: first.id, key: first.key, seq: first.payloadId, device: first.device, historical: source === 'backlog' || sent.some((r) => r.id < this.sources.liveFromId),
-      readingCount: sent.reduce((n, r) => n + r.readingCount, 0), readings: parts.length === 1 ? parts[0] : mergeJsonArrays(parts),
-    };
-    this.transmit(sent, msg, probe);
+    for (const task of tasks) this.gates = { ...this.gates, budget: noteAttempt(this.gates.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t) };
+    const o = openMessage(tasks, source, this.deps.codec, this.sources.liveFromId);
+    for (const u of o.unreadable) this.settle([u.task], this.clock.wall(), { code: 'PAYLOAD_UNREADABLE', message: u.message, scope: 'payload', retry: 'hard', faultClass: 'local' }, probe);
+    if (o.msg) this.transmit(o.sent, o.msg, probe);
   }
 
   /** Hands one message (of one or more tasks) to the driver and settles every task on its outcome. */

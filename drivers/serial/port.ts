@@ -94,7 +94,7 @@ export const LoopThreadBinding: typeof LinuxBinding = {
 
 /**
  * LoopThreadBinding over a tty descriptor that is already open (Linux only): the far side of a
- * pty pair created by another process and inherited (scripts/bench-field.ts's simulator, which
+ * pty pair created by another process and inherited (scripts/bench/field.ts's simulator, which
  * holds the pty's master end so that no relay process sits between it and the master under
  * test). termios are left as they are; close() closes the descriptor.
  */

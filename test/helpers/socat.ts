@@ -16,7 +16,7 @@
  * tests use the RTU simulator's line-rate emulation (drivers/modbus/simulator/rtu.ts). They do not
  * cross for free: each way goes through socat's poll loop and a wake-up of each end, a
  * fraction of a millisecond that grows with the machine's load;
- * `npm run bench` measures the round trip (scripts/bench-pty.ts).
+ * `npm run bench` measures the round trip (scripts/bench/pty.ts).
  *
  * socat never outlives the test process: killed on close(), on process exit, and (when
  * util-linux `setpriv` is available) by the kernel if the test process dies abruptly.

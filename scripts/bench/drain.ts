@@ -2,7 +2,7 @@
  * Figure 2 of `npm run bench`: the drain (a real Lane + MqttDriver emptying the store's backlog
  * into a local mosquitto) against its limit, a raw mqtt.js QoS 1 publisher sending the same bytes.
  *
- * Each side runs in a child process of its own (scripts/bench-drain-child.ts, `raw` or `lane`), started with the
+ * Each side runs in a child process of its own (scripts/bench/drain-child.ts, `raw` or `lane`), started with the
  * bench's node flags and environment (production's), and the parent alternates their rounds on
  * one broker, after one untimed warm-up round of each. The lane child keeps one Lane (and its
  * MqttDriver and connection) for all its rounds, as an agent does: the warm-up connects and
@@ -19,7 +19,7 @@
 import { fork, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import type { Config } from '../agent/config/types.js';
+import type { Config } from '../../agent/config/types.js';
 
 /** GC pauses on the main thread (count and ms by kind) during a round. */
 export interface GcTally {
@@ -123,7 +123,7 @@ class Side {
  * of its rounds.
  */
 export async function runDrainRounds(s: DrainSetup): Promise<{ raws: DrainRun[]; lanes: DrainRun[]; messages: number; readings: number; bytes: number; decodeUs: number }> {
-  const file = fileURLToPath(new URL('./bench-drain-child.js', import.meta.url));
+  const file = fileURLToPath(new URL('./drain-child.js', import.meta.url));
   const start = (role: 'raw' | 'lane') =>
     new Side(role, fork(file, [role], { execArgv: process.execArgv, env: { ...process.env, BENCH_DRAIN_SETUP: JSON.stringify({ cfg: s.cfg, window: s.window }) }, stdio: ['ignore', 'inherit', 'inherit', 'ipc'] }));
   const raw = start('raw');

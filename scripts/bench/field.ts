@@ -1,9 +1,9 @@
 /**
  * Field benchmark: the RTU master and the poll schedule, each figure beside the limit measured in
- * the same run. runFieldBench() returns rows and prints nothing (scripts/bench.ts prints them);
+ * the same run. runFieldBench() returns rows and prints nothing (scripts/bench/bench.ts prints them);
  * run alone it prints the rows as a table:
  *
- *   node dist/scripts/bench-field.js
+ *   node dist/scripts/bench/field.js
  *
  * 1. RTU transactions/s at 9600 and 115200 baud, 8N1 (10 bits a character), reading 10 holding
  *    registers of a counter device: our RtuMaster against the RTU simulator with line-rate
@@ -13,12 +13,12 @@
  *    The simulator keeps the line's timing (the answer's last byte at its moment to within tens
  *    of microseconds, drivers/modbus/wait.ts), but the pty adds its own latency: every
  *    transaction crosses the pair twice. The pair is direct where python3 can make one (the
- *    simulator holds the pty's master end, the master opens /dev/pts/N: scripts/pty-direct.ts),
+ *    simulator holds the pty's master end, the master opens /dev/pts/N: scripts/bench/pty-direct.ts),
  *    as a UART has no relay process in its path; else a socat pair (a relay: two more process
  *    wake-ups per round trip). Two more limits, measured in the same rounds:
  *    - the simulator alone, driven by a minimal raw client (write, collect 25 bytes, wait exactly
  *      t3.5 with a spin for the last millisecond, write again);
- *    - the floor of the pair (scripts/bench-pty.ts): an 8-byte echo round trip over a second
+ *    - the floor of the pair (scripts/bench/pty.ts): an 8-byte echo round trip over a second
  *      pair with our serial I/O path at both ends and t3.5 of silence between pings, no Modbus in
  *      it; line cycle + its mean is the best any master and simulator can reach here.
  *    Both clients check every answer's CRC and that the device's read counter moved by exactly
@@ -47,17 +47,17 @@ import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { serialPort } from '../drivers/serial/port.js';
-import type { Reading } from '../agent/reading.js';
-import { DevicePoller } from '../agent/field/poller.js';
-import { lineMs, parseRtuResponse, registers, rtuRequest, rtuResponseLength, t35Ms, type ReadRequest } from '../drivers/modbus/frame.js';
-import { RtuMaster } from '../drivers/modbus/rtu-master.js';
-import type { DeviceMap, PointDef } from '../drivers/modbus/types.js';
-import { ptyPair, type PtyPair } from '../test/helpers/socat.js';
-import { echo, roundTrips, type RoundTrips } from './bench-pty.js';
+import { serialPort } from '../../drivers/serial/port.js';
+import type { Reading } from '../../agent/reading.js';
+import { DevicePoller } from '../../agent/field/poller.js';
+import { lineMs, parseRtuResponse, registers, rtuRequest, rtuResponseLength, t35Ms, type ReadRequest } from '../../drivers/modbus/frame.js';
+import { RtuMaster } from '../../drivers/modbus/rtu-master.js';
+import type { DeviceMap, PointDef } from '../../drivers/modbus/types.js';
+import { ptyPair, type PtyPair } from '../../test/helpers/socat.js';
+import { echo, roundTrips, type RoundTrips } from './pty.js';
 import { directPtysAvailable, inheritedPtys, parsePtyLine, spawnOnPtys, type DirectPty } from './pty-direct.js';
-import { simulate, type Simulation } from '../agent/cli/simulate.js';
-import { runIfMain } from './run-main.js';
+import { simulate, type Simulation } from '../../agent/cli/simulate.js';
+import { runIfMain } from '../run-main.js';
 
 export interface FieldRow {
   name: string;
@@ -70,7 +70,7 @@ export interface FieldRow {
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const SELF = fileURLToPath(import.meta.url);
-const METER_MAP = path.resolve(here, '..', '..', 'config', 'devices', 'generic-energy-meter.json');
+const METER_MAP = path.resolve(here, '..', '..', '..', 'config', 'devices', 'generic-energy-meter.json');
 
 const envInt = (name: string, def: number) => {
   const v = Number(process.env[name]);

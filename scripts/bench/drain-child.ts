@@ -1,5 +1,5 @@
 /**
- * The two sides of the drain bench (scripts/bench-drain.ts starts one process of each):
+ * The two sides of the drain bench (scripts/bench/drain.ts starts one process of each):
  *   raw   a raw mqtt.js QoS 1 publisher of the exact envelopes the lane sends, a new client each
  *         round, timed from its CONNACK to its last PUBACK;
  *   lane  one real Lane + MqttDriver for the process's life, draining the store's whole backlog
@@ -11,18 +11,18 @@ import mqtt, { type IClientOptions, type MqttClient } from 'mqtt';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
-import { topicPrefix } from '../agent/config/load.js';
-import type { Config } from '../agent/config/types.js';
-import { Lane } from '../agent/forward/lane.js';
-import { VERSION } from '../agent/version.js';
-import { MqttDriver } from '../drivers/mqtt/client.js';
-import { envelopes } from '../drivers/mqtt/envelope.js';
-import { loadKeyring, PayloadCodec } from '../store/codec.js';
-import { openDb, type DB } from '../store/db.js';
-import { Events } from '../store/events.js';
-import { closeStore } from '../store/segments.js';
-import { TaskQueue } from '../store/tasks.js';
-import { schedCpuMs, type DrainRun, type FromChild, type GcTally, type ToChild } from './bench-drain.js';
+import { topicPrefix } from '../../agent/config/load.js';
+import type { Config } from '../../agent/config/types.js';
+import { Lane } from '../../agent/forward/lane.js';
+import { VERSION } from '../../agent/version.js';
+import { MqttDriver } from '../../drivers/mqtt/client.js';
+import { envelopes } from '../../drivers/mqtt/envelope.js';
+import { loadKeyring, PayloadCodec } from '../../store/codec.js';
+import { openDb, type DB } from '../../store/db.js';
+import { Events } from '../../store/events.js';
+import { closeStore } from '../../store/segments.js';
+import { TaskQueue } from '../../store/tasks.js';
+import { schedCpuMs, type DrainRun, type FromChild, type GcTally, type ToChild } from './drain.js';
 
 const UPLINK_INDEX = 0;
 const silent = pino({ level: 'silent' });

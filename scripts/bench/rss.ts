@@ -1,23 +1,23 @@
 /**
- * Benchmark helper, run in a fresh process by scripts/bench.ts (figure 4): RSS of the real Engine
+ * Benchmark helper, run in a fresh process by scripts/bench/bench.ts (figure 4): RSS of the real Engine
  * with 1,000,000 readings buffered in the store and no way out (the only uplink points at a
  * closed port). Prints one JSON line on stdout.
  *
- *   node --expose-gc dist/scripts/bench-rss.js [readings]
+ *   node --expose-gc dist/scripts/bench/rss.js [readings]
  *
- * Also exports the reading generator that scripts/bench.ts uses, so both measure the same data.
+ * Also exports the reading generator that scripts/bench/bench.ts uses, so both measure the same data.
  */
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino } from 'pino';
-import { buildConfig } from '../agent/config/load.js';
-import { Engine } from '../agent/engine.js';
-import { loadDrivers } from '../agent/uplinks.js';
-import type { Quality, Reading } from '../agent/reading.js';
-import { generateKey } from '../store/codec.js';
-import { runIfMain } from './run-main.js';
+import { buildConfig } from '../../agent/config/load.js';
+import { Engine } from '../../agent/engine.js';
+import { loadDrivers } from '../../agent/uplinks.js';
+import type { Quality, Reading } from '../../agent/reading.js';
+import { generateKey } from '../../store/codec.js';
+import { runIfMain } from '../run-main.js';
 
 /** The points of one poll of a three-phase meter: name, unit, base value, swing, decimals. */
 const POINTS: readonly { point: string; unit: string; base: number; swing: number; dp: number }[] = [

@@ -1,10 +1,10 @@
 /**
  * OTLP drain benchmark: readings/s a real Lane + OTLP driver drains from a real store to a local
  * gRPC collector, beside a raw OTLPMetricExporter.export() loop sending the same content in the
- * same run. runOtlpBench() returns rows for scripts/bench.ts's summary (BENCH_ONLY=otlp runs it
+ * same run. runOtlpBench() returns rows for scripts/bench/bench.ts's summary (BENCH_ONLY=otlp runs it
  * alone there) and prints its round-by-round lines through `say`; run alone it prints both:
  *
- *   node --expose-gc dist/scripts/bench-otlp.js
+ *   node --expose-gc dist/scripts/bench/otlp.js
  *
  * Holdfast: BENCH_OTLP_READINGS readings (50 meters x 10-point polls, batches of 500) ingested
  *   through Ingest -> Outbox (AES-256-GCM, as the agent stores them), then drained by a Lane
@@ -18,7 +18,7 @@
  *   export (connect included) to the last callback. The exporter serialises inside export(),
  *   so both sides pay the protobuf encoding; the limit skips the store, decryption, inflate,
  *   JSON parsing and building the ResourceMetrics, which the lane does for every batch.
- * The collector (scripts/bench-otlp-collector.ts) is a child process that acks without
+ * The collector (scripts/bench/otlp-collector.ts) is a child process that acks without
  * decoding; it counts requests and bytes, and every round checks both sides sent all batches
  * and the same bytes. Rounds alternate raw and lane; the best of each and the medians are
  * printed. There is no target for this figure: it is printed as measured.
@@ -36,18 +36,18 @@ import { credentials } from '@grpc/grpc-js';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
 import type { ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { pino } from 'pino';
-import { buildConfig } from '../agent/config/load.js';
-import type { Config } from '../agent/config/types.js';
-import { Ingest } from '../agent/ingest.js';
-import { Lane } from '../agent/forward/lane.js';
-import { createDriver, loadDrivers } from '../agent/uplinks.js';
-import { batchToResourceMetrics } from '../drivers/otlp/client.js';
-import { generateKey, loadKeyring, PayloadCodec } from '../store/codec.js';
-import { openDb, type DB } from '../store/db.js';
-import { Events } from '../store/events.js';
-import { Outbox } from '../store/outbox.js';
-import { TaskQueue } from '../store/tasks.js';
-import { makePoll, POINTS_PER_POLL, prng } from './bench-rss.js';
+import { buildConfig } from '../../agent/config/load.js';
+import type { Config } from '../../agent/config/types.js';
+import { Ingest } from '../../agent/ingest.js';
+import { Lane } from '../../agent/forward/lane.js';
+import { createDriver, loadDrivers } from '../../agent/uplinks.js';
+import { batchToResourceMetrics } from '../../drivers/otlp/client.js';
+import { generateKey, loadKeyring, PayloadCodec } from '../../store/codec.js';
+import { openDb, type DB } from '../../store/db.js';
+import { Events } from '../../store/events.js';
+import { Outbox } from '../../store/outbox.js';
+import { TaskQueue } from '../../store/tasks.js';
+import { makePoll, POINTS_PER_POLL, prng } from './rss.js';
 
 /** A row of bench.ts's summary table (same shape). */
 export interface OtlpRow {
@@ -70,7 +70,7 @@ const ROUNDS = envInt('BENCH_OTLP_ROUNDS', 3);
 const UPLINK = 'bench-otlp';
 const GATEWAY = 'bench-gw';
 const here = path.dirname(fileURLToPath(import.meta.url));
-const COLLECTOR = path.resolve(here, 'bench-otlp-collector.js');
+const COLLECTOR = path.resolve(here, 'otlp-collector.js');
 
 const silent = pino({ level: 'silent' });
 const now = () => performance.now();
@@ -284,7 +284,7 @@ export async function runOtlpBench(say: (s: string) => void = (s) => process.std
   }
 }
 
-if (process.argv[1]?.endsWith('bench-otlp.js')) {
+if (process.argv[1]?.endsWith('bench/otlp.js')) {
   void runOtlpBench().then((rows) => {
     for (const r of rows) process.stdout.write(`${r.figure}: holdfast ${r.holdfast}, limit ${r.limit}, ratio ${r.ratio} (${r.verdict})\n`);
     process.exit(0);

@@ -1,5 +1,5 @@
 /**
- * A lean OTLP/gRPC metrics collector for the OTLP bench (scripts/bench-otlp.ts): @grpc/grpc-js
+ * A lean OTLP/gRPC metrics collector for the OTLP bench (scripts/bench/otlp.ts): @grpc/grpc-js
  * serving MetricsService/Export on 127.0.0.1, acknowledging every request with an empty
  * ExportMetricsServiceResponse (an OK without partial success). It does not decode the
  * request: decoding is a real collector's cost, not the sender's, and the same for both senders
@@ -11,11 +11,11 @@
  * {"requests", "empty", "bytes"}: requests with a body, empty ones (connect probes), body bytes
  * after gRPC decompression) and "reset" (zeroes the counts, answers {"ok": true}).
  *
- *   node dist/scripts/bench-otlp-collector.js
+ *   node dist/scripts/bench/otlp-collector.js
  */
 import { Server, ServerCredentials, type sendUnaryData, type ServerUnaryCall } from '@grpc/grpc-js';
 import { createInterface } from 'node:readline';
-import { OTLP_METRICS_EXPORT_PATH } from '../drivers/otlp/client.js';
+import { OTLP_METRICS_EXPORT_PATH } from '../../drivers/otlp/client.js';
 
 const stats = { requests: 0, empty: 0, bytes: 0 };
 const EMPTY = Buffer.alloc(0);

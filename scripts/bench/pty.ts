@@ -1,5 +1,5 @@
 /**
- * The floor under the RTU figures (scripts/bench-field.ts): what one round trip over a socat pty
+ * The floor under the RTU figures (scripts/bench/field.ts): what one round trip over a socat pty
  * pair costs with nothing of Modbus in it, through the same serial I/O path as the master and the
  * simulator (drivers/serial/port.ts). A pty has no baud rate, but every byte still crosses a
  * write(2), socat's poll loop (on a socat pair), and a poll + read(2) on the far end, in each
@@ -13,8 +13,8 @@
  * transaction (waking an idle process costs more than waking a busy one).
  */
 import { performance } from 'node:perf_hooks';
-import { serialPort, type SerialStream } from '../drivers/serial/port.js';
-import { waitUntil } from '../drivers/modbus/wait.js';
+import { serialPort, type SerialStream } from '../../drivers/serial/port.js';
+import { waitUntil } from '../../drivers/modbus/wait.js';
 
 const PING = 8;
 

@@ -1,6 +1,6 @@
 /**
  * Pty pairs with no relay process between the two ends, for the RTU throughput figures
- * (scripts/bench-field.ts). A socat pair (test/helpers/socat.ts) is two ptys with socat copying
+ * (scripts/bench/field.ts). A socat pair (test/helpers/socat.ts) is two ptys with socat copying
  * between their master ends: every byte wakes socat and then the reader, so a round trip costs
  * four process wake-ups. Here the process at the far end holds the pty's master end itself and
  * the master under test opens the slave (/dev/pts/N, a real tty with termios): two wake-ups a
