@@ -62,12 +62,12 @@ export class ClockWatch {
 
   private readonly guard: Guard;
 
-  constructor(private readonly d: ClockWatchDeps) {
-    this.guard = d.guard ?? new Guard({ log: d.log });
+  constructor(private readonly deps: ClockWatchDeps) {
+    this.guard = deps.guard ?? new Guard({ log: deps.log });
   }
 
   get synced(): boolean {
-    return this.state?.synced ?? this.d.clock.wall() >= this.d.clock.floor;
+    return this.state?.synced ?? this.deps.clock.wall() >= this.deps.clock.floor;
   }
 
   /** The first look (compared with what the store kept for this boot), then one every ~CLOCK_CHECK_MS. */
@@ -86,10 +86,10 @@ export class ClockWatch {
     if (this.stopped) return;
     try {
       this.lookNow();
-      if (this.failing) this.d.log.info('clock watch works again');
+      if (this.failing) this.deps.log.info('clock watch works again');
       this.failing = false;
     } catch (e) {
-      if (!this.failing) this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, `clock watch: ${(e as Error).message}`);
+      if (!this.failing) this.deps.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, `clock watch: ${(e as Error).message}`);
       this.failing = true;
     }
     this.arm();
@@ -97,81 +97,81 @@ export class ClockWatch {
 
   private arm(): void {
     if (this.stopped) return;
-    const ms = (this.d.intervalMs ?? CLOCK_CHECK_MS) * (0.9 + 0.2 * (this.d.rand ?? Math.random)());
+    const ms = (this.deps.intervalMs ?? CLOCK_CHECK_MS) * (0.9 + 0.2 * (this.deps.rand ?? Math.random)());
     this.timer = this.guard.timeout('clock.watch', () => this.tick(), ms, () => this.arm()).unref();
   }
 
   private lookNow(): void {
-    const c = this.d.clock;
+    const c = this.deps.clock;
     const wall = c.wall();
     const mono = c.mono();
     const first = this.state === null;
-    const l: ClockLook = first ? firstLook(loadBoot(this.d.db(), c.boot), wall, mono, c.floor) : look(this.state!, wall, mono, c.floor);
+    const l: ClockLook = first ? firstLook(loadBoot(this.deps.db(), c.boot), wall, mono, c.floor) : look(this.state!, wall, mono, c.floor);
     if (l.step !== null) this.stepped(l.step, wall, first);
     if (first) {
       // Schedules written by a clock that ran ahead in another boot, or before this run.
-      const cl = clampSchedules(this.d.db(), wall, this.d.caps);
-      if (cl.schedules + cl.events > 0) this.d.log.warn({ code: 'CLOCK_STEP', ...cl }, 'stored retry times further ahead than the retry cap brought back');
+      const cl = clampSchedules(this.deps.db(), wall, this.deps.caps);
+      if (cl.schedules + cl.events > 0) this.deps.log.warn({ code: 'CLOCK_STEP', ...cl }, 'stored retry times further ahead than the retry cap brought back');
     }
     if (first ? !l.state.synced : l.became === 'unsynced') this.unsynced(wall, first);
     if (l.became === 'synced' && !first) this.becameSynced(wall);
-    else if (first && l.state.synced) this.d.events.close('gateway', 'clock', 'unsynced', wall);
-    if (l.persist) saveBoot(this.d.db(), c.boot, { offset: l.state.offset, synced: l.state.synced }, wall);
+    else if (first && l.state.synced) this.deps.events.close('gateway', 'clock', 'unsynced', wall);
+    if (l.persist) saveBoot(this.deps.db(), c.boot, { offset: l.state.offset, synced: l.state.synced }, wall);
     this.state = l.state;
-    if (first) this.d.onSynced?.(l.state.synced);
+    if (first) this.deps.onSynced?.(l.state.synced);
     if (l.state.synced) this.rebase();
   }
 
   private stepped(stepMs: number, wall: number, whileStopped: boolean): void {
     this.steps++;
-    this.d.beforeRebase?.();
-    const moved = rebaseForStep(this.d.db(), stepMs);
-    const clamped = clampSchedules(this.d.db(), wall, this.d.caps);
+    this.deps.beforeRebase?.();
+    const moved = rebaseForStep(this.deps.db(), stepMs);
+    const clamped = clampSchedules(this.deps.db(), wall, this.deps.caps);
     const detail = { stepMs, from: wall - stepMs, to: wall, whileStopped, moved, clamped };
-    this.d.events.record({ scope: 'gateway', subject: 'clock', kind: 'clock_step', code: 'CLOCK_STEP', faultClass: 'local', at: wall, detail });
-    this.d.log.warn(
+    this.deps.events.record({ scope: 'gateway', subject: 'clock', kind: 'clock_step', code: 'CLOCK_STEP', faultClass: 'local', at: wall, detail });
+    this.deps.log.warn(
       { code: 'CLOCK_STEP', stepMs, from: new Date(wall - stepMs).toISOString(), to: new Date(wall).toISOString(), whileStopped, moved, clamped },
       `wall clock stepped ${stepMs > 0 ? 'forward' : 'back'} by ${describe(Math.abs(stepMs))}${whileStopped ? ' while the agent was stopped' : ''}: timers unaffected, stored schedules moved with it`,
     );
-    this.d.onStep?.(stepMs);
+    this.deps.onStep?.(stepMs);
   }
 
   private unsynced(wall: number, atStart: boolean): void {
-    const c = this.d.clock;
-    this.d.events.open({ scope: 'gateway', subject: 'clock', kind: 'unsynced', code: 'CLOCK_UNSYNCED', faultClass: 'local', at: wall, detail: { wall, floor: c.floor } });
-    this.d.log.warn(
+    const c = this.deps.clock;
+    this.deps.events.open({ scope: 'gateway', subject: 'clock', kind: 'unsynced', code: 'CLOCK_UNSYNCED', faultClass: 'local', at: wall, detail: { wall, floor: c.floor } });
+    this.deps.log.warn(
       { code: 'CLOCK_UNSYNCED', wall: new Date(wall).toISOString(), floor: new Date(c.floor).toISOString(), atStart },
       'wall clock not synchronised (earlier than this release): readings are flagged clock=unsynced until it is',
     );
-    this.d.onSynced?.(false);
+    this.deps.onSynced?.(false);
   }
 
   private becameSynced(wall: number): void {
-    const ms = this.d.events.close('gateway', 'clock', 'unsynced', wall);
-    this.d.log.info({ wall: new Date(wall).toISOString(), unsyncedMs: ms }, 'wall clock synchronised: flagged readings are re-based');
-    this.d.onSynced?.(true);
+    const ms = this.deps.events.close('gateway', 'clock', 'unsynced', wall);
+    this.deps.log.info({ wall: new Date(wall).toISOString(), unsyncedMs: ms }, 'wall clock synchronised: flagged readings are re-based');
+    this.deps.onSynced?.(true);
   }
 
   /** Re-bases a few stored batches with readings stamped while the clock was not good. */
   private rebase(): void {
     let offsets: Map<string, number> | null = null;
-    const r = rebaseStored(this.d.db(), this.d.codec, this.d.clock.boot, REBASE_PER_LOOK, (readings, boot) => {
-      offsets ??= goodOffsets(this.d.db());
+    const r = rebaseStored(this.deps.db(), this.deps.codec, this.deps.clock.boot, REBASE_PER_LOOK, (readings, boot) => {
+      offsets ??= goodOffsets(this.deps.db());
       const off = offsets.get(boot);
       return off === undefined ? null : rebaseReadings(readings, off);
-    }, this.d.inflight?.());
-    if (r.rebased > 0) this.d.afterRewrite?.();
+    }, this.deps.inflight?.());
+    if (r.rebased > 0) this.deps.afterRewrite?.();
     if (r.rebased + r.kept + r.unrebasable === 0) return;
-    const at = this.d.clock.wall();
-    this.d.events.record({ scope: 'gateway', subject: 'clock', kind: 'clock_rebase', at, detail: r });
-    if (r.rebased > 0) this.d.log.info({ batches: r.rebased, readings: r.rebasedReadings }, 'stored readings stamped by an unsynchronised clock re-based');
+    const at = this.deps.clock.wall();
+    this.deps.events.record({ scope: 'gateway', subject: 'clock', kind: 'clock_rebase', at, detail: r });
+    if (r.rebased > 0) this.deps.log.info({ batches: r.rebased, readings: r.rebasedReadings }, 'stored readings stamped by an unsynchronised clock re-based');
     if (r.unrebasable > 0) {
-      this.d.log.warn(
+      this.deps.log.warn(
         { code: 'CLOCK_UNREBASABLE', batches: r.unrebasable, readings: r.unrebasableReadings, errors: r.errors.slice(0, 5) },
         'stored readings stamped by an unsynchronised clock cannot be re-based (their boot never had a good clock): they keep clock=unsynced',
       );
     }
-    this.d.onRebased?.(r.rebasedReadings, r.unrebasableReadings);
+    this.deps.onRebased?.(r.rebasedReadings, r.unrebasableReadings);
   }
 }
 

@@ -40,11 +40,11 @@ export class Thermal {
   private readonly rand: () => number;
   private readonly guard: Guard;
 
-  constructor(private readonly d: ThermalDeps) {
-    this.clock = d.clock ?? systemClock();
+  constructor(private readonly deps: ThermalDeps) {
+    this.clock = deps.clock ?? systemClock();
     this.now = () => this.clock.mono();
-    this.rand = d.rand ?? Math.random;
-    this.guard = d.guard ?? new Guard({ log: d.log });
+    this.rand = deps.rand ?? Math.random;
+    this.guard = deps.guard ?? new Guard({ log: deps.log });
     this.state = initialGovernor(this.now());
   }
 
@@ -60,7 +60,7 @@ export class Thermal {
 
   /** One sample and its consequence (exported for tests; the timer calls it). */
   async tick(): Promise<void> {
-    const temp = await this.d.sample().catch(() => null);
+    const temp = await this.deps.sample().catch(() => null);
     if (this.stopped) return;
     this.tempC = temp;
     this.step(temp);
@@ -71,25 +71,25 @@ export class Thermal {
   private arm(): void {
     if (this.stopped) return;
     // +-10% jitter: a fleet of gateways must not sample (and throttle) in lockstep.
-    const ms = Math.round(this.d.cfg.sampleMs * (0.9 + 0.2 * this.rand()));
+    const ms = Math.round(this.deps.cfg.sampleMs * (0.9 + 0.2 * this.rand()));
     this.timer = this.guard.timeout('thermal.tick', () => this.tick(), ms, () => this.arm()).unref();
   }
 
   private step(temp: number | null): void {
     const t = this.now();
-    const c = this.d.cfg;
+    const c = this.deps.cfg;
     const r = govern({ aboveC: c.aboveC, belowC: c.belowC, factor: c.factor, minDwellMs: c.minDwellMs }, this.state, temp, t);
     this.state = r.state;
     if (r.factor !== this.factor) {
       this.factor = r.factor;
-      this.d.apply(r.factor);
+      this.deps.apply(r.factor);
     }
     if (r.change === 'throttle') {
-      this.d.events.open({ scope: 'gateway', subject: 'cpu', kind: 'throttle', code: 'THERMAL_THROTTLE', faultClass: 'local', at: this.clock.wall(), detail: { tempC: temp, aboveC: c.aboveC, factor: r.factor } });
-      this.d.log.warn({ code: 'THERMAL_THROTTLE', tempC: temp, aboveC: c.aboveC, factor: r.factor }, 'CPU hot: drain, retries and polling slowed');
+      this.deps.events.open({ scope: 'gateway', subject: 'cpu', kind: 'throttle', code: 'THERMAL_THROTTLE', faultClass: 'local', at: this.clock.wall(), detail: { tempC: temp, aboveC: c.aboveC, factor: r.factor } });
+      this.deps.log.warn({ code: 'THERMAL_THROTTLE', tempC: temp, aboveC: c.aboveC, factor: r.factor }, 'CPU hot: drain, retries and polling slowed');
     } else if (r.change === 'release') {
-      const ms = this.d.events.close('gateway', 'cpu', 'throttle', this.clock.wall());
-      this.d.log.info({ tempC: temp, belowC: c.belowC, throttledMs: ms }, temp === null ? 'CPU temperature unknown: throttle released' : 'CPU cool again: full speed');
+      const ms = this.deps.events.close('gateway', 'cpu', 'throttle', this.clock.wall());
+      this.deps.log.info({ tempC: temp, belowC: c.belowC, throttledMs: ms }, temp === null ? 'CPU temperature unknown: throttle released' : 'CPU cool again: full speed');
     }
   }
 }

@@ -16,6 +16,10 @@ bash scripts/system-deps.sh test
 log "dependencies and build"
 bash scripts/ensure-deps.sh
 
+# --- lint: typescript-eslint's recommended rules (eslint.config.js) -------------
+log "lint"
+npx eslint .
+
 # --- build and test ----------------------------------------------------------
 shopt -s nullglob
 tests=(dist/test/*.test.js)

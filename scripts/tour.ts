@@ -151,11 +151,11 @@ function writeConfig(dir: string, brokerPort: number, simPort: number, apiPort: 
     logFile: join(dir, 'log/engine.log'),
     spoolDir: join(dir, 'cache'),
     store: { ...demo.store, keyFile: join(dir, 'keys/holdfast.key') },
-    uplinks: demo.uplinks.map((u: Record<string, any>) => ({ ...u, name: UPLINK, url: `mqtt://127.0.0.1:${brokerPort}`, drain: { ...u.drain, messagesPerSec: rate } })),
-    buses: demo.buses.map((b: Record<string, any>) => ({
+    uplinks: demo.uplinks.map((u: { drain?: object }) => ({ ...u, name: UPLINK, url: `mqtt://127.0.0.1:${brokerPort}`, drain: { ...u.drain, messagesPerSec: rate } })),
+    buses: demo.buses.map((b: { devices: { map: string }[] }) => ({
       ...b,
       tcpPort: simPort,
-      devices: b.devices.map((d: Record<string, any>) => ({ ...d, map: d.map === 'sunspec' ? d.map : join(ROOT, 'config', d.map) })),
+      devices: b.devices.map((d) => ({ ...d, map: d.map === 'sunspec' ? d.map : join(ROOT, 'config', d.map) })),
     })),
     api: { ...demo.api, port: apiPort },
   };

@@ -119,7 +119,7 @@ t.test('per-device batches sealed at maxReadings, committed by tick()', async (t
 
   const res = r.ingest.tick();
   t.same(res, { committed: 1, readings: 10, duplicates: 0, collisions: [] });
-  let rows = payloadRows(r.db);
+  const rows = payloadRows(r.db);
   t.equal(rows.length, 1);
   t.match(rows[0], { device: 'd1', reading_count: 10, codec: 'zlib+aes256gcm', keyId: 'k1' });
   t.same(decode(r, rows[0]), [...d1a, ...d1b], 'exactly d1 readings, in order');

@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { pino } from 'pino';
 import { TcpClient } from '../drivers/modbus/tcp-client.js';
-import { DevicePoller, type PollOutcome } from '../agent/field/poller.js';
+import { DevicePoller, type PollOutcome } from '../agent/acquisition/poller.js';
 import { initialFaultState, observe, type FaultState, type Verdict } from '../agent/policy/faults.js';
 import { decodePoint } from '../drivers/modbus/decode.js';
 import { simulate } from '../agent/cli/simulate.js';

@@ -62,7 +62,7 @@ t.test('segmentRows: per file, its batches, pending, dead letters and the highes
 });
 
 t.test('emptySegment: the rows in one transaction, every batch counted by uplink and reason, then the file', async (t) => {
-  const { db, dataDir, files } = store(t);
+  const { db, files } = store(t);
   const w = writerOf(db)!;
   deliver(db, `payload_id <= 4`);
   db.prepare(`UPDATE recovery_tasks SET status = 'failed' WHERE uplink = 'a' AND payload_id BETWEEN 5 AND 6`).run();

@@ -19,7 +19,7 @@ import { MIGRATIONS } from '../store/migrations.js';
 import { Outbox, type SealedBatch } from '../store/outbox.js';
 import { purge, storeStatus } from '../store/admin.js';
 import { collectAfterPurge, collectSegments, GC_GRACE_MS, segmentUsage, writerFor } from '../store/segment-gc.js';
-import { closeStore, listSegments, segmentDir, segmentName, SegmentReader, writerOf } from '../store/segments.js';
+import { closeStore, listSegments, segmentDir, segmentName, writerOf } from '../store/segments.js';
 import { readPayload, TaskQueue } from '../store/tasks.js';
 import { FILE_HEADER_BYTES, fileFormat, scanRecords } from '../store/segment-record.js';
 import { cli } from './helpers/agent.js';

@@ -40,7 +40,6 @@ function mbpoll(args: string[]): Promise<{ code: number; out: string; values: Ma
   });
 }
 const list = (v: Map<number, string>) => [...v.values()];
-const hex = (n: number) => `0x${n.toString(16).toUpperCase().padStart(4, '0')}`;
 
 /** Frozen clocks: what mbpoll prints must equal the registers exactly. */
 function devices() {
@@ -136,7 +135,9 @@ t.test('the simulate command prints where it listens and runs until SIGINT', asy
     const s = net.connect({ host: '127.0.0.1', port }, () => s.write(tcpFrame(7, 1, readPdu({ fn: 4, address: METER.FREQUENCY, count: 2 }))));
     s.on('data', (d: Buffer) => {
       const f = takeTcpFrames(d).frames[0];
-      if (f) (s.destroy(), resolve(Buffer.from(f.pdu)));
+      if (!f) return;
+      s.destroy();
+      resolve(Buffer.from(f.pdu));
     });
     s.on('error', reject);
   });

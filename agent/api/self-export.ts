@@ -106,18 +106,18 @@ export class SelfMetricsExport {
   private readonly rand: () => number;
   private readonly guard: Guard;
 
-  constructor(private readonly o: SelfExportOptions) {
-    this.rand = o.rand ?? Math.random;
-    this.guard = o.guard ?? new Guard({ log: o.log });
+  constructor(private readonly opts: SelfExportOptions) {
+    this.rand = opts.rand ?? Math.random;
+    this.guard = opts.guard ?? new Guard({ log: opts.log });
   }
 
   start(): void {
-    this.schedule(Math.floor(this.rand() * this.o.cfg.intervalMs));
+    this.schedule(Math.floor(this.rand() * this.opts.cfg.intervalMs));
   }
 
   /** The next interval: intervalMs +- jitter. */
   private interval(): number {
-    const c = this.o.cfg;
+    const c = this.opts.cfg;
     return Math.max(1, Math.round(c.intervalMs * (1 + c.jitter * (2 * this.rand() - 1))));
   }
 
@@ -132,7 +132,7 @@ export class SelfMetricsExport {
   /** One export now (skipped while one is in flight). Never throws. */
   exportNow(): Promise<ExportOutcome> {
     if (this.inflight) {
-      this.o.metrics.selfExports.inc({ result: 'skipped' });
+      this.opts.metrics.selfExports.inc({ result: 'skipped' });
       return Promise.resolve({ result: 'skipped' });
     }
     const p = this.once().then((r) => this.account(r));
@@ -146,14 +146,14 @@ export class SelfMetricsExport {
   private async once(): Promise<ExportOutcome> {
     let rm;
     try {
-      rm = (await registryToResourceMetrics(this.o.metrics.registry, this.o.resource, this.o.metrics.startedAt)).resourceMetrics;
+      rm = (await registryToResourceMetrics(this.opts.metrics.registry, this.opts.resource, this.opts.metrics.startedAt)).resourceMetrics;
     } catch (e) {
       // The only collect callback that can throw reads the store (buffer depth).
       return { result: 'failed', code: 'STORE_UNAVAILABLE', message: `metrics not collected: ${(e as Error).message}` };
     }
     const r = await new Promise<ExportResult>((resolve) => {
       try {
-        this.o.exporter.export(rm, resolve);
+        this.opts.exporter.export(rm, resolve);
       } catch (e) {
         resolve({ code: EXPORT_FAILED, error: e as Error });
       }
@@ -164,16 +164,16 @@ export class SelfMetricsExport {
   }
 
   private account(r: ExportOutcome): ExportOutcome {
-    const m = this.o.metrics;
+    const m = this.opts.metrics;
     m.selfExports.inc({ result: r.result });
     if (r.result === 'ok') {
-      if (this.failing > 0) this.o.log.info({ failedExports: this.failing }, 'self-metrics export works again');
+      if (this.failing > 0) this.opts.log.info({ failedExports: this.failing }, 'self-metrics export works again');
       this.failing = 0;
     } else if (r.result === 'failed') {
       this.failing++;
       m.selfExportFailures.inc({ code: r.code });
       const l = this.failLog.take(r.code);
-      if (l.log) this.o.log.warn({ code: r.code, suppressedSinceLast: l.suppressed }, `self-metrics export failed (not retried; the next interval sends fresh values): ${r.message}`);
+      if (l.log) this.opts.log.warn({ code: r.code, suppressedSinceLast: l.suppressed }, `self-metrics export failed (not retried; the next interval sends fresh values): ${r.message}`);
     }
     return r;
   }
@@ -189,6 +189,6 @@ export class SelfMetricsExport {
     let wait: NodeJS.Timeout | undefined;
     await Promise.race([this.inflight, new Promise<void>((r) => (wait = setTimeout(r, STOP_WAIT_MS)))]);
     clearTimeout(wait);
-    void this.o.exporter.shutdown().catch(() => undefined);
+    void this.opts.exporter.shutdown().catch(() => undefined);
   }
 }

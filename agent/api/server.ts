@@ -76,13 +76,13 @@ export class ApiServer {
   private readonly allowed: (addr: string) => boolean;
 
   constructor(
-    private readonly o: ApiOptions,
+    private readonly opts: ApiOptions,
     private readonly metrics: Metrics,
     private readonly h: ApiHandlers,
     /** A request that fails is a 500 and a report, never a crash. */
     private readonly guard: Guard,
   ) {
-    this.allowed = cidrMatcher(o.allow.length > 0 ? o.allow : ['127.0.0.0/8', '::1/128']);
+    this.allowed = cidrMatcher(opts.allow.length > 0 ? opts.allow : ['127.0.0.0/8', '::1/128']);
   }
 
   async start(): Promise<number> {
@@ -95,14 +95,14 @@ export class ApiServer {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(this.o.port, this.o.listen, () => resolve());
+      server.listen(this.opts.port, this.opts.listen, () => resolve());
     });
     const a = server.address();
-    return typeof a === 'object' && a ? a.port : this.o.port;
+    return typeof a === 'object' && a ? a.port : this.opts.port;
   }
 
   private authorized(req: IncomingMessage): 401 | 403 | null {
-    const token = this.o.token;
+    const token = this.opts.token;
     const h = req.headers.authorization;
     if (!h || !h.startsWith('Bearer ')) return 401;
     if (token === null) return 403;

@@ -31,6 +31,9 @@ export class Attempts {
   private readonly outcomes: OutcomeWriter;
   private readonly ages: TaskAges;
   private idle: (() => void) | null = null;
+  /** Tasks delivered and failed attempts since the start (holdfast status). */
+  deliveredCount = 0;
+  failedCount = 0;
 
   constructor(private readonly deps: AttemptsDeps) {
     this.outcomes = new OutcomeWriter(deps.tasks, deps.guard);
@@ -67,6 +70,7 @@ export class Attempts {
   }
 
   delivered(tasks: readonly TaskMeta[], requestAt: number, ackAt: number): void {
+    this.deliveredCount += tasks.length;
     for (const task of tasks) {
       this.outcomes.push({ id: task.id, ok: true, requestAt, ackAt });
       this.ages.forget(task.id);
@@ -90,12 +94,23 @@ export class Attempts {
     this.outcomes.flush();
   }
 
-  /** Waits until nothing is in flight or `ms` passed; the number still in flight. */
-  async settled(ms: number): Promise<number> {
+  /**
+   * Waits until nothing is in flight or `ms` passed (stopping); what is still in flight then stays
+   * pending, to be sent again (same key) after the restart: said in the log and an event.
+   */
+  async settled(ms: number): Promise<void> {
     if (this.inflight.size > 0) {
       await within(new Promise<void>((res) => (this.idle = res)), ms);
       this.idle = null;
     }
-    return this.inflight.size;
+    const left = this.inflight.size;
+    if (left === 0) return;
+    const { log, events, uplink, clock } = this.deps;
+    log.warn({ uplink, code: 'SHUTDOWN_ACK_TIMEOUT', inflight: left }, `stopping: ${left} message(s) not acknowledged in time; they stay pending and are sent again after the restart`);
+    try {
+      events.record({ scope: 'uplink', subject: uplink, kind: 'shutdown', code: 'SHUTDOWN_ACK_TIMEOUT', faultClass: 'local', at: clock.wall(), detail: { inflight: left } });
+    } catch (err) {
+      log.error({ err, code: 'STORE_UNAVAILABLE', uplink }, 'shutdown event not recorded');
+    }
   }
 }

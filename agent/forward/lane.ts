@@ -10,69 +10,29 @@
  * is served by the pacer only (agent/forward/pacer.ts): its pending tasks are read from the store
  * when its time comes and sent as one merged message.
  */
-import type { Logger } from 'pino';
-import type { DeepReadonly, UplinkCommon } from '../config/types.js';
 import { classify, type Failure } from '../policy/classify.js';
 import { emptyBudget, noteAttempt } from '../policy/budget.js';
-import { systemClock, wallAt, type Clock } from '../clock.js';
+import { systemClock, wallAt } from '../clock.js';
 import { Guard } from '../guard.js';
 import type { OutboundMessage, UplinkDriver } from '../../drivers/uplink.js';
-import type { PayloadCodec } from '../../store/codec.js';
-import type { Events } from '../../store/events.js';
-import type { TaskMeta, TaskQueue, TaskRow } from '../../store/tasks.js';
+import type { TaskMeta, TaskRow } from '../../store/tasks.js';
+import type { LaneDeps, LaneSnapshot } from './lane-deps.js';
 import { Link } from './link.js';
 import { Attempts } from './attempts.js';
 import { TaskSources } from './sources.js';
-import { Wakeup, type After } from './wakeup.js';
+import { Wakeup } from './wakeup.js';
 import { BUDGET_WINDOW_MS, decide, type Gates, type Source } from './order.js';
-import { clearWaiting, nextDueAt, noteAck, takeForPost } from './pacer.js';
+import { nextDueAt, noteAck } from './pacer.js';
 import { openMessage } from './message.js';
+
+export type { LaneDeps, LaneSnapshot };
 
 /** After a failure caught in the lane's own code (agent/guard.ts), it tries again this much later. */
 const RECOVER_MS = 1000;
-/** A paced device's merged post holds at most this many readings and tasks. */
-const PACED_MAX_READINGS = 10_000;
-const PACED_MAX_TASKS = 500;
-
-export interface LaneDeps {
-  cfg: DeepReadonly<UplinkCommon>;
-  driver: UplinkDriver;
-  tasks: TaskQueue;
-  events: Events;
-  codec: PayloadCodec;
-  log: Logger;
-  rand?: () => number;
-  /** Timers, rates and ages run on clock.mono(); clock.wall() only stamps stored times. */
-  clock?: Clock;
-  /** Told of every failed connect and lost connection (metrics). */
-  onLinkFailure?: (f: Failure) => void;
-  /** Told of every finished attempt (metrics): result, whether it was a retry, the ack latency. */
-  onAttempt?: (e: { uplink: string; result: 'ok' | 'payload' | 'link'; retry: boolean; latencyMs?: number }) => void;
-  /** A send from before the store came back (storeBack) was acknowledged: recorded by key, as task ids may name other tasks now. */
-  onStaleAck?: (key: string, uplink: string, requestAt: number, ackAt: number) => void;
-  /** The owner of the lane's timers and callbacks (default: one that only logs, for tools and tests). */
-  guard?: Guard;
-  /** Sets the lane's timed wake-ups (default safeTimeout; a test passes fake timers on its clock). */
-  after?: After;
-}
-
-export interface LaneSnapshot {
-  uplink: string;
-  connected: boolean;
-  breaker: string;
-  inflight: number;
-  heldUntil: number;
-  nextConnectAt: number;
-  delivered: number;
-  failedAttempts: number;
-  draining: boolean;
-}
 
 export class Lane {
   readonly name: string;
-  private readonly deps: LaneDeps;
-  private readonly clock: Clock;
-  private readonly guard: Guard;
+  private readonly deps: LaneDeps & Required<Pick<LaneDeps, 'clock' | 'guard' | 'rand'>>;
   private readonly link: Link;
   private readonly sources: TaskSources;
   private readonly attempts: Attempts;
@@ -84,23 +44,19 @@ export class Lane {
   private storeOff = false;
   /** One more at each storeBack(): an outcome is written by task id only within the epoch it was sent in. */
   private epoch = 0;
-  private delivered = 0;
-  private failedAttempts = 0;
 
   constructor(deps: LaneDeps) {
-    this.deps = deps;
+    this.deps = { ...deps, clock: deps.clock ?? systemClock(), guard: deps.guard ?? new Guard({ log: deps.log }), rand: deps.rand ?? Math.random };
     this.name = deps.cfg.name;
-    this.guard = deps.guard ?? new Guard({ log: deps.log });
-    this.clock = deps.clock ?? systemClock();
-    const rand = deps.rand ?? Math.random;
-    const t = this.clock.mono();
-    this.wakeup = new Wakeup(() => this.pump(), () => this.clock.mono(), deps.after);
+    const { clock, guard, rand } = this.deps;
+    const t = clock.mono();
+    this.wakeup = new Wakeup(() => this.pump(), () => clock.mono(), deps.after);
     this.link = new Link({
-      cfg: deps.cfg, driver: deps.driver, events: deps.events, log: deps.log, clock: this.clock, rand,
-      wake: (ms) => this.wakeup.in(ms), onUp: (outageMs) => this.onUp(outageMs, rand), stopped: () => this.stopped, onFailure: deps.onLinkFailure,
+      cfg: deps.cfg, driver: deps.driver, events: deps.events, log: deps.log, clock: clock, rand,
+      wake: (ms) => this.wakeup.in(ms), onUp: (outageMs) => this.onUp(outageMs), stopped: () => this.stopped, onFailure: deps.onLinkFailure,
     });
     this.sources = new TaskSources(deps.tasks, deps.cfg.drain.pullTasks);
-    this.attempts = new Attempts({ uplink: this.name, tasks: deps.tasks, events: deps.events, log: deps.log, clock: this.clock, retry: deps.cfg.retry, rand, guard: this.guard });
+    this.attempts = new Attempts({ uplink: this.name, tasks: deps.tasks, events: deps.events, log: deps.log, clock: clock, retry: deps.cfg.retry, rand, guard: guard });
     const dr = deps.cfg.drain;
     this.gates = { msgBucket: { tokens: dr.messagesPerSec, at: t }, readBucket: { tokens: dr.readingsPerSec, at: t }, budget: emptyBudget(), throttle: 1, drainStartAt: 0 };
     const down = (raw: Parameters<Parameters<UplinkDriver['onDown']>[0]>[0]) => {
@@ -108,7 +64,7 @@ export class Lane {
       this.wakeup.in(0);
     };
     // A failure here would leave the lane believing the link up: the down is tried once more.
-    deps.driver.onDown((raw) => this.guard.run('lane.down', () => down(raw), () => this.guard.run('lane.down', () => down(raw), () => this.wakeup.in(RECOVER_MS))));
+    deps.driver.onDown((raw) => guard.run('lane.down', () => down(raw), () => guard.run('lane.down', () => down(raw), () => this.wakeup.in(RECOVER_MS))));
   }
 
   start(): void {
@@ -146,7 +102,7 @@ export class Lane {
   /** Sends a batch that has no task (spooled while the store was down); null when not sent. Never throws. */
   async sendDirect(key: string, device: string, readingCount: number, readings: Buffer): Promise<{ requestAt: number; ackAt: number } | null> {
     if (this.stopped || !this.link.connected) return null;
-    const a = this.link.admit(this.clock.mono());
+    const a = this.link.admit(this.deps.clock.mono());
     if (!a.allowed) return null;
     try {
       const r = await this.deps.driver.send({ taskId: 0, key, seq: 0, device, historical: false, readingCount, readings });
@@ -157,7 +113,7 @@ export class Lane {
         return null;
       }
       this.link.record(true, a.probe);
-      this.delivered++;
+      this.attempts.deliveredCount++;
       this.deps.onAttempt?.({ uplink: this.name, result: 'ok', retry: false, latencyMs: r.ackAt - r.requestAt });
       return { requestAt: r.requestAt, ackAt: r.ackAt };
     } catch {
@@ -189,8 +145,8 @@ export class Lane {
     const l = this.link;
     return {
       uplink: this.name, connected: l.connected, breaker: l.breakerName, inflight: this.attempts.inflightCount,
-      heldUntil: l.heldUntil > 0 ? wallAt(this.clock, l.heldUntil) : 0, nextConnectAt: l.nextConnectAt > 0 ? wallAt(this.clock, l.nextConnectAt) : 0,
-      delivered: this.delivered, failedAttempts: this.failedAttempts, draining: this.sources.draining,
+      heldUntil: l.heldUntil > 0 ? wallAt(this.deps.clock, l.heldUntil) : 0, nextConnectAt: l.nextConnectAt > 0 ? wallAt(this.deps.clock, l.nextConnectAt) : 0,
+      delivered: this.attempts.deliveredCount, failedAttempts: this.attempts.failedCount, draining: this.sources.draining,
     };
   }
 
@@ -203,16 +159,8 @@ export class Lane {
     this.stopped = true;
     this.wakeup.stop();
     this.sources.drop();
-    const left = plan ? await this.attempts.settled(plan.acksBy - this.clock.mono()) : 0;
-    if (left > 0) {
-      this.deps.log.warn({ uplink: this.name, code: 'SHUTDOWN_ACK_TIMEOUT', inflight: left }, `stopping: ${left} message(s) not acknowledged in time; they stay pending and are sent again after the restart`);
-      try {
-        this.deps.events.record({ scope: 'uplink', subject: this.name, kind: 'shutdown', code: 'SHUTDOWN_ACK_TIMEOUT', faultClass: 'local', at: this.clock.wall(), detail: { inflight: left } });
-      } catch (err) {
-        this.deps.log.error({ err, code: 'STORE_UNAVAILABLE', uplink: this.name }, 'shutdown event not recorded');
-      }
-    }
-    await this.deps.driver.close(plan ? Math.max(0, plan.closeBy - this.clock.mono()) : undefined);
+    if (plan) await this.attempts.settled(plan.acksBy - this.deps.clock.mono());
+    await this.deps.driver.close(plan ? Math.max(0, plan.closeBy - this.deps.clock.mono()) : undefined);
     this.flush();
   }
 
@@ -225,14 +173,14 @@ export class Lane {
   private pump(): void {
     if (this.stopped) return;
     const retry = () => this.wakeup.in(RECOVER_MS);
-    if (this.link.connected) this.guard.run('lane.pump', () => this.fill(), () => (this.sources.rescan(), retry()));
-    else void this.guard.runAsync('lane.connect', () => this.link.connect(), retry);
+    if (this.link.connected) this.deps.guard.run('lane.pump', () => this.fill(), () => (this.sources.rescan(), retry()));
+    else void this.deps.guard.runAsync('lane.connect', () => this.link.connect(), retry);
   }
 
-  private onUp(outageMs: number | undefined, rand: () => number): void {
-    const t = this.clock.mono();
+  private onUp(outageMs: number | undefined): void {
+    const t = this.deps.clock.mono();
     this.sources.recover();
-    this.gates = { ...this.gates, drainStartAt: t + Math.floor(rand() * this.deps.cfg.drain.startJitterMs) };
+    this.gates = { ...this.gates, drainStartAt: t + Math.floor(this.deps.rand() * this.deps.cfg.drain.startJitterMs) };
     this.deps.log.info({ uplink: this.name, outageMs, drainStartInMs: this.gates.drainStartAt - t }, 'uplink connected');
   }
 
@@ -243,42 +191,31 @@ export class Lane {
     let free = Math.min(cfg.maxInflight, this.deps.driver.sendWindow) - this.attempts.inflightCount;
     const busy = this.attempts.busy();
     while (free > 0) {
-      const t = this.clock.mono();
-      const heads = this.sources.heads(t, this.clock.wall(), free, busy);
+      const t = this.deps.clock.mono();
+      const heads = this.sources.heads(t, this.deps.clock.wall(), free, busy);
       const d = decide(heads, { ...this.gates, breaker: this.link.breakerState }, cfg, t);
       if (d.kind === 'wait') this.wakeup.in(d.ms);
       if (d.kind !== 'take') break;
-      const taken = this.sources.take(d.source, t);
-      const tasks = typeof taken === 'string' ? this.pacedGroup(taken, busy) : [taken];
+      const tasks = this.sources.take(d.source, t, this.deps.clock.wall(), busy, () => this.attempts.ids().length);
       if (tasks.length === 0) continue;
       this.link.admitted(d.gates.breaker);
       this.gates = { ...d.gates };
       this.send(tasks, d.source, d.probe);
       free--;
     }
-    const t = this.clock.mono();
+    const t = this.deps.clock.mono();
     this.sources.endFill(t);
     if (this.attempts.inflightCount === 0 && this.sources.dueCheckAt > t) this.wakeup.in(this.sources.dueCheckAt - t);
     const paceAt = nextDueAt(this.sources.pace);
     if (paceAt < Infinity) this.wakeup.in(Math.max(1, paceAt - t));
   }
 
-  /** A paced device's pending tasks that fit one post (none: it has nothing waiting any more). */
-  private pacedGroup(device: string, busy: (id: number) => boolean): TaskRow[] {
-    const s = this.sources;
-    const paged = new Set(s.ids());
-    const rows = this.deps.tasks.pendingOfDevice(device, this.clock.wall(), PACED_MAX_TASKS + this.attempts.ids().length + paged.size).filter((r) => !busy(r.id) && !paged.has(r.id));
-    const group = takeForPost(rows, PACED_MAX_READINGS, PACED_MAX_TASKS);
-    if (group.length === rows.length) s.pace = clearWaiting(s.pace, device);
-    return group;
-  }
-
   /** Opens the tasks' payloads and sends them as one message; a payload that does not open dead-letters its task. */
   private send(tasks: readonly TaskRow[], source: Source, probe: boolean): void {
-    const t = this.clock.mono();
+    const t = this.deps.clock.mono();
     for (const task of tasks) this.gates = { ...this.gates, budget: noteAttempt(this.gates.budget, task.retryCount > 0, BUDGET_WINDOW_MS, t) };
     const o = openMessage(tasks, source, this.deps.codec, this.sources.liveFromId);
-    for (const u of o.unreadable) this.settle([u.task], this.clock.wall(), { code: 'PAYLOAD_UNREADABLE', message: u.message, scope: 'payload', retry: 'hard', faultClass: 'local' }, probe);
+    for (const u of o.unreadable) this.settle([u.task], this.deps.clock.wall(), { code: 'PAYLOAD_UNREADABLE', message: u.message, scope: 'payload', retry: 'hard', faultClass: 'local' }, probe);
     if (o.msg) this.transmit(o.sent, o.msg, probe);
   }
 
@@ -290,7 +227,7 @@ export class Lane {
     // A failure in handling the outcome leaves the tasks pending in the store: read again and sent again, same key.
     const after = (fn: () => void) => {
       this.attempts.end(tasks);
-      this.guard.run('lane.outcome', fn, () => this.rescan());
+      this.deps.guard.run('lane.outcome', fn, () => this.rescan());
       this.wakeup.in(0);
     };
     this.deps.driver.send(msg).then(
@@ -304,9 +241,8 @@ export class Lane {
           if (!this.stopped) this.settle(tasks, r.requestAt, classify(r.failure), probe);
           return;
         }
-        const now = this.clock.mono();
+        const now = this.deps.clock.mono();
         this.link.record(true, probe);
-        this.delivered += tasks.length;
         this.deps.onAttempt?.({ uplink: this.name, result: 'ok', retry, latencyMs: r.ackAt - r.requestAt });
         this.attempts.delivered(tasks, r.requestAt, r.ackAt);
         // The driver's pace is wall time (ack + postRate): kept as the same wait on the monotonic clock.
@@ -314,14 +250,14 @@ export class Lane {
         s.pace = noteAck(s.pace, msg.device, r.notBefore === undefined ? undefined : now + Math.max(0, r.notBefore - r.ackAt), now);
       }),
       (e: unknown) => after(() => {
-        if (epoch === this.epoch) this.settle(tasks, this.clock.wall(), classify({ kind: 'socket', message: String(e) }), probe);
+        if (epoch === this.epoch) this.settle(tasks, this.deps.clock.wall(), classify({ kind: 'socket', message: String(e) }), probe);
       }),
     );
   }
 
   /** A failed attempt (of one message): breaker, backoff or dead letter, and the record of why, for each of its tasks. */
   private settle(tasks: readonly TaskMeta[], requestAt: number, f: Failure, probe: boolean): void {
-    this.failedAttempts++;
+    this.attempts.failedCount++;
     this.deps.onAttempt?.({ uplink: this.name, result: f.scope, retry: tasks.some((task) => task.retryCount > 0) });
     if (f.scope !== 'link') this.link.record(true, probe);
     else if (this.link.connected) {
@@ -329,7 +265,7 @@ export class Lane {
       this.link.record(false, probe);
       if (f.retry === 'hard') this.link.hardFailure(f);
     }
-    const holdLeftMs = Math.max(0, this.link.heldUntil - this.clock.mono());
+    const holdLeftMs = Math.max(0, this.link.heldUntil - this.deps.clock.mono());
     for (const task of tasks) this.attempts.failed(task, requestAt, f, holdLeftMs);
   }
 }

@@ -50,10 +50,10 @@ export class Link {
   /** The code of the config fault (a file the driver reads) in the current run of failures, once recorded. */
   private configCode: string | null = null;
 
-  constructor(private readonly d: LinkDeps) {
-    this.name = d.cfg.name;
-    this.now = () => d.clock.mono();
-    this.wall = () => d.clock.wall();
+  constructor(private readonly deps: LinkDeps) {
+    this.name = deps.cfg.name;
+    this.now = () => deps.clock.mono();
+    this.wall = () => deps.clock.wall();
     this.breaker = initialBreaker(this.now());
   }
 
@@ -73,14 +73,14 @@ export class Link {
 
   /** Whether the breaker lets a call through now (and whether it is a half-open probe). */
   admit(t: number): Admission {
-    const a = admit(this.d.cfg.breaker, this.breaker, t);
+    const a = admit(this.deps.cfg.breaker, this.breaker, t);
     this.setBreaker(a.state);
     return a;
   }
 
   /** The outcome of a call for the breaker (`ok` false: a link failure). */
   record(ok: boolean, probe: boolean): void {
-    this.setBreaker(record(this.d.cfg.breaker, this.breaker, this.now(), ok, probe, this.d.rand));
+    this.setBreaker(record(this.deps.cfg.breaker, this.breaker, this.now(), ok, probe, this.deps.rand));
   }
 
   /** One connection attempt when the backoff, the hold and the breaker allow it. */
@@ -88,21 +88,21 @@ export class Link {
     if (this.connecting) return;
     const t = this.now();
     const notBefore = Math.max(this.heldUntil, this.nextConnectAt);
-    if (t < notBefore) return this.d.wake(notBefore - t);
+    if (t < notBefore) return this.deps.wake(notBefore - t);
     const a = this.admit(t);
-    if (!a.allowed) return this.d.wake(Math.max(10, (a.retryAt ?? t + 1000) - t));
+    if (!a.allowed) return this.deps.wake(Math.max(10, (a.retryAt ?? t + 1000) - t));
     this.connecting = true;
     let r: Awaited<ReturnType<UplinkDriver['connect']>>;
     try {
-      r = await this.d.driver.connect();
+      r = await this.deps.driver.connect();
     } finally {
       // A driver that throws (a bug: failures are results) must not wedge the link; the lane's guard reports it.
       this.connecting = false;
     }
-    if (this.d.stopped()) return;
+    if (this.deps.stopped()) return;
     if (r.ok) this.up(a.probe);
     else this.failed(classify(r.failure), a.probe);
-    this.d.wake(0);
+    this.deps.wake(0);
   }
 
   private up(probe: boolean): void {
@@ -112,8 +112,8 @@ export class Link {
     this.failures = 0;
     this.prevDelay = 0;
     this.record(true, probe);
-    const outage = this.d.events.close('uplink', this.name, 'outage', this.wall());
-    this.d.onUp(outage);
+    const outage = this.deps.events.close('uplink', this.name, 'outage', this.wall());
+    this.deps.onUp(outage);
     this.persist();
   }
 
@@ -128,7 +128,7 @@ export class Link {
   /** A send failed hard on the link (credentials revoked): drop the connection and hold. */
   hardFailure(f: Failure): void {
     this.connected = false;
-    void this.d.driver.close();
+    void this.deps.driver.close();
     this.failed(f, false);
   }
 
@@ -137,39 +137,39 @@ export class Link {
     const t = this.now();
     this.record(false, probe);
     this.failures++;
-    this.d.onFailure?.(f);
+    this.deps.onFailure?.(f);
     if (f.faultClass === 'config' && f.code !== this.configCode) {
       // A file the uplink needs is missing or refused: an operator's fault, said once per run (the retries stay quiet).
       this.configCode = f.code;
-      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'config', code: f.code, faultClass: f.faultClass, at: this.wall(), detail: { message: f.message } });
-      this.d.log.error({ uplink: this.name, code: f.code }, `uplink cannot connect: ${f.message}; retrying`);
+      this.deps.events.record({ scope: 'uplink', subject: this.name, kind: 'config', code: f.code, faultClass: f.faultClass, at: this.wall(), detail: { message: f.message } });
+      this.deps.log.error({ uplink: this.name, code: f.code }, `uplink cannot connect: ${f.message}; retrying`);
     }
-    const r = this.d.cfg.retry;
+    const r = this.deps.cfg.retry;
     if (f.retry === 'hard') {
-      const hold = Math.round(r.hardFailureHoldMs * (0.8 + 0.4 * this.d.rand()));
+      const hold = Math.round(r.hardFailureHoldMs * (0.8 + 0.4 * this.deps.rand()));
       this.heldUntil = t + hold;
-      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'alarm', code: f.code, faultClass: f.faultClass, at: this.wall(), detail: { message: f.message, holdMs: hold } });
-      this.d.log.error({ uplink: this.name, code: f.code, holdMs: hold }, `hard link failure, data held: ${f.message}`);
+      this.deps.events.record({ scope: 'uplink', subject: this.name, kind: 'alarm', code: f.code, faultClass: f.faultClass, at: this.wall(), detail: { message: f.message, holdMs: hold } });
+      this.deps.log.error({ uplink: this.name, code: f.code, holdMs: hold }, `hard link failure, data held: ${f.message}`);
     } else {
       const delay =
         r.strategy === 'ADAPTIVE'
-          ? Math.max(adaptiveDelay(r, { durationsMs: this.d.events.outageHistory(this.name) }, this.outageSoFar(), this.d.rand), f.retryAfterMs ?? 0)
-          : nextDelay(r, { attempt: this.failures, prevDelayMs: this.prevDelay || r.baseMs }, this.d.rand, f.retryAfterMs);
+          ? Math.max(adaptiveDelay(r, { durationsMs: this.deps.events.outageHistory(this.name) }, this.outageSoFar(), this.deps.rand), f.retryAfterMs ?? 0)
+          : nextDelay(r, { attempt: this.failures, prevDelayMs: this.prevDelay || r.baseMs }, this.deps.rand, f.retryAfterMs);
       this.prevDelay = delay;
       this.nextConnectAt = t + delay;
       if (this.failures <= 3 || this.failures % 20 === 0) {
-        this.d.log.warn({ uplink: this.name, code: f.code, attempt: this.failures, retryInMs: delay }, `uplink down: ${f.message}`);
+        this.deps.log.warn({ uplink: this.name, code: f.code, attempt: this.failures, retryInMs: delay }, `uplink down: ${f.message}`);
       }
     }
-    if (this.outageFrom === null && this.d.events.outageStart(this.name) === undefined) this.outageFrom = t;
-    this.d.events.open({ scope: 'uplink', subject: this.name, kind: 'outage', code: f.code, faultClass: f.faultClass, at: this.wall() });
+    if (this.outageFrom === null && this.deps.events.outageStart(this.name) === undefined) this.outageFrom = t;
+    this.deps.events.open({ scope: 'uplink', subject: this.name, kind: 'outage', code: f.code, faultClass: f.faultClass, at: this.wall() });
     this.persist(f);
   }
 
   /** How long the open outage has lasted: on the monotonic clock when this process saw it begin, else from its stored start. */
   private outageSoFar(): number {
     if (this.outageFrom !== null) return this.now() - this.outageFrom;
-    const start = this.d.events.outageStart(this.name);
+    const start = this.deps.events.outageStart(this.name);
     return start === undefined ? 0 : Math.max(0, this.wall() - start);
   }
 
@@ -180,23 +180,23 @@ export class Link {
     this.heldUntil = 0;
     this.nextConnectAt = 0;
     this.failures = 0;
-    this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: this.wall(), detail: { reset: 'manual' } });
+    this.deps.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: this.wall(), detail: { reset: 'manual' } });
   }
 
   private setBreaker(next: BreakerState, why?: string): void {
     const tr = transition(this.breaker, next);
     this.breaker = next;
     if (tr) {
-      this.d.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: this.wall(), detail: { transition: tr, why } });
-      this.d.log.warn({ uplink: this.name, breaker: tr }, 'breaker state changed');
+      this.deps.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: this.wall(), detail: { transition: tr, why } });
+      this.deps.log.warn({ uplink: this.name, breaker: tr }, 'breaker state changed');
       this.persist();
     }
   }
 
   /** The link's state for `holdfast status` (link_state). */
   persist(f?: Failure): void {
-    this.d.events.link({
-      uplink: this.name, connected: this.connected, breaker: this.breaker.name, breakerSince: wallAt(this.d.clock, this.breaker.since),
+    this.deps.events.link({
+      uplink: this.name, connected: this.connected, breaker: this.breaker.name, breakerSince: wallAt(this.deps.clock, this.breaker.since),
       at: this.wall(), code: f?.code, error: f?.message,
     });
   }

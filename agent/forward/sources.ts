@@ -13,7 +13,11 @@
  */
 import type { TaskQueue, TaskRow } from '../../store/tasks.js';
 import { DUE_CHECK_MS, type Heads, type Source } from './order.js';
-import { dueDevices, emptyPace, isPaced, markWaiting, type PaceState } from './pacer.js';
+import { clearWaiting, dueDevices, emptyPace, isPaced, markWaiting, takeForPost, type PaceState } from './pacer.js';
+
+/** A paced device's merged post holds at most this many readings and tasks. */
+const PACED_MAX_READINGS = 10_000;
+const PACED_MAX_TASKS = 500;
 
 export class TaskSources {
   /** The live/backlog boundary: tasks below it were committed before the link last came up. */
@@ -109,11 +113,22 @@ export class TaskSources {
     return out;
   }
 
-  /** Takes the head of `source` (a task) or, for 'paced', names the device whose time has come. */
-  take(source: Source, t: number): TaskRow | string {
-    if (source === 'paced') return dueDevices(this.pace, t)[0];
-    const page = source === 'live' ? this.live : source === 'due' ? this.due : this.backlog;
-    return page.shift()!;
+  /**
+   * Takes the head of `source`; for 'paced', the pending tasks of the device whose time has come
+   * that fit one post (none: it has nothing waiting any more); `busyCount`: how many tasks are
+   * on their way, so that reading past them still finds a full post.
+   */
+  take(source: Source, t: number, wall: number, busy: (id: number) => boolean, busyCount: () => number): TaskRow[] {
+    if (source !== 'paced') {
+      const page = source === 'live' ? this.live : source === 'due' ? this.due : this.backlog;
+      return [page.shift()!];
+    }
+    const device = dueDevices(this.pace, t)[0];
+    const paged = new Set(this.ids());
+    const rows = this.tasks.pendingOfDevice(device, wall, PACED_MAX_TASKS + paged.size + busyCount()).filter((r) => !busy(r.id) && !paged.has(r.id));
+    const group = takeForPost(rows, PACED_MAX_READINGS, PACED_MAX_TASKS);
+    if (group.length === rows.length) this.pace = clearWaiting(this.pace, device);
+    return group;
   }
 
   /**

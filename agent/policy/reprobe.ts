@@ -1,7 +1,7 @@
 /**
  * Re-probing field reads a device refused with a Modbus exception 01, 02 or 03 (illegal
  * function, address, value). Such a refusal usually means the device map is wrong, so the
- * points stop being polled (agent/field/poller.ts); but devices also answer 02 for a while
+ * points stop being polled (agent/acquisition/poller.ts); but devices also answer 02 for a while
  * during a boot, a firmware update or a configuration change, and a point disabled for good
  * after five seconds of that would stay dark until the agent restarts. So each refused read is
  * tried again on its own, slowly: after `baseMs`, then twice as long after each refusal, up to

@@ -94,21 +94,21 @@ export class StoreKeeper implements KeeperView {
   private readonly now: () => number;
   private readonly rand: () => number;
 
-  constructor(private readonly d: KeeperDeps) {
-    this.now = d.now ?? Date.now;
-    this.rand = d.rand ?? Math.random;
+  constructor(private readonly deps: KeeperDeps) {
+    this.now = deps.now ?? Date.now;
+    this.rand = deps.rand ?? Math.random;
     this.events = new GuardedEvents(this);
-    const s = d.cfg.store;
+    const s = deps.cfg.store;
     this.spoolWriter = new SpoolWriter(s.spoolDir, s.spoolMaxBytes, s.synchronous === 'OFF' ? 0 : s.synchronous === 'FULL' ? 2 : 1, this.now);
     for (const f of spoolFiles(s.spoolDir)) {
       try {
         for (const r of readSpoolFile(f).records) if (r.type === 'cursor') this.noteCursor(r.meta.device, r.meta.cursor);
       } catch (e) {
-        d.log.error({ err: e, code: 'STORE_UNAVAILABLE', file: f }, 'spool file unreadable: its cursors are not known before the import');
+        deps.log.error({ err: e, code: 'STORE_UNAVAILABLE', file: f }, 'spool file unreadable: its cursors are not known before the import');
       }
     }
     try {
-      this.session = openSession(d.cfg, d.uplinks, ++this.gen, null, d.clock);
+      this.session = openSession(deps.cfg, deps.uplinks, ++this.gen, null, deps.clock);
       this.dev = this.session.dev;
       this.available = true;
       this.reportSalvage(this.session);
@@ -135,12 +135,12 @@ export class StoreKeeper implements KeeperView {
     if (!this.available) this.lanesOff();
     const early = this.early ?? [];
     this.early = null;
-    for (const m of early) this.d.publish(m);
+    for (const m of early) this.deps.publish(m);
   }
 
   private publish(m: Record<string, unknown>): void {
     if (this.early) this.early.push(m);
-    else this.d.publish(m);
+    else this.deps.publish(m);
   }
 
   private lanesOff(): void {
@@ -150,7 +150,7 @@ export class StoreKeeper implements KeeperView {
 
   start(): void {
     this.started = true;
-    if (this.available && spoolFiles(this.d.cfg.store.spoolDir).length > 0) {
+    if (this.available && spoolFiles(this.deps.cfg.store.spoolDir).length > 0) {
       // Batches spooled by an earlier run: imported before anything else is committed.
       this.available = false;
       this.since = this.now();
@@ -158,7 +158,7 @@ export class StoreKeeper implements KeeperView {
     } else if (!this.available) this.scheduleProbe();
     const tick = () => {
       this.verifyTimer = setTimeout(tick, Math.round(VERIFY_MS * (0.8 + 0.4 * this.rand())));
-      this.d.guard.run('store.verify', () => this.available && this.verify());
+      this.deps.guard.run('store.verify', () => this.available && this.verify());
     };
     this.verifyTimer = setTimeout(tick, VERIFY_MS);
   }
@@ -166,7 +166,7 @@ export class StoreKeeper implements KeeperView {
   state(): StoreState {
     return {
       available: this.available, since: this.since, failure: this.failure, where: this.where, attempts: this.attempts,
-      spool: { bytes: this.spoolWriter.bytes, files: spoolFiles(this.d.cfg.store.spoolDir).length }, lastRescue: this.lastRescue,
+      spool: { bytes: this.spoolWriter.bytes, files: spoolFiles(this.deps.cfg.store.spoolDir).length }, lastRescue: this.lastRescue,
       lastSalvage: this.session?.salvage ?? null,
     };
   }
@@ -174,7 +174,7 @@ export class StoreKeeper implements KeeperView {
   /** The store is still the one opened: the data directory, database and segment directory have the inodes they had. */
   verify(): boolean {
     if (!this.available || !this.session) return false;
-    const id = storeIdent(this.d.cfg.dataDir);
+    const id = storeIdent(this.deps.cfg.dataDir);
     if (id === this.session.ident) return true;
     const gone = id.startsWith('gone:');
     // A replaced directory is as good as a vanished one: the files the agent holds open are not the ones there.
@@ -188,7 +188,7 @@ export class StoreKeeper implements KeeperView {
   fail(e: unknown, where: string): void {
     if (!this.available) {
       const l = this.logs.take(`after:${where}`);
-      if (l.log) this.d.log.debug({ err: e, where, suppressedSinceLast: l.suppressed }, 'store error while unavailable');
+      if (l.log) this.deps.log.debug({ err: e, where, suppressedSinceLast: l.suppressed }, 'store error while unavailable');
       return;
     }
     this.enterUnavailable(classifyStoreError(e), where, e);
@@ -199,7 +199,7 @@ export class StoreKeeper implements KeeperView {
     this.attempts = 0;
     this.spooled = { batches: 0, readings: 0 };
     this.raise(f, where, err);
-    this.lastRescue = rescueFrom(this.session, f, this.spoolWriter, this.d.metrics, this.d.ledger, this.d.log) ?? this.lastRescue;
+    this.lastRescue = rescueFrom(this.session, f, this.spoolWriter, this.deps.metrics, this.deps.ledger, this.deps.log) ?? this.lastRescue;
     this.scheduleProbe();
   }
 
@@ -208,8 +208,8 @@ export class StoreKeeper implements KeeperView {
     this.failure = f;
     this.where = where;
     this.since ??= this.now();
-    this.d.metrics.failures.inc({ kind: f.kind, errno: f.errno });
-    this.d.log.error({ err, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where, spoolDir: this.d.cfg.store.spoolDir },
+    this.deps.metrics.failures.inc({ kind: f.kind, errno: f.errno });
+    this.deps.log.error({ err, code: 'STORE_UNAVAILABLE', kind: f.kind, errno: f.errno, where, spoolDir: this.deps.cfg.store.spoolDir },
       `store unavailable (${f.kind}: ${f.errno}); new batches go to the spool until it works again`);
     this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'raised', kind: f.kind, errno: f.errno, where, at: this.since });
     this.lanesOff();
@@ -223,27 +223,27 @@ export class StoreKeeper implements KeeperView {
     } catch (e) {
       reason = 'spool_error';
       const l = this.logs.take('spool-write');
-      if (l.log) this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE', spoolDir: this.d.cfg.store.spoolDir, suppressedSinceLast: l.suppressed }, 'cannot write the spool either: batches are dropped and counted');
+      if (l.log) this.deps.log.error({ err: e, code: 'STORE_UNAVAILABLE', spoolDir: this.deps.cfg.store.spoolDir, suppressedSinceLast: l.suppressed }, 'cannot write the spool either: batches are dropped and counted');
     }
     const readings = batches.reduce((n, b) => n + b.readingCount, 0);
     if (!ok) {
       if (batches.length > 0) {
-        this.d.metrics.spooled.inc({ result: 'refused' }, batches.length);
-        this.d.ledger.count(this.d.uplinks.map((uplink) => ({ uplink, reason, batches: batches.length, readings })));
+        this.deps.metrics.spooled.inc({ result: 'refused' }, batches.length);
+        this.deps.ledger.count(this.deps.uplinks.map((uplink) => ({ uplink, reason, batches: batches.length, readings })));
       }
       return EMPTY;
     }
     this.spooled.batches += batches.length;
     this.spooled.readings += readings;
     for (const [device, c] of cursors) this.noteCursor(device, c);
-    this.d.metrics.spooled.inc({ result: 'spooled' }, batches.length);
+    this.deps.metrics.spooled.inc({ result: 'spooled' }, batches.length);
     if (batches.length > 0) this.relay?.(batches);
     return EMPTY;
   }
 
   /** A batch sent straight from the spool was acknowledged: recorded in the store, or in the spool while it is down. */
   acked(key: string, uplink: string, requestAt: number, ackAt: number): void {
-    this.d.metrics.spooled.inc({ result: 'sent' });
+    this.deps.metrics.spooled.inc({ result: 'sent' });
     const s = this.session;
     if (this.available && s) {
       try {
@@ -277,7 +277,7 @@ export class StoreKeeper implements KeeperView {
   private scheduleProbe(): void {
     // Not before start(): an engine that fails to construct must not be kept alive by a probe.
     if (!this.started || this.stopped || this.probeTimer) return;
-    this.probeTimer = setTimeout(this.d.guard.wrap('store.probe', () => {
+    this.probeTimer = setTimeout(this.deps.guard.wrap('store.probe', () => {
       this.probeTimer = null;
       this.recover();
     }, () => {
@@ -292,19 +292,19 @@ export class StoreKeeper implements KeeperView {
     let next: Session | null = null;
     try {
       // A disk that filled up stays in use only once it has room again (beyond the reserve).
-      if (this.failure?.kind === 'full') diskHasRoom(this.d.cfg);
+      if (this.failure?.kind === 'full') diskHasRoom(this.deps.cfg);
       // Outcomes still waiting name tasks of the failed store: into the spool by key while it can still name them.
       for (const l of this.lanes) l.flush();
       const old = this.session;
       this.session = null;
       if (old) closeQuietly(old.db);
-      next = openSession(this.d.cfg, this.d.uplinks, ++this.gen, this.dev, this.d.clock);
+      next = openSession(this.deps.cfg, this.deps.uplinks, ++this.gen, this.dev, this.deps.clock);
       this.dev = next.dev;
-      probeWrite(next, this.d.cfg.dataDir);
+      probeWrite(next, this.deps.cfg.dataDir);
       this.reportSalvage(next);
-      const imported = importSpool(next, this.spoolWriter, this.d.cfg, this.d.uplinks, this.now(), this.d.metrics, this.d.log);
+      const imported = importSpool(next, this.spoolWriter, this.deps.cfg, this.deps.uplinks, this.now(), this.deps.metrics, this.deps.log);
       const replayed = this.events.replay(next.events);
-      this.d.ledger.flush(next.db);
+      this.deps.ledger.flush(next.db);
       const at = this.now();
       const outage = this.since === null ? 0 : at - this.since;
       if (this.failure) {
@@ -315,7 +315,7 @@ export class StoreKeeper implements KeeperView {
       }
       this.session = next;
       this.available = true;
-      this.d.log.info({ code: 'STORE_UNAVAILABLE', outageMs: outage, attempts: this.attempts, imported, eventsReplayed: replayed }, 'store available again; spool imported');
+      this.deps.log.info({ code: 'STORE_UNAVAILABLE', outageMs: outage, attempts: this.attempts, imported, eventsReplayed: replayed }, 'store available again; spool imported');
       if (this.failure) this.publish({ type: 'store', code: 'STORE_UNAVAILABLE', state: 'cleared', kind: this.failure.kind, at, durationMs: outage, imported });
       this.failure = null;
       this.where = null;
@@ -330,15 +330,15 @@ export class StoreKeeper implements KeeperView {
       this.attempts++;
       // Once a minute per cause: a new cause (the disk read-only, then not mounted) is said at once.
       const l = this.logs.take(`probe:${classifyStoreError(e).errno}`);
-      if (l.log) this.d.log.warn({ err: e, code: 'STORE_UNAVAILABLE', attempts: this.attempts, suppressedSinceLast: l.suppressed }, `store still unavailable: ${(e as Error).message}`);
-      if (!isStoreError(e)) this.d.log.error({ err: e }, 'unexpected error while reopening the store');
+      if (l.log) this.deps.log.warn({ err: e, code: 'STORE_UNAVAILABLE', attempts: this.attempts, suppressedSinceLast: l.suppressed }, `store still unavailable: ${(e as Error).message}`);
+      if (!isStoreError(e)) this.deps.log.error({ err: e }, 'unexpected error while reopening the store');
       this.scheduleProbe();
     }
   }
 
   private reportSalvage(s: Session): void {
     if (!s.salvage) return;
-    reportSalvage(s.salvage, this.d.metrics, this.d.log);
+    reportSalvage(s.salvage, this.deps.metrics, this.deps.log);
     this.publish({ type: 'store', code: 'STORE_SALVAGED', state: 'raised', at: this.now(), report: s.salvage });
   }
 
@@ -351,7 +351,7 @@ export class StoreKeeper implements KeeperView {
     try {
       this.spoolWriter.close();
     } catch (e) {
-      this.d.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'closing the spool failed');
+      this.deps.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'closing the spool failed');
     }
   }
 

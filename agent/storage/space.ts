@@ -77,16 +77,16 @@ export class SpaceManager implements Admission {
   /** Reclaiming delivered data is routine on a small disk: said once in a while, not at every pass. */
   private readonly warnLog: LogLimiter;
 
-  constructor(private readonly d: SpaceDeps) {
-    this.now = d.now ?? Date.now;
-    this.rand = d.rand ?? Math.random;
+  constructor(private readonly deps: SpaceDeps) {
+    this.now = deps.now ?? Date.now;
+    this.rand = deps.rand ?? Math.random;
     this.warnLog = new LogLimiter(WARN_LOG_MS, this.now);
   }
 
   start(): void {
     const tick = () => {
       this.timer = setTimeout(tick, Math.round(CHECK_MS * (0.8 + 0.4 * this.rand())));
-      this.d.guard.run('store.space', () => this.check());
+      this.deps.guard.run('store.space', () => this.check());
     };
     this.timer = setTimeout(tick, Math.round(CHECK_MS * this.rand()));
   }
@@ -102,9 +102,9 @@ export class SpaceManager implements Admission {
 
   /** reject-new at a full store: the batches are refused and counted; otherwise all are admitted. */
   admit(batches: readonly SealedBatch[]): readonly SealedBatch[] {
-    if (!this.full || this.d.cfg.store.fullPolicy !== 'reject-new' || batches.length === 0) return batches;
+    if (!this.full || this.deps.cfg.store.fullPolicy !== 'reject-new' || batches.length === 0) return batches;
     const readings = batches.reduce((n, b) => n + b.readingCount, 0);
-    this.d.ledger.count(this.d.uplinks.map((uplink) => ({ uplink, reason: 'rejected' as const, batches: batches.length, readings })));
+    this.deps.ledger.count(this.deps.uplinks.map((uplink) => ({ uplink, reason: 'rejected' as const, batches: batches.length, readings })));
     return [];
   }
 
@@ -117,14 +117,14 @@ export class SpaceManager implements Admission {
 
   /** Measures and acts. Never throws: a store error takes the store out of use (keeper). */
   check(): void {
-    const k = this.d.keeper;
+    const k = this.deps.keeper;
     const s = k.session;
     if (!k.available || !s || !k.verify()) return;
     this.sinceCheck = 0;
-    const c = this.d.cfg.store;
+    const c = this.deps.cfg.store;
     let u: Usage;
     try {
-      u = measureUsage(this.d.cfg.dataDir);
+      u = measureUsage(this.deps.cfg.dataDir);
     } catch (e) {
       k.fail(e, 'space check');
       return;
@@ -135,32 +135,32 @@ export class SpaceManager implements Admission {
     this.last = { usedBytes: u.usedBytes, budgetBytes: v.budgetBytes, fsFreeBytes: u.fsFreeBytes, bound: v.bound, level: v.level, full, since: this.fullSince, policy: c.fullPolicy, at: this.now() };
     try {
       if (v.needBytes > 0) this.reclaim(v, u, full);
-      this.d.ledger.flush(s.db);
+      this.deps.ledger.flush(s.db);
     } catch (e) {
       k.fail(e, 'reclaim');
     }
   }
 
   private transition(full: boolean, v: SpaceVerdict, u: Usage): void {
-    const detail = { usedBytes: u.usedBytes, budgetBytes: v.budgetBytes, bound: v.bound, fsFreeBytes: u.fsFreeBytes, policy: this.d.cfg.store.fullPolicy };
-    const ev = this.d.keeper.events;
+    const detail = { usedBytes: u.usedBytes, budgetBytes: v.budgetBytes, bound: v.bound, fsFreeBytes: u.fsFreeBytes, policy: this.deps.cfg.store.fullPolicy };
+    const ev = this.deps.keeper.events;
     const at = this.now();
     if (full && !this.full) {
       this.fullSince = at;
-      this.d.log.error({ code: 'STORAGE_FULL', ...detail }, `store full (${v.bound === 'quota' ? 'store.maxBytes' : 'filesystem free space'}): ${this.d.cfg.store.fullPolicy} applies`);
+      this.deps.log.error({ code: 'STORAGE_FULL', ...detail }, `store full (${v.bound === 'quota' ? 'store.maxBytes' : 'filesystem free space'}): ${this.deps.cfg.store.fullPolicy} applies`);
       ev.open({ scope: 'store', subject: 'space', kind: 'storage_full', code: 'STORAGE_FULL', faultClass: 'local', at, detail });
-      this.d.publish({ type: 'store', code: 'STORAGE_FULL', state: 'raised', at, ...detail });
+      this.deps.publish({ type: 'store', code: 'STORAGE_FULL', state: 'raised', at, ...detail });
     } else if (!full && this.full) {
       const ms = ev.close('store', 'space', 'storage_full', at);
-      this.d.ledger.reportAll();
-      this.d.log.info({ code: 'STORAGE_FULL', durationMs: ms ?? (this.fullSince === null ? 0 : at - this.fullSince), ...detail }, 'store no longer full');
-      this.d.publish({ type: 'store', code: 'STORAGE_FULL', state: 'cleared', at, ...detail });
+      this.deps.ledger.reportAll();
+      this.deps.log.info({ code: 'STORAGE_FULL', durationMs: ms ?? (this.fullSince === null ? 0 : at - this.fullSince), ...detail }, 'store no longer full');
+      this.deps.publish({ type: 'store', code: 'STORAGE_FULL', state: 'cleared', at, ...detail });
       this.fullSince = null;
     }
     const warn = v.level !== 'ok';
     if (warn && !this.warned && !full) {
       const l = this.warnLog.take('warn');
-      if (l.log) this.d.log.warn({ code: 'STORAGE_FULL', suppressedSinceLast: l.suppressed, ...detail }, 'store above 90 % of its budget: reclaiming delivered data');
+      if (l.log) this.deps.log.warn({ code: 'STORAGE_FULL', suppressedSinceLast: l.suppressed, ...detail }, 'store above 90 % of its budget: reclaiming delivered data');
     }
     this.warned = warn;
     this.full = full;
@@ -168,18 +168,18 @@ export class SpaceManager implements Admission {
 
   /** Empties the files the plan chooses (at most FILES_PER_PASS). Throws a store error. */
   private reclaim(v: SpaceVerdict, u: Usage, full: boolean): void {
-    const s = this.d.keeper.session!;
+    const s = this.deps.keeper.session!;
     const w = s.writer;
     if (!w) return;
     const plan = planReclaim({
-      segments: segmentRows(s.db, this.d.priorities, u.segmentFiles), active: w.active, policy: this.d.cfg.store.fullPolicy, needBytes: v.needBytes, full,
+      segments: segmentRows(s.db, this.deps.priorities, u.segmentFiles), active: w.active, policy: this.deps.cfg.store.fullPolicy, needBytes: v.needBytes, full,
     });
     if (plan.segments.length === 0) return;
     if (plan.rollActive) w.rollNow();
     let freed = 0;
     let dropped = false;
     let reclaimed = 0;
-    const busy = this.d.busy();
+    const busy = this.deps.busy();
     let merged = 0;
     for (const { id, fate } of plan.segments.slice(0, FILES_PER_PASS)) {
       // Downsampling decodes a whole file: one a pass, the next a second later.
@@ -197,13 +197,13 @@ export class SpaceManager implements Admission {
       reclaimed += r.reclaimedBatches;
       if (r.dropped.length > 0) {
         dropped = true;
-        this.d.ledger.stored(r.dropped, { segment: id, policy: this.d.cfg.store.fullPolicy });
+        this.deps.ledger.stored(r.dropped, { segment: id, policy: this.deps.cfg.store.fullPolicy });
       }
     }
-    if (reclaimed > 0) this.d.metrics.reclaimed.inc(reclaimed);
+    if (reclaimed > 0) this.deps.metrics.reclaimed.inc(reclaimed);
     // Routine when only delivered data went; the drops have their own lines (ledger.ts).
-    this.d.log[dropped ? 'info' : 'debug']({ code: 'STORAGE_FULL', files: plan.segments.length, freedBytes: freed, reclaimedBatches: reclaimed, need: v.needBytes }, 'space reclaimed');
-    if (dropped) this.d.dropped();
+    this.deps.log[dropped ? 'info' : 'debug']({ code: 'STORAGE_FULL', files: plan.segments.length, freedBytes: freed, reclaimedBatches: reclaimed, need: v.needBytes }, 'space reclaimed');
+    if (dropped) this.deps.dropped();
   }
 
   /**
@@ -212,26 +212,26 @@ export class SpaceManager implements Admission {
    * one batch and the summaries), cut into batches of batch.maxReadings.
    */
   private summaries(seg: number): SummaryBatch[] {
-    const s = this.d.keeper.session!;
+    const s = this.deps.keeper.session!;
     const groups = new Map<string, { device: string; uplinks: string[]; createdAt: number; acc: SummaryReading[] }>();
     for (const p of pendingOfSegment(s.db, s.writer!, seg)) {
       let readings: Reading[];
       try {
-        readings = JSON.parse(this.d.codec.decode(p.payload, p.key).toString('utf8')) as Reading[];
+        readings = JSON.parse(this.deps.codec.decode(p.payload, p.key).toString('utf8')) as Reading[];
       } catch (e) {
         // An unreadable batch cannot be merged: it goes with its file and is counted as dropped.
-        this.d.log.warn({ code: 'PAYLOAD_UNREADABLE', key: p.key, err: String(e) }, 'batch not downsampled: unreadable');
+        this.deps.log.warn({ code: 'PAYLOAD_UNREADABLE', key: p.key, err: String(e) }, 'batch not downsampled: unreadable');
         continue;
       }
       const uplinks = [...p.uplinks].sort();
       const k = `${p.device}\u0000${uplinks.join('\u0000')}`;
       const g = groups.get(k) ?? { device: p.device, uplinks, createdAt: p.createdAt, acc: [] };
       g.createdAt = Math.min(g.createdAt, p.createdAt);
-      g.acc = downsample([...g.acc, ...readings], this.d.cfg.store.downsampleMs);
+      g.acc = downsample([...g.acc, ...readings], this.deps.cfg.store.downsampleMs);
       groups.set(k, g);
     }
     const out: SummaryBatch[] = [];
-    const max = this.d.cfg.batch.maxReadings;
+    const max = this.deps.cfg.batch.maxReadings;
     for (const g of groups.values()) {
       for (let i = 0; i < g.acc.length; i += max) {
         const chunk = g.acc.slice(i, i + max);
@@ -241,7 +241,7 @@ export class SpaceManager implements Admission {
           uplinks: g.uplinks,
           batch: {
             key, hash: createHash('sha256').update(json).digest(), device: g.device, readingCount: chunk.length,
-            firstTs: chunk[0].ts, lastTs: chunk[chunk.length - 1].ts, createdAt: g.createdAt, payload: this.d.codec.encode(json, key), downsampled: true,
+            firstTs: chunk[0].ts, lastTs: chunk[chunk.length - 1].ts, createdAt: g.createdAt, payload: this.deps.codec.encode(json, key), downsampled: true,
           },
         });
       }

@@ -236,7 +236,7 @@ export function encodeValue(p: PointDef, value: number | bigint | string | boole
   const bytes = new Uint8Array(n * 2);
   const dv = new DataView(bytes.buffer);
   if (p.type === 'string') {
-    if (typeof value !== 'string' || value.length > n * 2 || /[^\x00-\x7f]/.test(value)) throw new RangeError(`${p.name}: not an ASCII string of at most ${n * 2} characters`);
+    if (typeof value !== 'string' || value.length > n * 2 || [...value].some((c) => c.charCodeAt(0) > 0x7f)) throw new RangeError(`${p.name}: not an ASCII string of at most ${n * 2} characters`);
     for (let i = 0; i < value.length; i++) bytes[i] = value.charCodeAt(i);
     return fromCanonical(bytes, wo, bo);
   }

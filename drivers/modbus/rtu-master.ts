@@ -73,20 +73,20 @@ export class RtuMaster {
     malformed: { crc: 0, wrong_unit: 0, wrong_function: 0, byte_count: 0, truncated: 0, garbage: 0 },
   };
 
-  constructor(private readonly o: RtuOptions) {
+  constructor(private readonly opts: RtuOptions) {
     this.queue = new SerialQueue<Job, ReadResult>(
-      o.maxQueue,
+      opts.maxQueue,
       (j) => this.transact(j.req, j.timeoutMs),
-      () => ({ ok: false, failure: { kind: 'transport', errno: 'EBUSY', message: `bus queue full (${o.maxQueue})` } }),
+      () => ({ ok: false, failure: { kind: 'transport', errno: 'EBUSY', message: `bus queue full (${opts.maxQueue})` } }),
       (_j, e) => ({ ok: false, failure: { kind: 'transport', errno: 'EIO', message: (e as Error).message } }),
     );
-    this.t35 = t35Ms(o.baudRate, o.parity === 'none' && o.stopBits === 1 ? 10 : 11);
+    this.t35 = t35Ms(opts.baudRate, opts.parity === 'none' && opts.stopBits === 1 ? 10 : 11);
   }
 
   /** Opens the port; a failure is returned, not thrown. */
   async open(): Promise<{ ok: true } | { ok: false; errno: string; message: string }> {
     const port = serialPort({
-      path: this.o.path, baudRate: this.o.baudRate, parity: this.o.parity, dataBits: this.o.dataBits, stopBits: this.o.stopBits,
+      path: this.opts.path, baudRate: this.opts.baudRate, parity: this.opts.parity, dataBits: this.opts.dataBits, stopBits: this.opts.stopBits,
     });
     const err = await new Promise<Error | null>((res) => port.open((e) => res(e ?? null)));
     if (err) return { ok: false, errno: (err as Error & { code?: string }).code ?? 'EIO', message: err.message };
@@ -240,7 +240,7 @@ export class RtuMaster {
         const want = isException ? 5 : expected;
         if (this.rxLen >= want) return done();
         if (gap) clearTimeout(gap);
-        gap = setTimeout(done, clampDelay(Math.max(this.o.frameGapMs, this.t35)));
+        gap = setTimeout(done, clampDelay(Math.max(this.opts.frameGapMs, this.t35)));
       };
       const overall = setTimeout(() => {
         if (this.rxLen > 0) done();

@@ -41,11 +41,11 @@ export class TcpClient {
   private closed = false;
   stats = { transactions: 0, ok: 0, timeouts: 0, exceptions: 0, transport: 0, connects: 0 };
 
-  constructor(private readonly o: TcpOptions) {
+  constructor(private readonly opts: TcpOptions) {
     this.queue = new SerialQueue<Job, ReadResult>(
-      o.maxQueue,
+      opts.maxQueue,
       (j) => this.transact(j.req, j.timeoutMs),
-      () => ({ ok: false, failure: { kind: 'transport', errno: 'EBUSY', message: `queue full (${o.maxQueue})` } }),
+      () => ({ ok: false, failure: { kind: 'transport', errno: 'EBUSY', message: `queue full (${opts.maxQueue})` } }),
       (_j, e) => ({ ok: false, failure: { kind: 'transport', errno: 'EIO', message: (e as Error).message } }),
     );
   }
@@ -59,7 +59,7 @@ export class TcpClient {
     const c = new ModbusRTU();
     this.stats.connects++;
     try {
-      await c.connectTCP(this.o.host, { port: this.o.port, timeout: this.o.connectTimeoutMs } as Parameters<Client['connectTCP']>[1]);
+      await c.connectTCP(this.opts.host, { port: this.opts.port, timeout: this.opts.connectTimeoutMs } as Parameters<Client['connectTCP']>[1]);
     } catch (e) {
       try {
         c.close(() => {});

@@ -67,11 +67,11 @@ export class MqttDriver implements UplinkDriver {
   eventsDropped = 0;
   private readonly statusTopic: string;
 
-  constructor(private readonly o: MqttDriverOptions) {
-    this.name = o.name;
-    this.now = o.now ?? Date.now;
-    this.telemetryTopic = `${o.topicPrefix}/telemetry`;
-    this.statusTopic = `${o.topicPrefix}/status`;
+  constructor(private readonly opts: MqttDriverOptions) {
+    this.name = opts.name;
+    this.now = opts.now ?? Date.now;
+    this.telemetryTopic = `${opts.topicPrefix}/telemetry`;
+    this.statusTopic = `${opts.topicPrefix}/status`;
   }
 
   get connected(): boolean {
@@ -87,17 +87,17 @@ export class MqttDriver implements UplinkDriver {
   }
 
   private status(state: 'online' | 'offline'): string {
-    return JSON.stringify({ state, gatewayId: this.o.gatewayId, version: this.o.version, ts: this.now() });
+    return JSON.stringify({ state, gatewayId: this.opts.gatewayId, version: this.opts.version, ts: this.now() });
   }
 
   connect(): Promise<ConnectResult> {
     this.drop();
     const opts: IClientOptions = {
       protocolVersion: 5,
-      clientId: this.o.clientId ?? `holdfast-${this.o.gatewayId}-${this.o.name}`,
+      clientId: this.opts.clientId ?? `holdfast-${this.opts.gatewayId}-${this.opts.name}`,
       clean: true,
-      keepalive: this.o.keepaliveS,
-      connectTimeout: this.o.connectTimeoutMs,
+      keepalive: this.opts.keepaliveS,
+      connectTimeout: this.opts.connectTimeoutMs,
       reconnectPeriod: 0,
       resubscribe: false,
       queueQoSZero: false,
@@ -109,14 +109,14 @@ export class MqttDriver implements UplinkDriver {
       log: process.env.DEBUG ? undefined : quiet,
       will: { topic: this.statusTopic, payload: Buffer.from(this.status('offline')), qos: 1, retain: true },
     };
-    if (this.o.username !== undefined) opts.username = this.o.username;
-    if (this.o.passwordFile) {
+    if (this.opts.username !== undefined) opts.username = this.opts.username;
+    if (this.opts.passwordFile) {
       // Read at each connect, so a rotated password is picked up; a missing one is a failed connect.
-      const pw = readSmallFile(this.o.passwordFile, { secret: true, maxBytes: PASSWORD_MAX_BYTES });
+      const pw = readSmallFile(this.opts.passwordFile, { secret: true, maxBytes: PASSWORD_MAX_BYTES });
       if (!pw.ok) return Promise.resolve({ ok: false, failure: { kind: 'file', code: pw.code, message: `passwordFile: ${pw.message}` } });
       opts.password = pw.data.toString('utf8').trim();
     }
-    const client = mqtt.connect(this.o.url, opts);
+    const client = mqtt.connect(this.opts.url, opts);
     this.client = client;
     return new Promise<ConnectResult>((resolve) => {
       let settled = false;
@@ -168,8 +168,8 @@ export class MqttDriver implements UplinkDriver {
     const requestAt = this.now();
     const client = this.client;
     if (!client || !client.connected) return { ok: false, requestAt, failure: { kind: 'disconnect', message: 'not connected' } };
-    const limit = Math.min(this.o.maxPacketBytes, this.brokerMaxPacket);
-    const parts = envelopes(msg, this.o.gatewayId, limit - this.overhead(msg.key));
+    const limit = Math.min(this.opts.maxPacketBytes, this.brokerMaxPacket);
+    const parts = envelopes(msg, this.opts.gatewayId, limit - this.overhead(msg.key));
     if (parts === null) {
       return { ok: false, requestAt, failure: { kind: 'puback', code: 0x95, message: `a single reading does not fit in ${limit} bytes` } };
     }
@@ -189,7 +189,7 @@ export class MqttDriver implements UplinkDriver {
    * disconnected up to 1000 wait for the next connection.
    */
   publishEvent(suffix: string, payload: unknown): void {
-    const e = { topic: `${this.o.topicPrefix}/${suffix}`, payload: JSON.stringify(payload) };
+    const e = { topic: `${this.opts.topicPrefix}/${suffix}`, payload: JSON.stringify(payload) };
     const c = this.client;
     if (c?.connected) {
       c.publish(e.topic, e.payload, { qos: 1 });
@@ -220,7 +220,7 @@ export class MqttDriver implements UplinkDriver {
         this.armAcks(p.deadline - now);
         return;
       }
-      p.finish({ kind: 'timeout', code: 'MQTT_ACK_TIMEOUT', message: `no PUBACK within ${this.o.ackTimeoutMs} ms` });
+      p.finish({ kind: 'timeout', code: 'MQTT_ACK_TIMEOUT', message: `no PUBACK within ${this.opts.ackTimeoutMs} ms` });
     }
   }
 
@@ -242,8 +242,8 @@ export class MqttDriver implements UplinkDriver {
         }
         resolve(r);
       };
-      this.inflight.set(token, { finish, deadline: performance.now() + this.o.ackTimeoutMs });
-      this.armAcks(this.o.ackTimeoutMs);
+      this.inflight.set(token, { finish, deadline: performance.now() + this.opts.ackTimeoutMs });
+      this.armAcks(this.opts.ackTimeoutMs);
       const userProperties: Record<string, string> = { idempotency_key: key };
       if (parts > 1) userProperties.part = `${part + 1}/${parts}`;
       client.publish(this.telemetryTopic, payload, { qos: 1, properties: { userProperties, contentType: 'application/json' } }, (err) => {

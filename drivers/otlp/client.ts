@@ -244,21 +244,21 @@ export class OtlpDriver implements UplinkDriver {
   /** Values left out because a gauge cannot carry them (strings, null), since start. */
   skippedTotal = 0;
 
-  constructor(private readonly o: OtlpDriverOptions) {
-    this.name = o.name;
-    this.sendWindow = o.sendWindow ?? DEFAULT_OTLP_SEND_WINDOW;
-    this.now = o.now ?? Date.now;
-    const t = target(o.url);
+  constructor(private readonly opts: OtlpDriverOptions) {
+    this.name = opts.name;
+    this.sendWindow = opts.sendWindow ?? DEFAULT_OTLP_SEND_WINDOW;
+    this.now = opts.now ?? Date.now;
+    const t = target(opts.url);
     this.address = t.address;
     this.tls = t.tls;
-    if (!t.tls && (o.tlsCaFile || o.tlsCertFile || o.tlsKeyFile)) {
-      throw new DriverError('CONFIG_INVALID', 'TLS files are set but the URL is http:; use https:', o.url);
+    if (!t.tls && (opts.tlsCaFile || opts.tlsCertFile || opts.tlsKeyFile)) {
+      throw new DriverError('CONFIG_INVALID', 'TLS files are set but the URL is http:; use https:', opts.url);
     }
-    if (Boolean(o.tlsCertFile) !== Boolean(o.tlsKeyFile)) {
-      throw new DriverError('CONFIG_INVALID', 'mTLS needs both tlsCertFile and tlsKeyFile', o.url);
+    if (Boolean(opts.tlsCertFile) !== Boolean(opts.tlsKeyFile)) {
+      throw new DriverError('CONFIG_INVALID', 'mTLS needs both tlsCertFile and tlsKeyFile', opts.url);
     }
     this.md = new Metadata();
-    for (const [k, v] of Object.entries(o.headers ?? {})) {
+    for (const [k, v] of Object.entries(opts.headers ?? {})) {
       try {
         this.md.set(k.toLowerCase(), v);
       } catch (e) {
@@ -279,7 +279,7 @@ export class OtlpDriver implements UplinkDriver {
   private credentials(): { creds: ChannelCredentials } | { problem: FileProblem } {
     if (!this.tls) return { creds: credentials.createInsecure() };
     const files: (Buffer | null)[] = [];
-    for (const [f, secret] of [[this.o.tlsCaFile, false], [this.o.tlsKeyFile, true], [this.o.tlsCertFile, false]] as const) {
+    for (const [f, secret] of [[this.opts.tlsCaFile, false], [this.opts.tlsKeyFile, true], [this.opts.tlsCertFile, false]] as const) {
       if (!f) {
         files.push(null);
         continue;
@@ -293,8 +293,8 @@ export class OtlpDriver implements UplinkDriver {
 
   private channelOptions(): ChannelOptions {
     return {
-      'grpc.default_compression_algorithm': this.o.compression === 'gzip' ? 2 : 0,
-      'grpc.primary_user_agent': `holdfast/${this.o.version ?? UNKNOWN_VERSION}`,
+      'grpc.default_compression_algorithm': this.opts.compression === 'gzip' ? 2 : 0,
+      'grpc.primary_user_agent': `holdfast/${this.opts.version ?? UNKNOWN_VERSION}`,
       'grpc.enable_retries': 0,
       'grpc.service_config_disable_resolution': 1,
       // An idle channel would go IDLE after 30 min, which the watcher would take for a loss.
@@ -345,7 +345,7 @@ export class OtlpDriver implements UplinkDriver {
           const now = channel.getConnectivityState(false);
           if (now === connectivityState.READY) return wait(now);
           this.up = false;
-          this.downCb?.({ kind: 'socket', code: 'ECONNRESET', message: `connection to ${this.o.url} lost (channel ${connectivityState[now]})` });
+          this.downCb?.({ kind: 'socket', code: 'ECONNRESET', message: `connection to ${this.opts.url} lost (channel ${connectivityState[now]})` });
         });
       } catch {
         /* channel already shut down */
@@ -372,7 +372,7 @@ export class OtlpDriver implements UplinkDriver {
           (b) => b,
           body,
           this.metadata(),
-          { deadline: Date.now() + this.o.timeoutMs },
+          { deadline: Date.now() + this.opts.timeoutMs },
           (err: ServiceError | null, resp?: Buffer) => {
             if (call) this.inflight.delete(call);
             if (err) {
@@ -396,11 +396,11 @@ export class OtlpDriver implements UplinkDriver {
     let built: BuiltBatch;
     try {
       built = batchToResourceMetrics(readingsOf(msg), {
-        gatewayId: this.o.gatewayId,
-        hardwareProfile: this.o.hardwareProfile,
+        gatewayId: this.opts.gatewayId,
+        hardwareProfile: this.opts.hardwareProfile,
         batchKey: msg.key,
-        metricName: this.o.metricName,
-        version: this.o.version,
+        metricName: this.opts.metricName,
+        version: this.opts.version,
       });
     } catch (e) {
       return { ok: false, requestAt, failure: { kind: 'unreadable', message: `batch not sent, unreadable: ${(e as Error).message}` } };
@@ -415,7 +415,7 @@ export class OtlpDriver implements UplinkDriver {
     if (r.partial) {
       this.rejectedTotal += r.partial.rejected;
       try {
-        this.o.onPartial?.({ uplink: this.name, taskId: msg.taskId, key: msg.key, ...r.partial });
+        this.opts.onPartial?.({ uplink: this.name, taskId: msg.taskId, key: msg.key, ...r.partial });
       } catch {
         /* a hook's failure must not turn a delivered batch into a failed send */
       }

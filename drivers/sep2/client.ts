@@ -110,12 +110,12 @@ export class Sep2Driver implements UplinkDriver {
   private readonly mups = new Map<string, Mup>();
   private maxPostRateS = 0;
 
-  constructor(private readonly o: Sep2DriverOptions) {
-    this.name = o.name;
-    this.base = new URL(o.url);
-    if (this.base.protocol !== 'https:') throw new RangeError(`2030.5 needs an https:// URL, got ${o.url}`);
-    this.pen = checkPen(o.pen ?? 0);
-    this.now = o.now ?? Date.now;
+  constructor(private readonly opts: Sep2DriverOptions) {
+    this.name = opts.name;
+    this.base = new URL(opts.url);
+    if (this.base.protocol !== 'https:') throw new RangeError(`2030.5 needs an https:// URL, got ${opts.url}`);
+    this.pen = checkPen(opts.pen ?? 0);
+    this.now = opts.now ?? Date.now;
   }
 
   get connected(): boolean { return this.up; }
@@ -130,7 +130,7 @@ export class Sep2Driver implements UplinkDriver {
     this.drop();
     const fail = (failure: RawFailure): ConnectResult => (this.drop(), { ok: false, failure });
     // Read at each connect (a renewed certificate is picked up); a missing file is a failed connect with its code.
-    const files = [readSmallFile(this.o.certFile), readSmallFile(this.o.keyFile, { secret: true }), readSmallFile(this.o.caFile)];
+    const files = [readSmallFile(this.opts.certFile), readSmallFile(this.opts.keyFile, { secret: true }), readSmallFile(this.opts.caFile)];
     const bad = files.find((f) => !f.ok);
     if (bad && !bad.ok) return fail({ kind: 'file', code: bad.code, message: bad.message });
     const [cert, key, ca] = files.map((f) => (f.ok ? f.data : Buffer.alloc(0)));
@@ -140,9 +140,9 @@ export class Sep2Driver implements UplinkDriver {
       const err = e as Error & { code?: unknown };
       return fail({ kind: 'tls', code: typeof err.code === 'string' ? err.code : 'CERT_UNREADABLE', message: `client certificate, key or CA unreadable: ${err.message}` });
     }
-    this.agent = new https.Agent({ keepAlive: true, maxSockets: 1, cert, key, ca, ciphers: this.o.ciphers, rejectUnauthorized: true,
-      minVersion: this.o.minVersion ?? 'TLSv1.2', maxVersion: this.o.maxVersion ?? 'TLSv1.2' });
-    const dcapUrl = new URL(this.o.dcapPath ?? '/dcap', this.base);
+    this.agent = new https.Agent({ keepAlive: true, maxSockets: 1, cert, key, ca, ciphers: this.opts.ciphers, rejectUnauthorized: true,
+      minVersion: this.opts.minVersion ?? 'TLSv1.2', maxVersion: this.opts.maxVersion ?? 'TLSv1.2' });
+    const dcapUrl = new URL(this.opts.dcapPath ?? '/dcap', this.base);
     const dcap = await this.request('GET', dcapUrl);
     if (!dcap.ok || dcap.status !== 200) return fail(dcap.ok ? this.httpFailure('GET', dcapUrl, dcap) : dcap.failure);
     try {
@@ -176,7 +176,7 @@ export class Sep2Driver implements UplinkDriver {
     const rows = parseBatch(msg.readings);
     if (!rows) return fail({ kind: 'unreadable', message: 'stored batch is not a JSON array of readings; not sent' });
     const { device, key } = msg;
-    const id = (...parts: string[]) => stableMrid(this.pen, this.o.gatewayId, ...parts);
+    const id = (...parts: string[]) => stableMrid(this.pen, this.opts.gatewayId, ...parts);
     const mupMrid = id('mup', device);
     const mmrs = mapReadings(rows, this.stats.skipped).map((g): MmrSpec & { g: PointReadings } => ({
       g, mRID: id('mmr', device, g.point), description: truncateUtf8(g.point), readingType: readingTypeFor(g),
@@ -221,9 +221,9 @@ export class Sep2Driver implements UplinkDriver {
   private async createMup(device: string, mRID: string, mmrs: MmrSpec[]): Promise<Mup | { failure: RawFailure }> {
     const url = this.listUrl as URL;
     const r = await this.request('POST', url, writeMirrorUsagePoint({
-      mRID, description: truncateUtf8(device), roleFlags: this.o.roleFlags ?? 0x41, serviceCategoryKind: 0, status: 1,
-      deviceLFDI: this.o.deviceLfdi?.[device] ?? (this.me as DeviceIdentity).lfdi,
-      mmrs: mmrs.map((m) => ({ mRID: m.mRID, description: m.description, readingType: m.readingType })), postRate: this.o.postRateS,
+      mRID, description: truncateUtf8(device), roleFlags: this.opts.roleFlags ?? 0x41, serviceCategoryKind: 0, status: 1,
+      deviceLFDI: this.opts.deviceLfdi?.[device] ?? (this.me as DeviceIdentity).lfdi,
+      mmrs: mmrs.map((m) => ({ mRID: m.mRID, description: m.description, readingType: m.readingType })), postRate: this.opts.postRateS,
     }));
     if (!r.ok) return { failure: r.failure };
     if (r.status < 200 || r.status >= 300) return { failure: this.httpFailure('POST', url, r) };
@@ -281,9 +281,9 @@ export class Sep2Driver implements UplinkDriver {
         res.on('error', (e) => finish({ ok: false, failure: rawOfError(e) }));
       });
       const timer = setTimeout(() => {
-        finish({ ok: false, failure: { kind: 'timeout', code: 'ETIMEDOUT', message: `${method} ${url.pathname}: no answer within ${this.o.timeoutMs} ms` } });
+        finish({ ok: false, failure: { kind: 'timeout', code: 'ETIMEDOUT', message: `${method} ${url.pathname}: no answer within ${this.opts.timeoutMs} ms` } });
         req.destroy();
-      }, clampDelay(this.o.timeoutMs));
+      }, clampDelay(this.opts.timeoutMs));
       req.on('error', (e: Error & { code?: unknown }) =>
         finish(!retried && req.reusedSocket && e.code === 'ECONNRESET' ? null : { ok: false, failure: rawOfError(e) }));
       req.end(body);

@@ -58,8 +58,13 @@ function watchGc(): () => GcTally {
   const obs = new PerformanceObserver((list) => {
     for (const e of list.getEntries()) {
       const kind = (e as PerformanceEntry & { detail?: { kind?: number } }).detail?.kind ?? 0;
-      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) (tally.minor++, (tally.minorMs += e.duration));
-      else (tally.major++, (tally.majorMs += e.duration));
+      if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+        tally.minor++;
+        tally.minorMs += e.duration;
+      } else {
+        tally.major++;
+        tally.majorMs += e.duration;
+      }
     }
   });
   obs.observe({ entryTypes: ['gc'] });

@@ -137,7 +137,10 @@ export async function runDrainRounds(s: DrainSetup): Promise<{ raws: DrainRun[];
     for (let round = 0; round <= s.rounds; round++) {
       const a = await raw.round(s.brokerCpuMs);
       const b = await lane.round(s.brokerCpuMs);
-      if (round > 0) (raws.push(a), lanes.push(b));
+      if (round > 0) {
+        raws.push(a);
+        lanes.push(b);
+      }
       s.onRound?.(round, a, b);
     }
     return { raws, lanes, messages: r.messages, readings: r.readings, bytes: r.bytes ?? NaN, decodeUs: l.decodeUs ?? NaN };

@@ -26,7 +26,7 @@
  * 2. Poll jitter: 50 devices on 4 RTU buses (4 socat pairs, units 1..13, 1..13, 1..12, 1..12;
  *    odd units counter, even units meter; 115200 8N1, no line emulation), one real RtuMaster per
  *    bus, one DevicePoller per device (pollMs 1000, started staggered over the period as
- *    agent/field/field.ts does), a sink that counts (and checks the counters are contiguous).
+ *    agent/acquisition/field.ts does), a sink that counts (and checks the counters are contiguous).
  *    DevicePoller.stats.lateMs (start of a poll vs its slot, Date.now() ms) p50/p99/max and
  *    skipped slots, vs Node's own setTimeout lateness measured the same way with 50 plain timers
  *    on the same grid: alone (the floor) and, for context, beside the pollers. The floor and the
@@ -49,7 +49,7 @@ import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import { serialPort } from '../../drivers/serial/port.js';
 import type { Reading } from '../../agent/reading.js';
-import { DevicePoller } from '../../agent/field/poller.js';
+import { DevicePoller } from '../../agent/acquisition/poller.js';
 import { lineMs, parseRtuResponse, registers, rtuRequest, rtuResponseLength, t35Ms, type ReadRequest } from '../../drivers/modbus/frame.js';
 import { RtuMaster } from '../../drivers/modbus/rtu-master.js';
 import type { DeviceMap, PointDef } from '../../drivers/modbus/types.js';
@@ -427,7 +427,7 @@ class PlainTimer {
 
 const BUS_UNITS = [13, 13, 12, 12];
 
-/** Start offsets as agent/field/field.ts gives them: each bus's devices spread over one period. */
+/** Start offsets as agent/acquisition/field.ts gives them: each bus's devices spread over one period. */
 function offsets(): number[] {
   return BUS_UNITS.flatMap((n) => Array.from({ length: n }, (_, i) => Math.floor((i * POLL_MS) / n)));
 }

@@ -5,7 +5,7 @@
  * shift the ones after it, missed slots are skipped and counted). After a failed poll the next
  * one waits for the shared backoff (agent/policy/retry.ts), sooner for "busy" exceptions.
  * Points answered with exception 01/02/03 stop being polled (a config fault, reported); their
- * read is re-probed alone on a slow, jittered schedule (agent/field/refused.ts) and the points
+ * read is re-probed alone on a slow, jittered schedule (agent/acquisition/refused.ts) and the points
  * come back once it is answered.
  */
 import type { Logger } from 'pino';
@@ -66,7 +66,7 @@ export class DevicePoller {
   readonly stats = { polls: 0, okPolls: 0, failedPolls: 0, skippedSlots: 0, lateMs: [] as number[] };
 
   constructor(
-    private readonly o: PollerOptions,
+    private readonly opts: PollerOptions,
     private readonly bus: BusReader,
     private readonly sink: Sink,
     private readonly report: (o: PollOutcome) => void,
@@ -77,13 +77,13 @@ export class DevicePoller {
     /** Owns the poll timer: a failed poll is reported and the next slot still comes. */
     private readonly guard: Guard = new Guard({ log }),
   ) {
-    this.refused = new RefusedReads(o.reprobe ?? DEFAULT_REPROBE, o.device, log, rand);
-    if (o.points !== 'sunspec') this.setPoints([...o.points]);
+    this.refused = new RefusedReads(opts.reprobe ?? DEFAULT_REPROBE, opts.device, log, rand);
+    if (opts.points !== 'sunspec') this.setPoints([...opts.points]);
   }
 
   private setPoints(points: PointDef[]): void {
     this.points = points;
-    this.plan = planReads(points.filter((p) => !this.disabled.has(p.name)), { gap: this.o.gap });
+    this.plan = planReads(points.filter((p) => !this.disabled.has(p.name)), { gap: this.opts.gap });
   }
 
   /** The thermal governor's factor: polled every pollStride(factor)-th slot (1: every slot). */
@@ -100,7 +100,7 @@ export class DevicePoller {
 
   private arm(when: number): void {
     if (this.stopped) return;
-    this.timer = this.guard.timeout('field.poll', () => this.tick(when), when - this.clock.mono(), () => this.arm(this.clock.mono() + this.o.pollMs));
+    this.timer = this.guard.timeout('field.poll', () => this.tick(when), when - this.clock.mono(), () => this.arm(this.clock.mono() + this.opts.pollMs));
   }
 
   private async tick(scheduled: number): Promise<void> {
@@ -110,21 +110,21 @@ export class DevicePoller {
     if (this.stopped) return;
     const now = this.clock.mono();
     // next slot on the fixed grid, skipping the ones already past
-    this.k = Math.max(this.k + 1, Math.ceil((now - this.t0) / this.o.pollMs));
-    const missed = this.k - 1 - Math.floor((scheduled - this.t0) / this.o.pollMs);
+    this.k = Math.max(this.k + 1, Math.ceil((now - this.t0) / this.opts.pollMs));
+    const missed = this.k - 1 - Math.floor((scheduled - this.t0) / this.opts.pollMs);
     if (missed > 0) this.stats.skippedSlots += missed;
     // Throttled (thermal governor): the same grid, only every stride-th slot.
     if (this.stride > 1) this.k = Math.ceil(this.k / this.stride) * this.stride;
-    let next = this.t0 + this.k * this.o.pollMs;
+    let next = this.t0 + this.k * this.opts.pollMs;
     if (!outcome.ok) {
       this.failures++;
       const busy = outcome.failure.kind === 'exception' && (outcome.failure.exception === 5 || outcome.failure.exception === 6);
-      const d = nextDelay(this.o.retry, { attempt: this.failures, prevDelayMs: this.prevDelay || this.o.retry.baseMs }, this.rand);
+      const d = nextDelay(this.opts.retry, { attempt: this.failures, prevDelayMs: this.prevDelay || this.opts.retry.baseMs }, this.rand);
       this.prevDelay = d;
-      const wait = busy ? Math.max(1, Math.round(d * this.o.soonerFactor)) : d;
+      const wait = busy ? Math.max(1, Math.round(d * this.opts.soonerFactor)) : d;
       if (now + wait > next) {
-        this.k = Math.ceil((now + wait - this.t0) / this.o.pollMs);
-        next = this.t0 + this.k * this.o.pollMs;
+        this.k = Math.ceil((now + wait - this.t0) / this.opts.pollMs);
+        next = this.t0 + this.k * this.opts.pollMs;
       }
     } else {
       this.failures = 0;
@@ -136,7 +136,7 @@ export class DevicePoller {
   /** One poll of every planned read; stops at the first timeout or transport failure. */
   async poll(): Promise<PollOutcome> {
     this.stats.polls++;
-    if (this.o.points === 'sunspec' && this.points.length === 0) {
+    if (this.opts.points === 'sunspec' && this.points.length === 0) {
       const found = await this.discover();
       if (!found.ok) return this.fail(found);
     }
@@ -146,7 +146,7 @@ export class DevicePoller {
     const plan = this.plan;
     // Refused reads whose re-probe is due go first, each alone.
     for (const item of this.refused.due(this.clock.mono())) {
-      const r = await this.bus.read({ unit: this.o.unitId, fn: FN[item.kind], address: item.address, count: item.count }, this.o.timeoutMs);
+      const r = await this.bus.read({ unit: this.opts.unitId, fn: FN[item.kind], address: item.address, count: item.count }, this.opts.timeoutMs);
       if (r.ok) {
         this.refused.answered(item, this.clock.mono());
         for (const p of item.points) this.disabled.delete(p.name);
@@ -160,7 +160,7 @@ export class DevicePoller {
       }
     }
     for (const item of plan) {
-      const r = await this.bus.read({ unit: this.o.unitId, fn: FN[item.kind], address: item.address, count: item.count }, this.o.timeoutMs);
+      const r = await this.bus.read({ unit: this.opts.unitId, fn: FN[item.kind], address: item.address, count: item.count }, this.opts.timeoutMs);
       if (!r.ok) {
         const f = r.failure;
         if (refusal(f)) {
@@ -180,7 +180,7 @@ export class DevicePoller {
       const raw = raws.get(p.name);
       if (raw === undefined) continue;
       if (typeof raw === 'boolean') {
-        out.push({ device: this.o.device, point: p.name, ts, value: raw, unit: p.unit ?? '', quality: 'good' });
+        out.push({ device: this.opts.device, point: p.name, ts, value: raw, unit: p.unit ?? '', quality: 'good' });
         continue;
       }
       // A SunSpec scale factor is an int16 read in the same poll; a missing one decodes as "not implemented".
@@ -190,9 +190,9 @@ export class DevicePoller {
         sf = Array.isArray(sfRaw) ? (sfRaw[0] << 16) >> 16 : -32768;
       }
       const d = decodePoint(p, raw, sf);
-      out.push({ device: this.o.device, point: p.name, ts, value: d.value, unit: p.unit ?? '', quality: d.quality });
+      out.push({ device: this.opts.device, point: p.name, ts, value: d.value, unit: p.unit ?? '', quality: d.quality });
     }
-    if (out.length > 0 && !this.sink(this.o.device, out)) this.log.warn({ device: this.o.device, code: 'INGEST_QUEUE_FULL' }, 'poll dropped: ingest queue full');
+    if (out.length > 0 && !this.sink(this.opts.device, out)) this.log.warn({ device: this.opts.device, code: 'INGEST_QUEUE_FULL' }, 'poll dropped: ingest queue full');
     this.stats.okPolls++;
     this.report(configFault ?? { ok: true });
     return { ok: true };
@@ -207,14 +207,14 @@ export class DevicePoller {
   private async discover(): Promise<{ ok: true } | { ok: false; failure: ModbusFailure }> {
     let failure: ModbusFailure | null = null;
     const found = await discover(async (address, count) => {
-      const r = await this.bus.read({ unit: this.o.unitId, fn: 3, address, count }, this.o.timeoutMs);
+      const r = await this.bus.read({ unit: this.opts.unitId, fn: 3, address, count }, this.opts.timeoutMs);
       if (r.ok) return r.registers ?? null;
       if (r.failure.kind !== 'exception') failure = r.failure;
       return null;
     });
     if (!found) return { ok: false, failure: failure ?? { kind: 'exception', exception: 2, message: 'no SunSpec marker at 40000, 0 or 50000' } };
     const points = found.models.flatMap((m) => modelPoints(m));
-    this.log.info({ device: this.o.device, base: found.base, models: found.models.map((m) => m.id), points: points.length }, 'SunSpec discovery');
+    this.log.info({ device: this.opts.device, base: found.base, models: found.models.map((m) => m.id), points: points.length }, 'SunSpec discovery');
     this.setPoints(points);
     return { ok: true };
   }

@@ -11,8 +11,6 @@ import type { Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
 import type { PayloadCodec } from '../../store/codec.js';
 import type { DB } from '../../store/db.js';
-import { DB_FILE } from '../../store/db.js';
-import { join } from 'node:path';
 import type { Lane } from '../forward/lane.js';
 import { GuardedTaskQueue, placeholderDb, StoreOutbox, type GuardedEvents } from './guarded.js';
 import { StoreKeeper, type StoreState } from './keeper.js';

@@ -1,5 +1,5 @@
 /**
- * Wires the clock watch (agent/clock-watch.ts) to a running engine: the lanes it flushes before
+ * Sets up the clock watch (agent/clock-watch.ts) for a running engine: the lanes it flushes before
  * stored times move and re-reads after batches are rewritten, the batches in flight it must not
  * rewrite, the schedules it re-arms after a step, and the metrics of steps, synchronisation and
  * flagged readings.

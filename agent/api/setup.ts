@@ -1,5 +1,5 @@
 /**
- * Wires the metrics and the HTTP server to a running engine: where each metric comes from, what
+ * Sets up the metrics and the HTTP server for a running engine: where each metric comes from, what
  * the admin routes do, and when the gateway is ready.
  */
 import { readFileSync } from 'node:fs';
