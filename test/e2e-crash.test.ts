@@ -6,9 +6,10 @@
  * Default: 3 kills in each phase; HOLDFAST_LONG=1: 50 in all.
  */
 import t from 'tap';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { startBroker, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
-import { checkCounters, count, makeAgentDir, startAgent, telemetry, withDb } from './helpers/agent.js';
+import { checkCounters, count, log, makeAgentDir, startAgent, telemetry, withDb } from './helpers/agent.js';
 import { mulberry32 } from './helpers/rand.js';
 
 const LONG = process.env.HOLDFAST_LONG === '1';
@@ -50,13 +51,28 @@ t.test(`kill -9 during ingest and during drain loses no committed batch (${KILLS
     t.equal(ok, 'ok', `round ${round} (${draining ? 'drain' : 'ingest'}): integrity_check ok after kill -9`);
   }
 
-  // Final run: no more readings, everything committed must be delivered.
+  // Final run: no more readings (each source stops where the store left it), everything
+  // committed must be delivered.
+  const cursors = withDb(a, (db) => db.prepare('SELECT device, cursor FROM source_state').all() as { device: string; cursor: number }[]);
+  const cfg = JSON.parse(readFileSync(a.configFile, 'utf8')) as { sources: { device: string; stopAfter?: number }[] };
+  for (const src of cfg.sources) src.stopAfter = Math.max(1, cursors.find((c) => c.device === src.device)?.cursor ?? 1);
+  writeFileSync(a.configFile, JSON.stringify(cfg, null, 2));
+  const connectedBefore = log(a).split('\n').filter((l) => l.includes('"uplink connected"')).length;
   const final = startAgent(a);
   t.teardown(async () => {
     if (final.proc.exitCode === null) await final.kill9();
   });
-  await sleep(300);
-  await waitFor(() => count(a, `SELECT count(*) FROM recovery_tasks WHERE status != 'delivered'`) === 0 && count(a, 'SELECT count(*) FROM payloads') > 0, 120_000, 'buffer empty');
+  // Up (its signal handlers in place) before anything is judged or stopped.
+  await waitFor(() => log(a).split('\n').filter((l) => l.includes('"uplink connected"')).length > connectedBefore, 60_000, 'the final run connected');
+  const waitFrom = Date.now();
+  await waitFor(() => count(a, `SELECT count(*) FROM recovery_tasks WHERE status != 'delivered'`) === 0 && count(a, 'SELECT count(*) FROM payloads') > 0, 120_000, 'buffer empty').catch((e: Error) => {
+    const left = withDb(a, (db) => db.prepare(
+      `SELECT status, next_attempt_at > 0 AS waiting, retry_count AS retries, last_error_code AS code, count(*) AS tasks, min(id) AS fromId, max(id) AS toId FROM recovery_tasks WHERE status != 'delivered' GROUP BY 1, 2, 3, 4`,
+    ).all());
+    const maxId = count(a, 'SELECT max(id) FROM recovery_tasks');
+    throw new Error(`${e.message}; left: ${JSON.stringify(left)}; max task id ${maxId}; log tail: ${log(a).split('\n').slice(-12).join('\n')}`);
+  });
+  t.comment(`buffer empty ${Date.now() - waitFrom} ms after the final start`);
   const finalCode = await final.stop();
   t.equal(finalCode, 0, 'graceful stop');
   // Readings committed by the graceful stop itself stay pending for the next start: never lost.

@@ -11,6 +11,12 @@ import { exitAfterFlush } from '../shutdown.js';
 
 export async function runAgent(cfg: Config): Promise<void> {
   const log = createLogger(cfg.logFile, cfg.logLevel);
+  // A signal during the start (pm2 or systemd stopping a starting agent) is kept and acted on
+  // once the engine is up, so the stop is the ordered one, not the signal's default.
+  let onSignal: (sig: string) => void = (sig) => (early ??= sig);
+  let early: string | null = null;
+  process.once('SIGTERM', () => onSignal('SIGTERM'));
+  process.once('SIGINT', () => onSignal('SIGINT'));
   let engine: Engine;
   try {
     await loadDrivers(cfg);
@@ -58,8 +64,8 @@ export async function runAgent(cfg: Config): Promise<void> {
       },
     );
   };
-  process.once('SIGTERM', () => shutdown('SIGTERM'));
-  process.once('SIGINT', () => shutdown('SIGINT'));
+  onSignal = (sig) => shutdown(sig);
+  if (early) shutdown(early);
   // Backstops for what escaped every owner (agent/guard.ts), in a library's callback most likely.
   // A stray rejection is reported and the agent goes on; an uncaught exception may have left a
   // driver half-way, so the agent stops in order (the store closed) and exits 1 for pm2 to restart.
