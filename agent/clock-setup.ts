@@ -13,14 +13,14 @@ import type { Lane } from './forward/lane.js';
 import type { Metrics } from './api/metrics.js';
 import type { IngestStats } from './ingest.js';
 import type { PayloadCodec } from '../store/codec.js';
-import type { DB } from '../store/db.js';
+import type { Store } from '../store/store.js';
 import type { Events } from '../store/events.js';
 import type { Guard } from './guard.js';
 
 export interface ClockWiring {
   cfg: Config;
   clock: Clock;
-  db: () => DB;
+  store: () => Store;
   events: Events;
   codec: PayloadCodec;
   log: Logger;
@@ -33,7 +33,7 @@ export interface ClockWiring {
 
 export function createClockWatch(w: ClockWiring): ClockWatch {
   return new ClockWatch({
-    clock: w.clock, db: w.db, events: w.events, codec: w.codec, log: w.log, guard: w.guard,
+    clock: w.clock, store: w.store, events: w.events, codec: w.codec, log: w.log, guard: w.guard,
     caps: w.cfg.uplinks.filter((u) => u.enabled).map((u) => ({ uplink: u.name, capMs: scheduleCap(u.retry) })),
     beforeRebase: () => {
       for (const l of w.lanes()) l.flush();

@@ -16,7 +16,7 @@ import type { Clock } from './clock.js';
 import { firstLook, look, rebaseReadings, type ClockLook, type ClockState } from './policy/clock.js';
 import type { SafeTimer } from '../drivers/timer.js';
 import { Guard } from './guard.js';
-import type { DB } from '../store/db.js';
+import type { Store } from '../store/store.js';
 import type { Events } from '../store/events.js';
 import type { PayloadCodec } from '../store/codec.js';
 import { clampSchedules, goodOffsets, loadBoot, rebaseForStep, saveBoot } from '../store/clock.js';
@@ -30,7 +30,7 @@ const REBASE_PER_LOOK = 50;
 export interface ClockWatchDeps {
   clock: Clock;
   /** The store in use (it may be reopened after a failure). */
-  db: () => DB;
+  store: () => Store;
   events: Events;
   codec: PayloadCodec;
   log: Logger;
@@ -106,17 +106,17 @@ export class ClockWatch {
     const wall = c.wall();
     const mono = c.mono();
     const first = this.state === null;
-    const l: ClockLook = first ? firstLook(loadBoot(this.deps.db(), c.boot), wall, mono, c.floor) : look(this.state!, wall, mono, c.floor);
+    const l: ClockLook = first ? firstLook(loadBoot(this.deps.store().db, c.boot), wall, mono, c.floor) : look(this.state!, wall, mono, c.floor);
     if (l.step !== null) this.stepped(l.step, wall, first);
     if (first) {
       // Schedules written by a clock that ran ahead in another boot, or before this run.
-      const cl = clampSchedules(this.deps.db(), wall, this.deps.caps);
+      const cl = clampSchedules(this.deps.store().db, wall, this.deps.caps);
       if (cl.schedules + cl.events > 0) this.deps.log.warn({ code: 'CLOCK_STEP', ...cl }, 'stored retry times further ahead than the retry cap brought back');
     }
     if (first ? !l.state.synced : l.became === 'unsynced') this.unsynced(wall, first);
     if (l.became === 'synced' && !first) this.becameSynced(wall);
     else if (first && l.state.synced) this.deps.events.close('gateway', 'clock', 'unsynced', wall);
-    if (l.persist) saveBoot(this.deps.db(), c.boot, { offset: l.state.offset, synced: l.state.synced }, wall);
+    if (l.persist) saveBoot(this.deps.store().db, c.boot, { offset: l.state.offset, synced: l.state.synced }, wall);
     this.state = l.state;
     if (first) this.deps.onSynced?.(l.state.synced);
     if (l.state.synced) this.rebase();
@@ -125,8 +125,8 @@ export class ClockWatch {
   private stepped(stepMs: number, wall: number, whileStopped: boolean): void {
     this.steps++;
     this.deps.beforeRebase?.();
-    const moved = rebaseForStep(this.deps.db(), stepMs);
-    const clamped = clampSchedules(this.deps.db(), wall, this.deps.caps);
+    const moved = rebaseForStep(this.deps.store().db, stepMs);
+    const clamped = clampSchedules(this.deps.store().db, wall, this.deps.caps);
     const detail = { stepMs, from: wall - stepMs, to: wall, whileStopped, moved, clamped };
     this.deps.events.record({ scope: 'gateway', subject: 'clock', kind: 'clock_step', code: 'CLOCK_STEP', faultClass: 'local', at: wall, detail });
     this.deps.log.warn(
@@ -155,8 +155,8 @@ export class ClockWatch {
   /** Re-bases a few stored batches with readings stamped while the clock was not good. */
   private rebase(): void {
     let offsets: Map<string, number> | null = null;
-    const r = rebaseStored(this.deps.db(), this.deps.codec, this.deps.clock.boot, REBASE_PER_LOOK, (readings, boot) => {
-      offsets ??= goodOffsets(this.deps.db());
+    const r = rebaseStored(this.deps.store(), this.deps.codec, this.deps.clock.boot, REBASE_PER_LOOK, (readings, boot) => {
+      offsets ??= goodOffsets(this.deps.store().db);
       const off = offsets.get(boot);
       return off === undefined ? null : rebaseReadings(readings, off);
     }, this.deps.inflight?.());

@@ -13,10 +13,7 @@ import { VERSION } from './version.js';
 import { createDriver } from './uplinks.js';
 import { MqttDriver } from '../drivers/mqtt/client.js';
 import { loadKeyring, PayloadCodec } from '../store/codec.js';
-import type { DB } from '../store/db.js';
-import { purge, readmitReset } from '../store/admin.js';
-import { collectAfterPurge } from '../store/segment-gc.js';
-import type { SegmentWriter } from '../store/segments.js';
+import type { Store } from '../store/store.js';
 import { Storage } from './storage/storage.js';
 import { Field } from './acquisition/field.js';
 import { loadProfile } from './config/formats.js';
@@ -25,7 +22,7 @@ import { Thermal } from './thermal.js';
 import { Sysfs } from '../hardware/sysfs.js';
 import type { Metrics } from './api/metrics.js';
 import type { ApiServer } from './api/server.js';
-import { createApi, createMetrics, createSelfExport } from './api/setup.js';
+import { createApi, createMetrics, createSelfExport, type GatewayView } from './api/setup.js';
 import type { SelfMetricsExport } from './api/self-export.js';
 import { LogLimiter } from './log-limit.js';
 import type { PartialEvent } from '../drivers/otlp/client.js';
@@ -74,7 +71,7 @@ export class Engine {
     this.clock = clock;
     const s = cfg.store;
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
-    this.metrics = createMetrics(this);
+    this.metrics = createMetrics(this.view);
     this.guard = new Guard({
       log,
       count: (site, code) => this.metrics.internalErrors.inc({ site, code }),
@@ -131,21 +128,28 @@ export class Engine {
             for (const d of this.mqtt) d.publishEvent('faults', m);
           }, clock, this.guard);
     this.clockWatch = createClockWatch({
-      cfg, clock, db: () => this.db, events: this.events, codec, log, lanes: () => this.lanes, metrics: () => this.metrics, guard: this.guard,
+      cfg, clock, store: () => this.store, events: this.events, codec, log, lanes: () => this.lanes, metrics: () => this.metrics, guard: this.guard,
       afterStep: () => {
         if (this.purgeTask) this.schedulePurge();
       },
     });
   }
 
-  /** The store's connection in use (a stand-in in memory while the store is unavailable). */
-  get db(): DB {
-    return this.storage.db;
-  }
+  /** What the metrics and the local API see of the gateway (agent/api/setup.ts). */
+  private readonly view: GatewayView = {
+    store: () => this.store.admin,
+    storeState: () => this.storage.keeper.state(),
+    storage: () => this.storage.status(),
+    lanes: () => this.lanes,
+    fieldFaults: () => this.field?.faults() ?? [],
+    busVolts: () => this.field?.busVolts() ?? [],
+    thermal: () => this.thermal,
+    sweep: () => this.sweep(),
+  };
 
-  /** Where payload bodies are appended (store/segments.ts); null while the store is unavailable. */
-  get segments(): SegmentWriter | null {
-    return this.storage.keeper.session?.writer ?? null;
+  /** The store in use (a stand-in in memory while the store is unavailable). */
+  get store(): Store {
+    return this.storage.store;
   }
 
   /** A storage fault or drop on every MQTT uplink's `faults` topic (best effort: the store has the record). */
@@ -171,7 +175,7 @@ export class Engine {
     else this.selfExport?.start();
     this.schedulePurge();
     if (!c.api.enabled) return null;
-    this.api = createApi(this);
+    this.api = createApi(c, this.metrics, this.view, this.guard);
     const port = await this.api.start();
     this.log.info({ listen: c.api.listen, port }, 'HTTP server: /metrics /healthz /readyz /api');
     return port;
@@ -205,7 +209,7 @@ export class Engine {
     if (!this.storage.keeper.available) return;
     const now = this.clock.wall();
     try {
-      const readmitted = readmitReset(this.db, now);
+      const readmitted = this.store.admin.readmitReset(now);
       for (const r of readmitted) {
         this.log.info({ uplink: r.uplink, tasks: r.n }, 'failed tasks re-admitted after an operator reset');
         this.lanes.find((l) => l.name === r.uplink)?.rescan();
@@ -217,7 +221,7 @@ export class Engine {
         }
       }
       // Writes of the sweep and of events count towards the WAL too: checkpoint when it is due.
-      this.segments?.afterCommit();
+      this.store.afterCommit();
     } catch (e) {
       this.log.error({ err: e, code: 'STORE_UNAVAILABLE' }, 'sweep failed');
     }
@@ -244,8 +248,9 @@ export class Engine {
   purgeNow(): void {
     if (!this.storage.keeper.available) return;
     try {
-      const r = purge(this.db, this.cfg.store.retentionDays * 86_400_000, this.clock.wall());
-      const gc = collectAfterPurge(this.db);
+      const store = this.store;
+      const r = store.admin.purge(this.cfg.store.retentionDays * 86_400_000, this.clock.wall());
+      const gc = store.collectSegments();
       this.log.info({ ...r, segmentsDeleted: gc.files, segmentBytesFreed: gc.bytes }, 'retention purge');
     } catch (e) {
       this.storage.keeper.fail(e, 'purge');

@@ -15,8 +15,7 @@
 import { createHash } from 'node:crypto';
 import type { DB } from './db.js';
 import type { PayloadCodec } from './codec.js';
-import { writerFor } from './segment-gc.js';
-import { readPayload } from './tasks.js';
+import type { Store } from './store.js';
 import { batchHead } from './segment-record.js';
 
 export interface RebaseReport {
@@ -35,11 +34,12 @@ export interface RebaseReport {
  * that boot has no good offset (yet: `currentBoot` is then left for later; any other boot is over).
  */
 export function rebaseStored(
-  db: DB, codec: PayloadCodec, currentBoot: string, limit: number,
+  store: Store, codec: PayloadCodec, currentBoot: string, limit: number,
   rebase: (readings: Array<Record<string, unknown>>, boot: string) => number | null,
   /** Task ids in flight now (their sends read the old body): such a batch waits for a later pass. */
   inflight: ReadonlySet<number> = new Set(),
 ): RebaseReport {
+  const { db, writer } = store;
   const r: RebaseReport = { rebased: 0, rebasedReadings: 0, kept: 0, unrebasable: 0, unrebasableReadings: 0, errors: [] };
   const rows = db
     .prepare(
@@ -51,7 +51,6 @@ export function rebaseStored(
     .all(limit) as { id: number; boot: string; readings: number; key: string; device: string; readingCount: number; createdAt: number; downsampled: number; attempted: number }[];
   const tasksOf = db.prepare('SELECT id FROM recovery_tasks WHERE payload_id = ?').pluck();
   const mark = db.prepare('UPDATE clock_batches SET state = ? WHERE payload_id = ?');
-  const writer = writerFor(db);
   const update = db.prepare(
     `UPDATE payloads SET payload_hash = ?, first_ts = ?, last_ts = ?, codec = ?, key_id = ?, iv = ?, tag = ?, body = ?,
        body_segment = ?, body_offset = ?, body_length = ? WHERE id = ?`,
@@ -65,7 +64,7 @@ export function rebaseStored(
     if (inflight.size > 0 && (tasksOf.all(row.id) as number[]).some((id) => inflight.has(id))) continue;
     let readings: Array<Record<string, unknown>>;
     try {
-      const p = readPayload(db, row.key);
+      const p = store.payload(row.key);
       if (!p) throw new Error('payload row vanished');
       readings = JSON.parse(codec.decodeText(p, row.key)) as Array<Record<string, unknown>>;
       if (!Array.isArray(readings)) throw new Error('stored batch is not a JSON array');

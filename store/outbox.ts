@@ -14,7 +14,6 @@
  */
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
-import { writerFor } from './segment-gc.js';
 import type { SegmentRef, SegmentWriter } from './segments.js';
 import { batchHead } from './segment-record.js';
 import { payloadInsert, type RowMeta } from './payload-row.js';
@@ -75,14 +74,11 @@ export class Outbox {
   private readonly clockBatch;
   private readonly txn;
 
-  /**
-   * `segments`: where bodies go; by default the connection's writer (created, with recovery, on
-   * first use); null keeps bodies in the rows (a database that is not a file).
-   */
+  /** `segments`: where bodies go; null keeps bodies in the rows (a database that is not a file). Handed out by Store.outbox. */
   constructor(
     private readonly db: DB,
     private uplinks: readonly string[],
-    private readonly segments: SegmentWriter | null = writerFor(db),
+    private readonly segments: SegmentWriter | null,
   ) {
     this.insertPayload = payloadInsert(db, 'ON CONFLICT (batch_key) DO NOTHING');
     this.findPayload = db.prepare('SELECT payload_hash FROM payloads WHERE batch_key = ?').pluck();

@@ -20,7 +20,7 @@ import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
 import { metaOf, recordHeadOf, type SealedBatch } from './outbox.js';
 import { payloadInsert } from './payload-row.js';
-import { forgetSegments, segmentName, type SegmentWriter } from './segments.js';
+import { segmentName, type SegmentWriter } from './segments.js';
 import { rawToTask } from './tasks.js';
 
 /** One segment file as the storage policy plans over it (agent/policy/storage.ts): its batches summed up in SQL. */
@@ -190,12 +190,12 @@ export function emptySegment(db: DB, w: SegmentWriter, seg: number, reason: 'dea
     throw e;
   }
   w.afterCommit();
-  out.freedBytes = unlinkSegment(db, w, seg);
+  out.freedBytes = unlinkSegment(w, seg);
   return out;
 }
 
 /** Unlinks a segment file no row refers to any more; its size, 0 if it was gone. */
-export function unlinkSegment(db: DB, w: SegmentWriter, seg: number): number {
+export function unlinkSegment(w: SegmentWriter, seg: number): number {
   const file = join(w.dir, segmentName(seg));
   let bytes = 0;
   try {
@@ -204,6 +204,6 @@ export function unlinkSegment(db: DB, w: SegmentWriter, seg: number): number {
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
   }
-  forgetSegments(db, [seg]);
+  w.reader.forget(seg);
   return bytes;
 }

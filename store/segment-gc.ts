@@ -1,7 +1,7 @@
 /**
  * The life of segment files (store/segments.ts) around the rows that refer to them:
  *
- *   - recovery, when the agent's writer is created (writerFor): segment files no `payloads` row
+ *   - recovery, when the agent's writer is created (createWriter): segment files no `payloads` row
  *     refers to are deleted (written by a crash between write() and the commit, or left by a
  *     purge); the last segment any row refers to is truncated to the end of the last range a row
  *     refers to (the orphans of a crash between write() and commit) and appending goes on there
@@ -20,12 +20,10 @@
 import { ftruncateSync, openSync, closeSync, fdatasyncSync, readSync, statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { ensurePrivateDir, type DB } from './db.js';
-import {
-  dataDirOf, forgetSegments, listSegments, registerWriter, segmentDir, segmentName, SegmentWriter, syncDir, writerOf, type SyncLevel,
-} from './segments.js';
+import { listSegments, segmentDir, segmentName, SegmentWriter, syncDir, type SyncLevel } from './segments.js';
 import { FILE_HEADER_BYTES, fileFormat } from './segment-record.js';
 
-/** A closed segment is collected by the CLI only this long after its last write (at least; see collectAfterPurge). */
+/** A closed segment is collected by the CLI only this long after its last write (at least; see Store.collectSegments). */
 export const GC_GRACE_MS = 120_000;
 
 export interface GcResult {
@@ -63,21 +61,15 @@ export function segmentFormat(file: string): number {
 }
 
 /**
- * The agent's writer for this connection, created (with recovery) on first use; null for a
- * database that is not a file. Every later call returns the same writer. `rollBytes` and
- * `checkpointBytes` default to SEGMENT_BYTES and WAL_CHECKPOINT_BYTES (store/segments.ts).
+ * The agent's segment writer for a connection, after recovery (above). `rollBytes` and
+ * `checkpointBytes` default to SEGMENT_BYTES and WAL_CHECKPOINT_BYTES (store/segments.ts). One
+ * writer per data directory: the Store (store/store.ts) holds it.
  */
-export function writerFor(db: DB, rollBytes?: number, checkpointBytes?: number): SegmentWriter | null {
-  const have = writerOf(db);
-  if (have) return have;
-  const dataDir = dataDirOf(db);
-  if (dataDir === null) return null;
+export function createWriter(db: DB, dataDir: string, rollBytes?: number, checkpointBytes?: number): SegmentWriter {
   const dir = segmentDir(dataDir);
   ensurePrivateDir(dir, true);
   const level = db.pragma('synchronous', { simple: true }) as SyncLevel;
-  const w = new SegmentWriter(db, dir, recover(db, dir, level), level, rollBytes, checkpointBytes);
-  registerWriter(db, w);
-  return w;
+  return new SegmentWriter(db, dir, recover(db, dir, level), level, rollBytes, checkpointBytes);
 }
 
 function recover(db: DB, dir: string, level: SyncLevel): { id: number; size: number; exists: boolean } {
@@ -139,20 +131,6 @@ export function collectSegments(db: DB, dir: string, active: number | null, grac
     out.ids.push(id);
   }
   return out;
-}
-
-/**
- * The collection after a purge. On the agent's connection its writer knows the active segment;
- * on another (the CLI) the newest file and files written in the last `graceMs` stay (graceMs must
- * exceed the agent's busy timeout: the longest it can wait between an append and its commit).
- */
-export function collectAfterPurge(db: DB, graceMs = GC_GRACE_MS): GcResult {
-  const w = writerOf(db);
-  const dataDir = dataDirOf(db);
-  if (dataDir === null) return { files: 0, bytes: 0, ids: [] };
-  const r = w ? collectSegments(db, w.dir, w.active) : collectSegments(db, segmentDir(dataDir), null, graceMs);
-  forgetSegments(db, r.ids);
-  return r;
 }
 
 /** Segment files and their bytes (holdfast status). */

@@ -18,15 +18,15 @@
  *   - OFF: no fsync at all.
  * A rolled (closed) segment is fdatasynced when it is closed, so only the active one is ever dirty.
  *
- * One writer per database file: the agent's (writerFor(db)); it recovers the directory when it is
- * created (store/segment-gc.ts). Readers (the lanes, tools) pread bodies with
- * a small cache of open files.
+ * One writer per database file: the agent's, held by its Store (store/store.ts); it recovers the
+ * directory when it is created (store/segment-gc.ts). Readers (the lanes, tools) pread bodies
+ * with a small cache of open files.
  */
 import { closeSync, fdatasyncSync, ftruncateSync, openSync, readSync, writeSync, writevSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { DB } from './db.js';
 import { WAL_CHECKPOINT_BYTES } from './db.js';
-import { createRecordFile, SegmentReader, segmentDir, segmentName, syncDir } from './segment-reader.js';
+import { createRecordFile, SegmentReader, segmentName, syncDir } from './segment-reader.js';
 import { FILE_HEADER_BYTES } from './segment-record.js';
 
 export { listSegments, READER_FDS, SEGMENT_DIR, segmentDir, segmentName, SegmentReader, syncDir } from './segment-reader.js';
@@ -271,52 +271,7 @@ export class SegmentWriter {
   }
 }
 
-const writers = new WeakMap<DB, SegmentWriter>();
-const readers = new WeakMap<DB, SegmentReader>();
-
 /** The data directory of a database connection (null for an in-memory or temporary one). */
 export function dataDirOf(db: DB): string | null {
   return db.memory || db.name === '' ? null : dirname(db.name);
-}
-
-export function registerWriter(db: DB, w: SegmentWriter): void {
-  writers.set(db, w);
-}
-
-/** This connection's segment writer, if it has one (the agent's connection). */
-export function writerOf(db: DB): SegmentWriter | undefined {
-  return writers.get(db);
-}
-
-/** A reader for this connection's segments: its writer's, else one of its own (null in memory). */
-export function readerFor(db: DB): SegmentReader | null {
-  const w = writers.get(db);
-  if (w) return w.reader;
-  let r = readers.get(db);
-  const dir = dataDirOf(db);
-  if (!r && dir !== null) {
-    r = new SegmentReader(segmentDir(dir));
-    readers.set(db, r);
-  }
-  return r ?? null;
-}
-
-/** Closes the files of deleted segments in this connection's readers. */
-export function forgetSegments(db: DB, ids: readonly number[]): void {
-  for (const id of ids) {
-    writers.get(db)?.reader.forget(id);
-    readers.get(db)?.forget(id);
-  }
-}
-
-/** Syncs and closes the connection's segment files, then the connection. */
-export function closeStore(db: DB): void {
-  try {
-    writers.get(db)?.close();
-    readers.get(db)?.close();
-  } finally {
-    writers.delete(db);
-    readers.delete(db);
-    if (db.open) db.close();
-  }
 }

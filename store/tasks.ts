@@ -13,7 +13,12 @@
 import type { DB } from './db.js';
 import type { EncodedPayload } from './codec.js';
 import type { BodyReader } from './segment-reader.js';
-import { readerFor, writerOf } from './segments.js';
+
+/** What a task queue needs of its store's segments: a reader for bodies, the checkpoint check after a commit (store/store.ts). */
+export interface SegmentAccess {
+  readonly reader: BodyReader | null;
+  afterCommit(): void;
+}
 
 /** A task without its payload. */
 export interface TaskMeta {
@@ -96,12 +101,15 @@ export class TaskQueue {
   private readonly ofDeviceStmt;
   private readonly maxIdStmt;
   private readonly okStmt;
+  private readonly okByKeyStmt;
   private readonly failStmt;
   private readonly flushTxn;
 
+  /** Handed out by Store.tasks. */
   constructor(
-    private readonly db: DB,
+    db: DB,
     readonly uplink: string,
+    private readonly segments: SegmentAccess,
   ) {
     this.freshStmt = db.prepare(TASK_SQL.fresh).raw(true);
     this.dueStmt = db.prepare(TASK_SQL.due).raw(true);
@@ -111,6 +119,10 @@ export class TaskQueue {
       `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?,
          acknowledgment_timestamp = ?, latency_ms = ?, first_attempt_at = coalesce(first_attempt_at, ?), next_attempt_at = 0
        WHERE id = ? AND status = 'pending'`,
+    );
+    this.okByKeyStmt = db.prepare(
+      `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?, acknowledgment_timestamp = ?, latency_ms = ?,
+         first_attempt_at = coalesce(first_attempt_at, ?), next_attempt_at = 0 WHERE idempotency_key = ? AND uplink = ? AND status = 'pending'`,
     );
     this.failStmt = db.prepare(
       `UPDATE recovery_tasks SET status = ?, retry_count = retry_count + 1, request_timestamp = ?, next_attempt_at = ?,
@@ -130,12 +142,12 @@ export class TaskQueue {
 
   /** Fresh tasks with afterId < id < beforeId, oldest first. */
   fresh(afterId: number, beforeId: number, limit: number): TaskRow[] {
-    return (this.freshStmt.all(this.uplink, afterId, beforeId, limit) as unknown[][]).map((r) => rawToTask(r, readerFor(this.db)));
+    return (this.freshStmt.all(this.uplink, afterId, beforeId, limit) as unknown[][]).map((r) => rawToTask(r, this.segments.reader));
   }
 
   /** Tasks whose retry time has come, earliest first. */
   due(now: number, limit: number): TaskRow[] {
-    return (this.dueStmt.all(this.uplink, now, limit) as unknown[][]).map((r) => rawToTask(r, readerFor(this.db)));
+    return (this.dueStmt.all(this.uplink, now, limit) as unknown[][]).map((r) => rawToTask(r, this.segments.reader));
   }
 
   /**
@@ -143,7 +155,7 @@ export class TaskQueue {
    * the uplink's pending tasks (index recovery_tasks_pending): run once per device per postRate.
    */
   pendingOfDevice(device: string, now: number, limit: number): TaskRow[] {
-    return (this.ofDeviceStmt.all(this.uplink, device, now, limit) as unknown[][]).map((r) => rawToTask(r, readerFor(this.db)));
+    return (this.ofDeviceStmt.all(this.uplink, device, now, limit) as unknown[][]).map((r) => rawToTask(r, this.segments.reader));
   }
 
   /** The highest task id in the store (all uplinks): the live/backlog boundary at a recovery. */
@@ -155,16 +167,21 @@ export class TaskQueue {
   flush(outcomes: readonly Outcome[]): void {
     if (outcomes.length === 0) return;
     this.flushTxn.immediate(outcomes);
-    writerOf(this.db)?.afterCommit();
+    this.segments.afterCommit();
+  }
+
+  /** A batch sent by key (straight from the spool, not as a task of this queue) was acknowledged. */
+  ackedByKey(key: string, requestAt: number, ackAt: number): void {
+    this.okByKeyStmt.run(requestAt, ackAt, ackAt - requestAt, requestAt, key, this.uplink);
   }
 }
 
-/** One batch's stored payload by its key, body read from its segment if it has one (tools, tests). */
-export function readPayload(db: DB, batchKey: string): EncodedPayload | undefined {
+/** One batch's stored payload by its key, body read from its segment if it has one (Store.payload). */
+export function readPayload(db: DB, reader: BodyReader | null, batchKey: string): EncodedPayload | undefined {
   const r = db
     .prepare(`SELECT 0, id, batch_key, device, reading_count, 0, NULL, created_at, codec, key_id, iv, tag, body, body_segment, body_offset, body_length
               FROM payloads WHERE batch_key = ?`)
     .raw(true)
     .get(batchKey) as unknown[] | undefined;
-  return r ? rawToTask(r, readerFor(db)).payload : undefined;
+  return r ? rawToTask(r, reader).payload : undefined;
 }

@@ -16,9 +16,7 @@ import type { BatchConfig, StoreConfig } from '../agent/config/types.js';
 import type { Reading } from '../agent/reading.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
-import { Events } from '../store/events.js';
-import { Outbox } from '../store/outbox.js';
-import { readPayload, TaskQueue } from '../store/tasks.js';
+import { Store } from '../store/store.js';
 import { clampSchedules, rebaseForStep } from '../store/clock.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
@@ -32,28 +30,29 @@ const BATCH: BatchConfig = { maxReadings: 100, maxAgeMs: 1000 };
 const STORE = { commitIntervalMs: 100, synchronous: 'NORMAL', busyTimeoutMs: 5000, maxQueuedReadings: 100_000, retentionDays: 7, purgeCron: '17 3 * * *' } as unknown as StoreConfig;
 const log = pino({ level: 'silent' });
 
-function store(t: TapTest): { db: DB; codec: PayloadCodec; dataDir: string } {
+function store(t: TapTest): { db: DB; st: Store; codec: PayloadCodec; dataDir: string } {
   const dir = tempDir(t);
   const keyFile = join(dir, 'keys', 'k');
   generateKey(keyFile, 'k1');
   const dataDir = join(dir, 'data');
   const db = openDb(dataDir, { create: true });
-  t.teardown(() => db.close());
-  return { db, codec: new PayloadCodec(loadKeyring(keyFile, 'k1'), 'k1'), dataDir };
+  const st = Store.on(db);
+  t.teardown(() => st.close());
+  return { db, st, codec: new PayloadCodec(loadKeyring(keyFile, 'k1'), 'k1'), dataDir };
 }
 
 const q = (db: DB, sql: string, ...p: unknown[]) => db.prepare(sql).pluck().get(...p) as number;
 const rows = (db: DB, sql: string, ...p: unknown[]) => db.prepare(sql).all(...p) as Record<string, unknown>[];
 const reading = (device: string, ts: number, value: number): Reading => ({ device, point: 'counter', ts, value, unit: '', quality: 'good' });
 
-function watch(db: DB, codec: PayloadCodec, clock: ReturnType<typeof manualClock>, events = new Events(db, clock)) {
-  return new ClockWatch({ clock, db: () => db, events, codec, log, caps: [{ uplink: 'a', capMs: 10_000 }], intervalMs: 3_600_000 });
+function watch(st: Store, codec: PayloadCodec, clock: ReturnType<typeof manualClock>, events = st.events(clock)) {
+  return new ClockWatch({ clock, store: () => st, events, codec, log, caps: [{ uplink: 'a', capMs: 10_000 }], intervalMs: 3_600_000 });
 }
 
 t.test('ingest flags readings below the floor, and re-bases them in memory once the clock is good', async (t) => {
-  const { db, codec } = store(t);
+  const { db, st, codec } = store(t);
   const clock = manualClock(T1970, 1_000_000, FLOOR);
-  const ingest = new Ingest(new Outbox(db, ['a']), codec, BATCH, STORE, log, () => {}, clock);
+  const ingest = new Ingest(st.outbox(['a']), codec, BATCH, STORE, log, () => {}, clock);
   ingest.offer('d1', [reading('d1', clock.wall(), 1)]);
   ingest.tick(true);
   clock.advance(500);
@@ -64,7 +63,7 @@ t.test('ingest flags readings below the floor, and re-bases them in memory once 
   ingest.tick(true);
   const body = (device: string) => {
     const key = q(db, 'SELECT batch_key FROM payloads WHERE device = ?', device) as unknown as string;
-    return JSON.parse(codec.decodeText(readPayload(db, key)!, key)) as Reading[];
+    return JSON.parse(codec.decodeText(st.payload(key)!, key)) as Reading[];
   };
   t.same(body('d1'), [{ ...reading('d1', T1970, 1), clock: 'unsynced', mono: 1_000_000 }], 'stored flagged, with its monotonic time');
   t.same(rows(db, 'SELECT boot_id AS boot, readings, state FROM clock_batches'), [{ boot: 'test-boot', readings: 1, state: 'unsynced' }], 'the store flags the batch');
@@ -73,9 +72,9 @@ t.test('ingest flags readings below the floor, and re-bases them in memory once 
 });
 
 t.test('a step moves pending wall times; delivered, failed and fresh rows stay; schedules beyond the cap are clamped', async (t) => {
-  const { db, codec } = store(t);
+  const { db, st, codec } = store(t);
   const clock = manualClock(NOW + YEAR, 1_000_000, FLOOR);
-  const ingest = new Ingest(new Outbox(db, ['a']), codec, BATCH, STORE, log, () => {}, clock);
+  const ingest = new Ingest(st.outbox(['a']), codec, BATCH, STORE, log, () => {}, clock);
   for (let i = 1; i <= 4; i++) {
     ingest.offer(`d${i}`, [reading(`d${i}`, clock.wall(), i)]);
   }
@@ -84,11 +83,11 @@ t.test('a step moves pending wall times; delivered, failed and fresh rows stay; 
   db.exec(`UPDATE recovery_tasks SET next_attempt_at = ${at + 2000}, first_attempt_at = ${at - 5000}, retry_count = 1 WHERE id = 1`);
   db.exec(`UPDATE recovery_tasks SET status = 'delivered', first_attempt_at = ${at - 5000} WHERE id = 2`);
   db.exec(`UPDATE recovery_tasks SET status = 'failed', first_attempt_at = ${at - 5000} WHERE id = 3`);
-  const events = new Events(db, clock);
+  const events = st.events(clock);
   events.open({ scope: 'uplink', subject: 'a', kind: 'outage', at });
   clock.advance(3000);
   clock.stepWall(-YEAR);
-  const w = watch(db, codec, clock, events);
+  const w = watch(st, codec, clock, events);
   w.tick(); // first look: no kept state for this boot yet, nothing to compare
   t.equal(w.steps, 0, 'a first look of a boot sees no step');
   t.equal(q(db, 'SELECT next_attempt_at FROM recovery_tasks WHERE id = 1'), NOW + 3000 + 10_000, 'a year-ahead retry is clamped to now + cap');
@@ -97,7 +96,7 @@ t.test('a step moves pending wall times; delivered, failed and fresh rows stay; 
 
   // A live step, after the first look.
   db.exec(`UPDATE recovery_tasks SET next_attempt_at = ${clock.wall() + 2000}, first_attempt_at = ${clock.wall() - 5000} WHERE id = 1`);
-  const w2 = watch(db, codec, clock, events);
+  const w2 = watch(st, codec, clock, events);
   w2.tick();
   clock.advance(1000);
   clock.stepWall(YEAR);
@@ -122,44 +121,44 @@ t.test('a step moves pending wall times; delivered, failed and fresh rows stay; 
 });
 
 t.test('a step while the agent was stopped, in the same boot, is seen at the next start', async (t) => {
-  const { db, codec } = store(t);
+  const { db, st, codec } = store(t);
   const clock = manualClock(NOW + YEAR, 1_000_000, FLOOR);
-  const first = watch(db, codec, clock);
+  const first = watch(st, codec, clock);
   first.tick();
   first.stop();
   clock.advance(60_000);
   clock.stepWall(-YEAR);
-  const second = watch(db, codec, clock);
+  const second = watch(st, codec, clock);
   second.tick();
   second.stop();
   const d = JSON.parse(q(db, `SELECT detail FROM recovery_events WHERE kind = 'clock_step'`) as unknown as string) as { stepMs: number; whileStopped: boolean };
   t.same([d.stepMs, d.whileStopped], [-YEAR, true], 'recorded as a step while stopped');
-  const other = watch(db, codec, manualClock(NOW, 5, FLOOR, 'another-boot'));
+  const other = watch(st, codec, manualClock(NOW, 5, FLOOR, 'another-boot'));
   other.tick();
   other.stop();
   t.equal(q(db, `SELECT count(*) FROM recovery_events WHERE kind = 'clock_step'`), 1, 'another boot has another monotonic clock: nothing to compare');
 });
 
 t.test('once the clock is good: never-sent batches rewritten, tried ones kept, another boot unrebasable', async (t) => {
-  const { db, codec } = store(t);
+  const { db, st, codec } = store(t);
   const clock = manualClock(T1970, 2_000_000, FLOOR);
-  const events = new Events(db, clock);
-  const w = watch(db, codec, clock, events);
+  const events = st.events(clock);
+  const w = watch(st, codec, clock, events);
   w.tick();
   t.equal(q(db, `SELECT count(*) FROM recovery_events WHERE kind = 'unsynced' AND code = 'CLOCK_UNSYNCED' AND ended_at IS NULL`), 1, 'an open CLOCK_UNSYNCED event');
-  const ingest = new Ingest(new Outbox(db, ['a', 'b']), codec, BATCH, STORE, log, () => {}, clock);
+  const ingest = new Ingest(st.outbox(['a', 'b']), codec, BATCH, STORE, log, () => {}, clock);
   for (const d of ['fresh', 'tried', 'sent']) ingest.offer(d, [reading(d, clock.wall(), 1), reading(d, clock.wall() + 1, 2)]);
   ingest.tick(true);
   // A batch from a boot whose clock never became good (the board rebooted first).
-  const lost = new Ingest(new Outbox(db, ['a']), codec, BATCH, STORE, log, () => {}, manualClock(T1970 + 5, 10, FLOOR, 'old-boot'));
+  const lost = new Ingest(st.outbox(['a']), codec, BATCH, STORE, log, () => {}, manualClock(T1970 + 5, 10, FLOOR, 'old-boot'));
   lost.offer('old', [reading('old', T1970 + 5, 1)]);
   lost.tick(true);
-  const tq = new TaskQueue(db, 'a');
+  const tq = st.tasks('a');
   const id = (device: string) => q(db, `SELECT t.id FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id WHERE p.device = ? AND t.uplink = 'a'`, device);
   tq.flush([{ id: id('tried'), ok: false, requestAt: clock.wall(), code: 'ETIMEDOUT', message: 'm', faultClass: 'network', retryClass: 'soft', status: 'pending', nextAttemptAt: clock.wall() + 1000 }]);
   tq.flush([{ id: id('sent'), ok: true, requestAt: clock.wall(), ackAt: clock.wall() + 5 }]);
   const keyOf = (device: string) => q(db, 'SELECT batch_key FROM payloads WHERE device = ?', device) as unknown as string;
-  const before = readPayload(db, keyOf('tried'))!;
+  const before = st.payload(keyOf('tried'))!;
 
   clock.advance(4000);
   clock.stepWall(NOW - clock.wall());
@@ -167,11 +166,11 @@ t.test('once the clock is good: never-sent batches rewritten, tried ones kept, a
   w.stop();
   const state = Object.fromEntries(rows(db, 'SELECT p.device, c.state FROM clock_batches c JOIN payloads p ON p.id = c.payload_id').map((r) => [r.device, r.state]));
   t.same(state, { fresh: 'rebased', tried: 'kept', sent: 'kept', old: 'unrebasable' }, 'each batch by what can be done with it');
-  const fresh = JSON.parse(codec.decodeText(readPayload(db, keyOf('fresh'))!, keyOf('fresh'))) as Reading[];
+  const fresh = JSON.parse(codec.decodeText(st.payload(keyOf('fresh'))!, keyOf('fresh'))) as Reading[];
   t.same(fresh.map((r) => [r.ts, r.clock, r.mono]), [[NOW - 4000, 'rebased', undefined], [NOW - 3999, 'rebased', undefined]], 're-based to when they were really taken');
   t.same([q(db, 'SELECT first_ts FROM payloads WHERE device = ?', 'fresh'), q(db, 'SELECT last_ts FROM payloads WHERE device = ?', 'fresh')], [NOW - 4000, NOW - 3999], 'the row says so too');
-  t.same(readPayload(db, keyOf('tried'))!.body, before.body, 'a tried batch is the same bytes (an upstream may hold it)');
-  const old = JSON.parse(codec.decodeText(readPayload(db, keyOf('old'))!, keyOf('old'))) as Reading[];
+  t.same(st.payload(keyOf('tried'))!.body, before.body, 'a tried batch is the same bytes (an upstream may hold it)');
+  const old = JSON.parse(codec.decodeText(st.payload(keyOf('old'))!, keyOf('old'))) as Reading[];
   t.equal(old[0].clock, 'unsynced', 'the other boot\'s reading keeps its flag');
   const unsynced = rows(db, `SELECT ended_at AS endedAt, duration_ms AS ms FROM recovery_events WHERE kind = 'unsynced'`);
   t.same(unsynced, [{ endedAt: NOW, ms: 4000 }], 'the unsynchronised spell closed with its real length');
@@ -184,15 +183,15 @@ t.test('once the clock is good: never-sent batches rewritten, tried ones kept, a
 });
 
 t.test('a clock that falls below the floor after being good: the step is recorded once, the good offset kept', async (t) => {
-  const { db, codec } = store(t);
+  const { db, st, codec } = store(t);
   const clock = manualClock(NOW, 1_000_000, FLOOR);
-  const w = watch(db, codec, clock);
+  const w = watch(st, codec, clock);
   w.tick();
   clock.advance(1000);
   clock.stepWall(T1970 - clock.wall()); // an RTC reset while running
   w.tick();
   w.stop();
-  const again = watch(db, codec, clock);
+  const again = watch(st, codec, clock);
   again.tick(); // a restart in the same boot: the offset it finds is the one last seen
   again.stop();
   t.equal(q(db, `SELECT count(*) FROM recovery_events WHERE kind = 'clock_step'`), 1, 'one step, not a second one at the restart');

@@ -13,10 +13,7 @@ import { Lane } from '../agent/forward/lane.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../drivers/uplink.js';
 import { PayloadCodec } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
-import { Events } from '../store/events.js';
-import { Outbox } from '../store/outbox.js';
-import { closeStore } from '../store/segments.js';
-import { TaskQueue } from '../store/tasks.js';
+import { Store } from '../store/store.js';
 import { tempDir } from './helpers/config-fixtures.js';
 import { fakeTimers, settle } from './helpers/fake-timers.js';
 
@@ -67,8 +64,9 @@ interface Rig {
 function rig(t: Test, uplink: Record<string, unknown>): Rig {
   const dir = tempDir(t);
   const db = openDb(join(dir, 'data'), { create: true });
+  const store = Store.on(db);
   const codec = new PayloadCodec(null, null);
-  const outbox = new Outbox(db, ['a']);
+  const outbox = store.outbox(['a']);
   const time = fakeTimers();
   const commit = (n: number, device = 'd') => {
     const keys: string[] = [];
@@ -86,13 +84,13 @@ function rig(t: Test, uplink: Record<string, unknown>): Rig {
   }, { env: {} });
   const driver = new FakeDriver(() => time.clock.mono(), () => time.clock.wall());
   const lane = new Lane({
-    cfg: cfg.uplinks[0], codec, events: new Events(db), log: pino({ level: 'silent' }), tasks: new TaskQueue(db, 'a'), driver,
+    cfg: cfg.uplinks[0], codec, events: store.events(), log: pino({ level: 'silent' }), tasks: store.tasks('a'), driver,
     clock: time.clock, after: time.after, rand: () => 0.5,
   });
   t.teardown(async () => {
     driver.release();
     await lane.stop();
-    closeStore(db);
+    store.close();
   });
   return { db, lane, driver, time, commit };
 }

@@ -11,8 +11,8 @@ import type { BatchConfig, StoreConfig } from '../agent/config/types.js';
 import type { Reading } from '../agent/reading.js';
 import { generateKey, loadKeyring, PayloadCodec, type EncodedPayload } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
+import { Store } from '../store/store.js';
 import { Outbox, type CommitResult } from '../store/outbox.js';
-import { readPayload } from '../store/tasks.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -53,6 +53,7 @@ function readings(device: string, n: number): Reading[] {
 
 interface Rig {
   db: DB;
+  st: Store;
   dataDir: string;
   ingest: Ingest;
   outbox: Outbox;
@@ -67,11 +68,12 @@ function rig(t: TapTest, batch: BatchConfig, store: Partial<StoreConfig> = {}): 
   const dir = tempDir(t);
   const dataDir = join(dir, 'data');
   const db = openDb(dataDir, { create: true });
-  t.teardown(() => db.close());
+  const st = Store.on(db);
+  t.teardown(() => st.close());
   const keyFile = join(dir, 'keys', 'holdfast.key');
   generateKey(keyFile, 'k1');
   const codec = new PayloadCodec(loadKeyring(keyFile, 'k1'), 'k1');
-  const outbox = new Outbox(db, ['a', 'b']);
+  const outbox = st.outbox(['a', 'b']);
   const commits: Rig['commits'] = [];
   const real = outbox.commit.bind(outbox);
   outbox.commit = (batches, cursors) => {
@@ -85,7 +87,7 @@ function rig(t: TapTest, batch: BatchConfig, store: Partial<StoreConfig> = {}): 
   const ingest = new Ingest(outbox, codec, batch, { ...STORE, ...store }, log, (r) => results.push(r), {
     mono: () => clock.now, wall: () => clock.now, boot: 'test-boot', floor: 0,
   });
-  return { db, dataDir, ingest, outbox, codec, clock, commits, results, lines };
+  return { db, st, dataDir, ingest, outbox, codec, clock, commits, results, lines };
 }
 
 interface PayloadRow extends EncodedPayload {
@@ -97,10 +99,10 @@ interface PayloadRow extends EncodedPayload {
   created_at: number;
 }
 
-const payloadRows = (db: DB) =>
-  (db.prepare('SELECT batch_key, device, reading_count, first_ts, last_ts, created_at FROM payloads ORDER BY id').all() as PayloadRow[]).map((r) => ({
+const payloadRows = (st: Store) =>
+  (st.db.prepare('SELECT batch_key, device, reading_count, first_ts, last_ts, created_at FROM payloads ORDER BY id').all() as PayloadRow[]).map((r) => ({
     ...r,
-    ...readPayload(db, r.batch_key)!, // the body from its segment
+    ...st.payload(r.batch_key)!, // the body from its segment
   }));
 
 const decode = (r: Rig, row: PayloadRow) => JSON.parse(r.codec.decodeText(row, row.batch_key)) as Reading[];
@@ -113,13 +115,13 @@ t.test('per-device batches sealed at maxReadings, committed by tick()', async (t
   t.ok(r.ingest.offer('d1', d1a, 5));
   t.ok(r.ingest.offer('d2', d2a, 5));
   t.equal(r.ingest.stats.queued, 10);
-  t.equal(payloadRows(r.db).length, 0, 'nothing stored before tick');
+  t.equal(payloadRows(r.st).length, 0, 'nothing stored before tick');
   t.ok(r.ingest.offer('d1', d1b, 10), 'd1 reaches maxReadings and is sealed');
-  t.equal(payloadRows(r.db).length, 0, 'sealing alone does not write');
+  t.equal(payloadRows(r.st).length, 0, 'sealing alone does not write');
 
   const res = r.ingest.tick();
   t.same(res, { committed: 1, readings: 10, duplicates: 0, collisions: [] });
-  const rows = payloadRows(r.db);
+  const rows = payloadRows(r.st);
   t.equal(rows.length, 1);
   t.match(rows[0], { device: 'd1', reading_count: 10, codec: 'zlib+aes256gcm', keyId: 'k1' });
   t.same(decode(r, rows[0]), [...d1a, ...d1b], 'exactly d1 readings, in order');
@@ -148,12 +150,12 @@ t.test('batches are sealed at maxAgeMs (injected clock)', async (t) => {
   t.equal(r.ingest.tick(), null, 'd1 is 999 ms old: not yet');
   r.clock.now = 11_000;
   t.match(r.ingest.tick(), { committed: 1, readings: 3 }, 'd1 sealed at exactly maxAgeMs');
-  t.same(payloadRows(r.db).map((x) => x.device), ['d1']);
-  t.equal(payloadRows(r.db)[0].created_at, 11_000);
+  t.same(payloadRows(r.st).map((x) => x.device), ['d1']);
+  t.equal(payloadRows(r.st)[0].created_at, 11_000);
   r.ingest.offer('d2', readings('d2', 1), 3); // age counts from the batch's first reading
   r.clock.now = 11_400;
   t.match(r.ingest.tick(), { committed: 1, readings: 3 });
-  t.same(payloadRows(r.db).map((x) => x.device), ['d1', 'd2']);
+  t.same(payloadRows(r.st).map((x) => x.device), ['d1', 'd2']);
   t.equal(r.outbox.cursor('d2'), 3);
 });
 
@@ -171,7 +173,7 @@ t.test('one transaction per tick for every sealed batch', async (t) => {
   t.same(new Set(r.commits[0].devices), new Set(['d1', 'd2', 'd3']));
   t.match(res, { committed: 7, readings: 25 });
   t.same([r.outbox.cursor('d1'), r.outbox.cursor('d2'), r.outbox.cursor('d3')], [12, 12, 1], 'the highest cursor per device');
-  const keys = payloadRows(r.db).map((x) => x.batch_key);
+  const keys = payloadRows(r.st).map((x) => x.batch_key);
   t.equal(new Set(keys).size, 7, 'a distinct key per batch');
   for (const k of keys) t.match(k, /^[A-Za-z0-9_-]{24}$/);
 
@@ -236,7 +238,7 @@ t.test('offer() refuses beyond store.maxQueuedReadings and counts the refusal', 
 
   r.ingest.tick(true);
   t.equal(r.ingest.stats.queued, 0);
-  const rows = payloadRows(r.db);
+  const rows = payloadRows(r.st);
   t.same(rows.map((x) => [x.device, x.reading_count]), [
     ['d1', 60],
     ['d2', 40],
@@ -255,13 +257,13 @@ t.test('a cursor is committed only with the readings it covers', async (t) => {
   r.ingest.tick();
   t.equal(r.outbox.cursor('d1'), 5, 'the open batch cursor (8) is not committed');
   // what a restart sees: a fresh outbox on the same database
-  t.equal(new Outbox(r.db, ['a']).cursor('d1'), 5);
+  t.equal(r.st.outbox(['a']).cursor('d1'), 5);
 
   // overflow: the open batch is sealed with its own cursor before the new readings join
   r.ingest.offer('d1', readings('d1', 3), 11); // 3 + 3 > 5: the [6..8] batch is sealed with cursor 8
   r.ingest.tick();
   t.equal(r.outbox.cursor('d1'), 8, 'cursor 8 with readings up to 8, not 11');
-  const rows = payloadRows(r.db);
+  const rows = payloadRows(r.st);
   t.same(rows.map((x) => x.reading_count), [5, 3]);
 
   // an offer without a cursor keeps the batch's last one
@@ -279,7 +281,7 @@ t.test('start()/stop() use the commit interval; stop commits what is queued', as
   r.ingest.offer('d1', readings('d1', 7), 7);
   r.ingest.stop();
   t.equal(r.outbox.cursor('d1'), 7);
-  t.equal(payloadRows(r.db).length, 1);
+  t.equal(payloadRows(r.st).length, 1);
   r.ingest.stop(); // nothing left: no error, no empty commit
   t.equal(r.commits.length, 1);
 });

@@ -15,10 +15,7 @@ import { Lane } from '../agent/forward/lane.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../drivers/uplink.js';
 import { PayloadCodec } from '../store/codec.js';
 import { openDb } from '../store/db.js';
-import { Events } from '../store/events.js';
-import { Outbox } from '../store/outbox.js';
-import { closeStore } from '../store/segments.js';
-import { TaskQueue } from '../store/tasks.js';
+import { Store } from '../store/store.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
 /** Sends wait until the test releases them. */
@@ -58,9 +55,10 @@ const until = async (cond: () => boolean, ms = 10_000) => {
 t.test('an acknowledgement from before storeBack goes by key; nothing is read while the store is down', async (t) => {
   const dir = tempDir(t);
   const db = openDb(join(dir, 'data'), { create: true });
-  t.teardown(() => closeStore(db));
+  const store = Store.on(db);
+  t.teardown(() => store.close());
   const codec = new PayloadCodec(null, null);
-  const outbox = new Outbox(db, ['a']);
+  const outbox = store.outbox(['a']);
   const batch = () => {
     const key = newBatchKey();
     const json = '[{"device":"d","point":"counter","ts":1,"value":1,"unit":"","quality":"good"}]';
@@ -73,7 +71,7 @@ t.test('an acknowledgement from before storeBack goes by key; nothing is read wh
   const driver = new GatedDriver();
   const stale: string[] = [];
   const lane = new Lane({
-    cfg: cfg.uplinks[0], codec, events: new Events(db), log: pino({ level: 'silent' }), tasks: new TaskQueue(db, 'a'), driver,
+    cfg: cfg.uplinks[0], codec, events: store.events(), log: pino({ level: 'silent' }), tasks: store.tasks('a'), driver,
     onStaleAck: (key, uplink) => stale.push(`${uplink}:${key}`),
   });
   t.teardown(async () => {

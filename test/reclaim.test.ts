@@ -12,10 +12,10 @@ import { join } from 'node:path';
 import { newBatchKey } from '../agent/ingest.js';
 import { PayloadCodec } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
-import { Outbox, type SealedBatch } from '../store/outbox.js';
+import type { SealedBatch } from '../store/outbox.js';
 import { emptySegment, pendingOfSegment, segmentBusy, segmentRows } from '../store/reclaim.js';
-import { writerFor } from '../store/segment-gc.js';
-import { closeStore, segmentName, writerOf } from '../store/segments.js';
+import { segmentName, type SegmentWriter } from '../store/segments.js';
+import { Store } from '../store/store.js';
 import { measureUsage } from '../store/usage.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
@@ -29,19 +29,20 @@ function mk(i: number, n = 10): SealedBatch {
 }
 
 /** Three files of 4 batches each (uplinks a and b), a fourth active. */
-function store(t: TapTest): { db: DB; dataDir: string; files: number[] } {
+function store(t: TapTest): { db: DB; w: SegmentWriter; dataDir: string; files: number[] } {
   const dataDir = join(tempDir(t), 'data');
   const db = openDb(dataDir, { create: true });
-  t.teardown(() => closeStore(db));
-  const w = writerFor(db)!;
-  const outbox = new Outbox(db, ['a', 'b']);
+  const st = Store.on(db);
+  t.teardown(() => st.close());
+  const w = st.writer!;
+  const outbox = st.outbox(['a', 'b']);
   const files: number[] = [];
   for (let f = 0; f < 4; f++) {
     outbox.commit([0, 1, 2, 3].map((k) => mk(f * 4 + k + 1)));
     files.push(w.active);
     w.rollNow();
   }
-  return { db, dataDir, files };
+  return { db, w, dataDir, files };
 }
 
 const deliver = (db: DB, where: string) => db.prepare(`UPDATE recovery_tasks SET status = 'delivered' WHERE ${where}`).run();
@@ -62,8 +63,7 @@ t.test('segmentRows: per file, its batches, pending, dead letters and the highes
 });
 
 t.test('emptySegment: the rows in one transaction, every batch counted by uplink and reason, then the file', async (t) => {
-  const { db, files } = store(t);
-  const w = writerOf(db)!;
+  const { db, w, files } = store(t);
   deliver(db, `payload_id <= 4`);
   db.prepare(`UPDATE recovery_tasks SET status = 'failed' WHERE uplink = 'a' AND payload_id BETWEEN 5 AND 6`).run();
   deliver(db, `uplink = 'b' AND payload_id BETWEEN 5 AND 8`);
@@ -84,8 +84,7 @@ t.test('emptySegment: the rows in one transaction, every batch counted by uplink
 });
 
 t.test('downsampling a file: summaries written first with a task per uplink still waiting; the replaced readings counted less the summaries', async (t) => {
-  const { db, files } = store(t);
-  const w = writerOf(db)!;
+  const { db, w, files } = store(t);
   deliver(db, `uplink = 'a' AND payload_id IN (9, 10)`);
   const pend = pendingOfSegment(db, w, files[2]);
   t.same(pend.map((p) => p.uplinks.sort().join(',')), ['b', 'b', 'a,b', 'a,b'], 'each batch with the uplinks still waiting');

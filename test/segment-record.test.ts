@@ -12,13 +12,12 @@ import { join } from 'node:path';
 import { newBatchKey } from '../agent/ingest.js';
 import { loadKeyring, PayloadCodec, generateKey } from '../store/codec.js';
 import { openDb } from '../store/db.js';
-import { Outbox, type SealedBatch } from '../store/outbox.js';
-import { writerFor } from '../store/segment-gc.js';
-import { closeStore, listSegments, segmentDir, segmentName } from '../store/segments.js';
+import { Store } from '../store/store.js';
+import { type SealedBatch } from '../store/outbox.js';
+import { listSegments, segmentDir, segmentName } from '../store/segments.js';
 import {
   ackRecord, batchHead, crc32, cursorRecord, FILE_HEADER_BYTES, fileFormat, fileHeader, scanRecords, type BatchMeta,
 } from '../store/segment-record.js';
-import { TaskQueue } from '../store/tasks.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
 t.test('crc32 is the IEEE CRC-32 (as zlib and cksum -a crc32b compute it)', async (t) => {
@@ -95,7 +94,7 @@ t.test('appending never resumes in a file from before format 1; its rows stay re
   const dataDir = join(tempDir(t), 'data');
   const codec = new PayloadCodec(null, null);
   const db = openDb(dataDir, { create: true });
-  writerFor(db);
+  const store = Store.on(db);
   const batch = (i: number): SealedBatch => {
     const key = newBatchKey();
     const json = JSON.stringify([{ device: 'd', point: 'counter', ts: i, value: i, unit: '', quality: 'good' }]);
@@ -114,17 +113,17 @@ t.test('appending never resumes in a file from before format 1; its rows stay re
   }
   closeSync(fd);
   db.prepare(`INSERT INTO recovery_tasks (payload_id, uplink, idempotency_key, created_at, reading_count) SELECT id, 'a', batch_key, 1, 1 FROM payloads`).run();
-  closeStore(db);
+  store.close();
 
-  const again = openDb(dataDir, { create: true });
-  t.teardown(() => closeStore(again));
-  const w = writerFor(again)!;
+  const again = Store.on(openDb(dataDir, { create: true }));
+  t.teardown(() => again.close());
+  const w = again.writer!;
   t.equal(w.active, 2, 'a new segment starts instead of appending to the old-format one');
-  new Outbox(again, ['a']).commit([batch(3)]);
+  again.outbox(['a']).commit([batch(3)]);
   t.same(listSegments(seg), [1, 2]);
   t.equal(fileFormat(readFileSync(join(seg, segmentName(2)))).format, 1);
   t.equal(readFileSync(join(seg, segmentName(1))).length, at, 'the old file is untouched');
-  const texts = new TaskQueue(again, 'a').fresh(0, 1e9, 10).map((r) => JSON.parse(codec.decodeText(r.payload, r.key))[0].value);
+  const texts = again.tasks('a').fresh(0, 1e9, 10).map((r) => JSON.parse(codec.decodeText(r.payload, r.key))[0].value);
   t.same(texts, [1, 2, 3], 'old rows and the new one all read');
 });
 
@@ -134,9 +133,10 @@ t.test('a commit whose transaction fails takes its appended bytes back: the next
   generateKey(keyFile, 'k1');
   const codec = new PayloadCodec(loadKeyring(keyFile, 'k1'), 'k1');
   const db = openDb(join(dir, 'data'), { create: true });
-  t.teardown(() => closeStore(db));
-  const w = writerFor(db)!;
-  const outbox = new Outbox(db, ['a']);
+  const store = Store.on(db);
+  t.teardown(() => store.close());
+  const w = store.writer!;
+  const outbox = store.outbox(['a']);
   const mk = (i: number): SealedBatch => {
     const key = newBatchKey();
     const json = `[${i}]`;

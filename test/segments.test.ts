@@ -16,11 +16,10 @@ import { newBatchKey } from '../agent/ingest.js';
 import { PayloadCodec } from '../store/codec.js';
 import { DB_FILE, openDb, type DB } from '../store/db.js';
 import { MIGRATIONS } from '../store/migrations.js';
-import { Outbox, type SealedBatch } from '../store/outbox.js';
-import { purge, storeStatus } from '../store/admin.js';
-import { collectAfterPurge, collectSegments, GC_GRACE_MS, segmentUsage, writerFor } from '../store/segment-gc.js';
-import { closeStore, listSegments, segmentDir, segmentName, writerOf } from '../store/segments.js';
-import { readPayload, TaskQueue } from '../store/tasks.js';
+import type { Outbox, SealedBatch } from '../store/outbox.js';
+import { collectSegments, GC_GRACE_MS, segmentUsage } from '../store/segment-gc.js';
+import { listSegments, segmentDir, segmentName } from '../store/segments.js';
+import { Store } from '../store/store.js';
 import { FILE_HEADER_BYTES, fileFormat, scanRecords } from '../store/segment-record.js';
 import { cli } from './helpers/agent.js';
 import { CLEAN_ENV, tempDir, validRaw, writeJson } from './helpers/config-fixtures.js';
@@ -36,8 +35,9 @@ function batch(i: number, createdAt = 1000): SealedBatch {
   return { key, hash: createHash('sha256').update(j).digest(), device: 'd1', readingCount: 40, firstTs: 1, lastTs: 2, createdAt, payload: codec.encode(j, key) };
 }
 
-interface Store {
+interface Opened {
   db: DB;
+  store: Store;
   dataDir: string;
   seg: string;
   outbox: Outbox;
@@ -45,14 +45,14 @@ interface Store {
 }
 
 /** Opens (or reopens) a store as the agent does: the writer (with recovery) first. */
-function open(t: TapTest, dataDir: string, rollBytes?: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL'): Store {
+function open(t: TapTest, dataDir: string, rollBytes?: number, synchronous: 'NORMAL' | 'FULL' = 'NORMAL'): Opened {
   const db = openDb(dataDir, { create: true, synchronous });
-  t.teardown(() => closeStore(db));
-  writerFor(db, rollBytes);
-  return { db, dataDir, seg: segmentDir(dataDir), outbox: new Outbox(db, ['a']), keys: [] };
+  const store = Store.on(db, { rollBytes });
+  t.teardown(() => store.close());
+  return { db, store, dataDir, seg: segmentDir(dataDir), outbox: store.outbox(['a']), keys: [] };
 }
 
-function commit(s: Store, from: number, n: number, createdAt = 1000): void {
+function commit(s: Opened, from: number, n: number, createdAt = 1000): void {
   const bs = Array.from({ length: n }, (_, k) => batch(from + k, createdAt));
   s.outbox.commit(bs);
   s.keys.push(...bs.map((b) => b.key));
@@ -64,8 +64,8 @@ const rows = (db: DB) =>
   }[];
 
 /** Every row's readings, decoded through the lane's own read path (TaskQueue), or the error. */
-function decodeAll(db: DB): { key: string; text: string | null; error: string | null }[] {
-  return new TaskQueue(db, 'a').fresh(0, Number.MAX_SAFE_INTEGER, 1_000_000).map((r) => {
+function decodeAll(st: Store): { key: string; text: string | null; error: string | null }[] {
+  return st.tasks('a').fresh(0, Number.MAX_SAFE_INTEGER, 1_000_000).map((r) => {
     try {
       return { key: r.key, text: codec.decodeText(r.payload, r.key), error: null };
     } catch (e) {
@@ -74,7 +74,7 @@ function decodeAll(db: DB): { key: string; text: string | null; error: string | 
   });
 }
 
-const fileSize = (s: Store, id: number) => statSync(join(s.seg, segmentName(id))).size;
+const fileSize = (s: Opened, id: number) => statSync(join(s.seg, segmentName(id))).size;
 
 t.test('bodies are appended to a segment; the rows say where; reads give the exact bytes', async (t) => {
   const s = open(t, join(tempDir(t), 'data'));
@@ -98,10 +98,10 @@ t.test('bodies are appended to a segment; the rows say where; reads give the exa
   t.equal(fileSize(s, 1), at, 'the file is exactly the records');
   t.equal(statSync(s.seg).mode & 0o777, 0o700, 'segments dir 0700');
   t.equal(statSync(join(s.seg, segmentName(1))).mode & 0o777, 0o600, 'segment file 0600');
-  const got = decodeAll(s.db);
+  const got = decodeAll(s.store);
   t.same(got.map((g) => g.text), Array.from({ length: 10 }, (_, i) => json(i)), 'every batch decodes to its readings');
-  t.equal(codec.decodeText(readPayload(s.db, s.keys[3])!, s.keys[3]), json(3));
-  t.same(storeStatus(s.db, 0).segments, { files: 1, bytes: at }, 'status counts segment files and bytes');
+  t.equal(codec.decodeText(s.store.payload(s.keys[3])!, s.keys[3]), json(3));
+  t.same(s.store.admin.status(0).segments, { files: 1, bytes: at }, 'status counts segment files and bytes');
 });
 
 t.test('the active segment rolls at its size bound; no body spans two files', async (t) => {
@@ -118,7 +118,7 @@ t.test('the active segment rolls at its size bound; no body spans two files', as
     t.equal(fileSize(s, id), end, `segment ${id} ends with its last body`);
     t.ok(end <= 1000 || mine.length === 1, `segment ${id} within the bound`);
   }
-  t.same(decodeAll(s.db).map((g) => g.text), Array.from({ length: 60 }, (_, i) => json(i)));
+  t.same(decodeAll(s.store).map((g) => g.text), Array.from({ length: 60 }, (_, i) => json(i)));
 });
 
 t.test('rows from before segments keep their body in the row and stay readable', async (t) => {
@@ -143,7 +143,7 @@ t.test('rows from before segments keep their body in the row and stay readable',
   t.match(rs[0], { key: old.key, s: null }, 'the old row has no segment');
   t.ok(rs[0].inRow > 0, 'and its body in the row');
   t.ok(rs.slice(1).every((r) => r.s === 1 && r.inRow === 0), 'new rows use the segment');
-  t.same(decodeAll(s.db).map((g) => g.text), [json(100), json(0), json(1), json(2)], 'old and new decode side by side');
+  t.same(decodeAll(s.store).map((g) => g.text), [json(100), json(0), json(1), json(2)], 'old and new decode side by side');
 });
 
 t.test('recovery after a crash between write() and commit: the orphan tail is cut, an orphan file deleted', async (t) => {
@@ -152,12 +152,12 @@ t.test('recovery after a crash between write() and commit: the orphan tail is cu
   commit(s, 0, 4);
   const committedEnd = fileSize(s, 1);
   // The crash: bodies appended, the transaction never ran; a roll had started a new file too.
-  writerOf(s.db)!.append([batch(50).payload.body, batch(51).payload.body]);
+  s.store.writer!.append([batch(50).payload.body, batch(51).payload.body]);
   t.ok(fileSize(s, 1) > committedEnd, 'orphan bytes after the last committed body');
   const orphan = openSync(join(s.seg, segmentName(2)), 'wx', 0o600);
   writeSync(orphan, Buffer.alloc(300, 1));
   closeSync(orphan);
-  s.db.close(); // no closeStore: a crash does not sync or close anything
+  s.db.close(); // not s.store.close(): a crash does not sync or close anything
 
   const again = open(t, dataDir, 6000);
   t.equal(fileSize(again, 1), committedEnd, 'truncated to the end of the last range a row names');
@@ -166,7 +166,7 @@ t.test('recovery after a crash between write() and commit: the orphan tail is cu
   const rs = rows(again.db);
   t.equal(rs[4].s, 1, 'appending goes on in the same segment');
   t.equal(scanRecords(readFileSync(join(again.seg, segmentName(1)))).records[4].offset, committedEnd, 'its record starts right after the last committed body');
-  t.same(decodeAll(again.db).map((g) => g.text), [0, 1, 2, 3, 4, 5].map((i) => json(i)), 'nothing lost, nothing garbled');
+  t.same(decodeAll(again.store).map((g) => g.text), [0, 1, 2, 3, 4, 5].map((i) => json(i)), 'nothing lost, nothing garbled');
 });
 
 t.test('after a power cut: a row past the end of its segment, or with its file gone, reads as PAYLOAD_UNREADABLE', async (t) => {
@@ -176,14 +176,14 @@ t.test('after a power cut: a row past the end of its segment, or with its file g
   const before = rows(s.db);
   const last = before[before.length - 1];
   t.ok(last.s! >= 3, `several segments (${last.s})`);
-  closeStore(s.db);
+  s.store.close();
   // The tail of the last segment never reached the disk; the first segment file is gone.
   truncateSync(join(s.seg, segmentName(last.s!)), last.o + 10);
   unlinkSync(join(s.seg, segmentName(1)));
 
   const again = open(t, dataDir, 1000);
   t.equal(fileSize(again, last.s!), last.o + 10, 'a short segment is not truncated further (nor extended)');
-  const got = decodeAll(again.db);
+  const got = decodeAll(again.store);
   t.equal(got.length, 8, 'every row still read: no exception');
   for (const [i, r] of before.entries()) {
     if (r.s === 1) t.match(got[i].error, /^PAYLOAD_UNREADABLE: .*segment 0000000001\.seg cannot be opened \(ENOENT\)/, `row ${i}: file gone`);
@@ -194,8 +194,8 @@ t.test('after a power cut: a row past the end of its segment, or with its file g
   commit(again, 8, 1);
   const now = rows(again.db);
   t.ok(now[8].s! > last.s!, `the next body opens segment ${now[8].s}`);
-  t.equal(decodeAll(again.db)[8].text, json(8));
-  t.match(decodeAll(again.db)[7].error, /PAYLOAD_UNREADABLE/, 'the short row stays unreadable (not overwritten)');
+  t.equal(decodeAll(again.store)[8].text, json(8));
+  t.match(decodeAll(again.store)[7].error, /PAYLOAD_UNREADABLE/, 'the short row stays unreadable (not overwritten)');
 });
 
 t.test('garbage collection unlinks only closed segments no row refers to', async (t) => {
@@ -203,7 +203,7 @@ t.test('garbage collection unlinks only closed segments no row refers to', async
   const s = open(t, dataDir, 1000);
   for (let i = 0; i < 8; i++) commit(s, i * 2, 2, i < 4 ? 1000 : 2000);
   const ids = listSegments(s.seg);
-  const w = writerOf(s.db)!;
+  const w = s.store.writer!;
   t.equal(w.active, ids[ids.length - 1], 'the newest file is the active one');
   const bySeg = new Map<number, string[]>();
   for (const r of rows(s.db)) bySeg.set(r.s!, [...(bySeg.get(r.s!) ?? []), r.key]);
@@ -212,25 +212,25 @@ t.test('garbage collection unlinks only closed segments no row refers to', async
   deliver(bySeg.get(1)!);
   deliver(bySeg.get(3)!);
   deliver(bySeg.get(2)!.slice(0, 1));
-  new TaskQueue(s.db, 'a').fresh(0, Number.MAX_SAFE_INTEGER, 1000); // the reader now holds files open
+  s.store.tasks('a').fresh(0, Number.MAX_SAFE_INTEGER, 1000); // the reader now holds files open
   const freed = fileSize(s, 1) + fileSize(s, 3);
-  const p = purge(s.db, 0, 10_000);
+  const p = s.store.admin.purge(0, 10_000);
   t.equal(p.payloads, bySeg.get(1)!.length + bySeg.get(3)!.length + 1);
-  const gc = collectAfterPurge(s.db);
+  const gc = s.store.collectSegments();
   t.same(gc.ids, [1, 3], 'segments 1 and 3 deleted');
   t.equal(gc.bytes, freed, 'their bytes counted');
   t.same(listSegments(s.seg), ids.filter((id) => id !== 1 && id !== 3), 'the others stay');
-  t.same(decodeAll(s.db).filter((g) => g.error !== null), [], 'every remaining row still reads');
-  t.same(collectAfterPurge(s.db).ids, [], 'a second pass finds nothing');
+  t.same(decodeAll(s.store).filter((g) => g.error !== null), [], 'every remaining row still reads');
+  t.same(s.store.collectSegments().ids, [], 'a second pass finds nothing');
 
   // Everything delivered and purged: the active segment stays (the agent appends to it).
   s.db.prepare(`UPDATE recovery_tasks SET status = 'delivered'`).run();
-  purge(s.db, 0, 10_000);
+  s.store.admin.purge(0, 10_000);
   t.equal(s.db.prepare('SELECT count(*) FROM payloads').pluck().get(), 0);
-  collectAfterPurge(s.db);
+  s.store.collectSegments();
   t.same(listSegments(s.seg), [w.active], 'only the active segment is left');
   commit(s, 100, 2);
-  t.same(decodeAll(s.db).map((g) => g.text), [json(100), json(101)], 'and appending goes on');
+  t.same(decodeAll(s.store).map((g) => g.text), [json(100), json(101)], 'and appending goes on');
 });
 
 t.test('the CLI next to a live agent: never the newest file, never one written in the last GC_GRACE_MS', async (t) => {
@@ -238,14 +238,14 @@ t.test('the CLI next to a live agent: never the newest file, never one written i
   const s = open(t, dataDir, 1000);
   for (let i = 0; i < 4; i++) commit(s, i * 2, 2);
   s.db.prepare(`UPDATE recovery_tasks SET status = 'delivered'`).run();
-  const cli = openDb(dataDir); // a second connection, no writer: what `holdfast purge` opens
+  const cli = Store.attach(dataDir); // a second connection, no writer: what `holdfast purge` opens
   t.teardown(() => cli.close());
-  purge(cli, 0, 10_000);
+  cli.admin.purge(0, 10_000);
   const ids = listSegments(s.seg);
-  t.same(collectAfterPurge(cli).ids, [], 'every file was written just now: none taken');
+  t.same(cli.collectSegments().ids, [], 'every file was written just now: none taken');
   const old = (Date.now() - GC_GRACE_MS - 1000) / 1000;
   for (const id of ids) utimesSync(join(s.seg, segmentName(id)), old, old);
-  const gc = collectSegments(cli, s.seg, null, GC_GRACE_MS);
+  const gc = collectSegments(cli.db, s.seg, null, GC_GRACE_MS);
   t.same(gc.ids, ids.slice(0, -1), 'old and unreferenced: taken, except the newest');
   t.same(listSegments(s.seg), ids.slice(-1));
   t.same(segmentUsage(dataDir).files, 1);
@@ -254,7 +254,7 @@ t.test('the CLI next to a live agent: never the newest file, never one written i
 t.test('durability order: FULL syncs before each commit; NORMAL syncs before the checkpoint, which only the agent runs', async (t) => {
   for (const level of ['FULL', 'NORMAL'] as const) {
     const s = open(t, join(tempDir(t), `data-${level}`), undefined, level);
-    const w = writerOf(s.db)!;
+    const w = s.store.writer!;
     const log: string[] = [];
     const sync = w.sync.bind(w);
     w.sync = () => {
@@ -291,7 +291,7 @@ t.test('holdfast purge on a stopped agent reclaims the segments it leaves unrefe
   for (let i = 0; i < 4; i++) commit(s, i * 2, 2);
   s.db.prepare(`UPDATE recovery_tasks SET status = 'delivered'`).run();
   const ids = listSegments(s.seg);
-  closeStore(s.db);
+  s.store.close();
   const old = (Date.now() - GC_GRACE_MS - 1000) / 1000;
   for (const id of ids) utimesSync(join(s.seg, segmentName(id)), old, old);
   const dir = tempDir(t);
@@ -305,5 +305,5 @@ t.test('holdfast purge on a stopped agent reclaims the segments it leaves unrefe
   t.same(listSegments(again.seg), [], 'recovery deletes it');
   commit(again, 50, 1);
   t.equal(rows(again.db)[0].s, ids[ids.length - 1] + 1, 'and numbering goes on past it');
-  t.equal(decodeAll(again.db)[0].text, json(50));
+  t.equal(decodeAll(again.store)[0].text, json(50));
 });

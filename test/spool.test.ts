@@ -12,13 +12,11 @@ import { join } from 'node:path';
 import { newBatchKey } from '../agent/ingest.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
-import { Outbox, type SealedBatch } from '../store/outbox.js';
+import type { Outbox, SealedBatch } from '../store/outbox.js';
 import { rescue } from '../store/rescue.js';
-import { writerFor } from '../store/segment-gc.js';
-import { closeStore, writerOf } from '../store/segments.js';
 import { importSpoolFile } from '../store/spool-import.js';
 import { ensureSpoolDir, readSpoolFile, spoolFiles, SpoolWriter } from '../store/spool.js';
-import { TaskQueue } from '../store/tasks.js';
+import { Store } from '../store/store.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];
@@ -35,21 +33,21 @@ function mk(codec: PayloadCodec, counter: number, device = 'd'): SealedBatch {
   return { key, hash: createHash('sha256').update(json).digest(), device, readingCount: 1, firstTs: counter, lastTs: counter, createdAt: counter, payload: codec.encode(json, key), cursor: counter };
 }
 
-function store(t: TapTest, dataDir: string): { db: DB; outbox: Outbox } {
+function store(t: TapTest, dataDir: string): { db: DB; st: Store; outbox: Outbox } {
   const db = openDb(dataDir, { create: true });
+  const st = Store.on(db, { rollBytes: 4096 });
   t.teardown(() => {
     try {
-      closeStore(db);
+      st.close();
     } catch {
       // the rescue test removed the directory under it: its segment cannot be synced
     }
   });
-  writerFor(db, 4096);
-  return { db, outbox: new Outbox(db, ['a', 'b']) };
+  return { db, st, outbox: st.outbox(['a', 'b']) };
 }
 
-const values = (db: DB, codec: PayloadCodec, uplink = 'b') =>
-  new TaskQueue(db, uplink).fresh(0, 1e12, 1e6).map((r) => JSON.parse(codec.decodeText(r.payload, r.key))[0].value as number).sort((x, y) => x - y);
+const values = (st: Store, codec: PayloadCodec, uplink = 'b') =>
+  st.tasks(uplink).fresh(0, 1e12, 1e6).map((r) => JSON.parse(codec.decodeText(r.payload, r.key))[0].value as number).sort((x, y) => x - y);
 
 t.test('spool files: records round-trip (encrypted bodies, cursors, acknowledgements), 0600 in a 0700 folder, rolled, bounded', async (t) => {
   const dir = tempDir(t);
@@ -89,7 +87,7 @@ t.test('spool files: records round-trip (encrypted bodies, cursors, acknowledgem
 t.test('import: each batch once however often the file is imported; acknowledgements applied; cursors never moved back; collisions refused', async (t) => {
   const dir = tempDir(t);
   const codec = codecIn(dir);
-  const { db, outbox } = store(t, join(dir, 'data'));
+  const { db, st, outbox } = store(t, join(dir, 'data'));
   outbox.commit([mk(codec, 1)], new Map([['d', 50]]));
   const spool = new SpoolWriter(join(dir, 'spool'), 1 << 20, 1);
   const bs = [2, 3, 4, 5].map((i) => mk(codec, i));
@@ -99,10 +97,10 @@ t.test('import: each batch once however often the file is imported; acknowledgem
   spool.appendBatches([clash], new Map());
   spool.close();
   const [file] = spoolFiles(join(dir, 'spool'));
-  const w = writerOf(db)!;
+  const w = st.writer!;
   const r1 = importSpoolFile(db, w, file, ['a', 'b'], 1000);
   t.match(r1, { batches: 4, readings: 4, duplicates: 0, collisions: 1, acks: 1, cursors: 1, badBytes: 0 });
-  t.same(values(db, codec), [1, 2, 3, 4, 5], 'the spooled readings are in the store, bodies in the segment');
+  t.same(values(st, codec), [1, 2, 3, 4, 5], 'the spooled readings are in the store, bodies in the segment');
   t.equal(db.prepare(`SELECT status FROM recovery_tasks WHERE idempotency_key = ? AND uplink = 'a'`).pluck().get(bs[1].key), 'delivered', 'acknowledged while spooled: delivered');
   t.equal(db.prepare(`SELECT cursor FROM source_state WHERE device = 'd'`).pluck().get(), 50, 'a spooled cursor below the stored one does not move it back');
   // A crash after the commit, before the file was deleted: the next start imports it again.
@@ -118,12 +116,12 @@ t.test('rescue from a store whose directory was removed: pending batches held op
   const dir = tempDir(t);
   const codec = codecIn(dir);
   const dataDir = join(dir, 'data');
-  const { db, outbox } = store(t, dataDir);
+  const { db, st, outbox } = store(t, dataDir);
   // Small segments: the early batches are in closed files, the last ones in the active file.
   for (let i = 1; i <= 60; i += 5) outbox.commit([0, 1, 2, 3, 4].map((k) => mk(codec, i + k)), new Map([['d', i + 4]]));
   db.prepare(`UPDATE recovery_tasks SET status = 'delivered', request_timestamp = 1, acknowledgment_timestamp = 2 WHERE uplink = 'a' AND payload_id % 2 = 0`).run();
   db.prepare(`UPDATE recovery_tasks SET status = 'delivered' WHERE payload_id <= 10`).run();
-  const w = writerOf(db)!;
+  const w = st.writer!;
   const active = w.active;
   const inActive = db.prepare('SELECT count(*) FROM payloads WHERE body_segment = ?').pluck().get(active) as number;
   t.ok(active > 2 && inActive > 0 && inActive < 50, `segment ${active} active with ${inActive} batches`);
@@ -140,10 +138,10 @@ t.test('rescue from a store whose directory was removed: pending batches held op
   t.match(r.firstError, /cannot be opened \(ENOENT\)/);
 
   const again = store(t, join(dir, 'data2'));
-  for (const f of spoolFiles(join(dir, 'spool'))) importSpoolFile(again.db, writerOf(again.db)!, f, ['a', 'b'], 5000);
+  for (const f of spoolFiles(join(dir, 'spool'))) importSpoolFile(again.db, again.st.writer!, f, ['a', 'b'], 5000);
   const got = again.db.prepare('SELECT first_ts FROM payloads ORDER BY first_ts').pluck().all();
   t.same(got, Array.from({ length: inActive }, (_, i) => 61 - inActive + i), 'the rescued batches are in the new store');
-  t.same(values(again.db, codec), (got as number[]).filter((v) => v !== 59), 'their readings decode (59 is delivered for b already)');
+  t.same(values(again.st, codec), (got as number[]).filter((v) => v !== 59), 'their readings decode (59 is delivered for b already)');
   t.equal(again.db.prepare(`SELECT status FROM recovery_tasks t JOIN payloads p ON p.id = t.payload_id WHERE t.uplink = 'b' AND p.first_ts = 59`).pluck().get(), 'delivered', 'the unwritten acknowledgement applied');
   t.equal(again.db.prepare(`SELECT cursor FROM source_state`).pluck().get(), 60, 'the cursor came along');
 });
@@ -151,20 +149,20 @@ t.test('rescue from a store whose directory was removed: pending batches held op
 t.test('import repairs a stored batch whose body did not reach the disk (its row did): the spooled copy takes its place', async (t) => {
   const dir = tempDir(t);
   const codec = codecIn(dir);
-  const { db, outbox } = store(t, join(dir, 'data'));
+  const { db, st, outbox } = store(t, join(dir, 'data'));
   const bs = [1, 2, 3].map((i) => mk(codec, i));
   outbox.commit(bs);
   const spool = new SpoolWriter(join(dir, 'spool'), 1 << 20, 1);
   spool.appendBatches(bs, new Map()); // as a rescue would have copied them
   spool.close();
   // The disk lost the tail of the segment: the last two bodies.
-  const w = writerOf(db)!;
+  const w = st.writer!;
   const last = db.prepare('SELECT body_offset FROM payloads WHERE batch_key = ?').pluck().get(bs[1].key) as number;
   const { truncateSync } = await import('node:fs');
   truncateSync(join(w.dir, `${String(w.active).padStart(10, '0')}.seg`), last + 5);
   w.rollNow(); // later appends go to a new file, as after a reopen
   const r = importSpoolFile(db, w, spoolFiles(join(dir, 'spool'))[0], ['a', 'b'], 1000);
   t.match(r, { batches: 0, duplicates: 1, repaired: 2 });
-  t.same(values(db, codec), [1, 2, 3], 'every batch reads again');
+  t.same(values(st, codec), [1, 2, 3], 'every batch reads again');
   t.equal(db.prepare('SELECT count(*) FROM payloads').pluck().get(), 3, 'still one row a batch');
 });

@@ -12,10 +12,10 @@ import { HoldfastError, isHoldfastError } from '../agent/errors.js';
 import { generateKey, loadKeyring, parseKeyring, PayloadCodec, type EncodedPayload } from '../store/codec.js';
 import { CACHE_KIB, DB_FILE, openDb, PAGE_SIZE, schemaVersion, WAL_CHECKPOINT_BYTES, type DB } from '../store/db.js';
 import { MIGRATIONS } from '../store/migrations.js';
-import { Outbox, type SealedBatch } from '../store/outbox.js';
-import { readPayload, TASK_SQL, TaskQueue } from '../store/tasks.js';
-import { writerOf } from '../store/segments.js';
-import { parseDuration, purge, readmitReset, retryReset, storeStatus } from '../store/admin.js';
+import type { SealedBatch } from '../store/outbox.js';
+import { TASK_SQL } from '../store/tasks.js';
+import { Store } from '../store/store.js';
+import { parseDuration } from '../store/admin.js';
 import { newBatchKey } from '../agent/ingest.js';
 import { tempDir } from './helpers/config-fixtures.js';
 
@@ -66,17 +66,16 @@ function batch(codec: PayloadCodec, device: string, opts: { key?: string; json?:
 }
 
 /** The stored payload of a batch (its body read from its segment). */
-function rowPayload(db: DB, key: string): EncodedPayload {
-  return readPayload(db, key)!;
+function rowPayload(store: Store, key: string): EncodedPayload {
+  return store.payload(key)!;
 }
 
-function freshDb(t: TapTest): { db: DB; dataDir: string } {
+function freshDb(t: TapTest): { db: DB; dataDir: string; store: Store } {
   const dataDir = join(tempDir(t), 'data');
   const db = openDb(dataDir, { create: true });
-  t.teardown(() => {
-    if (db.open) db.close();
-  });
-  return { db, dataDir };
+  const store = Store.on(db);
+  t.teardown(() => store.close());
+  return { db, dataDir, store };
 }
 
 const flip = (b: Buffer, i = 0) => {
@@ -135,10 +134,10 @@ t.test('codec', async (t) => {
   });
 
   t.test('key rotation: rows written with k1 decode after k2 becomes current', async (t) => {
-    const { db } = freshDb(t);
+    const { store } = freshDb(t);
     const { file } = keyring(t, 'k1');
     const c1 = new PayloadCodec(loadKeyring(file, 'k1'), 'k1');
-    const outbox = new Outbox(db, ['a']);
+    const outbox = store.outbox(['a']);
     const old = batch(c1, 'd1', { json: readingsJson('d1', 5) });
     outbox.commit([old]);
 
@@ -146,14 +145,14 @@ t.test('codec', async (t) => {
     const ring = loadKeyring(file, 'k2');
     t.same([...ring.keys()], ['k1', 'k2']);
     const c2 = new PayloadCodec(ring, 'k2');
-    const stored = rowPayload(db, old.key);
+    const stored = rowPayload(store, old.key);
     t.equal(stored.keyId, 'k1');
     t.equal(c2.decodeText(stored, old.key), readingsJson('d1', 5), 'k1 row readable with k2 current');
 
     const fresh = batch(c2, 'd1');
     outbox.commit([fresh]);
-    t.equal(rowPayload(db, fresh.key).keyId, 'k2', 'new rows use k2');
-    t.equal(c2.decodeText(rowPayload(db, fresh.key), fresh.key), readingsJson('d1', 3));
+    t.equal(rowPayload(store, fresh.key).keyId, 'k2', 'new rows use k2');
+    t.equal(c2.decodeText(rowPayload(store, fresh.key), fresh.key), readingsJson('d1', 3));
 
     // both keys differ
     t.not(ring.get('k1')!.toString('hex'), ring.get('k2')!.toString('hex'));
@@ -214,8 +213,9 @@ t.test('db', async (t) => {
     t.equal(db.pragma('synchronous', { simple: true }), 1, 'NORMAL by default');
     const tables = (db.prepare(`SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name`).pluck().all() as string[]).join(',');
     t.equal(tables, 'admin_requests,clock_batches,clock_boots,counters,link_state,payloads,recovery_events,recovery_tasks,source_state');
-    new Outbox(db, ['a']).commit([batch(new PayloadCodec(null, null), 'd1')]);
-    db.close();
+    const store = Store.on(db);
+    store.outbox(['a']).commit([batch(new PayloadCodec(null, null), 'd1')]);
+    store.close();
 
     const again = openDb(dataDir, { synchronous: 'FULL', busyTimeoutMs: 1234 });
     t.equal(schemaVersion(again), MIGRATIONS.length, 'reopening is idempotent');
@@ -229,19 +229,17 @@ t.test('db', async (t) => {
   });
 
   t.test('page size, page cache and checkpoint size', async (t) => {
-    const { db, dataDir } = freshDb(t);
+    const { db, dataDir, store } = freshDb(t);
     t.equal(db.pragma('page_size', { simple: true }), PAGE_SIZE, 'a new file gets PAGE_SIZE');
     t.equal(db.pragma('cache_size', { simple: true }), -CACHE_KIB, 'the page cache is CACHE_KIB, not better-sqlite3\'s 16 MB');
     t.equal(db.pragma('wal_autocheckpoint', { simple: true }), 0, 'SQLite never checkpoints by itself: the agent does, segments synced first');
-    new Outbox(db, ['a']);
-    t.equal(writerOf(db)?.checkpointFrames, WAL_CHECKPOINT_BYTES / PAGE_SIZE, 'the agent checkpoints at WAL_CHECKPOINT_BYTES');
+    t.equal(store.writer?.checkpointFrames, WAL_CHECKPOINT_BYTES / PAGE_SIZE, 'the agent checkpoints at WAL_CHECKPOINT_BYTES');
     db.close();
     const small = openDb(join(tempDir(t), 'small'), { create: true, pageSize: 1024, cacheKiB: 512 });
     t.equal(small.pragma('page_size', { simple: true }), 1024);
     t.equal(small.pragma('journal_mode', { simple: true }), 'wal');
     t.equal(small.pragma('wal_autocheckpoint', { simple: true }), 0);
-    new Outbox(small, ['a']);
-    t.equal(writerOf(small)?.checkpointFrames, Math.round(WAL_CHECKPOINT_BYTES / 1024), 'the same WAL bytes whatever the page size');
+    t.equal(Store.on(small).writer?.checkpointFrames, Math.round(WAL_CHECKPOINT_BYTES / 1024), 'the same WAL bytes whatever the page size');
     t.equal(small.pragma('cache_size', { simple: true }), -512);
     small.close();
     const again = openDb(dataDir, { pageSize: 1024 });
@@ -284,9 +282,9 @@ t.test('db', async (t) => {
   });
 
   t.test('ids are never used twice: the newest rows deleted, the next batch still gets a higher id', async (t) => {
-    const { db } = freshDb(t);
+    const { db, store } = freshDb(t);
     const codec = new PayloadCodec(null, null);
-    const outbox = new Outbox(db, ['a']);
+    const outbox = store.outbox(['a']);
     outbox.commit([batch(codec, 'd1'), batch(codec, 'd2'), batch(codec, 'd3')]);
     const maxIds = () => db.prepare('SELECT (SELECT max(id) FROM payloads) AS p, (SELECT max(id) FROM recovery_tasks) AS t').get() as { p: number; t: number };
     const before = maxIds();
@@ -297,7 +295,7 @@ t.test('db', async (t) => {
     const after = maxIds();
     t.ok(after.p > before.p, `payload id ${after.p} after ${before.p}`);
     t.ok(after.t > before.t, `task id ${after.t} after ${before.t}: a lane that has read past ${before.t} still finds it`);
-    t.same(new TaskQueue(db, 'a').fresh(before.t, Number.MAX_SAFE_INTEGER, 10).map((r) => r.key), [(db.prepare('SELECT batch_key FROM payloads WHERE id = ?').pluck().get(after.p) as string)]);
+    t.same(store.tasks('a').fresh(before.t, Number.MAX_SAFE_INTEGER, 10).map((r) => r.key), [(db.prepare('SELECT batch_key FROM payloads WHERE id = ?').pluck().get(after.p) as string)]);
   });
 
   t.test('schema 5 to 6 keeps every row, id and reference, and stops ids being reused', async (t) => {
@@ -332,17 +330,18 @@ t.test('db', async (t) => {
     }
     db.prepare('DELETE FROM recovery_tasks WHERE id = 12').run();
     db.prepare('DELETE FROM payloads WHERE id = 9').run();
-    new Outbox(db, ['a']).commit([batch(new PayloadCodec(null, null), 'd2')]);
+    const store = Store.on(db);
+    store.outbox(['a']).commit([batch(new PayloadCodec(null, null), 'd2')]);
     t.equal(db.prepare('SELECT max(id) FROM payloads').pluck().get(), 10, 'the next payload id is above every id ever used');
     t.equal(db.prepare('SELECT max(id) FROM recovery_tasks').pluck().get(), 13, 'and the next task id');
-    db.close();
+    store.close();
   });
 
   t.test('due() returns waiting retries by time, for its uplink only', async (t) => {
-    const { db } = freshDb(t);
+    const { store } = freshDb(t);
     const codec = new PayloadCodec(null, null);
-    new Outbox(db, ['a', 'b']).commit([batch(codec, 'd1'), batch(codec, 'd2'), batch(codec, 'd3')]);
-    const qa = new TaskQueue(db, 'a');
+    store.outbox(['a', 'b']).commit([batch(codec, 'd1'), batch(codec, 'd2'), batch(codec, 'd3')]);
+    const qa = store.tasks('a');
     const ids = qa.fresh(0, Number.MAX_SAFE_INTEGER, 10).map((r) => r.id);
     t.equal(ids.length, 3);
     const fail = (id: number, at: number) =>
@@ -351,15 +350,15 @@ t.test('db', async (t) => {
     t.same(qa.due(4000, 10).map((r) => r.id), [ids[1]], 'only those whose time has come');
     t.same(qa.due(9000, 10).map((r) => r.id), [ids[1], ids[0], ids[2]], 'earliest first');
     t.same(qa.due(9000, 2).map((r) => r.id), [ids[1], ids[0]], 'limit');
-    t.same(new TaskQueue(db, 'b').due(9000, 10), [], 'another uplink\'s retries are not ours');
+    t.same(store.tasks('b').due(9000, 10), [], 'another uplink\'s retries are not ours');
     t.same(qa.fresh(0, Number.MAX_SAFE_INTEGER, 10), [], 'and they are no longer fresh');
   });
 
   t.test('pendingOfDevice() returns one device\'s sendable tasks (fresh and due), oldest first', async (t) => {
-    const { db } = freshDb(t);
+    const { store } = freshDb(t);
     const codec = new PayloadCodec(null, null);
-    new Outbox(db, ['a', 'b']).commit(['d1', 'd2', 'd1', 'd1', 'd1'].map((d) => batch(codec, d)));
-    const qa = new TaskQueue(db, 'a');
+    store.outbox(['a', 'b']).commit(['d1', 'd2', 'd1', 'd1', 'd1'].map((d) => batch(codec, d)));
+    const qa = store.tasks('a');
     const all = qa.fresh(0, Number.MAX_SAFE_INTEGER, 10);
     const d1 = all.filter((r) => r.device === 'd1').map((r) => r.id);
     const fail = (id: number, status: 'pending' | 'failed', at: number) =>
@@ -369,7 +368,7 @@ t.test('db', async (t) => {
     t.same(qa.pendingOfDevice('d1', 5000, 10).map((r) => r.id), [d1[0], d1[1]], 'the retry once due, in id order');
     t.same(qa.pendingOfDevice('d1', 5000, 1).map((r) => r.id), [d1[0]], 'limit');
     t.same(qa.pendingOfDevice('d3', 5000, 10), [], 'another device');
-    t.equal(new TaskQueue(db, 'b').pendingOfDevice('d1', 0, 10).length, 4, 'the other uplink has its own');
+    t.equal(store.tasks('b').pendingOfDevice('d1', 0, 10).length, 4, 'the other uplink has its own');
     t.ok(qa.pendingOfDevice('d1', 5000, 10).every((r) => r.payload.body.length > 0), 'with their payloads');
   });
 
@@ -422,9 +421,9 @@ t.test('outbox', async (t) => {
   });
 
   t.test('one payload per batch, one pending task per batch per uplink', async (t) => {
-    const { db } = freshDb(t);
+    const { db, store } = freshDb(t);
     const codec = new PayloadCodec(null, null);
-    const outbox = new Outbox(db, ['a', 'b']);
+    const outbox = store.outbox(['a', 'b']);
     const bs = [batch(codec, 'd1', { n: 3 }), batch(codec, 'd2', { n: 4 }), batch(codec, 'd1', { n: 5 })];
     const r = outbox.commit(bs, new Map([['d1', 8], ['d2', 4]]));
     t.same(r, { committed: 3, readings: 12, duplicates: 0, collisions: [] });
@@ -448,10 +447,10 @@ t.test('outbox', async (t) => {
   });
 
   t.test('a replay is ignored; a different payload under the same key is a collision', async (t) => {
-    const { db } = freshDb(t);
+    const { db, store } = freshDb(t);
     const { file } = keyring(t, 'k1');
     const codec = new PayloadCodec(loadKeyring(file, 'k1'), 'k1');
-    const outbox = new Outbox(db, ['a', 'b']);
+    const outbox = store.outbox(['a', 'b']);
     const orig = batch(codec, 'd1', { key: 'KEY-1', json: readingsJson('d1', 3, 1) });
     outbox.commit([orig]);
     const before = db.prepare('SELECT * FROM payloads WHERE batch_key = ?').get('KEY-1') as Record<string, unknown>;
@@ -460,7 +459,7 @@ t.test('outbox', async (t) => {
     const replay = batch(codec, 'd1', { key: 'KEY-1', json: readingsJson('d1', 3, 1) });
     let r = outbox.commit([replay]);
     t.same(r, { committed: 0, readings: 0, duplicates: 1, collisions: [] });
-    t.equal(storeStatus(db, 0).counters.duplicate_batches_ignored, 1);
+    t.equal(store.admin.status(0).counters.duplicate_batches_ignored, 1);
     t.equal(db.prepare('SELECT count(*) FROM recovery_tasks').pluck().get(), 2, 'no extra tasks');
 
     // same key, different readings
@@ -471,7 +470,7 @@ t.test('outbox', async (t) => {
     t.equal(r.committed, 1, 'the other batch in the transaction still commits');
     t.equal(r.duplicates, 0);
     t.equal(outbox.cursor('d1'), 9);
-    const counters = storeStatus(db, 0).counters;
+    const counters = store.admin.status(0).counters;
     t.equal(counters.idempotency_key_collisions, 1);
     t.equal(counters.duplicate_batches_ignored, 1);
     const ev = db.prepare(`SELECT * FROM recovery_events WHERE code = 'IDEMPOTENCY_KEY_COLLISION'`).all() as Record<string, unknown>[];
@@ -480,19 +479,19 @@ t.test('outbox', async (t) => {
     t.same(JSON.parse(ev[0].detail as string), { key: 'KEY-1' });
     const after = db.prepare('SELECT * FROM payloads WHERE batch_key = ?').get('KEY-1') as Record<string, unknown>;
     t.same(after, before, 'the original row is unchanged');
-    t.equal(codec.decodeText(rowPayload(db, 'KEY-1'), 'KEY-1'), readingsJson('d1', 3, 1), 'and still decodes to the original readings');
+    t.equal(codec.decodeText(rowPayload(store, 'KEY-1'), 'KEY-1'), readingsJson('d1', 3, 1), 'and still decodes to the original readings');
     t.equal(db.prepare(`SELECT count(*) FROM recovery_tasks WHERE idempotency_key = 'KEY-1'`).pluck().get(), 2);
 
     // counters add up across commits (KEY-2 again with the same readings is a replay)
     r = outbox.commit([batch(codec, 'd1', { key: 'KEY-1', json: readingsJson('d1', 3, 7) }), batch(codec, 'd1', { key: 'KEY-2' })]);
     t.same(r, { committed: 0, readings: 0, duplicates: 1, collisions: ['KEY-1'] });
-    t.match(storeStatus(db, 0).counters, { idempotency_key_collisions: 2, duplicate_batches_ignored: 2 });
+    t.match(store.admin.status(0).counters, { idempotency_key_collisions: 2, duplicate_batches_ignored: 2 });
   });
 
   t.test('source cursors commit in the same transaction as the batches', async (t) => {
-    const { db } = freshDb(t);
+    const { db, store } = freshDb(t);
     const codec = new PayloadCodec(null, null);
-    const outbox = new Outbox(db, ['a']);
+    const outbox = store.outbox(['a']);
     outbox.commit([batch(codec, 'd1')], new Map([['d1', 3]]));
     t.equal(outbox.cursor('d1'), 3);
 
@@ -512,9 +511,10 @@ t.test('outbox', async (t) => {
 });
 
 /** Three payloads, tasks for uplinks a and b, statuses set directly. */
-function seedTasks(db: DB) {
+function seedTasks(store: Store) {
+  const db = store.db;
   const codec = new PayloadCodec(null, null);
-  const outbox = new Outbox(db, ['a', 'b']);
+  const outbox = store.outbox(['a', 'b']);
   const bs = [0, 1, 2, 3].map((i) => batch(codec, 'd1', { createdAt: 1000 + i, n: i + 1 }));
   outbox.commit(bs);
   const set = (i: number, uplink: string, status: string, retryCount: number) =>
@@ -539,8 +539,8 @@ const taskRows = (db: DB) =>
 
 t.test('admin', async (t) => {
   t.test('readmitReset re-admits exactly the failed tasks with retry_count 0', async (t) => {
-    const { db } = freshDb(t);
-    const { bs, set } = seedTasks(db);
+    const { db, store } = freshDb(t);
+    const { bs, set } = seedTasks(store);
     set(0, 'a', 'failed', 0); // reset by an operator
     set(0, 'b', 'failed', 7); // dead-lettered, not reset
     set(1, 'a', 'delivered', 1);
@@ -548,7 +548,7 @@ t.test('admin', async (t) => {
     set(2, 'b', 'failed', 0); // reset by an operator
     const before = taskRows(db);
 
-    const per = readmitReset(db, 42_000);
+    const per = store.admin.readmitReset(42_000);
     t.same(per.sort((x, y) => x.uplink.localeCompare(y.uplink)), [
       { uplink: 'a', n: 1 },
       { uplink: 'b', n: 1 },
@@ -568,41 +568,41 @@ t.test('admin', async (t) => {
       { subject: 'a', kind: 'readmit', started_at: 42_000, detail: '{"tasks":1}' },
       { subject: 'b', kind: 'readmit', started_at: 42_000, detail: '{"tasks":1}' },
     ]);
-    t.same(readmitReset(db, 43_000), [], 'nothing left to re-admit');
+    t.same(store.admin.readmitReset(43_000), [], 'nothing left to re-admit');
     t.equal(db.prepare(`SELECT count(*) FROM recovery_events WHERE kind = 'readmit'`).pluck().get(), 2, 'no empty events');
   });
 
   t.test('retryReset then readmitReset: the documented repair', async (t) => {
-    const { db } = freshDb(t);
-    const { bs, set } = seedTasks(db);
+    const { db, store } = freshDb(t);
+    const { bs, set } = seedTasks(store);
     set(0, 'a', 'failed', 50);
     set(0, 'b', 'failed', 3);
     set(1, 'a', 'pending', 4);
     set(1, 'b', 'delivered', 2);
     set(2, 'a', 'failed', 9);
 
-    t.equal(retryReset(db, 'b'), 1, 'only uplink b');
-    t.same(readmitReset(db, 1), [{ uplink: 'b', n: 1 }]);
+    t.equal(store.admin.retryReset('b'), 1, 'only uplink b');
+    t.same(store.admin.readmitReset(1), [{ uplink: 'b', n: 1 }]);
     t.equal(taskRows(db).find((r) => r.key === bs[0].key && r.uplink === 'b')?.status, 'pending');
     t.equal(db.prepare(`SELECT count(*) FROM recovery_tasks WHERE status = 'failed'`).pluck().get(), 2);
 
-    t.equal(retryReset(db), 2, 'all remaining failed tasks');
+    t.equal(store.admin.retryReset(), 2, 'all remaining failed tasks');
     const pendingBefore = taskRows(db).find((r) => r.key === bs[1].key && r.uplink === 'a');
     t.equal(pendingBefore?.retry_count, 4, 'a pending task keeps its retry_count (retryReset touches failed only)');
-    t.same(readmitReset(db, 2), [{ uplink: 'a', n: 2 }]);
+    t.same(store.admin.readmitReset(2), [{ uplink: 'a', n: 2 }]);
     const rows = taskRows(db);
     t.equal(rows.filter((r) => r.status === 'failed').length, 0);
     t.equal(rows.find((r) => r.key === bs[1].key && r.uplink === 'b')?.status, 'delivered', 'delivered untouched');
     for (const r of rows.filter((x) => x.key === bs[0].key || x.key === bs[2].key)) {
       t.match(r, { status: 'pending', retry_count: 0, next_attempt_at: 0, first_attempt_at: null });
     }
-    t.equal(retryReset(db), 0);
+    t.equal(store.admin.retryReset(), 0);
   });
 
   t.test('purge deletes old delivered/failed tasks and their payloads, never pending ones', async (t) => {
-    const { db } = freshDb(t);
+    const { db, store } = freshDb(t);
     const codec = new PayloadCodec(null, null);
-    const outbox = new Outbox(db, ['a', 'b']);
+    const outbox = store.outbox(['a', 'b']);
     const now = 100 * DAY;
     const old = now - 10 * DAY;
     const recent = now - DAY;
@@ -622,21 +622,21 @@ t.test('admin', async (t) => {
     ev.run('uplink', 'a', 'outage', old, null); // still open -> kept
     ev.run('uplink', 'a', 'outage', recent, recent + 1); // recent -> kept
 
-    const r = purge(db, parseDuration('7d')!, now);
+    const r = store.admin.purge(parseDuration('7d')!, now);
     t.same(r, { tasks: 3, payloads: 1, events: 1 });
     const left = taskRows(db).map((x) => `${[p1.key, p2.key, p3.key, p4.key].indexOf(x.key) + 1}${x.uplink}:${x.status}`);
     t.same(left.sort(), ['2b:pending', '3a:pending', '3b:pending', '4a:delivered', '4b:failed']);
     const payloads = db.prepare('SELECT batch_key FROM payloads').pluck().all();
     t.same(payloads.sort(), [p2.key, p3.key, p4.key].sort(), 'payload of p1 deleted; p2 kept for its pending task');
     t.equal(db.prepare('SELECT count(*) FROM recovery_events').pluck().get(), 2);
-    t.match(storeStatus(db, now).counters, { purged_tasks: 3, purged_payloads: 1 });
+    t.match(store.admin.status(now).counters, { purged_tasks: 3, purged_payloads: 1 });
 
     // a second purge far in the future: pending tasks still survive
-    const r2 = purge(db, 0, now + 365 * DAY);
+    const r2 = store.admin.purge(0, now + 365 * DAY);
     t.same(r2, { tasks: 2, payloads: 1, events: 1 });
     t.same(taskRows(db).map((x) => x.status), ['pending', 'pending', 'pending']);
     t.equal(db.prepare('SELECT count(*) FROM payloads').pluck().get(), 2);
-    t.match(storeStatus(db, now).counters, { purged_tasks: 5, purged_payloads: 2 });
+    t.match(store.admin.status(now).counters, { purged_tasks: 5, purged_payloads: 2 });
   });
 
   t.test('parseDuration', async (t) => {
@@ -667,9 +667,9 @@ t.test('admin', async (t) => {
   });
 
   t.test('storeStatus', async (t) => {
-    const { db } = freshDb(t);
+    const { db, store } = freshDb(t);
     const codec = new PayloadCodec(null, null);
-    const outbox = new Outbox(db, ['a', 'b']);
+    const outbox = store.outbox(['a', 'b']);
     const now = 1_000_000;
     outbox.commit([
       batch(codec, 'd1', { createdAt: now - 5000, n: 10 }),
@@ -687,7 +687,7 @@ t.test('admin', async (t) => {
     db.prepare(`INSERT INTO recovery_events (scope, subject, kind, code, started_at) VALUES ('uplink', 'a', 'outage', 'ECONNREFUSED', 900000)`).run();
     db.prepare(`INSERT INTO counters (name, value) VALUES ('delivered_batches', 12)`).run();
 
-    const s = storeStatus(db, now, ['b', 'a', 'spare']);
+    const s = store.admin.status(now, ['b', 'a', 'spare']);
     t.equal(s.at, now);
     t.equal(s.schemaVersion, MIGRATIONS.length);
     t.equal(s.payloads, 3);
@@ -714,6 +714,6 @@ t.test('admin', async (t) => {
     });
     t.same(s.counters, { delivered_batches: 12 });
     t.same(s.openOutages, [{ subject: 'a', code: 'ECONNREFUSED', since: 900000 }]);
-    t.equal(storeStatus(db, now - 10_000).uplinks[1].oldestPendingAgeMs, 0, 'age never negative (clock behind)');
+    t.equal(store.admin.status(now - 10_000).uplinks[1].oldestPendingAgeMs, 0, 'age never negative (clock behind)');
   });
 });

@@ -6,13 +6,9 @@
  * samples of the board sensors; field faults are counted by class and code as verdicts arrive.
  */
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { DepthRow } from '../../store/admin.js';
 
-export interface DepthRow {
-  uplink: string;
-  status: string;
-  tasks: number;
-  readings: number;
-}
+export type { DepthRow };
 
 export interface MetricsSources {
   depth(): DepthRow[];

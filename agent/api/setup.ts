@@ -4,7 +4,13 @@
  */
 import { readFileSync } from 'node:fs';
 import type { Engine } from '../engine.js';
-import { retryReset, storeStatus } from '../../store/admin.js';
+import type { Config } from '../config/types.js';
+import type { Guard } from '../guard.js';
+import type { StoreAdmin } from '../../store/admin.js';
+import type { LaneSnapshot } from '../forward/lane-deps.js';
+import type { StorageStatus } from '../storage/storage.js';
+import type { StoreState } from '../storage/keeper.js';
+import type { Verdict } from '../policy/faults.js';
 import { ApiServer } from './server.js';
 import { Metrics, type DepthRow } from './metrics.js';
 import type { SelfMetricsExport } from './self-export.js';
@@ -12,7 +18,21 @@ import { otlpHeaders } from '../uplinks.js';
 
 const DEPTH_TTL_MS = 5000;
 
-export function createMetrics(engine: Engine): Metrics {
+/** What the metrics and the local API read and do: a view of the running gateway, not the engine. */
+export interface GatewayView {
+  /** The admin queries of the store in use (a stand-in in memory while it is unavailable). */
+  store(): StoreAdmin;
+  storeState(): StoreState;
+  storage(): StorageStatus;
+  lanes(): readonly { readonly name: string; snapshot(): LaneSnapshot; resetBreaker(): void }[];
+  fieldFaults(): readonly Verdict[];
+  busVolts(): { bus: string; volts: number | null }[];
+  thermal(): { tempC: number | null; factor: number };
+  /** Re-admits reset tasks at once (the engine's sweep). */
+  sweep(): void;
+}
+
+export function createMetrics(view: GatewayView): Metrics {
   // Depth is a GROUP BY over recovery_tasks: cached for a few seconds so a tight scrape loop
   // cannot turn into a table scan loop on a gateway with a million buffered batches.
   let depth: { at: number; rows: DepthRow[] } = { at: -Infinity, rows: [] };
@@ -20,56 +40,47 @@ export function createMetrics(engine: Engine): Metrics {
     depth() {
       // Monotonic: a wall clock stepped back must not freeze the cache.
       const now = performance.now();
-      if (now - depth.at > DEPTH_TTL_MS) {
-        const rows = engine.db
-          .prepare('SELECT uplink, status, count(*) AS tasks, coalesce(sum(reading_count), 0) AS readings FROM recovery_tasks GROUP BY uplink, status')
-          .all() as DepthRow[];
-        depth = { at: now, rows };
-      }
+      if (now - depth.at > DEPTH_TTL_MS) depth = { at: now, rows: view.store().depth() };
       return depth.rows;
     },
-    breakers: () => engine.lanes.map((l) => ({ uplink: l.name, state: l.snapshot().breaker })),
-    cpuTempC: () => engine.thermal.tempC,
-    throttleFactor: () => engine.thermal.factor,
-    busVolts: () => engine.field?.busVolts() ?? [],
+    breakers: () => view.lanes().map((l) => ({ uplink: l.name, state: l.snapshot().breaker })),
+    cpuTempC: () => view.thermal().tempC,
+    throttleFactor: () => view.thermal().factor,
+    busVolts: () => view.busVolts(),
   });
 }
 
-export function createApi(engine: Engine): ApiServer {
-  const a = engine.cfg.api;
+export function createApi(cfg: Config, metrics: Metrics, view: GatewayView, guard: Guard): ApiServer {
+  const a = cfg.api;
   const token = a.tokenFile ? readFileSync(a.tokenFile, 'utf8').trim() : null;
-  return new ApiServer({ listen: a.listen, port: a.port, allow: a.allow, token }, engine.metrics, {
+  return new ApiServer({ listen: a.listen, port: a.port, allow: a.allow, token }, metrics, {
     status: () => ({
-      ...storeStatus(engine.db, Date.now(), engine.cfg.uplinks.map((u) => u.name)),
-      lanes: engine.lanes.map((l) => l.snapshot()),
-      fieldFaults: engine.field?.faults() ?? [],
-      cpuTempC: engine.thermal.tempC,
-      throttleFactor: engine.thermal.factor,
-      storage: engine.storage.status(),
+      ...view.store().status(Date.now(), cfg.uplinks.map((u) => u.name)),
+      lanes: view.lanes().map((l) => l.snapshot()),
+      fieldFaults: view.fieldFaults(),
+      cpuTempC: view.thermal().tempC,
+      throttleFactor: view.thermal().factor,
+      storage: view.storage(),
     }),
     ready: () => {
-      if (engine.lanes.length === 0) return { ok: false, why: 'no uplink configured' };
-      const st = engine.storage.keeper.state();
+      if (view.lanes().length === 0) return { ok: false, why: 'no uplink configured' };
+      const st = view.storeState();
       if (!st.available) return { ok: false, why: `STORE_UNAVAILABLE: ${st.failure ? `${st.failure.kind} (${st.failure.errno})` : 'importing the spool'}; batches go to the spool` };
-      try {
-        // Takes (and releases) the write lock: fails when the disk is read-only or the file is locked.
-        engine.db.exec('BEGIN IMMEDIATE; ROLLBACK');
-        return { ok: true };
-      } catch (e) {
-        return { ok: false, why: `store not writable: ${(e as Error).message}` };
-      }
+      // Takes (and releases) the write lock: fails when the disk is read-only or the file is locked.
+      const why = view.store().notWritable();
+      return why === null ? { ok: true } : { ok: false, why: `store not writable: ${why}` };
     },
     resetBreaker: (uplink) => {
-      const lane = engine.lanes.find((l) => l.name === uplink);
+      const lane = view.lanes().find((l) => l.name === uplink);
       lane?.resetBreaker();
       return lane !== undefined;
     },
     resetRetries: (uplink) => {
-      const n = retryReset(engine.db, uplink);
-      engine.sweep();
+      const n = view.store().retryReset(uplink);
+      view.sweep();
       return n;
     },
-  }, engine.guard);
+  }, guard);
 }
 
 /**

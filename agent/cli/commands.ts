@@ -8,9 +8,9 @@ import { loadConfig } from '../config/load.js';
 import { configSchema } from '../config/schema.js';
 import type { Config } from '../config/types.js';
 import { generateKey } from '../../store/codec.js';
-import { openDb, type DB } from '../../store/db.js';
-import { parseDuration, purge, requestBreakerReset, retryReset, storeStatus } from '../../store/admin.js';
-import { collectAfterPurge, GC_GRACE_MS, syncNewestSegment } from '../../store/segment-gc.js';
+import { Store } from '../../store/store.js';
+import { parseDuration } from '../../store/admin.js';
+import { GC_GRACE_MS } from '../../store/segment-gc.js';
 import { formatStatus } from './format.js';
 import { formatStorage, storageReport } from '../storage/status.js';
 import { simulateCommand } from './simulate.js';
@@ -37,19 +37,15 @@ function configFrom(v: Values): Config {
 }
 
 /**
- * Runs `fn` on the agent's database. Closing may checkpoint the WAL (when no agent has it open),
- * which makes rows durable: the newest segment is synced first, as the agent itself does.
+ * Runs `fn` on the agent's store, next to the agent if it runs (Store.attach: no writer; the close
+ * syncs the newest segment first, as its checkpoint may make rows durable).
  */
-function withAdminDb<T>(cfg: Config, fn: (db: DB) => T): T {
-  const db = openDb(cfg.dataDir, { busyTimeoutMs: cfg.store.busyTimeoutMs, synchronous: cfg.store.synchronous });
+function withStore<T>(cfg: Config, fn: (store: Store) => T): T {
+  const store = Store.attach(cfg.dataDir, { busyTimeoutMs: cfg.store.busyTimeoutMs, synchronous: cfg.store.synchronous });
   try {
-    return fn(db);
+    return fn(store);
   } finally {
-    try {
-      syncNewestSegment(cfg.dataDir);
-    } finally {
-      db.close();
-    }
+    store.close();
   }
 }
 
@@ -85,7 +81,7 @@ export const COMMANDS: Command[] = [
       const cfg = configFrom(v);
       let s;
       try {
-        s = withAdminDb(cfg, (db) => ({ ...storeStatus(db, Date.now(), cfg.uplinks.map((u) => u.name)), storage: storageReport(cfg, db) }));
+        s = withStore(cfg, (st) => ({ ...st.admin.status(Date.now(), cfg.uplinks.map((u) => u.name)), storage: storageReport(cfg, st.admin) }));
       } catch (e) {
         // The database cannot be read: say so, and show what the files say (spool, quarantine, space).
         const storage = storageReport(cfg, null);
@@ -105,7 +101,7 @@ export const COMMANDS: Command[] = [
     options: { ...configOpt, uplink: { type: 'string' } },
     async run(v, p) {
       noPositionals(p);
-      const n = withAdminDb(configFrom(v), (db) => retryReset(db, v.uplink as string | undefined));
+      const n = withStore(configFrom(v), (st) => st.admin.retryReset(v.uplink as string | undefined));
       console.log(`${n} failed task(s) reset; the agent re-admits them at its next sweep`);
       return 0;
     },
@@ -121,9 +117,9 @@ export const COMMANDS: Command[] = [
       const d = parseDuration(String(v['older-than'] ?? ''));
       if (d === undefined) throw new HoldfastError('USAGE', '--older-than needs a duration such as 7d, 12h, 30m');
       const cfg = configFrom(v);
-      const { r, gc } = withAdminDb(cfg, (db) => {
-        const r = purge(db, d, Date.now());
-        return { r, gc: collectAfterPurge(db, Math.max(GC_GRACE_MS, 2 * cfg.store.busyTimeoutMs)) };
+      const { r, gc } = withStore(cfg, (st) => {
+        const r = st.admin.purge(d, Date.now());
+        return { r, gc: st.collectSegments(Math.max(GC_GRACE_MS, 2 * cfg.store.busyTimeoutMs)) };
       });
       console.log(`purged ${r.tasks} task(s), ${r.payloads} payload(s), ${r.events} event(s); ${gc.files} segment file(s) deleted (${(gc.bytes / 1048576).toFixed(1)} MB)`);
       return 0;
@@ -141,7 +137,7 @@ export const COMMANDS: Command[] = [
       if (!cfg.uplinks.some((u) => u.name === p[0])) {
         throw new HoldfastError('USAGE', `no uplink ${JSON.stringify(p[0])} in the config (have: ${cfg.uplinks.map((u) => u.name).join(', ')})`);
       }
-      withAdminDb(cfg, (db) => requestBreakerReset(db, p[0], Date.now()));
+      withStore(cfg, (st) => st.admin.requestBreakerReset(p[0], Date.now()));
       console.log(`breaker reset requested for ${p[0]}`);
       return 0;
     },

@@ -14,12 +14,10 @@
  * Events and TaskQueue are classes other modules are typed against; these extend them and
  * delegate every method, the base being built on a small in-memory database that is never used.
  */
-import Database from 'better-sqlite3';
-import type { DB } from '../../store/db.js';
-import { migrate } from '../../store/db.js';
 import { Events, type EventInput } from '../../store/events.js';
 import type { CommitResult, SealedBatch } from '../../store/outbox.js';
 import { TaskQueue, type Outcome, type TaskRow } from '../../store/tasks.js';
+import { Store } from '../../store/store.js';
 import type { Session } from './session.js';
 
 /** What the guarded objects need of the keeper. */
@@ -47,14 +45,11 @@ export interface Admission {
   committed(bytes: number): void;
 }
 
-let placeholder: DB | null = null;
+let placeholder: Store | null = null;
 
-/** An in-memory database with the schema: the base the guarded classes are built on, never used. */
-export function placeholderDb(): DB {
-  if (!placeholder) {
-    placeholder = new Database(':memory:');
-    migrate(placeholder);
-  }
+/** A store in memory: the base the guarded classes are built on (never used), and the stand-in while the store is unavailable. */
+export function placeholderStore(): Store {
+  placeholder ??= Store.memory();
   return placeholder;
 }
 
@@ -113,7 +108,7 @@ export class GuardedEvents extends Events {
   droppedEvents = 0;
 
   constructor(private readonly g: KeeperView) {
-    super(placeholderDb());
+    super(placeholderStore().db);
   }
 
   private run<T>(what: string, fn: (ev: Events) => T, d: Deferred | null, dflt: T): T {
@@ -187,7 +182,7 @@ export class GuardedTaskQueue extends TaskQueue {
     private readonly g: KeeperView,
     uplink: string,
   ) {
-    super(placeholderDb(), uplink);
+    super(placeholderStore().db, uplink, placeholderStore());
   }
 
   private inner(): TaskQueue | null {

@@ -31,7 +31,7 @@ import { GuardedEvents, type KeeperView } from './guarded.js';
 import type { DropLedger } from './ledger.js';
 import type { StorageMetrics } from './metrics.js';
 import { closeQuietly, openSession, storeIdent, type Session } from './session.js';
-import { diskHasRoom, importSpool, isStoreError, probeWrite, recordOutage, rescueFrom, reportSalvage } from './recovery.js';
+import { diskHasRoom, importSpool, isStoreError, probeWrite, rescueFrom, reportSalvage } from './recovery.js';
 
 const EMPTY: CommitResult = { committed: 0, readings: 0, duplicates: 0, collisions: [] };
 const VERIFY_MS = 1000;
@@ -247,11 +247,11 @@ export class StoreKeeper implements KeeperView {
     const s = this.session;
     if (this.available && s) {
       try {
-        s.db.prepare(
-          `UPDATE recovery_tasks SET status = 'delivered', retry_count = retry_count + 1, request_timestamp = ?, acknowledgment_timestamp = ?, latency_ms = ?,
-             first_attempt_at = coalesce(first_attempt_at, ?), next_attempt_at = 0 WHERE idempotency_key = ? AND uplink = ? AND status = 'pending'`,
-        ).run(requestAt, ackAt, ackAt - requestAt, requestAt, key, uplink);
-        return;
+        const q = s.tasks.get(uplink);
+        if (q) {
+          q.ackedByKey(key, requestAt, ackAt);
+          return;
+        }
       } catch (e) {
         this.fail(e, 'acknowledgement');
       }
@@ -268,7 +268,7 @@ export class StoreKeeper implements KeeperView {
     const s = this.session;
     if (acks.length === 0 || !s) return;
     try {
-      ackUnwritten(s.db, this.spoolWriter, acks);
+      ackUnwritten(s.store.db, this.spoolWriter, acks);
     } catch {
       // the old connection no longer reads: those tasks are sent again after recovery, with their keys
     }
@@ -297,18 +297,18 @@ export class StoreKeeper implements KeeperView {
       for (const l of this.lanes) l.flush();
       const old = this.session;
       this.session = null;
-      if (old) closeQuietly(old.db);
+      if (old) closeQuietly(old.store);
       next = openSession(this.deps.cfg, this.deps.uplinks, ++this.gen, this.dev, this.deps.clock);
       this.dev = next.dev;
       probeWrite(next, this.deps.cfg.dataDir);
       this.reportSalvage(next);
       const imported = importSpool(next, this.spoolWriter, this.deps.cfg, this.deps.uplinks, this.now(), this.deps.metrics, this.deps.log);
       const replayed = this.events.replay(next.events);
-      this.deps.ledger.flush(next.db);
+      this.deps.ledger.flush(next.store.admin);
       const at = this.now();
       const outage = this.since === null ? 0 : at - this.since;
       if (this.failure) {
-        recordOutage(next, this.since ?? at, at, {
+        next.store.admin.recordOutage(this.since ?? at, at, {
           kind: this.failure.kind, errno: this.failure.errno, message: this.failure.message, where: this.where, spooled: this.spooled, imported,
           rescued: this.lastRescue, eventsReplayed: replayed, eventsDropped: this.events.droppedEvents,
         });
@@ -324,7 +324,7 @@ export class StoreKeeper implements KeeperView {
       if (this.lanesDown) for (const l of this.lanes) l.storeBack();
       this.lanesDown = false;
     } catch (e) {
-      if (next) closeQuietly(next.db);
+      if (next) closeQuietly(next.store);
       // The store opened at start but the spool of an earlier run could not be imported into it.
       if (!this.failure) this.raise(classifyStoreError(e), 'import', e);
       this.attempts++;
@@ -360,6 +360,6 @@ export class StoreKeeper implements KeeperView {
     const s = this.session;
     this.session = null;
     this.available = false;
-    if (s) closeQuietly(s.db);
+    if (s) closeQuietly(s.store);
   }
 }

@@ -11,7 +11,7 @@
  * the store works, so they are never lost even when the store was down when they happened.
  */
 import type { Logger } from 'pino';
-import type { DB } from '../../store/db.js';
+import type { StoreAdmin } from '../../store/admin.js';
 import type { DropCount } from '../../store/reclaim.js';
 import { LogLimiter } from '../log-limit.js';
 import type { StorageMetrics } from './metrics.js';
@@ -74,21 +74,11 @@ export class DropLedger {
   }
 
   /** Writes the drops counted since the last flush (counters and one event); throws a store error, keeping them. */
-  flush(db: DB): void {
+  flush(admin: StoreAdmin): void {
     if (this.pending.size === 0) return;
     const drops = [...this.pending.values()];
     const at = this.now();
-    db.transaction(() => {
-      const bump = db.prepare('INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET value = value + excluded.value');
-      for (const d of drops) {
-        bump.run(`dropped_readings:${d.uplink}:${d.reason}`, d.readings);
-        bump.run(`dropped_batches:${d.uplink}:${d.reason}`, d.batches);
-      }
-      db.prepare(
-        `INSERT INTO recovery_events (scope, subject, kind, code, fault_class, started_at, ended_at, duration_ms, detail)
-         VALUES ('store', 'ledger', 'drop', ?, 'local', ?, ?, 0, ?)`,
-      ).run(drops.some((d) => d.reason === 'rejected' || d.reason === 'dead_letter' || d.reason === 'oldest' || d.reason === 'downsampled') ? 'STORAGE_FULL' : 'STORE_UNAVAILABLE', at, at, JSON.stringify({ dropped: drops }));
-    }).immediate();
+    admin.recordDrops(drops, drops.some((d) => d.reason === 'rejected' || d.reason === 'dead_letter' || d.reason === 'oldest' || d.reason === 'downsampled') ? 'STORAGE_FULL' : 'STORE_UNAVAILABLE', at);
     this.pending.clear();
   }
 

@@ -29,7 +29,7 @@ export function rescueFrom(s: Session | null, f: StoreFailure, spool: SpoolWrite
   const scope = rescueScope(f.kind);
   if (!s || scope === 'none') return null;
   try {
-    const r = rescue(s.db, s.writer, spool, scope === 'all-readable' ? 0 : (s.writer?.durableId ?? 0), []);
+    const r = rescue(s.store.db, s.store.writer, spool, scope === 'all-readable' ? 0 : (s.store.writer?.durableId ?? 0), []);
     metrics.spooled.inc({ result: 'rescued' }, r.batches);
     ledger.count(r.lost.map((l) => ({ uplink: l.uplink, reason: 'store_lost' as const, batches: l.batches, readings: l.readings })), { kind: f.kind });
     const lost = r.lost.reduce((n, l) => n + l.readings, 0);
@@ -60,7 +60,7 @@ export function diskHasRoom(cfg: Config): void {
 
 /** One real write to the reopened store and its segment directory, so a read-only disk is not taken for a working one. */
 export function probeWrite(s: Session, dataDir: string): void {
-  s.db.prepare(`INSERT INTO counters (name, value) VALUES ('store_reopened', 1) ON CONFLICT (name) DO UPDATE SET value = value + 1`).run();
+  s.store.admin.countReopen();
   const f = join(segmentDir(dataDir), '.probe');
   writeFileSync(f, 'probe', { mode: 0o600 });
   unlinkSync(f);
@@ -80,7 +80,7 @@ export function importSpool(s: Session, spool: SpoolWriter, cfg: Config, uplinks
   spool.close();
   const sum: Imported = { files: 0, batches: 0, readings: 0, duplicates: 0, repaired: 0, acks: 0 };
   for (const f of spoolFiles(cfg.store.spoolDir)) {
-    const r = importSpoolFile(s.db, s.writer, f, uplinks, now);
+    const r = importSpoolFile(s.store.db, s.store.writer, f, uplinks, now);
     spool.remove(f);
     sum.files++;
     sum.batches += r.batches;
@@ -93,14 +93,6 @@ export function importSpool(s: Session, spool: SpoolWriter, cfg: Config, uplinks
     if (r.badBytes > 0) log.warn({ code: 'STORE_UNAVAILABLE', file: f, badBytes: r.badBytes, badRecords: r.badRecords }, 'spool file had unreadable bytes');
   }
   return sum;
-}
-
-/** The outage as an `unavailable` event with its start, end, length and numbers. */
-export function recordOutage(s: Session, since: number, at: number, detail: Record<string, unknown>): void {
-  s.db.prepare(
-    `INSERT INTO recovery_events (scope, subject, kind, code, fault_class, started_at, ended_at, duration_ms, detail)
-     VALUES ('store', 'store', 'unavailable', 'STORE_UNAVAILABLE', 'local', ?, ?, ?, ?)`,
-  ).run(since, at, at - since, JSON.stringify(detail));
 }
 
 /** Errors that are about the store's disk or files (as opposed to a refusal such as SCHEMA_TOO_NEW or an insecure directory). */

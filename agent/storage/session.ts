@@ -11,13 +11,13 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { Config } from '../config/types.js';
-import { DB_FILE, type DB } from '../../store/db.js';
-import { Events, type EventClock } from '../../store/events.js';
-import { openStore, type SalvageReport } from '../../store/open-store.js';
-import { Outbox } from '../../store/outbox.js';
-import { writerFor } from '../../store/segment-gc.js';
-import { closeStore, listSegments, segmentDir, type SegmentWriter } from '../../store/segments.js';
-import { TaskQueue } from '../../store/tasks.js';
+import { DB_FILE } from '../../store/db.js';
+import type { EventClock, Events } from '../../store/events.js';
+import type { SalvageReport } from '../../store/open-store.js';
+import type { Outbox } from '../../store/outbox.js';
+import { listSegments, segmentDir } from '../../store/segments.js';
+import { Store } from '../../store/store.js';
+import type { TaskQueue } from '../../store/tasks.js';
 import { measureUsage } from '../../store/usage.js';
 import { assessSpace, checkpointBytesFor, segmentBytesFor } from '../policy/storage.js';
 
@@ -25,8 +25,7 @@ import { assessSpace, checkpointBytesFor, segmentBytesFor } from '../policy/stor
 export const DOWNSAMPLE_SEGMENT_BYTES = 4 * 1024 * 1024;
 
 export interface Session {
-  db: DB;
-  writer: SegmentWriter | null;
+  store: Store;
   outbox: Outbox;
   events: Events;
   tasks: Map<string, TaskQueue>;
@@ -79,32 +78,33 @@ export function checkSameDisk(dataDir: string, prevDev: number | null): void {
 export function openSession(cfg: Config, uplinks: readonly string[], gen: number, prevDev: number | null = null, clock?: EventClock): Session {
   checkSameDisk(cfg.dataDir, prevDev);
   const s = cfg.store;
-  const { db, salvage } = openStore(cfg.dataDir, { synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs, uplinks });
+  const store = Store.open(cfg.dataDir, {
+    synchronous: s.synchronous, busyTimeoutMs: s.busyTimeoutMs, uplinks,
+    sizes: () => {
+      const u = measureUsage(cfg.dataDir);
+      const budget = assessSpace({ usedBytes: u.usedBytes, maxBytes: s.maxBytes, fsFreeBytes: u.fsFreeBytes, fsTotalBytes: u.fsTotalBytes, minFreeRatio: s.minFreeRatio }).budgetBytes;
+      // Downsampling decodes a whole file in one pass: smaller files keep a pass short.
+      return { checkpointBytes: checkpointBytesFor(budget), rollBytes: segmentBytesFor(budget, s.fullPolicy === 'downsample' ? DOWNSAMPLE_SEGMENT_BYTES : undefined) };
+    },
+  });
   try {
-    const u = measureUsage(cfg.dataDir);
-    const budget = assessSpace({ usedBytes: u.usedBytes, maxBytes: s.maxBytes, fsFreeBytes: u.fsFreeBytes, fsTotalBytes: u.fsTotalBytes, minFreeRatio: s.minFreeRatio }).budgetBytes;
-    const checkpointBytes = checkpointBytesFor(budget);
-    // The WAL file keeps its largest size unless told otherwise; on a small disk that matters.
-    db.pragma(`journal_size_limit = ${checkpointBytes}`);
-    // Downsampling decodes a whole file in one pass: smaller files keep a pass short.
-    const writer = writerFor(db, segmentBytesFor(budget, s.fullPolicy === 'downsample' ? DOWNSAMPLE_SEGMENT_BYTES : undefined), checkpointBytes);
-    const tasks = new Map(uplinks.map((u) => [u, new TaskQueue(db, u)]));
     return {
-      db, writer, outbox: new Outbox(db, uplinks, writer), events: new Events(db, clock), tasks, salvage, ident: storeIdent(cfg.dataDir), dev: statSync(cfg.dataDir).dev, gen,
+      store, outbox: store.outbox(uplinks), events: store.events(clock), tasks: new Map(uplinks.map((u) => [u, store.tasks(u)])),
+      salvage: store.salvage, ident: storeIdent(cfg.dataDir), dev: statSync(cfg.dataDir).dev, gen,
     };
   } catch (e) {
-    closeQuietly(db);
+    closeQuietly(store);
     throw e;
   }
 }
 
 /** Closes a connection whose disk may be failing: what cannot be synced or checkpointed stays as it is. */
-export function closeQuietly(db: DB): void {
+export function closeQuietly(store: Store): void {
   try {
-    closeStore(db);
+    store.close();
   } catch {
     try {
-      if (db.open) db.close();
+      if (store.db.open) store.db.close();
     } catch {
       // a connection to a vanished or read-only file: the process lets go of it either way
     }

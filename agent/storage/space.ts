@@ -135,7 +135,7 @@ export class SpaceManager implements Admission {
     this.last = { usedBytes: u.usedBytes, budgetBytes: v.budgetBytes, fsFreeBytes: u.fsFreeBytes, bound: v.bound, level: v.level, full, since: this.fullSince, policy: c.fullPolicy, at: this.now() };
     try {
       if (v.needBytes > 0) this.reclaim(v, u, full);
-      this.deps.ledger.flush(s.db);
+      this.deps.ledger.flush(s.store.admin);
     } catch (e) {
       k.fail(e, 'reclaim');
     }
@@ -169,10 +169,10 @@ export class SpaceManager implements Admission {
   /** Empties the files the plan chooses (at most FILES_PER_PASS). Throws a store error. */
   private reclaim(v: SpaceVerdict, u: Usage, full: boolean): void {
     const s = this.deps.keeper.session!;
-    const w = s.writer;
+    const w = s.store.writer;
     if (!w) return;
     const plan = planReclaim({
-      segments: segmentRows(s.db, this.deps.priorities, u.segmentFiles), active: w.active, policy: this.deps.cfg.store.fullPolicy, needBytes: v.needBytes, full,
+      segments: segmentRows(s.store.db, this.deps.priorities, u.segmentFiles), active: w.active, policy: this.deps.cfg.store.fullPolicy, needBytes: v.needBytes, full,
     });
     if (plan.segments.length === 0) return;
     if (plan.rollActive) w.rollNow();
@@ -185,14 +185,14 @@ export class SpaceManager implements Admission {
       // Downsampling decodes a whole file: one a pass, the next a second later.
       if (fate === 'downsample' && merged++ > 0) break;
       if (fate === 'unreferenced') {
-        freed += unlinkSegment(s.db, w, id);
+        freed += unlinkSegment(w, id);
         continue;
       }
       // A batch in flight would be counted as dropped and arrive anyway: its file waits for a later pass.
-      if (fate !== 'reclaim' && segmentBusy(s.db, id, busy.taskIds, busy.keys)) continue;
+      if (fate !== 'reclaim' && segmentBusy(s.store.db, id, busy.taskIds, busy.keys)) continue;
       const summaries = fate === 'downsample' ? this.summaries(id) : [];
       // The reason is for the pending batches; dead letters are always counted as dead_letter.
-      const r = emptySegment(s.db, w, id, fate === 'downsample' ? 'downsampled' : 'oldest', this.now(), summaries);
+      const r = emptySegment(s.store.db, w, id, fate === 'downsample' ? 'downsampled' : 'oldest', this.now(), summaries);
       freed += r.freedBytes;
       reclaimed += r.reclaimedBatches;
       if (r.dropped.length > 0) {
@@ -214,7 +214,7 @@ export class SpaceManager implements Admission {
   private summaries(seg: number): SummaryBatch[] {
     const s = this.deps.keeper.session!;
     const groups = new Map<string, { device: string; uplinks: string[]; createdAt: number; acc: SummaryReading[] }>();
-    for (const p of pendingOfSegment(s.db, s.writer!, seg)) {
+    for (const p of pendingOfSegment(s.store.db, s.store.writer!, seg)) {
       let readings: Reading[];
       try {
         readings = JSON.parse(this.deps.codec.decode(p.payload, p.key).toString('utf8')) as Reading[];

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import type { Config } from '../config/types.js';
-import type { DB } from '../../store/db.js';
+import type { StoreAdmin } from '../../store/admin.js';
 import { QUARANTINE_DIR } from '../../store/open-store.js';
 import { spoolFiles } from '../../store/spool.js';
 import { folderBytes, measureUsage } from '../../store/usage.js';
@@ -30,8 +30,8 @@ export interface StorageReport {
   lastOutage: { since: number; durationMs: number | null; detail: unknown } | null;
 }
 
-/** `db` may be null when the database cannot be opened: then only the files are reported. */
-export function storageReport(cfg: Config, db: DB | null): StorageReport | null {
+/** `admin` may be null when the database cannot be opened: then only the files are reported. */
+export function storageReport(cfg: Config, admin: StoreAdmin | null): StorageReport | null {
   let u;
   try {
     u = measureUsage(cfg.dataDir);
@@ -40,24 +40,9 @@ export function storageReport(cfg: Config, db: DB | null): StorageReport | null 
   }
   const s = cfg.store;
   const v = assessSpace({ usedBytes: u.usedBytes, maxBytes: s.maxBytes, fsFreeBytes: u.fsFreeBytes, fsTotalBytes: u.fsTotalBytes, minFreeRatio: s.minFreeRatio });
-  const q = <T>(sql: string, dflt: T): T => {
-    try {
-      return (db?.prepare(sql).get() as T | undefined) ?? dflt;
-    } catch {
-      return dflt;
-    }
-  };
-  const open = q<{ since: number } | null>(`SELECT started_at AS since FROM recovery_events WHERE kind = 'storage_full' AND ended_at IS NULL ORDER BY id DESC LIMIT 1`, null);
-  const salvage = q<{ at: number; detail: string } | null>(`SELECT started_at AS at, detail FROM recovery_events WHERE kind = 'salvage' ORDER BY id DESC LIMIT 1`, null);
-  const outage = q<{ since: number; duration: number | null; detail: string } | null>(`SELECT started_at AS since, duration_ms AS duration, detail FROM recovery_events WHERE kind = 'unavailable' ORDER BY id DESC LIMIT 1`, null);
-  let counters: { name: string; value: number }[] = [];
-  try {
-    counters = (db?.prepare(`SELECT name, value FROM counters WHERE name LIKE 'dropped_%'`).all() ?? []) as { name: string; value: number }[];
-  } catch {
-    // an unreadable database: no counters to show
-  }
+  const facts = admin?.storageFacts() ?? { fullSince: null, lastSalvage: null, lastOutage: null, dropCounters: [] };
   const dropped = new Map<string, { uplink: string; reason: string; readings: number; batches: number }>();
-  for (const c of counters) {
+  for (const c of facts.dropCounters) {
     const m = /^dropped_(readings|batches):(.+):([a-z_]+)$/.exec(c.name);
     if (!m) continue;
     const k = `${m[2]}:${m[3]}`;
@@ -67,12 +52,12 @@ export function storageReport(cfg: Config, db: DB | null): StorageReport | null 
   }
   const spool = spoolFiles(s.spoolDir);
   return {
-    usedBytes: u.usedBytes, budgetBytes: v.budgetBytes, bound: v.bound, fsFreeBytes: u.fsFreeBytes, level: v.level, full: open !== null, fullSince: open?.since ?? null,
+    usedBytes: u.usedBytes, budgetBytes: v.budgetBytes, bound: v.bound, fsFreeBytes: u.fsFreeBytes, level: v.level, full: facts.fullSince !== null, fullSince: facts.fullSince,
     policy: s.fullPolicy, maxBytes: s.maxBytes, dropped: [...dropped.values()].sort((a, b) => a.uplink.localeCompare(b.uplink) || a.reason.localeCompare(b.reason)),
     spool: { dir: s.spoolDir, files: spool.length, bytes: folderBytes(s.spoolDir).bytes },
     quarantine: folderBytes(join(cfg.dataDir, QUARANTINE_DIR)),
-    lastSalvage: salvage ? { at: salvage.at, detail: JSON.parse(salvage.detail) as unknown } : null,
-    lastOutage: outage ? { since: outage.since, durationMs: outage.duration, detail: JSON.parse(outage.detail) as unknown } : null,
+    lastSalvage: facts.lastSalvage,
+    lastOutage: facts.lastOutage,
   };
 }
 

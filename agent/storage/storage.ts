@@ -10,9 +10,9 @@ import type { Logger } from 'pino';
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
 import type { PayloadCodec } from '../../store/codec.js';
-import type { DB } from '../../store/db.js';
+import type { Store } from '../../store/store.js';
 import type { Lane } from '../forward/lane.js';
-import { GuardedTaskQueue, placeholderDb, StoreOutbox, type GuardedEvents } from './guarded.js';
+import { GuardedTaskQueue, placeholderStore, StoreOutbox, type GuardedEvents } from './guarded.js';
 import { StoreKeeper, type StoreState } from './keeper.js';
 import { DropLedger } from './ledger.js';
 import { StorageMetrics } from './metrics.js';
@@ -71,9 +71,9 @@ export class Storage {
     return this.keeper.events;
   }
 
-  /** The connection in use, or a stand-in in memory while the store is unavailable. */
-  get db(): DB {
-    return (this.keeper.available ? this.keeper.session?.db : null) ?? placeholderDb();
+  /** The store in use, or a stand-in in memory while the store is unavailable. */
+  get store(): Store {
+    return (this.keeper.available ? this.keeper.session?.store : null) ?? placeholderStore();
   }
 
   /** A lane's task queue: follows the store from session to session. */

@@ -48,9 +48,8 @@ import { Ingest } from '../../agent/ingest.js';
 import { VERSION } from '../../agent/version.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../../store/codec.js';
 import { DB_FILE, openDb, type DB } from '../../store/db.js';
-import { Outbox } from '../../store/outbox.js';
 import { segmentUsage } from '../../store/segment-gc.js';
-import { closeStore, writerOf } from '../../store/segments.js';
+import { Store } from '../../store/store.js';
 import { closedPort, makePoll, POINTS_PER_POLL, prng, type Poll } from './rss.js';
 import { gcText, runDrainRounds, schedCpuMs, type DrainRun } from './drain.js';
 import { PACED_BATCHES, runPacedDrain, WINDOW_S } from './paced.js';
@@ -249,9 +248,10 @@ function baseConfig(dataDir: string, keyFile: string, url: string): Config {
 }
 
 /** The real write path: Ingest.offer() per poll, tick() once per GROUP readings (group commit). */
-function runIngest(cfg: Config, codec: PayloadCodec, pool: Poll[], total: number): { run: IngestRun; db: DB } {
-  const db = openDb(cfg.dataDir, { create: true, synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busyTimeoutMs });
-  const outbox = new Outbox(db, [UPLINK]);
+function runIngest(cfg: Config, codec: PayloadCodec, pool: Poll[], total: number): { run: IngestRun; store: Store } {
+  const store = Store.on(openDb(cfg.dataDir, { create: true, synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busyTimeoutMs }));
+  const { db } = store;
+  const outbox = store.outbox([UPLINK]);
   const ingest = new Ingest(outbox, codec, cfg.batch, cfg.store, silent, () => {});
   const cursors = new Map<string, number>();
   gc();
@@ -275,7 +275,7 @@ function runIngest(cfg: Config, codec: PayloadCodec, pool: Poll[], total: number
   ingest.tick(true);
   const t1 = now();
   const cpu = process.cpuUsage(c0);
-  const writer = writerOf(db);
+  const writer = store.writer;
   const checkpoints = writer?.checkpoints ?? 0;
   writer?.sync(); // as before any checkpoint (fdatasync writes back, it dirties nothing)
   db.pragma('wal_checkpoint(TRUNCATE)');
@@ -293,7 +293,7 @@ function runIngest(cfg: Config, codec: PayloadCodec, pool: Poll[], total: number
   const pageSize = db.pragma('page_size', { simple: true }) as number;
   const dbBytes = (db.pragma('page_count', { simple: true }) as number) * pageSize;
   return {
-    db,
+    store,
     run: {
       cpuMs: (cpu.user + cpu.system) / 1000, readings: total, ms: t1 - t0, perSec: (total * 1000) / (t1 - t0), io: ioDelta(io0, io1),
       checkpointMs: t2 - t1, payloadBytes: s.body, segmentBytes: segmentUsage(cfg.dataDir).bytes, checkpoints, dbBytes, batches: s.n,
@@ -669,7 +669,7 @@ async function main(): Promise<void> {
     if (ONLY.has('drain') || ONLY.has('paced') || ONLY.has('cold')) broker = await startBroker(mkdtempSync(path.join(root, 'mosquitto-')));
     const url = broker?.url ?? `mqtt://127.0.0.1:${await closedPort()}`;
     const cfgFor = (name: string) => baseConfig(path.join(root, name), keyFile, url);
-    let ingested: { db: DB; cfg: Config; readings: number } | null = null;
+    let ingested: { store: Store; cfg: Config; readings: number } | null = null;
 
     // -- 1 + 3: ingest ----------------------------------------------------------------------
     if (ONLY.has('ingest')) {
@@ -677,7 +677,7 @@ async function main(): Promise<void> {
       say(`[1] ingest: ${fmtInt(INGEST_READINGS)} readings, ${DEVICES} devices x ${POINTS_PER_POLL}-point polls, batches of ${BATCH}, tick() every ${fmtInt(GROUP)} readings (= transaction size of both), AES-256-GCM, WAL, synchronous NORMAL`);
       try {
         // warm-up (JIT, codec, sqlite) on throwaway files
-        closeStore(runIngest(cfgFor('warm-ingest'), codec, pool, GROUP * 4).db);
+        runIngest(cfgFor('warm-ingest'), codec, pool, GROUP * 4).store.close();
         runRaw(path.join(root, 'warm-raw.db'), pool, GROUP * 4);
         // Alternate raw and holdfast INGEST_ROUNDS times, each on a fresh file; the best rate of each
         // is compared. The disk figure is from the last round (its store is then drained in [2]).
@@ -688,11 +688,11 @@ async function main(): Promise<void> {
           raws.push(runRaw(rawFile, pool, INGEST_READINGS));
           for (const sfx of ['', '-wal', '-shm']) rmSync(rawFile + sfx, { force: true });
           const cfg = cfgFor(`ingest-${round}`);
-          const { run, db } = runIngest(cfg, codec, pool, INGEST_READINGS);
+          const { run, store } = runIngest(cfg, codec, pool, INGEST_READINGS);
           ings.push(run);
-          if (round === INGEST_ROUNDS - 1) ingested = { db, cfg, readings: INGEST_READINGS };
+          if (round === INGEST_ROUNDS - 1) ingested = { store, cfg, readings: INGEST_READINGS };
           else {
-            closeStore(db);
+            store.close();
             rmSync(cfg.dataDir, { recursive: true, force: true });
           }
           const a = raws[round];
@@ -746,12 +746,12 @@ async function main(): Promise<void> {
       say();
       try {
         if (!ingested || ingested.readings !== DRAIN_READINGS) {
-          if (ingested) closeStore(ingested.db);
+          if (ingested) ingested.store.close();
           ingested = null;
           const cfg = cfgFor('drain');
-          ingested = { db: runIngest(cfg, codec, pool, Math.ceil(DRAIN_READINGS / GROUP) * GROUP).db, cfg, readings: DRAIN_READINGS };
+          ingested = { store: runIngest(cfg, codec, pool, Math.ceil(DRAIN_READINGS / GROUP) * GROUP).store, cfg, readings: DRAIN_READINGS };
         }
-        const { db, cfg } = ingested;
+        const { store: { db }, cfg } = ingested;
         db.pragma('wal_checkpoint(TRUNCATE)');
         const us = (r: DrainRun) => `${fmtInt((r.cpuMs * 1000) / r.messages)} us CPU/msg (main thread ${fmtInt((r.mainMs * 1000) / r.messages)}) + broker ${fmtInt((r.brokerMs * 1000) / r.messages)}`;
         const line = (r: DrainRun) => `${fmtInt(r.perSec)} readings/s (${fmtInt(r.ms)} ms, ${fmtInt((r.messages * 1000) / r.ms)} msg/s, ${us(r)})`;
@@ -809,7 +809,7 @@ async function main(): Promise<void> {
       }
     }
 
-    if (ingested) closeStore(ingested.db);
+    if (ingested) ingested.store.close();
 
     // -- 4: RSS -----------------------------------------------------------------------------
     if (ONLY.has('rss')) {

@@ -18,10 +18,7 @@ import { VERSION } from '../../agent/version.js';
 import { MqttDriver } from '../../drivers/mqtt/client.js';
 import { envelopes } from '../../drivers/mqtt/envelope.js';
 import { loadKeyring, PayloadCodec } from '../../store/codec.js';
-import { openDb, type DB } from '../../store/db.js';
-import { Events } from '../../store/events.js';
-import { closeStore } from '../../store/segments.js';
-import { TaskQueue } from '../../store/tasks.js';
+import { Store } from '../../store/store.js';
 import { schedCpuMs, type DrainRun, type FromChild, type GcTally, type ToChild } from './drain.js';
 
 const UPLINK_INDEX = 0;
@@ -35,8 +32,8 @@ interface Envelope {
 }
 
 /** The exact messages the lane sends for this store's backlog (historical, one part each). */
-function buildEnvelopes(db: DB, codec: PayloadCodec, uplink: string, gatewayId: string, maxBytes: number): Envelope[] {
-  const q = new TaskQueue(db, uplink);
+function buildEnvelopes(store: Store, codec: PayloadCodec, uplink: string, gatewayId: string, maxBytes: number): Envelope[] {
+  const q = store.tasks(uplink);
   const out: Envelope[] = [];
   let after = 0;
   for (;;) {
@@ -99,11 +96,11 @@ function mqttOptions(clientId: string): IClientOptions {
 }
 
 /** The limit: mqtt.js QoS 1 publishes of the same payloads, at most `window` unacknowledged, on one client. */
-async function rawChild(cfg: Config, window: number, db: DB, codec: PayloadCodec): Promise<void> {
+async function rawChild(cfg: Config, window: number, store: Store, codec: PayloadCodec): Promise<void> {
   const up = cfg.uplinks[UPLINK_INDEX];
   if (up.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
-  const msgs = buildEnvelopes(db, codec, up.name, cfg.gatewayId, up.maxPacketBytes - 200);
-  closeStore(db);
+  const msgs = buildEnvelopes(store, codec, up.name, cfg.gatewayId, up.maxPacketBytes - 200);
+  store.close();
   const topic = `${topicPrefix(cfg, up.topicPrefix)}/telemetry`;
   const readings = msgs.reduce((a, m) => a + m.readings, 0);
   // A new client each round, as the agent makes one per connect() (a reused mqtt.js client with
@@ -144,7 +141,8 @@ async function rawChild(cfg: Config, window: number, db: DB, codec: PayloadCodec
 }
 
 /** Holdfast: one Lane + MqttDriver for the child's life, draining the store's whole backlog each round. */
-async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void> {
+async function laneChild(cfg: Config, store: Store, codec: PayloadCodec): Promise<void> {
+  const { db } = store;
   const up = cfg.uplinks[UPLINK_INDEX];
   if (up.type !== 'mqtt') throw new Error('the bench drains to an mqtt uplink');
   const uplink = up.name;
@@ -156,7 +154,7 @@ async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void
        acknowledgment_timestamp = NULL, latency_ms = NULL, first_attempt_at = NULL WHERE uplink = ?`,
   );
   const lane = new Lane({
-    cfg: up, codec, events: new Events(db), log: silent, tasks: new TaskQueue(db, uplink),
+    cfg: up, codec, events: store.events(), log: silent, tasks: store.tasks(uplink),
     driver: new MqttDriver({
       name: up.name, url: up.url, gatewayId: cfg.gatewayId, topicPrefix: topicPrefix(cfg, up.topicPrefix),
       clientId: `bench-lane-${process.pid}`, keepaliveS: up.keepaliveS, connectTimeoutMs: up.connectTimeoutMs,
@@ -197,7 +195,7 @@ async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void
     if (after.n !== 0) throw new Error(`${after.n} tasks still pending after the drain`);
     return run;
   };
-  serve({ messages: all.n, readings: all.r, decodeUs: decodeCost(db, codec, uplink, up.drain.pullTasks, 3) }, round);
+  serve({ messages: all.n, readings: all.r, decodeUs: decodeCost(store, codec, uplink, up.drain.pullTasks, 3) }, round);
 }
 
 /**
@@ -205,8 +203,8 @@ async function laneChild(cfg: Config, db: DB, codec: PayloadCodec): Promise<void
  * `pullTasks` per query) and opening it (AES-256-GCM + inflate), as the lane does on its thread,
  * here alone with nothing sent. CPU us per batch, the best of `passes` passes over the backlog.
  */
-function decodeCost(db: DB, codec: PayloadCodec, uplink: string, pullTasks: number, passes: number): number {
-  const q = new TaskQueue(db, uplink);
+function decodeCost(store: Store, codec: PayloadCodec, uplink: string, pullTasks: number, passes: number): number {
+  const q = store.tasks(uplink);
   let best = Infinity;
   for (let p = 0; p < passes; p++) {
     const c0 = process.cpuUsage();
@@ -247,10 +245,11 @@ if (process.argv[1] === fileURLToPath(import.meta.url) && process.send) {
   const role = process.argv[2];
   try {
     const { cfg, window } = JSON.parse(process.env.BENCH_DRAIN_SETUP ?? '') as { cfg: Config; window: number };
-    const db = openDb(cfg.dataDir, { synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busyTimeoutMs });
+    // Next to the parent's store (which holds the writer): a reader of its own, never a writer.
+    const store = Store.attach(cfg.dataDir, { synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busyTimeoutMs });
     const s = cfg.store;
     const codec = s.encryption === 'off' ? new PayloadCodec(null, null) : new PayloadCodec(loadKeyring(s.keyFile, s.keyId), s.keyId);
-    const started = role === 'raw' ? rawChild(cfg, window, db, codec) : role === 'lane' ? laneChild(cfg, db, codec) : Promise.reject(new Error(`role ${role}?`));
+    const started = role === 'raw' ? rawChild(cfg, window, store, codec) : role === 'lane' ? laneChild(cfg, store, codec) : Promise.reject(new Error(`role ${role}?`));
     started.catch((e: unknown) => fail((e as Error).stack ?? String(e)));
   } catch (e) {
     fail((e as Error).stack ?? String(e));

@@ -43,10 +43,8 @@ import { Lane } from '../../agent/forward/lane.js';
 import { createDriver, loadDrivers } from '../../agent/uplinks.js';
 import { batchToResourceMetrics } from '../../drivers/otlp/client.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../../store/codec.js';
-import { openDb, type DB } from '../../store/db.js';
-import { Events } from '../../store/events.js';
-import { Outbox } from '../../store/outbox.js';
-import { TaskQueue } from '../../store/tasks.js';
+import { openDb } from '../../store/db.js';
+import { Store } from '../../store/store.js';
 import { makePoll, POINTS_PER_POLL, prng } from './rss.js';
 
 /** A row of bench.ts's summary table (same shape). */
@@ -134,9 +132,9 @@ function config(dir: string, keyFile: string, url: string, window?: number, comp
 }
 
 /** READINGS readings through the agent's write path into a fresh store. */
-function fill(cfg: Config, codec: PayloadCodec): DB {
-  const db = openDb(cfg.dataDir, { create: true, synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busyTimeoutMs });
-  const ingest = new Ingest(new Outbox(db, [UPLINK]), codec, cfg.batch, cfg.store, silent, () => {});
+function fill(cfg: Config, codec: PayloadCodec): Store {
+  const store = Store.on(openDb(cfg.dataDir, { create: true, synchronous: cfg.store.synchronous, busyTimeoutMs: cfg.store.busyTimeoutMs }));
+  const ingest = new Ingest(store.outbox([UPLINK]), codec, cfg.batch, cfg.store, silent, () => {});
   const rand = prng(1);
   for (let n = 0; n < READINGS / DEVICES / POINTS_PER_POLL; n++) {
     for (let d = 0; d < DEVICES; d++) {
@@ -146,12 +144,12 @@ function fill(cfg: Config, codec: PayloadCodec): DB {
     if ((n + 1) % (BATCH / POINTS_PER_POLL) === 0) ingest.tick();
   }
   ingest.tick(true);
-  return db;
+  return store;
 }
 
 /** The ResourceMetrics the driver builds for every stored batch (the limit's input). */
-function buildAll(db: DB, codec: PayloadCodec): ResourceMetrics[] {
-  const q = new TaskQueue(db, UPLINK);
+function buildAll(store: Store, codec: PayloadCodec): ResourceMetrics[] {
+  const q = store.tasks(UPLINK);
   const out: ResourceMetrics[] = [];
   for (let after = 0; ;) {
     const rows = q.fresh(after, Number.MAX_SAFE_INTEGER, 1000);
@@ -164,16 +162,16 @@ function buildAll(db: DB, codec: PayloadCodec): ResourceMetrics[] {
   }
 }
 
-function resetTasks(db: DB): void {
+function resetTasks({ db }: Store): void {
   db.prepare(`UPDATE recovery_tasks SET status = 'pending', retry_count = 0, next_attempt_at = 0, request_timestamp = NULL,
     acknowledgment_timestamp = NULL, latency_ms = NULL, first_attempt_at = NULL WHERE uplink = ?`).run(UPLINK);
   db.pragma('wal_checkpoint(TRUNCATE)');
 }
 
-async function runLane(db: DB, cfg: Config, codec: PayloadCodec, batches: number): Promise<Run> {
+async function runLane(store: Store, cfg: Config, codec: PayloadCodec, batches: number): Promise<Run> {
   const u = cfg.uplinks[0];
   await loadDrivers(cfg);
-  const lane = new Lane({ cfg: u, codec, events: new Events(db), log: silent, tasks: new TaskQueue(db, UPLINK), driver: createDriver(cfg, u) });
+  const lane = new Lane({ cfg: u, codec, events: store.events(), log: silent, tasks: store.tasks(UPLINK), driver: createDriver(cfg, u) });
   gc();
   const c0 = process.cpuUsage();
   const t0 = now();
@@ -237,7 +235,7 @@ async function runRaw(url: string, rms: ResourceMetrics[], window: number, compr
 export async function runOtlpBench(say: (s: string) => void = (s) => process.stdout.write(`${s}\n`)): Promise<OtlpRow[]> {
   const dir = mkdtempSync(path.join(process.env.BENCH_DIR ?? os.tmpdir(), 'holdfast-bench-otlp-'));
   const collector = await Collector.start();
-  let db: DB | null = null;
+  let store: Store | null = null;
   try {
     const keyFile = path.join(dir, 'keys', 'holdfast.key');
     generateKey(keyFile, 'k1');
@@ -246,19 +244,19 @@ export async function runOtlpBench(say: (s: string) => void = (s) => process.std
     const window = envInt('BENCH_OTLP_WINDOW', probe.maxInflight);
     const compression = process.env.BENCH_OTLP_COMPRESSION ?? (probe.type === 'otlp' ? probe.compression : 'gzip');
     const cfg = config(dir, keyFile, collector.url, window, compression);
-    db = fill(cfg, codec);
-    const rms = buildAll(db, codec);
+    store = fill(cfg, codec);
+    const rms = buildAll(store, codec);
     say(`[otlp] drain: ${fmtInt(rms.length)} batches = ${fmtInt(READINGS)} readings (${BATCH} a batch, one gauge data point each), compression ${compression}, window ${window}, collector ${collector.url} (child process, acks without decoding)`);
     await runRaw(collector.url, rms.slice(0, Math.min(100, rms.length)), window, compression); // warm-up
     const raws: Run[] = [];
     const lanes: Run[] = [];
     for (let round = 0; round < ROUNDS; round++) {
-      if (round > 0) resetTasks(db);
+      if (round > 0) resetTasks(store);
       await collector.reset();
       const a = await runRaw(collector.url, rms, window, compression);
       const sa = await collector.stats();
       await collector.reset();
-      const b = await runLane(db, cfg, codec, rms.length);
+      const b = await runLane(store, cfg, codec, rms.length);
       const sb = await collector.stats();
       if (sa.requests !== rms.length || sb.requests !== rms.length) throw new Error(`collector saw ${sa.requests} raw and ${sb.requests} lane exports, expected ${rms.length} each`);
       if (sa.bytes !== sb.bytes) say(`    note: raw sent ${fmtInt(sa.bytes)} B, lane ${fmtInt(sb.bytes)} B`);
@@ -278,7 +276,7 @@ export async function runOtlpBench(say: (s: string) => void = (s) => process.std
     say(`    ERROR: ${(e as Error)?.stack ?? String(e)}`);
     return [{ figure: 'OTLP drain readings/s', holdfast: 'error', limit: '-', ratio: '-', target: 'none set', verdict: 'ERROR' }];
   } finally {
-    db?.close();
+    store?.close();
     collector.stop();
     rmSync(dir, { recursive: true, force: true });
   }

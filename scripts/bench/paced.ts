@@ -16,8 +16,7 @@ import { buildConfig } from '../../agent/config/load.js';
 import { newBatchKey } from '../../agent/ingest.js';
 import { loadKeyring, PayloadCodec } from '../../store/codec.js';
 import { DB_FILE, openDb } from '../../store/db.js';
-import { Outbox } from '../../store/outbox.js';
-import { closeStore } from '../../store/segments.js';
+import { Store } from '../../store/store.js';
 import { makePoll, prng } from './rss.js';
 
 export const PACED_BATCHES = 100_000;
@@ -68,8 +67,8 @@ function rssMBOf(pid: number): number {
 /** The backlog: PACED_BATCHES batches pending for uplink `uplink`, committed 1,000 at a time. */
 function buildBacklog(dataDir: string, keyFile: string, uplink: string): void {
   const codec = new PayloadCodec(loadKeyring(keyFile, 'k1'), 'k1');
-  const db = openDb(dataDir, { create: true });
-  const outbox = new Outbox(db, [uplink]);
+  const store = Store.on(openDb(dataDir, { create: true }));
+  const outbox = store.outbox([uplink]);
   const rand = prng(7);
   let n = 0;
   for (let done = 0; done < PACED_BATCHES; done += 1000) {
@@ -83,7 +82,7 @@ function buildBacklog(dataDir: string, keyFile: string, uplink: string): void {
       };
     }));
   }
-  closeStore(db);
+  store.close();
 }
 
 export async function runPacedDrain(o: { root: string; keyFile: string; brokerUrl: string; cli: string; nodeArgs: string[]; env: Record<string, string>; say: (s: string) => void }): Promise<PacedResult> {

@@ -169,11 +169,11 @@ async function main(): Promise<void> {
     gc();
     const mem = process.memoryUsage();
     const split = rssSplit();
-    const row = engine.db
+    const row = engine.store.db
       .prepare(`SELECT count(*) AS tasks, coalesce(sum(reading_count), 0) AS readings FROM recovery_tasks WHERE status = 'pending'`)
       .get() as { tasks: number; readings: number };
-    const pageCount = engine.db.pragma('page_count', { simple: true }) as number;
-    const pageSize = engine.db.pragma('page_size', { simple: true }) as number;
+    const pageCount = engine.store.db.pragma('page_count', { simple: true }) as number;
+    const pageSize = engine.store.db.pragma('page_size', { simple: true }) as number;
     const snap = engine.lanes[0]?.snapshot();
     await engine.stop();
     const out = {
