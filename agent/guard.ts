@@ -167,6 +167,8 @@ export class Guard {
     if (this.inject.size === 0) return;
     if (this.inject.has(site) || (this.inject.has('*') && !this.caught.has(site))) {
       this.inject.delete(site);
+      // Deliberately uncoded: it stands for a bug no code anticipated, so report() gives it
+      // INTERNAL_ERROR (codeOf) like a real one. Only HOLDFAST_INJECT_THROW, a test hook, reaches here.
       throw new Error(`injected failure at ${site} (HOLDFAST_INJECT_THROW)`);
     }
   }

@@ -13,6 +13,7 @@
  * Being the only path for a paced device is what makes this safe: no task of it can be sent by
  * two paths at once.
  */
+import { HoldfastError } from '../errors.js';
 
 export interface PaceState {
   /** device -> earliest time of its next post (ms). */
@@ -103,13 +104,20 @@ export function mergeJsonArrays(parts: readonly Buffer[]): Buffer {
   return Buffer.concat(out);
 }
 
-/** The bytes between a JSON array's brackets (whitespace around them ignored); throws if `b` is not one. */
+/**
+ * The bytes between a JSON array's brackets (whitespace around them ignored); throws
+ * PAYLOAD_UNREADABLE if `b` is not one (the lane dead-letters that task alone: agent/forward/message.ts).
+ */
 export function arrayBody(b: Buffer): Buffer {
   let i = 0;
   let j = b.length - 1;
   while (i <= j && isSpace(b[i])) i++;
   while (j >= i && isSpace(b[j])) j--;
-  if (b[i] !== 0x5b || b[j] !== 0x5d) throw new Error('stored batch is not a JSON array');
+  if (i > j || b[i] !== 0x5b || b[j] !== 0x5d) {
+    // Names the shape, not the content (decrypted readings do not belong in last_error).
+    const found = i > j ? (b.length > 0 ? 'it is only whitespace' : 'it is empty') : `it begins with byte 0x${hexByte(b[i])} and ends with 0x${hexByte(b[j])}`;
+    throw new HoldfastError('PAYLOAD_UNREADABLE', `stored batch of ${b.length} bytes is not a JSON array: ${found}`);
+  }
   i++;
   j--;
   while (i <= j && isSpace(b[i])) i++;
@@ -118,3 +126,4 @@ export function arrayBody(b: Buffer): Buffer {
 }
 
 const isSpace = (c: number) => c === 0x20 || c === 0x0a || c === 0x0d || c === 0x09;
+const hexByte = (c: number) => c.toString(16).toUpperCase().padStart(2, '0');

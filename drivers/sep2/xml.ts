@@ -136,15 +136,20 @@ export function renderDocument(root: XNode): string {
 /** A leaf is string|number; a complex slot takes its children (max 1) or a list of them (many). */
 export type Field = string | number | XNode[] | XNode[][] | undefined;
 
-/** The children of a `type` element from named fields, in SEP2_ORDER order and only that. */
+/**
+ * The children of a `type` element from named fields, in SEP2_ORDER order and only that. Its
+ * throws are internal: the types and field names are this module's constants and every required
+ * field is always filled by the writers below, so no reading or server can trigger one (were one
+ * hit, the send would fail as UPLINK_ERROR with this message).
+ */
 export function sequence(type: string, fields: Record<string, Field>): XNode[] {
   const slots = SEP2_ORDER[type];
-  if (!slots) throw new Error(`no element order for ${type}`);
-  for (const k of Object.keys(fields)) if (!slots.some((s) => s.name === k)) throw new Error(`${type} has no element ${k}`);
+  if (!slots) throw new Error(`internal: no element order for ${type}`);
+  for (const k of Object.keys(fields)) if (!slots.some((s) => s.name === k)) throw new Error(`internal: ${type} has no element ${k}`);
   const out: XNode[] = [];
   for (const s of slots) {
     const v = fields[s.name];
-    if (v === undefined && s.min === 1) throw new Error(`${type}.${s.name} is required`);
+    if (v === undefined && s.min === 1) throw new Error(`internal: ${type}.${s.name} is required`);
     if (v === undefined) continue;
     if (typeof v !== 'object') out.push({ name: s.name, text: String(v) });
     else if (s.max > 1) for (const c of v as XNode[][]) out.push({ name: s.name, children: c });

@@ -56,6 +56,8 @@ async function readNow(port: LinuxPortBinding, buffer: Buffer, offset: number, l
 async function writeNow(port: LinuxPortBinding, buffer: Buffer): Promise<void> {
   let off = 0;
   while (off < buffer.length) {
+    // serialport's own error for a port closed mid-write (as bindings-cpp's unix-write): the stream
+    // treats it as a disconnect and the RTU master reports the failed write as SERIAL_PORT_ERROR.
     if (port.fd === null) throw new Error('Port is not open');
     try {
       off += writeSync(port.fd, buffer, off, buffer.length - off);
@@ -72,7 +74,8 @@ function onLoopThread(port: LinuxPortBinding): LinuxPortBinding {
   // writeOperation is private in the typings; drain() awaits it, so ours must be there too.
   const op = port as unknown as { writeOperation: Promise<void> | null };
   port.read = async (buffer: Buffer, offset: number, length: number) => {
-    if (buffer.length < offset + length) throw new Error('buffer is too small');
+    // The stream reads into its own pool within bounds: only a bug in a caller could trip this.
+    if (buffer.length < offset + length) throw new Error(`internal: buffer is too small (${buffer.length} bytes for ${length} at ${offset})`);
     return readNow(port, buffer, offset, length);
   };
   port.write = (buffer: Buffer) => {
@@ -127,6 +130,7 @@ export type SerialStream = SerialPortStream<AutoDetectTypes>;
 /** A serialport stream on serialBinding() (or on `fd`); unopened unless autoOpen is true. */
 export function serialPort(o: SerialOpenOptions): SerialStream {
   const { fd, ...rest } = o;
-  if (fd !== undefined && process.platform !== 'linux') throw new Error('an inherited serial descriptor is supported on Linux only');
+  // `fd` is programmatic only (the bench's pty pairs; no config key or CLI option sets it).
+  if (fd !== undefined && process.platform !== 'linux') throw new Error(`internal: an inherited serial descriptor (fd ${fd}) is supported on Linux only`);
   return new SerialPortStream<AutoDetectTypes>({ autoOpen: false, ...rest, binding: fd === undefined ? serialBinding() : adoptedBinding(fd) });
 }
