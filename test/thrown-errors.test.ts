@@ -1,6 +1,6 @@
 /**
- * Issue 13, "no bare `throw new Error` on a path that can reach an operator": the throw sites of
- * agent/, drivers/ and hardware/ that were looked at, each pinned to what the operator gets.
+ * No bare `throw new Error` on a path that can reach an operator: the throw sites of agent/,
+ * drivers/ and hardware/ that could, each pinned to what the operator gets.
  * - a paced batch that is not a JSON array: PAYLOAD_UNREADABLE, its message naming what was found;
  * - malformed XML from an IEEE 2030.5 server: the parser's error is only the message of a failed
  *   connect, which the classifier codes UPLINK_ERROR (link, soft);

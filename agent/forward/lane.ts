@@ -24,6 +24,7 @@ import { Wakeup } from './wakeup.js';
 import { BUDGET_WINDOW_MS, decide, type Gates, type Source } from './order.js';
 import { nextDueAt, noteAck } from './pacer.js';
 import { openMessage } from './message.js';
+import { sendDirect } from './direct.js';
 
 export type { LaneDeps, LaneSnapshot };
 
@@ -99,26 +100,11 @@ export class Lane {
     this.wakeup.in(0);
   }
 
-  /** Sends a batch that has no task (spooled while the store was down); null when not sent. Never throws. */
-  async sendDirect(key: string, device: string, readingCount: number, readings: Buffer): Promise<{ requestAt: number; ackAt: number } | null> {
-    if (this.stopped || !this.link.connected) return null;
-    const a = this.link.admit(this.deps.clock.mono());
-    if (!a.allowed) return null;
-    try {
-      const r = await this.deps.driver.send({ taskId: 0, key, seq: 0, device, historical: false, readingCount, readings });
-      if (!r.ok) {
-        const f = classify(r.failure);
-        this.link.record(f.scope !== 'link', a.probe);
-        this.deps.onAttempt?.({ uplink: this.name, result: f.scope, retry: false });
-        return null;
-      }
-      this.link.record(true, a.probe);
-      this.attempts.deliveredCount++;
-      this.deps.onAttempt?.({ uplink: this.name, result: 'ok', retry: false, latencyMs: r.ackAt - r.requestAt });
-      return { requestAt: r.requestAt, ackAt: r.ackAt };
-    } catch {
-      return null;
-    }
+  /** Sends a batch that has no task (spooled while the store was down: direct.ts); null when not sent. Never throws. */
+  sendDirect(key: string, device: string, readingCount: number, readings: Buffer): Promise<{ requestAt: number; ackAt: number } | null> {
+    if (this.stopped) return Promise.resolve(null);
+    const { driver, onAttempt, clock } = this.deps;
+    return sendDirect({ uplink: this.name, link: this.link, driver, onAttempt, now: () => clock.mono(), delivered: () => this.attempts.deliveredCount++ }, { key, device, readingCount, readings });
   }
 
   /** Tasks on their way (in flight, outcome unwritten, or read into a page): the storage policy leaves their files alone. */
