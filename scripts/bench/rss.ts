@@ -18,6 +18,7 @@ import { loadDrivers } from '../../agent/uplinks.js';
 import type { Quality, Reading } from '../../agent/reading.js';
 import { generateKey } from '../../store/codec.js';
 import { runIfMain } from '../run-main.js';
+import { mulberry32 as prng } from '../../test/helpers/rand.js';
 
 /** The points of one poll of a three-phase meter: name, unit, base value, swing, decimals. */
 const POINTS: readonly { point: string; unit: string; base: number; swing: number; dp: number }[] = [
@@ -41,16 +42,7 @@ export interface Poll {
 }
 
 /** A small deterministic PRNG (mulberry32), so every run measures the same bytes. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng };
 
 export function deviceName(d: number): string {
   return `meter-${String(d + 1).padStart(3, '0')}`;
