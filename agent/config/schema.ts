@@ -1,7 +1,9 @@
 /**
  * The published JSON Schema of the configuration (`holdfast config schema` prints it).
  * The validator (agent/config/load.ts) compiles exactly this object, so the published schema
- * and the checks that run cannot drift apart. Defaults live here too.
+ * and the checks that run cannot drift apart. Defaults live here too. agent/config/types.ts
+ * derives the config's TypeScript types from this object (json-schema-to-ts), which needs its
+ * literal types: every part is `as const`, helpers included.
  */
 
 const SEC = 1000;
@@ -13,8 +15,8 @@ const DAY = 24 * HOUR;
  * 1 ms, so `1e30` would turn a slow schedule into a busy loop. Each maximum is the largest value
  * that makes sense for its key.
  */
-const ms = (min: number, max: number, def: number, description: string) => ({ type: 'integer', minimum: min, maximum: max, default: def, description });
-const name = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' };
+const ms = (min: number, max: number, def: number, description: string) => ({ type: 'integer', minimum: min, maximum: max, default: def, description }) as const;
+const name = { type: 'string', pattern: '^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$' } as const;
 
 const retry = {
   type: 'object',
@@ -94,7 +96,7 @@ const mqttUplink = {
 } as const;
 
 /** Fields every uplink type has. */
-const common = (kind: string) => ({
+const common = <K extends string>(kind: K) => ({
   name: { ...name, description: 'uplink name: recovery_tasks.uplink, status, breaker reset' },
   type: { const: kind },
   enabled: { type: 'boolean', default: true, description: 'a disabled uplink gets no new tasks' },
@@ -103,7 +105,7 @@ const common = (kind: string) => ({
   breaker,
   drain,
   retryBudget,
-});
+}) as const;
 
 const otlpUplink = {
   type: 'object',
