@@ -96,14 +96,21 @@ export class Metrics {
         for (const b of src.breakers()) for (const s of BREAKER_STATES) this.set({ uplink: b.uplink, state: s }, b.state === s ? 1 : 0);
       },
     });
-    new Gauge({
+    let tempC: number | null = null;
+    const temp = new Gauge({
       name: 'holdfast_cpu_temperature_celsius', help: 'CPU temperature (absent when the board has no readable sensor)', registers: [r],
       collect() {
-        this.reset();
-        const c = src.cpuTempC();
-        if (c !== null) this.set(c);
+        tempC = src.cpuTempC();
+        if (tempC !== null) this.set(tempC);
       },
     });
+    // prom-client keeps a 0 sample for a gauge without labels even after reset(): without a
+    // sensor the sample is left out, as a 0 °C reading is a lie that alerting rules would act on.
+    const getTemp = temp.get.bind(temp);
+    temp.get = async () => {
+      const m = await getTemp();
+      return tempC === null ? { ...m, values: [] } : m;
+    };
     new Gauge({
       name: 'holdfast_throttle_factor', help: 'Thermal governor: fraction of the drain, retry and poll rates in force (1 = full speed)', registers: [r],
       collect() {

@@ -90,6 +90,15 @@ export class MqttDriver implements UplinkDriver {
     return JSON.stringify({ state, gatewayId: this.opts.gatewayId, version: this.opts.version, ts: this.now() });
   }
 
+  /**
+   * The last will, fixed at CONNECT: the broker publishes it when the agent is gone, a moment
+   * nobody can stamp in advance. So it carries no `ts` (the subscriber's receive time is when the
+   * broker noticed) and says since when the connection it ends was up.
+   */
+  private will(): string {
+    return JSON.stringify({ state: 'offline', gatewayId: this.opts.gatewayId, version: this.opts.version, connectedAt: this.now(), will: true });
+  }
+
   connect(): Promise<ConnectResult> {
     this.drop();
     const opts: IClientOptions = {
@@ -107,7 +116,7 @@ export class MqttDriver implements UplinkDriver {
       // mqtt.js's own debug trace (DEBUG=mqttjs*) only when asked for: its logger collects its
       // arguments into an array on each of the dozen calls a publish makes, enabled or not.
       log: process.env.DEBUG ? undefined : quiet,
-      will: { topic: this.statusTopic, payload: Buffer.from(this.status('offline')), qos: 1, retain: true },
+      will: { topic: this.statusTopic, payload: Buffer.from(this.will()), qos: 1, retain: true },
     };
     if (this.opts.username !== undefined) opts.username = this.opts.username;
     if (this.opts.passwordFile) {
