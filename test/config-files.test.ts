@@ -34,6 +34,7 @@ const secretFile = (dir: string, name: string, text: string, mode = 0o600) => {
   chmodSync(f, mode);
   return f;
 };
+const rtuBus = (name: string, port: string, device: string) => ({ name, type: 'rtu', port, devices: [{ name: device, map: 'sunspec' }] });
 const loopAt = (dir: string, name = 'loop') => {
   const l = join(dir, name);
   symlinkSync(l, l);
@@ -137,6 +138,22 @@ const CASES: Case[] = [
     raw: (d) => validRaw(d, { buses: [{ name: 'b', type: 'tcp', host: '127.0.0.1', devices: [{ name: 'm', map: '/dev/zero' }] }] }),
     path: '/buses/0/devices/0/map',
     says: ['CONFIG_FILE_NOT_REGULAR', '/dev/zero', 'character device'],
+  },
+  {
+    name: 'two rtu buses on one serial port',
+    raw: (d) => validRaw(d, { buses: [rtuBus('a', join(d, 'ttyS9'), 'm1'), rtuBus('b', join(d, 'ttyS9'), 'm2')] }),
+    path: '/buses/1/port',
+    says: ['ttyS9', 'already bus "a"', 'one port is one bus'],
+  },
+  {
+    name: 'two rtu buses on one serial port, once by a symlink (as /dev/serial/by-id names it)',
+    raw: (d) => {
+      writeFileSync(join(d, 'ttyUSB0'), '');
+      symlinkSync(join(d, 'ttyUSB0'), join(d, 'by-id-port'));
+      return validRaw(d, { buses: [rtuBus('a', join(d, 'ttyUSB0'), 'm1'), rtuBus('b', join(d, 'by-id-port'), 'm2')] });
+    },
+    path: '/buses/1/port',
+    says: ['by-id-port', 'already bus "a"'],
   },
   {
     name: 'commitIntervalMs 1e30 (Node would arm it as 1 ms)',

@@ -727,3 +727,12 @@ t.test('the far end goes away (socat killed): every read resolves as a transport
   t.same(unbalanced, [], 'every transaction counted in exactly one outcome: ok + timeouts + exceptions + malformed (+ transport) == transactions');
   t.same(escaped.map((e) => String((e as Error)?.message ?? e)), [], 'no unhandled rejection');
 });
+
+t.test('a port that cannot be opened: the real errno, not EIO', async (t) => {
+  const missing = await new RtuMaster({ ...MASTER, path: '/dev/holdfast-no-such-port' }).open();
+  t.match(missing, { ok: false, errno: 'ENOENT' }, 'a missing port is ENOENT');
+  t.match(missing.ok ? '' : missing.message, /No such file or directory/);
+  const dir = await new RtuMaster({ ...MASTER, path: '/' }).open();
+  t.equal(dir.ok, false, 'a directory is no serial port');
+  t.not(dir.ok ? '' : dir.errno, 'ENOENT', `and says why of its own (${dir.ok ? '' : `${dir.errno}: ${dir.message}`})`);
+});

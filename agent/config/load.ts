@@ -3,6 +3,7 @@
  * published schema, check what a schema cannot (paths, permissions, cross-field rules), freeze.
  * Every problem is reported with the path of the key at fault; nothing starts on a bad config.
  */
+import { realpathSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { dirname, isAbsolute, resolve } from 'node:path';
 import { createRequire } from 'node:module';
@@ -150,11 +151,20 @@ function selfMetricsChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void
 /** Buses: transport fields, unique names and unit ids, loadable device maps and board profile. */
 function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigProblem[]): void {
   const buses = new Set<string>();
+  const ports = new Map<string, string>();
   cfg.buses.forEach((b, i) => {
     const at = `/buses/${i}`;
     if (buses.has(b.name)) problems.push({ path: `${at}/name`, message: `duplicate bus name ${JSON.stringify(b.name)}` });
     buses.add(b.name);
     if (b.type === 'rtu' && !b.port) problems.push({ path: `${at}/port`, message: 'an rtu bus needs a serial port' });
+    if (b.type === 'rtu' && b.port) {
+      // One serial port is one bus: a second would fail at run time ("Cannot lock port") and its devices never be read.
+      const real = realPath(b.port);
+      const first = ports.get(real);
+      if (first !== undefined) {
+        problems.push({ path: `${at}/port`, message: `serial port ${b.port} is already bus ${JSON.stringify(first)}: one port is one bus (list both devices on that bus)` });
+      } else ports.set(real, b.name);
+    }
     if (b.type === 'tcp' && !b.host) problems.push({ path: `${at}/host`, message: 'a tcp bus needs a host' });
     if (b.voltage.min >= b.voltage.max) problems.push({ path: `${at}/voltage/max`, message: `must be above min (${b.voltage.min})` });
     if (b.retry.maxMs < b.retry.baseMs) problems.push({ path: `${at}/retry/maxMs`, message: `must be >= baseMs (${b.retry.baseMs})` });
@@ -182,6 +192,15 @@ function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigPr
     } catch (e) {
       problems.push({ path: '/hardware/profile', message: (e as Error).message });
     }
+  }
+}
+
+/** A port's path with its symlinks resolved (/dev/serial/by-id/... names the same port as /dev/ttyUSB0); as given when it does not exist. */
+function realPath(p: string): string {
+  try {
+    return realpathSync(resolve(p));
+  } catch {
+    return resolve(p);
   }
 }
 

@@ -15,7 +15,7 @@
  * board's device tree enables it at boot (`linux,rs485-enabled-at-boot-time`); the board profile
  * says which ports have it (hardware/profiles).
  */
-import { serialPort, type SerialStream } from '../serial/port.js';
+import { openErrno, serialPort, type SerialStream } from '../serial/port.js';
 import { parseRtuResponse, registers, bits, rtuRequest, rtuResponseLength, t35Ms, type FrameError, type ReadRequest } from './frame.js';
 import type { ReadResult } from './types.js';
 import { SerialQueue } from './queue.js';
@@ -89,7 +89,7 @@ export class RtuMaster {
       path: this.opts.path, baudRate: this.opts.baudRate, parity: this.opts.parity, dataBits: this.opts.dataBits, stopBits: this.opts.stopBits,
     });
     const err = await new Promise<Error | null>((res) => port.open((e) => res(e ?? null)));
-    if (err) return { ok: false, errno: (err as Error & { code?: string }).code ?? 'EIO', message: err.message };
+    if (err) return { ok: false, errno: openErrno(err), message: err.message };
     port.on('data', (d: Buffer) => {
       this.lastActivity = performance.now();
       this.rx.push(d);

@@ -134,3 +134,23 @@ export function serialPort(o: SerialOpenOptions): SerialStream {
   if (fd !== undefined && process.platform !== 'linux') throw new Error(`internal: an inherited serial descriptor (fd ${fd}) is supported on Linux only`);
   return new SerialPortStream<AutoDetectTypes>({ autoOpen: false, ...rest, binding: fd === undefined ? serialBinding() : adoptedBinding(fd) });
 }
+
+/**
+ * The errno of a failed open. bindings-cpp reports the C library's text ("No such file or
+ * directory, cannot open /dev/ttyUSB9") with no `code`: the text names the errno, which is kept
+ * rather than guessed as EIO. Unknown texts stay EIO.
+ */
+const OPEN_ERRNOS: [RegExp, string][] = [
+  [/No such file or directory/i, 'ENOENT'],
+  [/Permission denied/i, 'EACCES'],
+  [/Device or resource busy|Cannot lock port|Resource temporarily unavailable/i, 'EBUSY'],
+  [/No such device or address/i, 'ENXIO'],
+  [/No such device/i, 'ENODEV'],
+  [/Not a directory/i, 'ENOTDIR'],
+  [/Inappropriate ioctl for device/i, 'ENOTTY'],
+];
+
+export function openErrno(e: Error & { code?: unknown }): string {
+  if (typeof e.code === 'string' && e.code) return e.code;
+  return OPEN_ERRNOS.find(([re]) => re.test(e.message))?.[1] ?? 'EIO';
+}
