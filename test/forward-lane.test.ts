@@ -10,6 +10,7 @@ import { pino } from 'pino';
 import { buildConfig } from '../agent/config/load.js';
 import { newBatchKey } from '../agent/ingest.js';
 import { Lane } from '../agent/forward/lane.js';
+import { classify } from '../agent/policy/classify.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../drivers/uplink.js';
 import { PayloadCodec } from '../store/codec.js';
 import { openDb, type DB } from '../store/db.js';
@@ -190,6 +191,8 @@ t.test('the breaker: opens on link failures and holds every source, half-opens a
   r.lane.flush();
   const tr = (r.db.prepare(`SELECT detail FROM recovery_events WHERE kind = 'breaker' ORDER BY id`).all() as { detail: string }[]).map((e) => (JSON.parse(e.detail) as { transition?: string }).transition);
   t.same(tr, ['closed->open', 'open->half_open', 'half_open->closed'], 'every transition recorded');
+  const codes = r.db.prepare(`SELECT code FROM recovery_events WHERE kind = 'breaker' ORDER BY id`).pluck().all() as (string | null)[];
+  t.same(codes, codes.map(() => classify({ kind: 'timeout', message: 'no PUBACK' }).code), 'each transition names the failure code that moved it');
   const keys = r.driver.sent.map((s) => s.msg.key);
   t.equal(new Set(keys).size, keys.length, 'a refused admission took nothing: no task sent twice');
 });

@@ -35,7 +35,7 @@ export async function sendDirect(deps: DirectDeps, b: DirectBatch): Promise<{ re
     const r = await deps.driver.send({ taskId: 0, key: b.key, seq: 0, device: b.device, historical: false, readingCount: b.readingCount, readings: b.readings });
     if (!r.ok) {
       const f = classify(r.failure);
-      link.record(f.scope !== 'link', a.probe);
+      link.record(f.scope !== 'link', a.probe, f.code);
       deps.onAttempt?.({ uplink: deps.uplink, result: f.scope, retry: false });
       return null;
     }

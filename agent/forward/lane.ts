@@ -248,7 +248,7 @@ export class Lane {
     if (f.scope !== 'link') this.link.record(true, probe);
     else if (this.link.connected) {
       // A dropped connection is one link failure (counted when the link goes down), not one per message.
-      this.link.record(false, probe);
+      this.link.record(false, probe, f.code);
       if (f.retry === 'hard') this.link.hardFailure(f);
     }
     const holdLeftMs = Math.max(0, this.link.heldUntil - this.deps.clock.mono());

@@ -38,6 +38,10 @@ export class Link {
   private connecting = false;
   private failures = 0;
   private prevDelay = 0;
+  /** The code of the last failure the breaker counted (named in its transitions). */
+  private lastCode: string | null = null;
+  /** Failure lines left out of the log since the last one written, by code. */
+  private readonly quiet = new Map<string, number>();
   /** Monotonic, like every time the link keeps. */
   nextConnectAt = 0;
   heldUntil = 0;
@@ -79,7 +83,8 @@ export class Link {
   }
 
   /** The outcome of a call for the breaker (`ok` false: a link failure). */
-  record(ok: boolean, probe: boolean): void {
+  record(ok: boolean, probe: boolean, code?: string): void {
+    if (!ok && code) this.lastCode = code;
     this.setBreaker(record(this.deps.cfg.breaker, this.breaker, this.now(), ok, probe, this.deps.rand));
   }
 
@@ -135,7 +140,7 @@ export class Link {
   /** A failed connect or a lost link: breaker, then the hold (hard) or the next reconnect time. */
   private failed(f: Failure, probe: boolean): void {
     const t = this.now();
-    this.record(false, probe);
+    this.record(false, probe, f.code);
     this.failures++;
     this.deps.onFailure?.(f);
     if (f.faultClass === 'config' && f.code !== this.configCode) {
@@ -158,8 +163,11 @@ export class Link {
       this.prevDelay = delay;
       this.nextConnectAt = t + delay;
       if (this.failures <= 3 || this.failures % 20 === 0) {
-        this.deps.log.warn({ uplink: this.name, code: f.code, attempt: this.failures, retryInMs: delay }, `uplink down: ${f.message}`);
-      }
+        // The lines left out in between are summed by code here, so no refusal code goes unsaid.
+        const suppressed = this.quiet.size > 0 ? Object.fromEntries(this.quiet) : undefined;
+        this.quiet.clear();
+        this.deps.log.warn({ uplink: this.name, code: f.code, attempt: this.failures, retryInMs: delay, suppressedSinceLast: suppressed }, `uplink down: ${f.message}`);
+      } else this.quiet.set(f.code, (this.quiet.get(f.code) ?? 0) + 1);
     }
     if (this.outageFrom === null && this.deps.events.outageStart(this.name) === undefined) this.outageFrom = t;
     this.deps.events.open({ scope: 'uplink', subject: this.name, kind: 'outage', code: f.code, faultClass: f.faultClass, at: this.wall() });
@@ -187,8 +195,10 @@ export class Link {
     const tr = transition(this.breaker, next);
     this.breaker = next;
     if (tr) {
-      this.deps.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', at: this.wall(), detail: { transition: tr, why } });
-      this.deps.log.warn({ uplink: this.name, breaker: tr }, 'breaker state changed');
+      // Named by the last failure's code: the refusal that opened it, or the one it recovered from.
+      const code = this.lastCode ?? undefined;
+      this.deps.events.record({ scope: 'uplink', subject: this.name, kind: 'breaker', code, at: this.wall(), detail: { transition: tr, why } });
+      this.deps.log.warn({ uplink: this.name, breaker: tr, code }, `breaker ${tr}${code ? ` (last failure ${code})` : ''}`);
       this.persist();
     }
   }
