@@ -197,6 +197,22 @@ t.test('the breaker: opens on link failures and holds every source, half-opens a
   t.equal(new Set(keys).size, keys.length, 'a refused admission took nothing: no task sent twice');
 });
 
+t.test('a 503 with Retry-After holds the whole lane, not only the batch it refused (RFC 9110)', async (t) => {
+  const r = rig(t, { maxInflight: 1, drain: fast });
+  r.driver.reply = (_m, n) => (n === 1 ? { ok: false, requestAt: 0, failure: { kind: 'http', code: 503, message: 'busy', retryAfterMs: 1000 } } : { ok: true, requestAt: 0, ackAt: 0 });
+  r.commit(5);
+  r.lane.start();
+  await r.time.advance(0);
+  t.equal(r.driver.sent.length, 1, 'the first batch was refused with Retry-After: 1');
+  const live = r.commit(1);
+  r.lane.notify();
+  await r.time.advance(999);
+  t.equal(r.driver.sent.length, 1, 'nothing goes to that server for a second: not the other batches, not live data');
+  await r.time.advance(1);
+  t.ok(r.driver.sent.length > 1, 'then the lane goes on');
+  t.equal(r.driver.sent[1].msg.key, live[0], 'live first');
+});
+
 t.test('tasks read into a page are busy: the storage policy leaves their files alone', async (t) => {
   const r = rig(t, { maxInflight: 1, drain: fast });
   r.driver.reply = () => 'hold';

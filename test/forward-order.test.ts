@@ -15,7 +15,7 @@ const cfg: GateConfig = {
 };
 const full = (n: number) => ({ tokens: n, at: T });
 const gates = (over: Partial<Gates> = {}): Gates => ({
-  breaker: initialBreaker(T), msgBucket: full(50), readBucket: full(20_000), budget: emptyBudget(), throttle: 1, drainStartAt: 0, ...over,
+  breaker: initialBreaker(T), msgBucket: full(50), readBucket: full(20_000), budget: emptyBudget(), throttle: 1, drainStartAt: 0, serverHoldUntil: 0, ...over,
 });
 /** A breaker opened by five link failures at T (opens for openMs x jitter in 0.8..1.2 with rand 0.5: openMs). */
 function openBreaker() {
@@ -41,6 +41,8 @@ const cases: [string, Heads, Partial<Gates>, Partial<Decision> & { kind: Decisio
   ['retries over budget wait a due check; the backlog goes meanwhile', { due: all.due, backlog: all.backlog }, { budget: spent() }, { kind: 'take', source: 'backlog' }],
   ['retries over budget alone: wait', { due: all.due }, { budget: spent() }, { kind: 'wait', why: 'due', ms: DUE_CHECK_MS }],
   ['live is never held by the budget or the drain rate', { live: all.live }, { budget: spent(), msgBucket: full(0), drainStartAt: T + 5000 }, { kind: 'take', source: 'live' }],
+  ['a server\'s Retry-After holds every source, live data too', all, { serverHoldUntil: T + 1500 }, { kind: 'wait', why: 'server', ms: 1500 }],
+  ['the server\'s hold is over: live first again', all, { serverHoldUntil: T }, { kind: 'take', source: 'live' }],
   ['the backlog waits for the drain start', { backlog: all.backlog }, { drainStartAt: T + 1234 }, { kind: 'wait', why: 'backlog', ms: 1234 }],
   ['the backlog waits for a message token (50/s: 20 ms)', { backlog: all.backlog }, { msgBucket: full(0) }, { kind: 'wait', why: 'backlog', ms: 20 }],
   ['throttled to half: 40 ms', { backlog: all.backlog }, { msgBucket: full(0), throttle: 0.5 }, { kind: 'wait', why: 'backlog', ms: 40 }],

@@ -59,7 +59,7 @@ export class Lane {
     this.sources = new TaskSources(deps.tasks, deps.cfg.drain.pullTasks);
     this.attempts = new Attempts({ uplink: this.name, tasks: deps.tasks, events: deps.events, log: deps.log, clock: clock, retry: deps.cfg.retry, rand, guard: guard });
     const dr = deps.cfg.drain;
-    this.gates = { msgBucket: { tokens: dr.messagesPerSec, at: t }, readBucket: { tokens: dr.readingsPerSec, at: t }, budget: emptyBudget(), throttle: 1, drainStartAt: 0 };
+    this.gates = { msgBucket: { tokens: dr.messagesPerSec, at: t }, readBucket: { tokens: dr.readingsPerSec, at: t }, budget: emptyBudget(), throttle: 1, drainStartAt: 0, serverHoldUntil: 0 };
     const down = (raw: Parameters<Parameters<UplinkDriver['onDown']>[0]>[0]) => {
       if (this.link.down(classify(raw))) this.sources.drop();
       this.wakeup.in(0);
@@ -251,7 +251,10 @@ export class Lane {
       this.link.record(false, probe, f.code);
       if (f.retry === 'hard') this.link.hardFailure(f);
     }
-    const holdLeftMs = Math.max(0, this.link.heldUntil - this.deps.clock.mono());
+    const now = this.deps.clock.mono();
+    // A server's "not before" (Retry-After) holds the whole lane, not only the batches it refused.
+    if (f.retryAfterMs !== undefined && f.retryAfterMs > 0) this.gates = { ...this.gates, serverHoldUntil: Math.max(this.gates.serverHoldUntil, now + f.retryAfterMs) };
+    const holdLeftMs = Math.max(0, this.link.heldUntil - now);
     for (const task of tasks) this.attempts.failed(task, requestAt, f, holdLeftMs);
   }
 }

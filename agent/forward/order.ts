@@ -37,6 +37,12 @@ export interface Gates {
   throttle: number;
   /** The backlog waits until then after the link came up (jittered). */
   drainStartAt: number;
+  /**
+   * The upstream asked every request to wait until then (a 503 or 429 with Retry-After, MQTT
+   * server busy, gRPC RetryInfo): RFC 9110 asks it of the client, not of one request, so every
+   * source waits, live data too.
+   */
+  serverHoldUntil: number;
 }
 
 export interface GateConfig {
@@ -49,7 +55,7 @@ export type Decision =
   /** Take the head of `source` and send it; store `gates`; `probe`: a half-open probe. */
   | { kind: 'take'; source: Source; gates: Gates; probe: boolean }
   /** Every head is held by a gate: ask again in `ms`. */
-  | { kind: 'wait'; ms: number; why: Source | 'breaker' }
+  | { kind: 'wait'; ms: number; why: Source | 'breaker' | 'server' }
   /** No source has anything. */
   | { kind: 'idle' };
 
@@ -58,6 +64,7 @@ export function decide(heads: Heads, g: Gates, cfg: GateConfig, t: number): Deci
   if (!ORDER.some((s) => heads[s])) return { kind: 'idle' };
   const a = admit(cfg.breaker, g.breaker, t);
   if (!a.allowed) return { kind: 'wait', ms: Math.max(10, (a.retryAt ?? t + 1000) - t), why: 'breaker' };
+  if (t < g.serverHoldUntil) return { kind: 'wait', ms: Math.max(1, g.serverHoldUntil - t), why: 'server' };
   let wait: { ms: number; why: Source } | null = null;
   const held = (ms: number, why: Source) => {
     if (!wait || ms < wait.ms) wait = { ms: Math.max(1, ms), why };
