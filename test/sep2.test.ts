@@ -202,6 +202,7 @@ t.test('TLS: untrusted server certificate and refused client certificate are kin
   t.notOk(res.ok);
   if (!res.ok) {
     t.equal(res.failure.kind, 'tls', `server certificate refused (${res.failure.code})`);
+    t.match(res.failure.message, /^we refused the IEEE 2030\.5 server's certificate: /, 'says that we refused the server\'s certificate');
     t.match(classify(res.failure), { code: 'TLS_CERT_INVALID', scope: 'link', retry: 'hard' });
   }
   t.notOk(d.connected);
@@ -212,6 +213,7 @@ t.test('TLS: untrusted server certificate and refused client certificate are kin
   t.notOk(res2.ok);
   if (!res2.ok) {
     t.equal(res2.failure.kind, 'tls', `our client certificate refused by OpenSSL with an alert (${res2.failure.message.slice(0, 80)})`);
+    t.match(res2.failure.message, /^the IEEE 2030\.5 server refused our client certificate \(certFile\) with "unknown ca"/, 'says that the server refused ours, and why');
     t.match(classify(res2.failure), { code: 'TLS_CERT_INVALID', scope: 'link', retry: 'hard' });
   }
   const trusting = await startOpensslServer(pki, pki.caCert);

@@ -69,10 +69,34 @@ const TLS_REFUSAL = /CERT|SELF_SIGNED|ALTNAME|UNABLE_TO_(GET|VERIFY)|ALERT_(UNKN
 /** The same refusals as OpenSSL alert texts: node reports a received alert as EPROTO plus text. */
 const TLS_ALERT_TEXT = /alert (unknown ca|bad certificate|unsupported certificate|certificate \w+|access denied|handshake failure|insufficient security)|no shared cipher/i;
 
+/** What we say when we refuse the server's certificate, by Node's code. */
+const SERVER_CERT_REFUSED: [RegExp, string][] = [
+  [/SELF_SIGNED/, 'it is not signed by a CA in caFile (self-signed, or its chain ends at a CA we do not trust)'],
+  [/UNABLE_TO_(GET_ISSUER|VERIFY_LEAF)/, 'its issuer is not in caFile'],
+  [/CERT_HAS_EXPIRED/, 'it has expired'],
+  [/CERT_NOT_YET_VALID/, 'it is not valid yet (check the gateway clock)'],
+  [/ALTNAME/, 'it does not name the host in the uplink url'],
+];
+
+/**
+ * A TLS refusal as an operator sentence: which side refused which certificate, then the library's
+ * own words in brackets. An alert we received means the server refused ours; a verification code
+ * means we refused the server's.
+ */
+export function tlsSentence(code: string, message: string): string {
+  const alert = TLS_ALERT_TEXT.exec(message) ?? /ALERT_([A-Z_]+)/.exec(code);
+  if (alert) {
+    const what = (alert[1] ?? alert[0]).toLowerCase().replace(/_/g, ' ');
+    return `the IEEE 2030.5 server refused our client certificate (certFile) with "${what}": is it signed by a CA the server trusts, and registered with the server? (${message})`;
+  }
+  const why = SERVER_CERT_REFUSED.find(([re]) => re.test(code))?.[1] ?? 'it did not verify';
+  return `we refused the IEEE 2030.5 server's certificate: ${why} (${code}: ${message})`;
+}
+
 export function rawOfError(e: Error & { code?: unknown }): RawFailure {
   const code = typeof e.code === 'string' ? e.code : undefined;
-  if (code && (TLS_CERT_CODES.includes(code) || TLS_REFUSAL.test(code))) return { kind: 'tls', code, message: e.message };
-  if (code === 'EPROTO' && TLS_ALERT_TEXT.test(e.message)) return { kind: 'tls', code, message: e.message };
+  if (code && (TLS_CERT_CODES.includes(code) || TLS_REFUSAL.test(code))) return { kind: 'tls', code, message: tlsSentence(code, e.message) };
+  if (code === 'EPROTO' && TLS_ALERT_TEXT.test(e.message)) return { kind: 'tls', code, message: tlsSentence(code, e.message) };
   if (code === 'ETIMEDOUT') return { kind: 'timeout', code, message: e.message };
   return code ? { kind: 'socket', code, message: e.message } : { kind: 'socket', message: e.message };
 }
