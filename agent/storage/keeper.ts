@@ -167,7 +167,7 @@ export class StoreKeeper implements KeeperView {
     return {
       available: this.available, since: this.since, failure: this.failure, where: this.where, attempts: this.attempts,
       spool: { bytes: this.spoolWriter.bytes, files: spoolFiles(this.deps.cfg.store.spoolDir).length }, lastRescue: this.lastRescue,
-      lastSalvage: this.session?.salvage ?? null,
+      lastSalvage: this.session?.store.salvage ?? null,
     };
   }
 
@@ -337,9 +337,10 @@ export class StoreKeeper implements KeeperView {
   }
 
   private reportSalvage(s: Session): void {
-    if (!s.salvage) return;
-    reportSalvage(s.salvage, this.deps.metrics, this.deps.log);
-    this.publish({ type: 'store', code: 'STORE_SALVAGED', state: 'raised', at: this.now(), report: s.salvage });
+    const report = s.store.salvage;
+    if (!report) return;
+    reportSalvage(report, this.deps.metrics, this.deps.log);
+    this.publish({ type: 'store', code: 'STORE_SALVAGED', state: 'raised', at: this.now(), report });
   }
 
   stop(): void {

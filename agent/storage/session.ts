@@ -13,7 +13,6 @@ import { dirname, join } from 'node:path';
 import type { Config } from '../config/types.js';
 import { DB_FILE } from '../../store/db.js';
 import type { EventClock, Events } from '../../store/events.js';
-import type { SalvageReport } from '../../store/open-store.js';
 import type { Outbox } from '../../store/outbox.js';
 import { listSegments, segmentDir } from '../../store/segments.js';
 import { Store } from '../../store/store.js';
@@ -29,7 +28,6 @@ export interface Session {
   outbox: Outbox;
   events: Events;
   tasks: Map<string, TaskQueue>;
-  salvage: SalvageReport | null;
   ident: string;
   /** The device of the data directory's filesystem. */
   dev: number;
@@ -90,7 +88,7 @@ export function openSession(cfg: Config, uplinks: readonly string[], gen: number
   try {
     return {
       store, outbox: store.outbox(uplinks), events: store.events(clock), tasks: new Map(uplinks.map((u) => [u, store.tasks(u)])),
-      salvage: store.salvage, ident: storeIdent(cfg.dataDir), dev: statSync(cfg.dataDir).dev, gen,
+      ident: storeIdent(cfg.dataDir), dev: statSync(cfg.dataDir).dev, gen,
     };
   } catch (e) {
     closeQuietly(store);
