@@ -81,7 +81,7 @@ export const CODES = {
   GRPC_DATA_LOSS: { class: 'link/soft', meaning: 'the collector reports unrecoverable data loss or corruption on its side', action: 'retried (our copy is intact); check the collector' },
   GRPC_UNKNOWN: { class: 'link/soft', meaning: 'the collector failed without saying why', action: 'retried; check the collector\'s log' },
   GRPC_NOT_FOUND: { class: 'link/soft', meaning: 'the collector or a proxy in front of it found no such resource', action: 'retried; check `url` and the routing of any proxy in front of the collector' },
-  GRPC_ALREADY_EXISTS: { class: 'link/soft', meaning: 'the collector says it has this data already', action: 'retried until `RETRY_LIMIT_EXCEEDED`; check whether the collector dedupes on `holdfast.batch.key`' },
+  GRPC_ALREADY_EXISTS: { class: 'link/soft', meaning: 'the collector says it has this data already', action: 'retried until `RETRY_LIMIT_EXCEEDED`; check whether the collector dedupes on the `idempotency-key` metadata' },
   GRPC_FAILED_PRECONDITION: { class: 'link/soft', meaning: 'the collector is not in a state to accept the export', action: 'retried; check the collector' },
   GRPC_INTERNAL: { class: 'link/soft', meaning: 'an internal error in the collector or its pipeline', action: 'retried; check the collector\'s log' },
   GRPC_STATUS_NN: { class: 'link/soft', meaning: 'a gRPC status number without a name in this build, e.g. `GRPC_STATUS_17`', action: 'retried; report it so the classifier learns it' },

@@ -5,7 +5,7 @@
  * never valid) while unsynced, and derived (bit 5) once re-based.
  */
 import t from 'tap';
-import { batchToResourceMetrics } from '../drivers/otlp/client.js';
+import { batchToResourceMetrics } from '../drivers/otlp/model.js';
 import { mapReadings, type SkipCounts } from '../drivers/sep2/xml.js';
 
 const base = { device: 'm', point: 'voltage_l1', value: 230, unit: 'V', quality: 'good' };
@@ -28,7 +28,7 @@ t.test('IEEE 2030.5: qualityFlags', async (t) => {
 });
 
 t.test('OTLP: the holdfast.clock attribute, only where set', async (t) => {
-  const b = batchToResourceMetrics(rows, { gatewayId: 'g', hardwareProfile: 'h', batchKey: 'k' });
+  const b = batchToResourceMetrics(rows, { gatewayId: 'g', hardwareProfile: 'h' });
   const points = b.resourceMetrics.scopeMetrics[0].metrics[0].dataPoints;
   t.same(points.map((p) => p.attributes['holdfast.clock']), ['unsynced', 'rebased', undefined, 'rebased']);
   t.notOk('holdfast.clock' in points[2].attributes, 'no attribute on a reading the clock was good for');

@@ -9,7 +9,7 @@
 import t from 'tap';
 import { writeFileSync } from 'node:fs';
 import { freePort, waitFor } from './helpers/mosquitto.js';
-import { OtlpTestServer, attrs } from './helpers/otlp-server.js';
+import { OtlpTestServer } from './helpers/otlp-server.js';
 import { count, launchAgent, log, makeAgentDir, withDb } from './helpers/agent.js';
 import { LogLimiter } from '../agent/log-limit.js';
 
@@ -44,10 +44,10 @@ t.test('partial successes are recorded as recovery events and counted; the batch
   t.equal(count(a, `SELECT count(*) FROM recovery_tasks WHERE status = 'delivered'`), batches, `all ${batches} batches delivered, partial ones included`);
   t.equal(srv.exports.length, batches, 'one export per batch: nothing re-sent after a partial success');
 
-  // The batches the collector answered with a refusal, by their key (a resource attribute).
+  // The batches the collector answered with a refusal, by their key (the idempotency-key metadata).
   const refused = srv.exports
     .filter((r) => r.answer.kind === 'partial' && r.answer.rejected > 0)
-    .map((r) => ({ key: String(attrs(r.request.resource_metrics[0].resource.attributes)['holdfast.batch.key']), answer: r.answer as { rejected: number; message: string } }));
+    .map((r) => ({ key: r.metadata['idempotency-key'], answer: r.answer as { rejected: number; message: string } }));
   t.equal(refused.length, 3, 'three refusals were answered');
   await waitFor(() => count(a, `SELECT count(*) FROM recovery_events WHERE kind = 'partial'`) >= 3, 10_000, 'partial events');
   const events = withDb(a, (db) => db.prepare(`SELECT scope, subject, kind, fault_class AS faultClass, detail FROM recovery_events WHERE kind = 'partial' ORDER BY id`).all()) as

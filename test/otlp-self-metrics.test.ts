@@ -62,9 +62,11 @@ t.test("the agent's metrics arrive over OTLP: sums, gauges, histograms, resource
   const last = all.at(-1)!;
   const rm = last.request.resource_metrics[0];
   t.same(attrs(rm.resource.attributes), {
-    'service.name': 'holdfast', 'service.version': VERSION, 'service.instance.id': 'gw-test',
-    'holdfast.gateway.id': 'gw-test', 'holdfast.hardware.profile': 'generic-linux',
+    'service.name': 'holdfast', 'service.version': VERSION, 'service.instance.id': 'gw-test', 'holdfast.hardware.profile': 'generic-linux',
   }, 'resource attributes: the gateway, no batch key');
+  const readingExports = srv.exports.filter((r) => !isSelf(r) && r.request.resource_metrics.length > 0);
+  t.ok(readingExports.length > 0 && readingExports.every((r) => JSON.stringify(r.request.resource_metrics[0].resource) === JSON.stringify(rm.resource)),
+    'the readings carry the very same resource: one target per gateway at the collector');
   t.same([rm.scope_metrics.length, rm.scope_metrics[0].scope.name, rm.scope_metrics[0].scope.version], [1, SELF_SCOPE, VERSION]);
   t.match(last.metadata['user-agent'], /^holdfast\//, 'sent by the agent (user agent)');
   const names = rm.scope_metrics[0].metrics.map((m) => m.name);
@@ -122,7 +124,7 @@ t.test("the agent's metrics arrive over OTLP: sums, gauges, histograms, resource
   t.equal(await agent.stop(), 0, 'clean stop');
   const batches = count(a, 'SELECT count(*) FROM payloads');
   t.equal(count(a, 'SELECT count(*) FROM recovery_tasks'), batches, 'not stored: one task per batch, none for the metrics');
-  const keys = srv.exports.filter((r) => !isSelf(r)).map((r) => attrs(r.request.resource_metrics[0].resource.attributes)['holdfast.batch.key']);
+  const keys = srv.exports.filter((r) => !isSelf(r) && r.request.resource_metrics.length > 0).map((r) => r.metadata['idempotency-key']);
   t.ok(keys.length > 0 && keys.every((k) => typeof k === 'string' && count(a, 'SELECT count(*) FROM recovery_tasks WHERE idempotency_key = ?', k) === 1),
     `every other export (${keys.length}) is a stored batch of readings`);
 });

@@ -12,7 +12,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import net from 'node:net';
 import { classify, DEFAULT_BUSY_HINT_MS, GRPC_TABLE, type RawFailure } from '../agent/policy/classify.js';
-import { OtlpDriver, batchToResourceMetrics, msToHrTime, type OtlpDriverOptions, type OtlpSendResult, type PartialEvent } from '../drivers/otlp/client.js';
+import { OtlpDriver, type OtlpDriverOptions, type OtlpSendResult, type PartialEvent } from '../drivers/otlp/client.js';
+import { batchToResourceMetrics, metricName, msToHrTime, ucumUnit } from '../drivers/otlp/model.js';
 import { grpcRawFailure, rawFromGrpcError, retryDelayMs, GRPC_STATUS_NAMES } from '../drivers/otlp/grpc-status.js';
 import type { OutboundMessage } from '../drivers/uplink.js';
 import type { Reading } from '../agent/reading.js';
@@ -86,27 +87,33 @@ t.test('a batch arrives whole: every numeric point, original timestamps in ns, a
   t.equal(rec.metadata.authorization, 'Bearer s3cret', 'headers travel as gRPC metadata');
   t.match(rec.metadata['user-agent'], /^holdfast\//, 'user agent names holdfast');
   t.equal(rec.request.resource_metrics.length, 1, 'one batch, one ResourceMetrics');
+  t.equal(rec.metadata['idempotency-key'], m.key, 'the idempotency key travels as gRPC metadata');
+  t.notOk(srv.requests[0].metadata['idempotency-key'], "connect's empty export carries none");
   const rm = rec.request.resource_metrics[0];
   t.same(attrs(rm.resource.attributes), {
-    'service.name': 'holdfast', 'holdfast.gateway.id': 'gw-7', 'holdfast.hardware.profile': 'rpi4-rs485', 'holdfast.batch.key': m.key,
-  }, 'resource attributes, with the idempotency key for dedupe');
+    'service.name': 'holdfast', 'service.version': '0.0.0', 'service.instance.id': 'gw-7', 'holdfast.hardware.profile': 'rpi4-rs485',
+  }, 'resource attributes: the gateway only, nothing per batch');
   t.equal(rm.scope_metrics.length, 1);
   t.equal(rm.scope_metrics[0].scope.name, 'holdfast');
   const metrics = rm.scope_metrics[0].metrics;
-  t.equal(metrics.length, 1);
-  t.equal(metrics[0].name, 'holdfast.reading');
-  t.equal(metrics[0].data, 'gauge', 'a gauge (Metric.data oneof field 5)');
-  const dps = metrics[0].gauge!.data_points;
-  t.equal(dps.length, NUMERIC.length, 'every numeric point arrived');
-  NUMERIC.forEach((want, i) => {
-    const dp = dps[i];
-    const ns = String(BigInt(want.ts) * 1_000_000n);
-    t.equal(dp.time_unix_nano, ns, `${want.point}: time = original ts in ns (${ns})`);
-    t.equal(dp.start_time_unix_nano, ns, `${want.point}: start time = the same`);
+  // An independent statement of the mapping (docs/uplinks.md): one gauge per point, UCUM units.
+  const want: Record<string, [string, string]> = {
+    'm103.W': ['sunspec.inverter.W', 'W'], 'm103.Hz': ['sunspec.inverter.Hz', 'Hz'], 'm103.PhVphA': ['sunspec.inverter.PhVphA', 'V'],
+    'breaker.closed': ['field.breaker.closed', '1'], 'm701.W': ['sunspec.der_ac.W', 'W'],
+  };
+  t.same(metrics.map((x) => [x.name, x.unit, x.data]).sort(), Object.values(want).map(([n, u]) => [n, u, 'gauge']).sort(), 'a gauge per point, its unit in UCUM');
+  for (const want1 of NUMERIC) {
+    const [name, unit] = want[want1.point];
+    const metric = metrics.find((x) => x.name === name && x.unit === unit)!;
+    const dp = metric.gauge!.data_points.find((p) => attrs(p.attributes).device === want1.device)!;
+    const ns = String(BigInt(want1.ts) * 1_000_000n);
+    t.equal(dp.time_unix_nano, ns, `${want1.point}: time = original ts in ns (${ns})`);
+    t.equal(dp.start_time_unix_nano, ns, `${want1.point}: start time = the same`);
     t.equal(dp.value, 'as_double');
-    t.equal(dp.as_double, typeof want.value === 'boolean' ? (want.value ? 1 : 0) : want.value, `${want.point}: value`);
-    t.same(attrs(dp.attributes), { device: want.device, point: want.point, unit: want.unit, quality: want.quality }, `${want.point}: attributes`);
-  });
+    t.equal(dp.as_double, typeof want1.value === 'boolean' ? (want1.value ? 1 : 0) : want1.value, `${want1.point}: value`);
+    t.same(attrs(dp.attributes), { device: want1.device, point: want1.point, quality: want1.quality }, `${want1.point}: attributes device, point, quality`);
+  }
+  t.equal(metrics.reduce((n, x) => n + x.gauge!.data_points.length, 0), NUMERIC.length, 'every numeric point arrived, once');
   t.equal(srv.exports.length, 1, 'one request per send');
 });
 
@@ -151,7 +158,7 @@ t.test('gzip compression: fewer bytes on the wire, the collector decodes the sam
     await d.close();
     await relay.close();
     const rec = srv.exports.at(-1)!;
-    t.equal(rec.request.resource_metrics[0].scope_metrics[0].metrics[0].gauge!.data_points.length, big.length, `${compression}: every point decoded`);
+    t.equal(rec.request.resource_metrics[0].scope_metrics[0].metrics.reduce((n, x) => n + x.gauge!.data_points.length, 0), big.length, `${compression}: every point decoded`);
   }
   t.ok(sent.gzip * 3 < sent.none, `gzip sent ${sent.gzip} bytes, none ${sent.none}`);
   await srv.close();
@@ -309,12 +316,24 @@ t.test('pure parts: batch building, the gRPC table, RetryInfo decoding', async (
   t.same(msToHrTime(T0), [1717171717, 123_000_000]);
   t.same(msToHrTime(0), [0, 0]);
   const b = batchToResourceMetrics([...READINGS, 7, null, { device: 'x', point: 'p', ts: 'yesterday', value: 1 }, { point: 'p', ts: 1, value: 1 }], {
-    gatewayId: 'g', hardwareProfile: 'h', batchKey: 'k',
+    gatewayId: 'g', hardwareProfile: 'h',
   });
   t.same([b.dataPoints, b.skipped, b.invalid], [NUMERIC.length, 2, 4], 'non-readings are counted as invalid');
-  t.throws(() => batchToResourceMetrics({ not: 'an array' }, { gatewayId: 'g', hardwareProfile: 'h', batchKey: 'k' }), TypeError);
-  const onlyStrings = batchToResourceMetrics([READINGS[4]], { gatewayId: 'g', hardwareProfile: 'h', batchKey: 'k' });
+  t.throws(() => batchToResourceMetrics({ not: 'an array' }, { gatewayId: 'g', hardwareProfile: 'h' }), TypeError);
+  const onlyStrings = batchToResourceMetrics([READINGS[4]], { gatewayId: 'g', hardwareProfile: 'h' });
   t.equal(onlyStrings.resourceMetrics.scopeMetrics[0].metrics.length, 0, 'nothing numeric: no metric');
+  const twoUnits = batchToResourceMetrics([
+    { device: 'a', point: 'temp', ts: 1, value: 20, unit: 'C' }, { device: 'b', point: 'temp', ts: 1, value: 290, unit: 'K' },
+    { device: 'a', point: 'temp', ts: 2, value: 21, unit: 'degC' },
+  ], { gatewayId: 'g', hardwareProfile: 'h' }).resourceMetrics.scopeMetrics[0].metrics;
+  t.same(twoUnits.map((x) => [x.descriptor.name, x.descriptor.unit, x.dataPoints.length]), [['field.temp', 'Cel', 2], ['field.temp', 'K', 1]],
+    'one point name in two units stays two metrics; C and degC are one UCUM unit');
+  t.same(['voltage_l1', 'meter:1', 'm103.PhVphA', 'm101.A', 'm102.A', 'm1.DA', 'm701.TotWhInj', 'm160.DCA', '3phase'].map(metricName),
+    ['field.voltage_l1', 'field.meter_1', 'sunspec.inverter.PhVphA', 'sunspec.inverter.A', 'sunspec.inverter.A', 'sunspec.common.DA', 'sunspec.der_ac.TotWhInj', 'field.m160.DCA', 'field.3phase'],
+    'names: field.<point>, SunSpec by model family (a model without a table stays a field point)');
+  t.ok(['voltage_l1', 'meter:1', '3phase', 'a-b.c'].map(metricName).every((n) => /^[A-Za-z][A-Za-z0-9_.\-/]{0,254}$/.test(n)), 'every name is a valid OTel instrument name');
+  t.same(['V', 'Wh', 'kWh', 'var', 'Var', 'Varh', 'C', 'Pct', '%', '', 'Hz', 'mA', 'furlong'].map(ucumUnit),
+    ['V', 'W.h', 'kW.h', '{var}', '{var}', '{var}.h', 'Cel', '%', '%', '1', 'Hz', 'mA', 'furlong'], 'UCUM units; one not in the table passes verbatim');
 
   // The table, against an independent statement of the intended rows, through classify().
   const want: Record<number, [string, string]> = {

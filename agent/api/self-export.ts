@@ -22,7 +22,8 @@
  */
 import { credentials, Metadata, type ChannelCredentials } from '@grpc/grpc-js';
 import { OTLPMetricExporter } from '@opentelemetry/exporter-metrics-otlp-grpc';
-import { resourceFromAttributes, type Resource } from '@opentelemetry/resources';
+import type { Resource } from '@opentelemetry/resources';
+import { gatewayResource } from '../../drivers/otlp/model.js';
 import { readFileSync } from 'node:fs';
 import type { Logger } from 'pino';
 import type { DeepReadonly, OtlpUplinkConfig, SelfMetricsConfig } from '../config/types.js';
@@ -48,15 +49,9 @@ const EXPORT_FAILED = 1;
 
 export type ExportOutcome = { result: 'ok' } | { result: 'skipped' } | { result: 'failed'; code: string; message: string };
 
-/** The resource of the agent's own metrics: the readings' resource without a batch key. */
+/** The resource of the agent's own metrics: the gateway, as on its readings (one target per gateway). */
 export function selfResource(gatewayId: string, hardwareProfile: string): Resource {
-  return resourceFromAttributes({
-    'service.name': 'holdfast',
-    'service.version': VERSION,
-    'service.instance.id': gatewayId,
-    'holdfast.gateway.id': gatewayId,
-    'holdfast.hardware.profile': hardwareProfile,
-  });
+  return gatewayResource(gatewayId, hardwareProfile, VERSION);
 }
 
 /** An OTLPMetricExporter for an otlp uplink's collector, with its TLS, headers and compression. */

@@ -56,6 +56,8 @@ export interface SunSpecPointSpec {
 export interface SunSpecModelSpec {
   id: number;
   name: string;
+  /** Short name shared by models of one kind (101-103: 'inverter'): the OTLP metric namespace. */
+  family: string;
   /** The model's L (registers after ID and L). */
   length: number;
   points: readonly SunSpecPointSpec[];
@@ -78,7 +80,7 @@ const SUNSPEC_TYPES: Record<string, [DataType | null, number]> = {
 const UNITS: Record<string, string> = { Pct: '%', Var: 'var', Varh: 'varh' };
 
 /** Lays the rows out from offset 0 (the ID register); returns the points and the model's L. */
-function layout(id: number, name: string, rows: readonly Row[]): SunSpecModelSpec {
+function layout(id: number, name: string, family: string, rows: readonly Row[]): SunSpecModelSpec {
   const points: SunSpecPointSpec[] = [];
   let offset = 0;
   for (const [pname, stype, sf, unit] of rows) {
@@ -93,7 +95,7 @@ function layout(id: number, name: string, rows: readonly Row[]): SunSpecModelSpe
     }
     offset += size;
   }
-  return { id, name, length: offset - 2, points };
+  return { id, name, family, length: offset - 2, points };
 }
 
 const HEADER: Row[] = [['ID', 'uint16'], ['L', 'uint16']];
@@ -146,11 +148,11 @@ const DER_AC: Row[] = [
 
 /** The models Holdfast maps, for tests and docs to iterate. */
 export const SUNSPEC_MODELS: readonly SunSpecModelSpec[] = [
-  layout(1, 'common', COMMON),
-  layout(101, 'inverter (single phase)', INVERTER),
-  layout(102, 'inverter (split phase)', INVERTER),
-  layout(103, 'inverter (three phase)', INVERTER),
-  layout(701, 'DER AC measurement', DER_AC),
+  layout(1, 'common', 'common', COMMON),
+  layout(101, 'inverter (single phase)', 'inverter', INVERTER),
+  layout(102, 'inverter (split phase)', 'inverter', INVERTER),
+  layout(103, 'inverter (three phase)', 'inverter', INVERTER),
+  layout(701, 'DER AC measurement', 'der_ac', DER_AC),
 ];
 
 export function sunspecModel(id: number): SunSpecModelSpec | undefined {

@@ -2,21 +2,8 @@
  * OTLP/gRPC uplink driver: each stored batch becomes one OTLP ExportMetricsServiceRequest to an
  * OpenTelemetry collector (port 4317), sent as exactly one unary gRPC call per send().
  *
- * Data model (one stored batch -> one ResourceMetrics):
- *   resource    service.name = 'holdfast', holdfast.gateway.id, holdfast.hardware.profile,
- *               holdfast.batch.key = the idempotency key (a collector can dedupe re-sends; keep
- *               it a resource attribute, never promote it to a metric label)
- *   scope       name 'holdfast', version = the agent version
- *   metric      ONE gauge, `holdfast.reading` (option metricName), unit left empty because
- *               points of one batch have different units; each reading is one NumberDataPoint
- *               (as_double) with start_time = time = the reading's ORIGINAL ts (ms -> ns) and
- *               attributes device, point, unit, quality. One metric with a `point` attribute
- *               rather than one metric per point: point names (m103.PhVphA) stay verbatim and a
- *               historian-style "tag" model needs no name sanitizing.
- *   values      finite numbers as they are; booleans as 1/0 (coils, status bits); strings and
- *               null are not representable in a gauge: skipped and counted (`skipped` in the
- *               result). Elements that are not readings (no device/point, bad ts) are counted
- *               in `invalid`. A batch with nothing left to send is delivered without a call.
+ * Data model: model.ts (one stored batch -> one ResourceMetrics, a gauge per point). The
+ * batch's idempotency key goes as the gRPC metadata `idempotency-key` of its call.
  *
  * Why not OTLPMetricExporter.export(): in 0.223.x its gRPC path makes a single attempt (the
  * RetryingTransport wraps the HTTP transports only), but it answers with an ExportResult
@@ -38,19 +25,18 @@
  * when it leaves READY (collector gone, connection reset) it reports onDown once.
  */
 import { Client, credentials, Metadata, connectivityState, type ChannelCredentials, type ChannelOptions, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
-import { ValueType, type HrTime } from '@opentelemetry/api';
-import { resourceFromAttributes } from '@opentelemetry/resources';
-import { AggregationTemporality, DataPointType, type DataPoint, type ResourceMetrics } from '@opentelemetry/sdk-metrics';
 import { ProtobufMetricsSerializer } from '@opentelemetry/otlp-transformer';
 import { readSmallFile, type FileProblem } from '../files.js';
 import type { RawFailure } from '../uplink.js';
 import { DriverError } from '../errors.js';
 import type { ConnectResult, OutboundMessage, UplinkDriver } from '../uplink.js';
 import { GrpcStatus, grpcRawFailure, rawFromGrpcError } from './grpc-status.js';
+import { batchToResourceMetrics, type BuiltBatch } from './model.js';
 
 export const OTLP_METRICS_EXPORT_PATH = '/opentelemetry.proto.collector.metrics.v1.MetricsService/Export';
-export const DEFAULT_METRIC_NAME = 'holdfast.reading';
 export const DEFAULT_OTLP_SEND_WINDOW = 4;
+/** gRPC metadata carrying a batch's idempotency key (the IETF Idempotency-Key header's name). */
+export const IDEMPOTENCY_KEY_HEADER = 'idempotency-key';
 
 export interface OtlpDriverOptions {
   name: string;
@@ -71,8 +57,6 @@ export interface OtlpDriverOptions {
   timeoutMs: number;
   /** Calls in flight the lane may keep (default 4). */
   sendWindow?: number;
-  /** Name of the gauge every reading goes into (default holdfast.reading). */
-  metricName?: string;
   /**
    * Told of every partial success (after the batch counts as delivered): `rejected` > 0 means
    * the collector refused that many data points; 0 with a message is a warning. Must not throw
@@ -105,107 +89,6 @@ export type OtlpSendResult =
   | { ok: false; requestAt: number; failure: RawFailure };
 
 export type OtlpExportResult = { ok: true; partial?: PartialSuccess } | { ok: false; failure: RawFailure };
-
-/** A reading element as stored; validated field by field, never trusted. */
-interface StoredReading {
-  device?: unknown;
-  point?: unknown;
-  ts?: unknown;
-  value?: unknown;
-  unit?: unknown;
-  quality?: unknown;
-  clock?: unknown;
-}
-
-const UNKNOWN_VERSION = '0.0.0';
-
-export interface BatchMeta {
-  gatewayId: string;
-  hardwareProfile: string;
-  batchKey: string;
-  metricName?: string;
-  /** The agent's version, for the instrumentation scope. */
-  version?: string;
-}
-
-export interface BuiltBatch {
-  resourceMetrics: ResourceMetrics;
-  dataPoints: number;
-  skipped: number;
-  invalid: number;
-}
-
-/** Epoch milliseconds as OTel HrTime [seconds, nanoseconds], exact for integer ms. */
-export function msToHrTime(ms: number): HrTime {
-  const s = Math.floor(ms / 1000);
-  return [s, Math.round((ms - s * 1000) * 1e6)];
-}
-
-/**
- * One stored batch (the readings array) as one ResourceMetrics. Pure. Throws a TypeError only
- * when `readings` is not an array.
- */
-export function batchToResourceMetrics(readings: unknown, meta: BatchMeta): BuiltBatch {
-  if (!Array.isArray(readings)) throw new TypeError('the stored batch is not a JSON array of readings');
-  const points: DataPoint<number>[] = [];
-  let skipped = 0;
-  let invalid = 0;
-  for (const el of readings as unknown[]) {
-    if (typeof el !== 'object' || el === null) {
-      invalid++;
-      continue;
-    }
-    const r = el as StoredReading;
-    if (typeof r.device !== 'string' || typeof r.point !== 'string' || typeof r.ts !== 'number' || !Number.isFinite(r.ts) || r.ts < 0) {
-      invalid++;
-      continue;
-    }
-    let value: number;
-    if (typeof r.value === 'number' && Number.isFinite(r.value)) value = r.value;
-    else if (typeof r.value === 'boolean') value = r.value ? 1 : 0;
-    else {
-      skipped++;
-      continue;
-    }
-    const t = msToHrTime(r.ts);
-    points.push({
-      startTime: t,
-      endTime: t,
-      value,
-      attributes: {
-        device: r.device,
-        point: r.point,
-        unit: typeof r.unit === 'string' ? r.unit : '',
-        quality: typeof r.quality === 'string' ? r.quality : 'uncertain',
-        // Only on readings stamped while the gateway's clock was not synchronised (docs/clocks.md).
-        ...(r.clock === 'unsynced' || r.clock === 'rebased' ? { 'holdfast.clock': r.clock } : {}),
-      },
-    });
-  }
-  const resourceMetrics: ResourceMetrics = {
-    resource: resourceFromAttributes({
-      'service.name': 'holdfast',
-      'holdfast.gateway.id': meta.gatewayId,
-      'holdfast.hardware.profile': meta.hardwareProfile,
-      'holdfast.batch.key': meta.batchKey,
-    }),
-    scopeMetrics: [{
-      scope: { name: 'holdfast', version: meta.version ?? UNKNOWN_VERSION },
-      metrics: points.length === 0 ? [] : [{
-        descriptor: {
-          name: meta.metricName ?? DEFAULT_METRIC_NAME,
-          description: 'A field reading as acquired; attributes device, point, unit, quality',
-          unit: '',
-          valueType: ValueType.DOUBLE,
-        },
-        aggregationTemporality: AggregationTemporality.CUMULATIVE,
-        dataPointType: DataPointType.GAUGE,
-        dataPoints: points,
-      }],
-    }],
-  };
-  return { resourceMetrics, dataPoints: points.length, skipped, invalid };
-}
 
 /** The stored batch's readings, parsed. */
 export function readingsOf(m: OutboundMessage): unknown {
@@ -294,7 +177,7 @@ export class OtlpDriver implements UplinkDriver {
   private channelOptions(): ChannelOptions {
     return {
       'grpc.default_compression_algorithm': this.opts.compression === 'gzip' ? 2 : 0,
-      'grpc.primary_user_agent': `holdfast/${this.opts.version ?? UNKNOWN_VERSION}`,
+      'grpc.primary_user_agent': `holdfast/${this.opts.version ?? '0.0.0'}`,
       'grpc.enable_retries': 0,
       'grpc.service_config_disable_resolution': 1,
       // An idle channel would go IDLE after 30 min, which the watcher would take for a loss.
@@ -302,8 +185,11 @@ export class OtlpDriver implements UplinkDriver {
     };
   }
 
-  private metadata(): Metadata {
-    return this.md.clone();
+  /** The configured headers, plus the batch's idempotency key on a send (not on connect's empty export). */
+  private metadata(idempotencyKey?: string): Metadata {
+    const md = this.md.clone();
+    if (idempotencyKey !== undefined) md.set(IDEMPOTENCY_KEY_HEADER, idempotencyKey);
+    return md;
   }
 
   async connect(): Promise<ConnectResult> {
@@ -362,7 +248,7 @@ export class OtlpDriver implements UplinkDriver {
   }
 
   /** One unary call, one attempt. */
-  private call(client: Client, body: Buffer): Promise<OtlpExportResult> {
+  private call(client: Client, body: Buffer, idempotencyKey?: string): Promise<OtlpExportResult> {
     return new Promise((resolve) => {
       let call: ClientUnaryCall | undefined;
       try {
@@ -371,7 +257,7 @@ export class OtlpDriver implements UplinkDriver {
           (b) => b,
           (b) => b,
           body,
-          this.metadata(),
+          this.metadata(idempotencyKey),
           { deadline: Date.now() + this.opts.timeoutMs },
           (err: ServiceError | null, resp?: Buffer) => {
             if (call) this.inflight.delete(call);
@@ -398,8 +284,6 @@ export class OtlpDriver implements UplinkDriver {
       built = batchToResourceMetrics(readingsOf(msg), {
         gatewayId: this.opts.gatewayId,
         hardwareProfile: this.opts.hardwareProfile,
-        batchKey: msg.key,
-        metricName: this.opts.metricName,
         version: this.opts.version,
       });
     } catch (e) {
@@ -410,7 +294,7 @@ export class OtlpDriver implements UplinkDriver {
     if (built.dataPoints === 0) return { ok: true, requestAt, ackAt: this.now(), ...extras };
     const client = this.client;
     if (!client) return { ok: false, requestAt, failure: grpcRawFailure(GrpcStatus.UNAVAILABLE, 'not connected') };
-    const r = await this.call(client, Buffer.from(ProtobufMetricsSerializer.serializeRequest(built.resourceMetrics) ?? new Uint8Array(0)));
+    const r = await this.call(client, Buffer.from(ProtobufMetricsSerializer.serializeRequest(built.resourceMetrics) ?? new Uint8Array(0)), msg.key);
     if (!r.ok) return { ok: false, requestAt, failure: r.failure };
     if (r.partial) {
       this.rejectedTotal += r.partial.rejected;

@@ -41,7 +41,7 @@ import type { Config } from '../../agent/config/types.js';
 import { Ingest } from '../../agent/ingest.js';
 import { Lane } from '../../agent/forward/lane.js';
 import { createDriver, loadDrivers } from '../../agent/uplinks.js';
-import { batchToResourceMetrics } from '../../drivers/otlp/client.js';
+import { batchToResourceMetrics } from '../../drivers/otlp/model.js';
 import { generateKey, loadKeyring, PayloadCodec } from '../../store/codec.js';
 import { openDb } from '../../store/db.js';
 import { Store } from '../../store/store.js';
@@ -156,7 +156,7 @@ function buildAll(store: Store, codec: PayloadCodec): ResourceMetrics[] {
     if (rows.length === 0) return out;
     for (const t of rows) {
       const readings = JSON.parse(codec.decode(t.payload, t.key).toString('utf8')) as unknown;
-      out.push(batchToResourceMetrics(readings, { gatewayId: GATEWAY, hardwareProfile: 'generic-linux', batchKey: t.key }).resourceMetrics);
+      out.push(batchToResourceMetrics(readings, { gatewayId: GATEWAY, hardwareProfile: 'generic-linux' }).resourceMetrics);
     }
     after = rows[rows.length - 1].id;
   }
