@@ -4,6 +4,7 @@
  * here, once, at start-up.
  */
 import { readSmallFile } from '../drivers/files.js';
+import { registerSecret } from '../drivers/redact.js';
 import { HoldfastError } from './errors.js';
 import type { Config, DeepReadonly, UplinkConfig } from './config/types.js';
 import { topicPrefix } from './config/load.js';
@@ -25,7 +26,9 @@ export function otlpHeaders(u: { headersFile?: string }): Record<string, string>
   const r = readSmallFile(u.headersFile, { secret: true });
   if (!r.ok) throw new HoldfastError(r.code, r.message, u.headersFile);
   try {
-    return JSON.parse(r.data.toString('utf8')) as Record<string, string>;
+    const headers = JSON.parse(r.data.toString('utf8')) as Record<string, string>;
+    for (const v of Object.values(headers)) if (typeof v === 'string') registerSecret(v);
+    return headers;
   } catch (e) {
     throw new HoldfastError('CONFIG_PARSE', `headersFile is not JSON: ${(e as Error).message}`, u.headersFile);
   }

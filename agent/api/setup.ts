@@ -3,6 +3,7 @@
  * the admin routes do, and when the gateway is ready.
  */
 import { readFileSync } from 'node:fs';
+import { registerSecret } from '../../drivers/redact.js';
 import type { Engine } from '../engine.js';
 import type { Config } from '../config/types.js';
 import type { Guard } from '../guard.js';
@@ -53,6 +54,7 @@ export function createMetrics(view: GatewayView): Metrics {
 export function createApi(cfg: Config, metrics: Metrics, view: GatewayView, guard: Guard): ApiServer {
   const a = cfg.api;
   const token = a.tokenFile ? readFileSync(a.tokenFile, 'utf8').trim() : null;
+  if (token) registerSecret(token);
   return new ApiServer({ listen: a.listen, port: a.port, allow: a.allow, token }, metrics, {
     status: () => ({
       ...view.store().status(Date.now(), cfg.uplinks.map((u) => u.name)),

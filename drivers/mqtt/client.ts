@@ -16,6 +16,7 @@ import { envelopes } from './envelope.js';
 import { AckOnlyStore } from './outgoing-store.js';
 import { clampDelay, within } from '../timer.js';
 import { readSmallFile } from '../files.js';
+import { registerSecret } from '../redact.js';
 
 /** A password file is a line; anything near this is not one. */
 const PASSWORD_MAX_BYTES = 64 * 1024;
@@ -124,6 +125,7 @@ export class MqttDriver implements UplinkDriver {
       const pw = readSmallFile(this.opts.passwordFile, { secret: true, maxBytes: PASSWORD_MAX_BYTES });
       if (!pw.ok) return Promise.resolve({ ok: false, failure: { kind: 'file', code: pw.code, message: `passwordFile: ${pw.message}` } });
       opts.password = pw.data.toString('utf8').trim();
+      registerSecret(opts.password);
     }
     const client = mqtt.connect(this.opts.url, opts);
     this.client = client;
