@@ -37,6 +37,10 @@ export class Metrics {
   readonly clockSteps: Counter<'direction'>;
   readonly clockSynced: Gauge;
   readonly unsyncedReadings: Counter<'outcome'>;
+  /** The local HTTP API's connections (agent/api/server.ts): open, refused at the cap, dropped. */
+  readonly apiConnections: Gauge;
+  readonly apiRefused: Counter;
+  readonly apiDropped: Counter<'reason'>;
   /** When the counters started (epoch ms): the start time of every cumulative OTLP point. */
   readonly startedAt = Date.now();
 
@@ -75,6 +79,16 @@ export class Metrics {
       help: 'Readings stamped by an unsynchronised wall clock, by outcome: flagged, rebased_memory / rebased_stored (re-based once the clock was good), unrebasable (their boot never had a good clock)',
       labelNames: ['outcome'], registers: [r],
     });
+    this.apiConnections = new Gauge({ name: 'holdfast_api_connections', help: 'Open connections to the local HTTP API (at most api.maxConnections)', registers: [r] });
+    this.apiRefused = new Counter({
+      name: 'holdfast_api_connections_refused_total', help: 'Connections to the local HTTP API closed at once: api.maxConnections open, none of them evictable', registers: [r],
+    });
+    this.apiDropped = new Counter({
+      name: 'holdfast_api_connections_dropped_total',
+      help: 'Connections to the local HTTP API closed by the agent, by reason: evicted (no request in progress, its slot taken by a new connection at the cap), timeout (request head not complete in time: 408), idle (no request for api.idleTimeoutMs)',
+      labelNames: ['reason'], registers: [r],
+    });
+    for (const reason of ['evicted', 'timeout', 'idle']) this.apiDropped.inc({ reason }, 0);
     new Gauge({
       name: 'holdfast_buffer_batches', help: 'Tasks in the store by uplink and status', labelNames: ['uplink', 'status'], registers: [r],
       collect() {

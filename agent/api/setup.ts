@@ -55,7 +55,8 @@ export function createApi(cfg: Config, metrics: Metrics, view: GatewayView, guar
   const a = cfg.api;
   const token = a.tokenFile ? readFileSync(a.tokenFile, 'utf8').trim() : null;
   if (token) registerSecret(token);
-  return new ApiServer({ listen: a.listen, port: a.port, allow: a.allow, token }, metrics, {
+  const limits = { maxConnections: a.maxConnections, headersTimeoutMs: a.headersTimeoutMs, idleTimeoutMs: a.idleTimeoutMs };
+  return new ApiServer({ listen: a.listen, port: a.port, allow: a.allow, token, limits }, metrics, {
     status: () => ({
       ...view.store().status(Date.now(), cfg.uplinks.map((u) => u.name)),
       lanes: view.lanes().map((l) => l.snapshot()),

@@ -296,6 +296,12 @@ export const configSchema = {
         port: { type: 'integer', minimum: 0, maximum: 65535, default: 9090, description: '0 = any free port (logged)' },
         allow: { type: 'array', default: [], items: { type: 'string', pattern: '^[0-9A-Fa-f:.]+(/[0-9]{1,3})?$' }, description: 'CIDR allow-list of clients (default: loopback only)' },
         tokenFile: { type: 'string', minLength: 1, description: 'bearer token for /api/* (file mode 0600); without it the admin API refuses everything' },
+        maxConnections: {
+          type: 'integer', minimum: 1, maximum: 1000, default: 64,
+          description: 'open connections at most (each is a file descriptor: keep it well below `ulimit -n`); at the cap a new connection takes the slot of the oldest one open 0.5 s without a request in progress, or is closed at once when there is none',
+        },
+        headersTimeoutMs: ms(1000, MIN, 5000, 'a client must send its whole request head within this (then 408 and closed; the whole request gets twice this)'),
+        idleTimeoutMs: ms(500, MIN, 2000, 'a connection without a request is closed after this: before its first request and between keep-alive requests'),
       },
     },
     selfMetrics: {
