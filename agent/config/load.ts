@@ -148,7 +148,11 @@ function selfMetricsChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void
   }
 }
 
-/** Buses: transport fields, unique names and unit ids, loadable device maps and board profile. */
+/**
+ * Buses: transport fields, unique bus and device names, loadable device maps and board profile.
+ * A unit id may be listed by several devices of a bus (a vendor map and SunSpec discovery of one
+ * unit): each is polled by its own name, through the bus's one queue.
+ */
 function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigProblem[]): void {
   const buses = new Set<string>();
   const ports = new Map<string, string>();
@@ -169,13 +173,10 @@ function busChecks(cfg: HoldfastConfig, devices: Set<string>, problems: ConfigPr
     if (b.voltage.min >= b.voltage.max) problems.push({ path: `${at}/voltage/max`, message: `must be above min (${b.voltage.min})` });
     if (b.retry.maxMs < b.retry.baseMs) problems.push({ path: `${at}/retry/maxMs`, message: `must be >= baseMs (${b.retry.baseMs})` });
     if (b.reprobe.maxMs < b.reprobe.baseMs) problems.push({ path: `${at}/reprobe/maxMs`, message: `must be >= baseMs (${b.reprobe.baseMs})` });
-    const units = new Set<number>();
     b.devices.forEach((d, j) => {
       const dat = `${at}/devices/${j}`;
       if (devices.has(d.name)) problems.push({ path: `${dat}/name`, message: `duplicate device ${JSON.stringify(d.name)}` });
       devices.add(d.name);
-      if (units.has(d.unitId)) problems.push({ path: `${dat}/unitId`, message: `unit id ${d.unitId} used twice on bus ${b.name}` });
-      units.add(d.unitId);
       // A map that is not a readable regular file was reported by pathChecks, and is not read.
       if (d.map === 'sunspec' || checkFile(d.map)) return;
       try {
