@@ -31,6 +31,9 @@ TEST_TOOLS=(
   'mountpoint|command -v mountpoint|util-linux'
   'mkfs.ext4, e2fsck|command -v mkfs.ext4 && command -v e2fsck|e2fsprogs'
   'promtool|promtool --version|prometheus'
+  # test/install.test.ts: systemd-analyze verify and security --offline on scripts/holdfast.service,
+  # systemd-tmpfiles on the tmpfiles.d entry; the package brings both without systemd running.
+  'systemd-analyze, systemd-tmpfiles|systemd-analyze --version && systemd-tmpfiles --version|systemd'
   # test/helpers/faketime.ts preloads the multi-threaded libfaketime (Node runs threads) from the
   # architecture's lib folder; the faketime package brings it (libfaketime) with the wrapper.
   'libfaketimeMT|ls /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1 2>/dev/null | grep -q .|faketime'
