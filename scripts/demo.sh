@@ -64,7 +64,7 @@ broker_start
 "${CLI[@]}" simulate modbus-tcp --port 15020 --units 1:meter,2:sunspec-inverter &
 SIM=$!
 
-# The memory settings production uses (ecosystem.config.cjs): small V8 semi-spaces, one malloc arena.
+# The memory settings production uses (ecosystem.config.js): small V8 semi-spaces, one malloc arena.
 MALLOC_ARENA_MAX=1 NODE_OPTIONS=--max-semi-space-size=2 "${CLI[@]}" run --config config/demo.json &
 AGENT=$!
 cleanup() {

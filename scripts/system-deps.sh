@@ -34,6 +34,8 @@ TEST_TOOLS=(
   # test/install.test.ts: systemd-analyze verify and security --offline on scripts/holdfast.service,
   # systemd-tmpfiles on the tmpfiles.d entry; the package brings both without systemd running.
   'systemd-analyze, systemd-tmpfiles|systemd-analyze --version && systemd-tmpfiles --version|systemd'
+  # test/e2e-log-rotate.test.ts runs the shipped scripts/holdfast.logrotate with the real logrotate
+  'logrotate|test -x /usr/sbin/logrotate|logrotate'
   # test/helpers/faketime.ts preloads the multi-threaded libfaketime (Node runs threads) from the
   # architecture's lib folder; the faketime package brings it (libfaketime) with the wrapper.
   'libfaketimeMT|ls /usr/lib/*/faketime/libfaketimeMT.so.1 /usr/lib/faketime/libfaketimeMT.so.1 2>/dev/null | grep -q .|faketime'

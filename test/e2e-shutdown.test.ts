@@ -1,6 +1,6 @@
 /**
  * Bounded shutdown against upstreams that never acknowledge: SIGTERM makes the real agent exit 0
- * before pm2's kill_timeout (ecosystem.config.cjs) would SIGKILL it, with the store closed, the
+ * before pm2's kill_timeout (ecosystem.config.js) would SIGKILL it, with the store closed, the
  * batches in flight still pending (sent again later, not lost) and the offline status sent.
  *   - a real Mosquitto stopped with SIGSTOP once the connection is up: it holds the connection
  *     and answers nothing;
@@ -16,7 +16,7 @@ import { subscribe } from './helpers/mqtt-sub.js';
 import { count, launchAgent, log, makeAgentDir, ROOT, withDb, type AgentDir, type RunningAgent } from './helpers/agent.js';
 
 const require = createRequire(import.meta.url);
-const ecosystem = require(join(ROOT, 'ecosystem.config.cjs')) as { apps: { kill_timeout: number }[] };
+const ecosystem = require(join(ROOT, 'ecosystem.config.js')) as { apps: { kill_timeout: number }[] };
 const KILL_TIMEOUT_MS = ecosystem.apps[0].kill_timeout;
 const SHUTDOWN_MS = 4000;
 type TapTest = Parameters<Parameters<typeof t.test>[0]>[0];

@@ -41,7 +41,7 @@ t.test('within and step', async (t) => {
 
 t.test('the default shutdownTimeoutMs leaves room below pm2 kill_timeout', async (t) => {
   const require = createRequire(import.meta.url);
-  const eco = require(join(ROOT, 'ecosystem.config.cjs')) as { apps: { kill_timeout: number }[] };
+  const eco = require(join(ROOT, 'ecosystem.config.js')) as { apps: { kill_timeout: number }[] };
   const def = (configSchema.properties.shutdownTimeoutMs as { default: number }).default;
   t.ok(def + 2000 <= eco.apps[0].kill_timeout, `default ${def} ms + 2 s for closing the store and exiting <= kill_timeout ${eco.apps[0].kill_timeout} ms`);
 });

@@ -14,6 +14,7 @@ import { GC_GRACE_MS } from '../../store/segment-gc.js';
 import { formatStatus } from './format.js';
 import { formatStorage, storageReport } from '../storage/status.js';
 import { simulateCommand } from './simulate.js';
+import { privatePm2Logs } from './pm2-logs.js';
 
 type Values = Record<string, string | boolean | undefined>;
 type Opt = { type: 'string' | 'boolean'; short?: string };
@@ -61,6 +62,7 @@ export const COMMANDS: Command[] = [
     help: `${CONFIG_HELP}\n\nValidates the config before anything starts, then acquires, stores and forwards until SIGTERM/SIGINT.`,
     options: configOpt,
     async run(v, p) {
+      privatePm2Logs();
       noPositionals(p);
       const cfg = configFrom(v);
       // Loaded only to run: the engine brings every driver (gRPC, OpenTelemetry, serial), which

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
 /**
  * `holdfast` command line. Each command has --help; errors print their stable code and exit
- * non-zero: 2 for usage, 78 (EX_CONFIG) for a refused config, 1 for anything else.
+ * non-zero: 2 for usage, 78 (EX_CONFIG) for a refused config, 1 for anything else; a failed
+ * `run` start with the status of exit-codes.ts.
  */
 import { parseArgs } from 'node:util';
 import { HoldfastError, isHoldfastError } from '../errors.js';
 import { ConfigError } from '../config/load.js';
 import { COMMANDS, type Command } from './commands.js';
+import { EXIT, startExitCode } from './exit-codes.js';
 
 const TOP = `holdfast — store-and-forward agent for industrial edge gateways
 
@@ -61,22 +63,22 @@ export async function main(argv: string[]): Promise<number> {
       console.error(`${e.message}\n\n${help(cmd)}`);
       return 2;
     }
-    if (e instanceof HoldfastError) {
-      console.error(e.message);
-      return 1;
-    }
-    console.error(e);
-    return 1;
+    // A failed start exits with the status that says why (exit-codes.ts), for the supervisor.
+    const status = cmd.name === 'run' ? startExitCode(e) : EXIT.FAILURE;
+    console.error(e instanceof HoldfastError ? e.message : e);
+    return status;
   }
 }
 
 main(process.argv.slice(2)).then(
   (code) => {
-    // `run` keeps the process alive itself; every other command ends here.
-    if (code !== -1) process.exitCode = code;
+    // `run` keeps the process alive itself; every other command ends here. Exit outright: pm2's
+    // IPC channel (or a timer a failed start left) would otherwise keep a failed start alive.
+    // stdout and stderr are synchronous on Linux for files, pipes and terminals: nothing is cut.
+    if (code !== -1) process.exit(code);
   },
   (e: unknown) => {
     console.error(e);
-    process.exitCode = 1;
+    process.exit(EXIT.FAILURE);
   },
 );

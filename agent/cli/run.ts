@@ -2,15 +2,25 @@
  * `holdfast run`: start the engine on a validated config and stop it in order on SIGTERM/SIGINT.
  * pm2 sends SIGINT then SIGKILL after kill_timeout: the stop is bounded by shutdownTimeoutMs,
  * below it (agent/shutdown.ts), so the last group commit and the store's close always happen.
+ * Once the store is open and recovered and the API listens, it tells pm2 (`wait_ready`) it is
+ * ready; SIGHUP reopens the log file (logrotate), never stops the agent.
  */
-import { createLogger } from '../log.js';
+import { openLog } from '../log.js';
 import { Engine } from '../engine.js';
 import { loadDrivers } from '../uplinks.js';
 import type { Config } from '../config/types.js';
 import { exitAfterFlush } from '../shutdown.js';
 
 export async function runAgent(cfg: Config): Promise<void> {
-  const log = createLogger(cfg.logFile, cfg.logLevel);
+  const { log, reopen } = openLog(cfg.logFile, cfg.logLevel);
+  process.on('SIGHUP', () => {
+    try {
+      if (reopen()) log.info({ signal: 'SIGHUP', logFile: cfg.logFile }, 'log file reopened');
+      else log.info({ signal: 'SIGHUP' }, 'SIGHUP: logging to stdout, nothing to reopen');
+    } catch (err) {
+      log.error({ err, signal: 'SIGHUP', logFile: cfg.logFile }, 'log file not reopened');
+    }
+  });
   // A signal during the start (pm2 or systemd stopping a starting agent) is kept and acted on
   // once the engine is up, so the stop is the ordered one, not the signal's default.
   let onSignal: (sig: string) => void = (sig) => (early ??= sig);
@@ -35,6 +45,8 @@ export async function runAgent(cfg: Config): Promise<void> {
     log.flush();
     throw e;
   }
+  // pm2 (wait_ready) starts counting the app as online only now, with the store open.
+  process.send?.('ready');
   if (cfg.logFile !== '-') console.log(`holdfast running (gateway ${cfg.gatewayId}); log: ${cfg.logFile}; data: ${cfg.dataDir}`);
   let stopping = false;
   const shutdown = (sig: string, code = 0) => {
@@ -75,3 +87,4 @@ export async function runAgent(cfg: Config): Promise<void> {
     shutdown('uncaughtException', 1);
   });
 }
+

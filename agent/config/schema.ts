@@ -228,7 +228,7 @@ export const configSchema = {
     logFile: { type: 'string', default: '/var/log/recovery/engine.log', description: '"-" logs to stdout' },
     logLevel: { enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info', description: 'pino log level' },
     spoolDir: { type: 'string', minLength: 1, description: 'the same as store.spoolDir (kept for configs written before it); give one or the other, or the same path in both' },
-    shutdownTimeoutMs: ms(1000, MIN, 7000, 'SIGTERM/SIGINT: the stop (last commit, in-flight acknowledgements, offline status, store closed) ends within this, whatever an upstream does; keep it below the launcher\'s kill timeout (pm2 kill_timeout is 10 s in ecosystem.config.cjs)'),
+    shutdownTimeoutMs: ms(1000, MIN, 7000, 'SIGTERM/SIGINT: the stop (last commit, in-flight acknowledgements, offline status, store closed) ends within this, whatever an upstream does; keep it below the launcher\'s kill timeout (pm2 kill_timeout is 10 s in ecosystem.config.js)'),
     sweepIntervalMs: ms(100, HOUR, 5000, 'how often the sweeper re-admits reset tasks and reads admin requests'),
     store: {
       type: 'object',

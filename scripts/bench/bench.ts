@@ -15,7 +15,7 @@
  * 3. disk bytes/reading during (1), from /proc/self/io write_bytes, checkpoint included  vs  the
  *    compressed+encrypted payload bytes per reading (bodies in segment files, rows in SQLite).
  * 4. RSS of the real Engine with 1,000,000 readings buffered (fresh child: scripts/bench/rss.ts),
- *    started the way production starts the agent: node_args and env of ecosystem.config.cjs.
+ *    started the way production starts the agent: node_args and env of ecosystem.config.js.
  * 5. cold start: spawn of `holdfast run` to the first committed batch  vs  `node -e 0`.
  * 6. OTLP drain readings/s (real Lane + OTLP driver to a local gRPC collector)  vs  a raw
  *    OTLPMetricExporter.export() loop of the same ResourceMetrics, same window (scripts/bench/otlp.ts).
@@ -23,7 +23,7 @@
  * Throughput figures alternate holdfast and its limit over a few rounds and compare the best of each
  * (a 2-core box running a broker is noisy). CPU time per message/run is printed for context.
  *
- * The whole bench runs under the production node flags and environment (ecosystem.config.cjs): if
+ * The whole bench runs under the production node flags and environment (ecosystem.config.js): if
  * started without them it re-executes itself with them, so figures 1-3 are measured with the same
  * V8 and malloc settings as the agent in production (holdfast and its limits alike).
  *
@@ -84,9 +84,9 @@ const TARGET_RSS_MB = 110;
 const here = path.dirname(fileURLToPath(import.meta.url));
 const CLI = path.resolve(here, '../../agent/cli/main.js');
 const RSS_SCRIPT = path.resolve(here, 'rss.js');
-const ECOSYSTEM = path.resolve(here, '../../../ecosystem.config.cjs');
+const ECOSYSTEM = path.resolve(here, '../../../ecosystem.config.js');
 
-/** How production starts the agent: node_args and the runtime environment of ecosystem.config.cjs. */
+/** How production starts the agent: node_args and the runtime environment of ecosystem.config.js. */
 interface Launch {
   nodeArgs: string[];
   env: Record<string, string>;
@@ -651,7 +651,7 @@ async function main(): Promise<void> {
   say(`machine: ${cpu}; nproc ${nproc}; ${fmt1(os.totalmem() / 1073741824)} GiB RAM; load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}; node ${process.version}; ${os.platform()} ${os.release()}`);
   if (!(globalThis as { gc?: unknown }).gc) say('note: run with --expose-gc (npm run bench does) for steadier figures');
   const launchText = [...Object.entries(launch.env).map(([k, v]) => `${k}=${v}`), 'node', ...launch.nodeArgs].join(' ');
-  say(`production launch (ecosystem.config.cjs): ${launchText}; this process ${runsAs(launch) ? 'runs with it' : 'does NOT run with it (BENCH_AS_STARTED=1?)'}`);
+  say(`production launch (ecosystem.config.js): ${launchText}; this process ${runsAs(launch) ? 'runs with it' : 'does NOT run with it (BENCH_AS_STARTED=1?)'}`);
 
   const rootBase = process.env.BENCH_DIR ?? os.tmpdir();
   mkdirSync(rootBase, { recursive: true });
