@@ -32,6 +32,7 @@ import { createClockWatch, unsyncedCounter } from './clock-setup.js';
 import type { SafeTimer } from '../drivers/timer.js';
 import { shutdownPlan, step } from './shutdown.js';
 import { Guard } from './guard.js';
+import { SkipReport } from './skip-report.js';
 
 /** A collector that answers every batch with a partial success is logged once per this. */
 const PARTIAL_LOG_MS = 600_000;
@@ -62,6 +63,8 @@ export class Engine {
   private purgeDelay: SafeTimer | null = null;
   private stopping: Promise<void> | null = null;
   private readonly partialLog = new LogLimiter(PARTIAL_LOG_MS);
+  /** Readings an uplink delivered without: metric, events, log (agent/skip-report.ts). */
+  private readonly skips: SkipReport;
 
   constructor(
     readonly cfg: Config,
@@ -92,8 +95,9 @@ export class Engine {
       },
     });
     const enabled = cfg.uplinks.filter((u) => u.enabled);
+    this.skips = new SkipReport({ events: this.events, counter: this.metrics.sep2Skipped, log, clock });
     this.lanes = enabled.map((u) => {
-      const driver = createDriver(cfg, u, { onPartial: (e) => this.onPartial(e) });
+      const driver = createDriver(cfg, u, { onPartial: (e) => this.onPartial(e), onSkipped: (e) => this.skips.take(e) });
       if (driver instanceof MqttDriver) this.mqtt.push(driver);
       return new Lane({
         cfg: u, codec, events: this.events, log, tasks: this.storage.tasks(u.name), driver, clock, guard: this.guard,
@@ -283,6 +287,7 @@ export class Engine {
         step(this.log, 'metrics export', this.selfExport?.stop(), plan.stepsBy, mono),
         step(this.log, 'HTTP server', this.api?.stop(), plan.stepsBy, mono),
       ]);
+      this.skips.flush();
       this.closeStore();
       this.log.info({ stopMs: Math.round(mono() - plan.startedAt) }, 'holdfast stopped: store closed');
     })();

@@ -12,12 +12,14 @@ import { VERSION } from './version.js';
 import type { UplinkDriver } from '../drivers/uplink.js';
 import { MqttDriver } from '../drivers/mqtt/client.js';
 import type { PartialEvent } from '../drivers/otlp/client.js';
-import { Sep2Driver } from '../drivers/sep2/client.js';
+import { Sep2Driver, type SkippedReadings } from '../drivers/sep2/client.js';
 
 /** What the agent wants to hear from drivers beyond send results (each applies to some types only). */
 export interface DriverHooks {
   /** OTLP: the collector answered a batch with a partial success (see OtlpDriverOptions.onPartial). */
   onPartial?: (e: PartialEvent) => void;
+  /** IEEE 2030.5: readings a delivered batch went without (see Sep2DriverOptions.onSkipped). */
+  onSkipped?: (e: SkippedReadings) => void;
 }
 
 /** gRPC metadata of an OTLP uplink, from its headersFile (a JSON object of strings). */
@@ -61,7 +63,7 @@ export function createDriver(cfg: Config, u: DeepReadonly<UplinkConfig>, hooks: 
     case 'sep2':
       return new Sep2Driver({
         name: u.name, url: u.url, dcapPath: u.dcapPath, certFile: u.certFile, keyFile: u.keyFile, caFile: u.caFile,
-        ciphers: u.ciphers, pen: u.pen, gatewayId: cfg.gatewayId, timeoutMs: u.timeoutMs,
+        ciphers: u.ciphers, pen: u.pen, gatewayId: cfg.gatewayId, timeoutMs: u.timeoutMs, onSkipped: hooks.onSkipped,
       });
   }
 }

@@ -17,7 +17,11 @@ export interface UplinkStatus {
   breakerSince: number | null;
   connected: boolean;
   lastError: { code: string; message: string; at: number } | null;
+  /** Readings the uplink delivered batches without, summed from its `skipped` events (kept for the retention period), most first. */
+  skipped: SkippedRow[];
 }
+
+export interface SkippedRow { device: string; point: string; reason: string; unit: string; readings: number; lastAt: number }
 
 export interface StoreStatus {
   at: number;
@@ -83,6 +87,13 @@ export class StoreAdmin {
     for (const d of depth) names.add(d.uplink);
     for (const l of links) names.add(l.uplink);
     const oldest = db.prepare(`SELECT min(created_at) FROM recovery_tasks WHERE uplink = ? AND status = 'pending'`).pluck();
+    const skipped = db.prepare(
+      `SELECT e.subject AS uplink, json_extract(j.value, '$.device') AS device, json_extract(j.value, '$.point') AS point,
+              json_extract(j.value, '$.reason') AS reason, json_extract(j.value, '$.unit') AS unit,
+              sum(json_extract(j.value, '$.readings')) AS readings, max(e.started_at) AS lastAt
+       FROM recovery_events e, json_each(e.detail, '$.skipped') j WHERE e.kind = 'skipped' AND json_valid(e.detail)
+       GROUP BY 1, 2, 3, 4, 5 ORDER BY 1, 6 DESC, 2, 3, 4`,
+    ).all() as (SkippedRow & { uplink: string })[];
     const uplinks = [...names].sort().map((uplink): UplinkStatus => {
       const of = (s: string) => {
         const r = depth.find((d) => d.uplink === uplink && d.status === s);
@@ -100,6 +111,7 @@ export class StoreAdmin {
         breakerSince: l?.breaker_since ?? null,
         connected: l?.connected === 1,
         lastError: l?.last_error_code ? { code: l.last_error_code, message: l.last_error ?? '', at: l.last_error_at ?? 0 } : null,
+        skipped: skipped.filter((x) => x.uplink === uplink).map(({ uplink: _, ...x }) => x),
       };
     });
     const counters = Object.fromEntries(

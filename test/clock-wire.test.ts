@@ -6,7 +6,7 @@
  */
 import t from 'tap';
 import { batchToResourceMetrics } from '../drivers/otlp/model.js';
-import { mapReadings, type SkipCounts } from '../drivers/sep2/xml.js';
+import { mapReadings } from '../drivers/sep2/units.js';
 
 const base = { device: 'm', point: 'voltage_l1', value: 230, unit: 'V', quality: 'good' };
 const rows = [
@@ -17,8 +17,7 @@ const rows = [
 ];
 
 t.test('IEEE 2030.5: qualityFlags', async (t) => {
-  const skipped: SkipCounts = { unknownUnit: 0, notNumeric: 0, outOfRange: 0, malformed: 0, unitMismatch: 0 };
-  const [p] = mapReadings(rows, skipped);
+  const [p] = mapReadings(rows).points;
   t.same(p.readings.map((r) => [r.start, r.qualityFlags]), [
     [3600, 0x10],
     [1_796_385_600, 0x21],

@@ -15,11 +15,11 @@ import { count, launchAgent, makeAgentDir } from './helpers/agent.js';
 const POST_RATE_S = 1;
 const POLLS = 60;
 
-/** POST times per MirrorUsagePoint (one mapped point per device, voltage_l1: one POST per send). */
+/** Send times per MirrorUsagePoint: the POSTs of its voltage_l1 MirrorMeterReading (a send posts each point once). */
 function postTimes(srv: Sep2Server): Map<string, number[]> {
   const out = new Map<string, number[]>();
   for (const l of srv.log) {
-    if (l.method !== 'POST' || !/^\/mup\/\d+$/.test(l.path) || l.status >= 300) continue;
+    if (l.method !== 'POST' || !/^\/mup\/\d+$/.test(l.path) || l.status >= 300 || l.mmr !== 'voltage_l1') continue;
     out.set(l.path, [...(out.get(l.path) ?? []), l.at]);
   }
   return out;
@@ -63,11 +63,13 @@ t.test(`postRate (${phase}): one merged post per device per postRate, every read
   t.ok(posts < batches / 2, `batches merged: ${posts} posts for ${batches} batches`);
   t.same(srv.problems, [], 'every post well-formed, in order, in the namespace');
 
-  // Every reading arrived once, at its original time. (The unitless counter has no 2030.5 uom and
-  // is skipped by the driver; voltage_l1 is read once per poll.)
+  // Every reading arrived once, at its original time: voltage_l1 once per poll, and the unitless
+  // counter (posted as not applicable) 1..POLLS.
   const first = count(a, `SELECT min(created_at) FROM payloads`);
   for (const m of srv.mups.values()) {
-    const rs = [...m.mmrs.values()].flatMap((x) => x.readings);
+    const of = (point: string) => [...m.mmrs.values()].find((x) => x.description === point)?.readings ?? [];
+    t.same(of('counter').map((r) => r.value).sort((x, y) => x - y), Array.from({ length: POLLS }, (_, i) => i + 1), `${m.description}: counter 1..${POLLS}, each once`);
+    const rs = of('voltage_l1');
     t.equal(rs.length, POLLS, `${m.description}: ${POLLS} voltage readings, each once`);
     t.ok(rs.every((r) => r.start >= Math.floor(first / 1000) - 5 && r.start <= Math.ceil(Date.now() / 1000)), 'at their original times (seconds)');
     t.ok(rs.filter((r) => r.set !== undefined).length >= POLLS / 2, 'most in merged MirrorReadingSets');

@@ -126,8 +126,10 @@ t.test('creation: stable mRIDs, ReadingTypes in XSD order, readings at their ori
   t.same([e.readings[0].value, e.readingType.uom, e.readingType.kind, e.readingType.accumulationBehaviour, e.readings[0].qualityFlags], [123456700, '72', '12', '9', '0010'], 'kWh -> Wh, summation, questionable');
   const c = mup.mmrs.get(mmrId('meter-2', 'temp'))!;
   t.same([c.readings[0].value, c.readingType.uom, c.readingType.commodity], [415, '23', '0'], '°C x10^-1');
-  t.same(d.stats.skipped, { unknownUnit: 1, notNumeric: 2, outOfRange: 0, malformed: 0, unitMismatch: 0 }, 'skips counted');
-  t.equal(d.stats.postedReadings, 6);
+  const pf = mup.mmrs.get(mmrId('meter-2', 'power_factor'))!;
+  t.same([pf.readings[0].value, pf.readingType.uom, pf.readingType.powerOfTenMultiplier], [950, '65', '-3'], 'a unitless power factor: cos theta x10^-3');
+  t.same(d.stats.skipped, { unknown_unit: 0, not_numeric: 1, not_implemented: 1, not_integer: 0, out_of_range: 0, malformed: 0, unit_mismatch: 0 }, 'skips counted by reason');
+  t.equal(d.stats.postedReadings, 7);
 
   // A restarted gateway (new driver) finds the MUP through the list and reuses every mRID.
   const d2 = driver(t, srv);

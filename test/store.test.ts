@@ -711,6 +711,7 @@ t.test('admin', async (t) => {
       breakerSince: null,
       connected: false,
       lastError: null,
+      skipped: [],
     });
     t.same(s.counters, { delivered_batches: 12 });
     t.same(s.openOutages, [{ subject: 'a', code: 'ECONNREFUSED', since: 900000 }]);

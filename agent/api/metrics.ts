@@ -32,6 +32,7 @@ export class Metrics {
   readonly internalErrors: Counter<'site' | 'code'>;
   readonly readings: Counter;
   readonly otlpRejected: Counter<'uplink'>;
+  readonly sep2Skipped: Counter<'uplink' | 'device' | 'point' | 'reason'>;
   readonly selfExports: Counter<'result'>;
   readonly selfExportFailures: Counter<'code'>;
   readonly clockSteps: Counter<'direction'>;
@@ -60,6 +61,10 @@ export class Metrics {
     this.otlpRejected = new Counter({
       name: 'holdfast_otlp_rejected_points_total', help: 'Data points an OTLP collector refused in partial successes (the batch counts as delivered)',
       labelNames: ['uplink'], registers: [r],
+    });
+    this.sep2Skipped = new Counter({
+      name: 'holdfast_sep2_skipped_readings_total', help: 'Readings an IEEE 2030.5 uplink delivered a batch without (a unit 2030.5 cannot express, not a number...), by device, point and reason',
+      labelNames: ['uplink', 'device', 'point', 'reason'], registers: [r],
     });
     this.selfExports = new Counter({
       name: 'holdfast_self_metrics_exports_total', help: 'Exports of these metrics over OTLP by result (ok, failed, skipped: the previous one still in flight)',

@@ -22,6 +22,18 @@ function hint(cls: string | null): string {
   }
 }
 
+/** Readings delivered batches went without (events of the retention period), the most skipped first. */
+function skippedLines(rows: StoreStatus['uplinks'][number]['skipped'], at: number, max = 8): string[] {
+  if (rows.length === 0) return [];
+  const total = rows.reduce((n, r) => n + r.readings, 0);
+  const out = [`  skipped   ${String(total).padStart(27)} readings not posted (batches delivered without them)`];
+  for (const r of rows.slice(0, max)) {
+    out.push(`    ${String(r.readings).padStart(10)} ${r.device} ${r.point}: ${r.reason}${r.unit ? ` (unit '${r.unit}')` : ''}, last ${age(Math.max(0, at - r.lastAt))} ago`);
+  }
+  if (rows.length > max) out.push(`    ... ${rows.length - max} more (holdfast status --json)`);
+  return out;
+}
+
 export function formatStatus(s: StoreStatus, gatewayId: string): string {
   const seg = s.segments ? `   segments ${s.segments.files} (${(s.segments.bytes / 1048576).toFixed(1)} MB)` : '';
   const out = [`gateway ${gatewayId}   batches stored ${s.payloads}${seg}   schema v${s.schemaVersion}`];
@@ -32,6 +44,7 @@ export function formatStatus(s: StoreStatus, gatewayId: string): string {
     out.push(`  failed    ${String(u.failed.tasks).padStart(8)} batches ${String(u.failed.readings).padStart(10)} readings${u.failed.tasks > 0 ? '   (holdfast retry reset)' : ''}`);
     out.push(`  delivered ${String(u.delivered.tasks).padStart(8)} batches ${String(u.delivered.readings).padStart(10)} readings`);
     if (u.lastError) out.push(`  last error ${u.lastError.code}: ${u.lastError.message} (${age(s.at - u.lastError.at)} ago)`);
+    out.push(...skippedLines(u.skipped ?? [], s.at));
   }
   for (const o of s.openOutages) out.push(`\nOUTAGE ${o.subject}: ${o.code ?? '?'} for ${age(s.at - o.since)}`);
   if (s.openFieldFaults.length > 0) {

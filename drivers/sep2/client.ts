@@ -6,8 +6,10 @@
  *
  * connect(): GET dcapPath -> DeviceCapability.MirrorUsagePointListLink -> GET the list (paged with
  *   s/l): each MUP's mRID -> href and postRate, and the list's pollRate.
- * send(batch): readings grouped by point and mapped by xml.ts (unknown units, non-numbers and
- *   values outside Int48 skipped and counted in `stats`). The device's MUP is found by its stable
+ * send(batch): readings grouped by point and mapped by units.ts. What cannot be posted (a unit
+ *   2030.5 cannot express, a non-number, a value outside Int48...) is skipped; once the batch is
+ *   delivered, the skips are counted in `stats` and told to `onSkipped` by device, point and
+ *   reason (the agent counts, records and logs them). The device's MUP is found by its stable
  *   mRID or created (POST to the list, 2xx + Location). Then one POST per point to the MUP: an MMR
  *   with its ReadingType and one Reading, or a MirrorReadingSet for several (an MMR holds at most
  *   one Reading). timePeriod.start is the ORIGINAL reading time in seconds (TimeType).
@@ -33,9 +35,10 @@ import { TLS_CERT_CODES, type RawFailure } from '../uplink.js';
 import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
 import { checkPen, identityOf, stableMrid, type DeviceIdentity } from './identity.js';
 import {
-  mapReadings, parseXml, readDeviceCapability, readError, readingTypeFor, readMirrorUsagePointList, SEP2_MEDIA_TYPE, textOf, truncateUtf8,
-  writeMirrorMeterReading, writeMirrorUsagePoint, type MmrSpec, type PointReadings,
+  parseXml, readDeviceCapability, readError, readMirrorUsagePointList, SEP2_MEDIA_TYPE, textOf, truncateUtf8,
+  writeMirrorMeterReading, writeMirrorUsagePoint, type MmrSpec,
 } from './xml.js';
+import { mapReadings, readingTypeFor, SKIP_REASONS, type PointReadings, type PointSkip, type SkipReason } from './units.js';
 import { clampDelay } from '../timer.js';
 
 export interface Sep2DriverOptions {
@@ -55,8 +58,16 @@ export interface Sep2DriverOptions {
   /** device -> LFDI of the mirrored device; default the gateway's own (field devices have no cert). */
   deviceLfdi?: Readonly<Record<string, string>>;
   postRateS?: number; // proposed when creating a MUP; the server may change it
+  /**
+   * Readings of a delivered batch that were not posted, by point and reason: told once per
+   * delivered batch (never for a failed attempt, whose batch comes again). A throw is ignored.
+   */
+  onSkipped?: (e: SkippedReadings) => void;
   now?: () => number;
 }
+
+/** The skipped readings of one delivered batch. */
+export interface SkippedReadings { uplink: string; taskId: number; key: string; device: string; skipped: PointSkip[] }
 
 
 type Http = { ok: true; status: number; headers: IncomingHttpHeaders; body: string } | { ok: false; failure: RawFailure };
@@ -120,7 +131,8 @@ export class Sep2Driver implements UplinkDriver {
   readonly name: string;
   readonly sendWindow = 1;
   readonly stats = { requests: 0, postedReadings: 0, mupCreated: 0, mupRecreated: 0,
-    skipped: { unknownUnit: 0, notNumeric: 0, outOfRange: 0, malformed: 0, unitMismatch: 0 } };
+    /** Readings of delivered batches left out, by reason. */
+    skipped: Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])) as Record<SkipReason, number> };
   /** The MirrorUsagePointList's pollRate in seconds (default 900). */
   pollRateS = 900;
   private agent: https.Agent | null = null;
@@ -202,10 +214,11 @@ export class Sep2Driver implements UplinkDriver {
     const { device, key } = msg;
     const id = (...parts: string[]) => stableMrid(this.pen, this.opts.gatewayId, ...parts);
     const mupMrid = id('mup', device);
-    const mmrs = mapReadings(rows, this.stats.skipped).map((g): MmrSpec & { g: PointReadings } => ({
+    const mapped = mapReadings(rows);
+    const mmrs = mapped.points.map((g): MmrSpec & { g: PointReadings } => ({
       g, mRID: id('mmr', device, g.point), description: truncateUtf8(g.point), readingType: readingTypeFor(g),
     }));
-    if (mmrs.length === 0) return { ok: true, requestAt, ackAt: this.now() }; // every reading skipped
+    if (mmrs.length === 0) return this.delivered(msg, mapped.skipped, { ok: true, requestAt, ackAt: this.now() }); // every reading skipped
     let mup = this.mups.get(mupMrid);
     let recreated = false;
     for (const m of mmrs) {
@@ -233,7 +246,19 @@ export class Sep2Driver implements UplinkDriver {
     }
     const ackAt = this.now();
     const rate = mup?.postRate ?? this.maxPostRateS;
-    return rate > 0 ? { ok: true, requestAt, ackAt, notBefore: ackAt + rate * 1000 } : { ok: true, requestAt, ackAt };
+    return this.delivered(msg, mapped.skipped, rate > 0 ? { ok: true, requestAt, ackAt, notBefore: ackAt + rate * 1000 } : { ok: true, requestAt, ackAt });
+  }
+
+  /** A delivered batch: its skipped readings counted and told. */
+  private delivered(msg: OutboundMessage, skipped: PointSkip[], r: SendResult): SendResult {
+    if (skipped.length === 0) return r;
+    for (const s of skipped) this.stats.skipped[s.reason] += s.readings;
+    try {
+      this.opts.onSkipped?.({ uplink: this.name, taskId: msg.taskId, key: msg.key, device: msg.device, skipped });
+    } catch {
+      /* a hook's failure must not turn a delivered batch into a failed send */
+    }
+    return r;
   }
 
   private remember(mrid: string, m: Mup): void {

@@ -1,8 +1,8 @@
 /**
  * The little XML IEEE 2030.5 needs here: a writer for the two resources we POST
  * (MirrorUsagePoint, MirrorMeterReading), a strict minimal parser for the three we read
- * (DeviceCapability, MirrorUsagePointList, Error), the schema's element order, and the table
- * from our units to 2030.5 units of measure with the mapping of our readings.
+ * (DeviceCapability, MirrorUsagePointList, Error) and the schema's element order. Our readings
+ * become 2030.5 units and values in units.ts.
  *
  * Why no XML library: the shapes are small and fixed, and 2030.5 servers validate against the
  * XSD, where an xs:sequence makes ELEMENT ORDER part of validity. A generic object->XML library
@@ -49,71 +49,6 @@ export const SEP2_ORDER: Readonly<Record<string, readonly Slot[]>> = Object.free
   DateTimeInterval: [one('duration'), one('start')],
   Error: [opt('maxRetryDuration'), one('reasonCode')],
 });
-
-/**
- * Our units -> 2030.5 uom (schema UomType, from IEC 61968-9). A written value is
- * round(v * 10^(scale - multiplier)): `scale` brings the unit to the base unit (kW -> W: 3),
- * `multiplier` is the ReadingType powerOfTenMultiplier chosen for the resolution we keep
- * (V: -1 = 0.1 V). kind: 37 power, 12 energy, 0 n/a. accumulationBehaviour: 12 instantaneous,
- * 9 summation (energy registers). commodity: 1 electricity secondary metered, 0 n/a.
- * Units not listed here ('' unitless, '%', ...) are skipped and counted by the driver.
- */
-export interface UnitRule { uom: number; multiplier: number; scale: number; kind: number; accumulationBehaviour: number; commodity: number }
-const u = (uom: number, multiplier: number, scale = 0, kind = 0, accumulationBehaviour = 12, commodity = 1): UnitRule =>
-  ({ uom, multiplier, scale, kind, accumulationBehaviour, commodity });
-export const UNIT_TABLE: Readonly<Record<string, UnitRule>> = Object.freeze({
-  V: u(29, -1), mV: u(29, -3, -3), kV: u(29, -1, 3),
-  A: u(5, -2), mA: u(5, -3, -3), kA: u(5, -2, 3),
-  W: u(38, 0, 0, 37), kW: u(38, 0, 3, 37), MW: u(38, 0, 6, 37),
-  var: u(63, 0, 0, 37), kvar: u(63, 0, 3, 37), Mvar: u(63, 0, 6, 37),
-  VA: u(61, 0, 0, 37), kVA: u(61, 0, 3, 37), MVA: u(61, 0, 6, 37),
-  Wh: u(72, 0, 0, 12, 9), kWh: u(72, 0, 3, 12, 9), MWh: u(72, 0, 6, 12, 9),
-  varh: u(73, 0, 0, 12, 9), kvarh: u(73, 0, 3, 12, 9),
-  VAh: u(71, 0, 0, 12, 9), kVAh: u(71, 0, 3, 12, 9),
-  Hz: u(33, -2), Ah: u(106, -2, 0, 0, 9), J: u(31, 0), PF: u(65, -3), cosPhi: u(65, -3),
-  C: u(23, -1, 0, 0, 12, 0), '°C': u(23, -1, 0, 0, 12, 0), degC: u(23, -1, 0, 0, 12, 0), K: u(6, -1, 0, 0, 12, 0),
-});
-
-/** What mapReadings skipped, by reason. */
-export interface SkipCounts { unknownUnit: number; notNumeric: number; outOfRange: number; malformed: number; unitMismatch: number }
-export interface PointReadings { point: string; rule: UnitRule; readings: ReadingSpec[] }
-const INT48 = 2 ** 47;
-
-/** Our readings `{device, point, ts (ms), value, unit, quality}` by point, sorted by start (ts in whole
- *  seconds), values integers at the unit's multiplier, qualityFlags bit 0 (valid) for 'good' else
- *  bit 4 (questionable). A reading stamped by an unsynchronised clock (`clock: 'unsynced'`) is
- *  questionable whatever its quality; one re-based since (`clock: 'rebased'`) also has bit 5
- *  (derived: its time was computed). A point keeps the unit it first came with. */
-export function mapReadings(rows: readonly unknown[], skipped: SkipCounts): PointReadings[] {
-  const groups = new Map<string, PointReadings & { unit: string }>();
-  for (const x of rows as { point?: unknown; ts?: unknown; value?: unknown; unit?: unknown; quality?: unknown; clock?: unknown }[]) {
-    if (!x || typeof x.point !== 'string' || typeof x.ts !== 'number' || !Number.isFinite(x.ts)) { skipped.malformed++; continue; }
-    const unit = typeof x.unit === 'string' ? x.unit : '';
-    const rule = Object.hasOwn(UNIT_TABLE, unit) ? UNIT_TABLE[unit] : undefined;
-    if (!rule) { skipped.unknownUnit++; continue; }
-    if (typeof x.value !== 'number' || !Number.isFinite(x.value) || x.quality === 'not_implemented') { skipped.notNumeric++; continue; }
-    const value = Math.round(x.value * 10 ** (rule.scale - rule.multiplier));
-    if (Math.abs(value) > INT48) { skipped.outOfRange++; continue; }
-    let g = groups.get(x.point);
-    if (!g) groups.set(x.point, (g = { point: x.point, rule, unit, readings: [] }));
-    if (g.unit !== unit) { skipped.unitMismatch++; continue; }
-    const flags = x.clock === 'unsynced' ? 0x10 : (x.quality === 'good' ? 0x01 : 0x10) | (x.clock === 'rebased' ? 0x20 : 0);
-    g.readings.push({ start: Math.floor(x.ts / 1000), duration: 0, value, qualityFlags: flags });
-  }
-  return [...groups.values()].map(({ point, rule, readings }) => ({ point, rule, readings: readings.sort((a, b) => a.start - b.start) }));
-}
-
-/** IEC phase from a point name's suffix (_l1/_l2/_l3, phA/phB/phC): 128 A, 64 B, 32 C; else 0. */
-export function phaseOf(point: string): number {
-  const m = /(?:^|[_.-])l([123])$/i.exec(point) ?? /ph([abc])$/i.exec(point);
-  return m ? [128, 64, 32]['1a2b3c'.indexOf(m[1].toLowerCase()) >> 1] : 0;
-}
-
-/** The ReadingType of a point: instantaneous/summation, no interval, flow direction n/a. */
-export function readingTypeFor({ point, rule: r }: PointReadings): ReadingTypeSpec {
-  return { accumulationBehaviour: r.accumulationBehaviour, commodity: r.commodity, dataQualifier: 0, flowDirection: 0,
-    intervalLength: 0, kind: r.kind, phase: phaseOf(point), powerOfTenMultiplier: r.multiplier, uom: r.uom };
-}
 
 // ---------------------------------------------------------------- writer
 

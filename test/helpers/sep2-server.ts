@@ -18,7 +18,8 @@
  * its root the expected resource in the urn:ieee:std:2030.5:ns default namespace, no prefixes; the
  * element order, multiplicity and required elements follow SEP2_ORDER (the XSD-derived tables,
  * walked by an independent checker, not the driver's writer), recursively; mRIDs are 128-bit hex
- * with the expected PEN in the low 32 bits, deviceLFDI 160-bit hex, numbers integers. A body that
+ * with the expected PEN in the low 32 bits, deviceLFDI 160-bit hex, numbers integers within their
+ * schema type (UInt8 uom and kind, powerOfTenMultiplier -9..9, Int48 value). A body that
  * fails is also answered 400, so a broken client cannot pass.
  *
  * Certificates are made at test time in a temp dir removed on exit: a CA, a server cert (SAN
@@ -132,6 +133,13 @@ const LEAF: Record<string, RegExp> = {
   description: /^.{0,32}$/su,
 };
 
+/** Bounds of the schema's numeric types: UInt8 (uom, kind, ...), PowerOfTenMultiplierType ("Any integer between -9 and 9 SHALL be supported"), Int48 (value). */
+const UINT8: [number, number] = [0, 255];
+const RANGE: Record<string, [number, number]> = {
+  uom: UINT8, kind: UINT8, commodity: UINT8, accumulationBehaviour: UINT8, flowDirection: UINT8, phase: UINT8, dataQualifier: UINT8,
+  powerOfTenMultiplier: [-9, 9], value: [-(2 ** 47), 2 ** 47 - 1],
+};
+
 /** Problems of `n` as a `type` element: order, multiplicity, required elements, leaf formats. */
 export function checkOrder(n: TNode, type: string, pen: number, at = type): string[] {
   const slots = SEP2_ORDER[type];
@@ -153,6 +161,7 @@ export function checkOrder(n: TNode, type: string, pen: number, at = type): stri
     if (c.children.length) out.push(`${at}/${c.qname}: expected a simple value`);
     else if (LEAF[c.qname] ? !LEAF[c.qname].test(v) : !/^-?\d+$/.test(v)) out.push(`${at}/${c.qname}: bad value ${JSON.stringify(v)}`);
     else if (c.qname === 'mRID' && parseInt(v.slice(24), 16) !== pen) out.push(`${at}/mRID: low 32 bits are not PEN ${pen}`);
+    else if (RANGE[c.qname] && (Number(v) < RANGE[c.qname][0] || Number(v) > RANGE[c.qname][1])) out.push(`${at}/${c.qname}: ${v} out of range`);
   }
   for (const s of slots) if (s.min === 1 && !counts.has(s.name)) out.push(`${at}: <${s.name}> missing`);
   return out;
@@ -163,7 +172,10 @@ export function checkOrder(n: TNode, type: string, pen: number, at = type): stri
 export interface ServerReading { start: number; duration: number; value: number; qualityFlags?: string; set?: string }
 export interface ServerMmr { mRID: string; description?: string; readingType: Record<string, string>; readings: ServerReading[] }
 export interface ServerMup { id: number; mRID: string; description?: string; deviceLFDI: string; postRate?: number; mmrs: Map<string, ServerMmr> }
-export interface Logged { method: string; path: string; status: number; cipher: string; protocol: string; /** when the request was answered (ms) */ at: number }
+export interface Logged {
+  method: string; path: string; status: number; cipher: string; protocol: string; /** when the request was answered (ms) */ at: number;
+  /** A MirrorMeterReading POST (accepted): its description, our point name. */ mmr?: string;
+}
 interface Scripted { method?: string; path?: RegExp; status: number; headers?: Record<string, string>; body?: string; times: number }
 
 export interface Sep2ServerOptions {
@@ -227,7 +239,7 @@ export async function startSep2Server(o: Sep2ServerOptions): Promise<Sep2Server>
     return isNew;
   }
 
-  function route(req: IncomingMessage, body: string): { status: number; headers?: Record<string, string>; xml?: string } {
+  function route(req: IncomingMessage, body: string): { status: number; headers?: Record<string, string>; xml?: string; mmr?: string } {
     const url = new URL(req.url ?? '/', 'https://x');
     const p = url.pathname;
     const where = `${req.method} ${p}`;
@@ -262,7 +274,7 @@ export async function startSep2Server(o: Sep2ServerOptions): Promise<Sep2Server>
       const root = accept(req, body, 'MirrorMeterReading', where);
       if (!root) return { status: 400 };
       const isNew = takeMmr(mup, root);
-      return { status: isNew ? 201 : 204, headers: { Location: `/mup/${mup.id}/mr/${textOf(root, 'mRID')}` } };
+      return { status: isNew ? 201 : 204, headers: { Location: `/mup/${mup.id}/mr/${textOf(root, 'mRID')}` }, mmr: textOf(root, 'description') };
     }
     return { status: 404 };
   }
@@ -282,7 +294,7 @@ export async function startSep2Server(o: Sep2ServerOptions): Promise<Sep2Server>
     req.on('end', () => {
       const r = route(req, Buffer.concat(chunks).toString('utf8'));
       const sock = req.socket as import('node:tls').TLSSocket;
-      log.push({ method: req.method ?? '', path: req.url ?? '', status: r.status, cipher: sock.getCipher().name, protocol: sock.getProtocol() ?? '', at: Date.now() });
+      log.push({ method: req.method ?? '', path: req.url ?? '', status: r.status, cipher: sock.getCipher().name, protocol: sock.getProtocol() ?? '', at: Date.now(), ...(r.mmr === undefined ? {} : { mmr: r.mmr }) });
       if (r.status === 0) return; // scripted silence: the client's timeout must fire
       res.writeHead(r.status, { ...(r.xml ? { 'Content-Type': SEP } : {}), ...r.headers });
       res.end(r.xml ? doc(r.xml) : undefined);
