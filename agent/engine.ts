@@ -57,6 +57,8 @@ export class Engine {
   private api: ApiServer | null = null;
   private selfExport: SelfMetricsExport | null = null;
   private readonly mqtt: MqttDriver[] = [];
+  /** Devices that delivered readings since start (agent/remote/health.ts). */
+  readonly answered = new Set<string>();
   private readonly events: Storage['events'];
   private sweepTimer: NodeJS.Timeout | null = null;
   private purgeTask: { stop(): void } | null = null;
@@ -122,7 +124,11 @@ export class Engine {
       countUnsynced();
       for (const l of this.lanes) l.notify();
     }, clock, this.guard);
-    const sink = this.ingest.offer.bind(this.ingest);
+    // Which devices delivered readings since this engine started: the remote health check's "devices answer".
+    const sink = (device: string, readings: Parameters<Ingest['offer']>[1], cursor?: number) => {
+      this.answered.add(device);
+      return this.ingest.offer(device, readings, cursor);
+    };
     this.sources = cfg.sources.map((src) => new SimulatedSource(src, sink, outbox.cursor(src.device), () => clock.wall(), this.guard));
     this.field =
       cfg.buses.length === 0
@@ -150,6 +156,11 @@ export class Engine {
     thermal: () => this.thermal,
     sweep: () => this.sweep(),
   };
+
+  /** The MQTT driver of the uplink named `name`, if it is an enabled MQTT uplink (the remote channel rides on it). */
+  mqttDriver(name: string): MqttDriver | undefined {
+    return this.mqtt.find((d) => d.name === name);
+  }
 
   /** The store in use (a stand-in in memory while the store is unavailable). */
   get store(): Store {

@@ -15,6 +15,7 @@ import { formatStatus } from './format.js';
 import { formatStorage, storageReport } from '../storage/status.js';
 import { simulateCommand } from './simulate.js';
 import { privatePm2Logs } from './pm2-logs.js';
+import { cmdSignCommand, configSignCommand, keypairCommand } from './remote-tools.js';
 
 type Values = Record<string, string | boolean | undefined>;
 type Opt = { type: 'string' | 'boolean'; short?: string };
@@ -68,7 +69,8 @@ export const COMMANDS: Command[] = [
       // Loaded only to run: the engine brings every driver (gRPC, OpenTelemetry, serial), which
       // the admin commands and --help have no use for.
       const { runAgent } = await import('./run.js');
-      await runAgent(cfg);
+      // The file too: a signed remote config (docs/remote.md) is merged onto it.
+      await runAgent(cfg, (v.config as string | undefined) ?? process.env.HOLDFAST_CONFIG);
       return -1;
     },
   },
@@ -186,4 +188,7 @@ export const COMMANDS: Command[] = [
     },
   },
   simulateCommand,
+  keypairCommand,
+  configSignCommand,
+  cmdSignCommand,
 ];

@@ -3,15 +3,17 @@
  * pm2 sends SIGINT then SIGKILL after kill_timeout: the stop is bounded by shutdownTimeoutMs,
  * below it (agent/shutdown.ts), so the last group commit and the store's close always happen.
  * Once the store is open and recovered and the API listens, it tells pm2 (`wait_ready`) it is
- * ready; SIGHUP reopens the log file (logrotate), never stops the agent.
+ * ready; SIGHUP reopens the log file (logrotate), never stops the agent. The engine is owned
+ * by a supervisor (agent/remote/supervisor.ts) that can switch it for a signed remote config.
  */
 import { openLog } from '../log.js';
-import { Engine } from '../engine.js';
-import { loadDrivers } from '../uplinks.js';
 import type { Config } from '../config/types.js';
 import { exitAfterFlush } from '../shutdown.js';
+import { Supervisor } from '../remote/supervisor.js';
+import { RemoteChannel } from '../remote/channel.js';
 
-export async function runAgent(cfg: Config): Promise<void> {
+/** `configFile`: the local file, the base a remote config is merged onto (without it, remote config is off). */
+export async function runAgent(cfg: Config, configFile?: string): Promise<void> {
   const { log, reopen } = openLog(cfg.logFile, cfg.logLevel);
   process.on('SIGHUP', () => {
     try {
@@ -27,24 +29,30 @@ export async function runAgent(cfg: Config): Promise<void> {
   let early: string | null = null;
   process.once('SIGTERM', () => onSignal('SIGTERM'));
   process.once('SIGINT', () => onSignal('SIGINT'));
-  let engine: Engine;
+  let channel: RemoteChannel | null = null;
+  let sup: Supervisor;
   try {
-    await loadDrivers(cfg);
-    engine = new Engine(cfg, log);
+    sup = new Supervisor(cfg, configFile, log, (e) => channel?.attach(e), (e) => {
+      log.fatal({ err: e, code: 'REMOTE_ROLLED_BACK' }, 'cannot run any config: exiting for the supervisor to restart with the last known good');
+      shutdown('rollback failed', 1);
+    });
+    if (cfg.remote && configFile) channel = new RemoteChannel(sup, cfg.remote, cfg);
   } catch (e) {
     log.fatal({ err: e, code: (e as { code?: string }).code }, 'cannot start');
     log.flush();
     throw e;
   }
   try {
-    await engine.start();
+    await sup.start((g) => channel!.reverify(g));
   } catch (e) {
     // e.g. the HTTP port is taken: stop what started, say why, exit non-zero.
     log.fatal({ err: e, code: (e as { code?: string }).code }, 'cannot start');
-    await engine.stop();
+    // The engine may not even have been built (a driver failed to load).
+    await (sup.engine as typeof sup.engine | undefined)?.stop();
     log.flush();
     throw e;
   }
+  channel?.publishState();
   // pm2 (wait_ready) starts counting the app as online only now, with the store open.
   process.send?.('ready');
   if (cfg.logFile !== '-') console.log(`holdfast running (gateway ${cfg.gatewayId}); log: ${cfg.logFile}; data: ${cfg.dataDir}`);
@@ -58,13 +66,13 @@ export async function runAgent(cfg: Config): Promise<void> {
     const backstop = setTimeout(() => {
       log.error({ code: 'SHUTDOWN_TIMEOUT', timeoutMs }, 'the stop did not finish within shutdownTimeoutMs: closing the store and exiting');
       try {
-        engine.closeStore();
+        sup.engine.closeStore();
       } catch (err) {
         log.error({ err, code: 'STORE_UNAVAILABLE' }, 'store not closed');
       }
       exitAfterFlush(log, 1);
     }, timeoutMs);
-    engine.stop(timeoutMs).then(
+    sup.stop(timeoutMs).then(
       () => {
         clearTimeout(backstop);
         exitAfterFlush(log, code);
@@ -81,9 +89,9 @@ export async function runAgent(cfg: Config): Promise<void> {
   // Backstops for what escaped every owner (agent/guard.ts), in a library's callback most likely.
   // A stray rejection is reported and the agent goes on; an uncaught exception may have left a
   // driver half-way, so the agent stops in order (the store closed) and exits 1 for pm2 to restart.
-  process.on('unhandledRejection', (e) => engine.guard.report('process.rejection', e));
+  process.on('unhandledRejection', (e) => sup.engine.guard.report('process.rejection', e));
   process.on('uncaughtException', (e) => {
-    engine.guard.report('process.exception', e);
+    sup.engine.guard.report('process.exception', e);
     shutdown('uncaughtException', 1);
   });
 }

@@ -316,6 +316,24 @@ export const configSchema = {
         timeoutMs: ms(100, 5 * MIN, 10000, 'deadline of one export'),
       },
     },
+    remote: {
+      type: 'object',
+      additionalProperties: false,
+      required: ['trustedKeys'],
+      description: 'signed remote configuration and commands over MQTT (docs/remote.md); absent: off. Set in the local file only: a remote config may not change it',
+      properties: {
+        uplink: { ...name, description: 'the MQTT uplink whose connection carries config/set and cmd/<name> (default: the first enabled MQTT uplink); a remote config must keep it' },
+        trustedKeys: {
+          type: 'object',
+          minProperties: 1,
+          propertyNames: { pattern: '^[A-Za-z0-9_.-]{1,64}$' },
+          additionalProperties: { type: 'string', minLength: 40, maxLength: 1000 },
+          description: 'key id -> Ed25519 public key (PEM, or the base64 of its SPKI DER; `holdfast keypair` writes both) that may sign configs and commands',
+        },
+        maxMessageBytes: { type: 'integer', minimum: 1024, maximum: 4194304, default: 262144, description: 'a config/set or cmd message larger than this is refused unread (REMOTE_TOO_LARGE); beyond twice this the broker does not even deliver it' },
+        healthDeadlineMs: ms(1000, 10 * MIN, 30000, 'after a switch, the uplinks must connect and the devices answer within this, or the last known good config is restored'),
+      },
+    },
     uplinks: {
       type: 'array',
       description: 'upstreams; each batch gets one task per enabled uplink',

@@ -64,7 +64,9 @@ export class MqttDriver implements UplinkDriver {
   private readonly now: () => number;
   private readonly telemetryTopic: string;
   /** Events (field faults) waiting for a connection: bounded, oldest dropped and counted. */
-  private readonly pendingEvents: { topic: string; payload: string }[] = [];
+  private readonly pendingEvents: { topic: string; payload: string; retain: boolean }[] = [];
+  /** Topics the agent listens on (remote config and commands), subscribed again on every connect. */
+  private inbound: { topics: string[]; cb: (topic: string, payload: Buffer) => void; maxBytes: number } | null = null;
   eventsDropped = 0;
   private readonly statusTopic: string;
 
@@ -85,6 +87,30 @@ export class MqttDriver implements UplinkDriver {
 
   onDown(cb: (f: RawFailure) => void): void {
     this.downCb = cb;
+  }
+
+  /**
+   * Delivers messages on `suffixes` (under the topic prefix) to `cb`, subscribed QoS 1 on every
+   * connect (clean sessions: nothing is remembered). The driver only delivers; what a message
+   * means is the caller's business. Packets above `maxBytes` are not even sent to us: the
+   * CONNECT's Maximum Packet Size tells the broker to drop them (MQTT 5), so memory stays bounded.
+   */
+  onMessage(suffixes: string[], cb: (topic: string, payload: Buffer) => void, maxBytes: number): void {
+    this.inbound = { topics: suffixes.map((s) => `${this.opts.topicPrefix}/${s}`), cb, maxBytes };
+    if (this.client?.connected) this.listen(this.client);
+  }
+
+  /** The topic prefix messages are published and received under. */
+  get prefix(): string {
+    return this.opts.topicPrefix;
+  }
+
+  private listen(client: MqttClient): void {
+    const inb = this.inbound;
+    if (!inb) return;
+    client.removeAllListeners('message');
+    client.on('message', (topic, payload) => inb.cb(topic, payload));
+    client.subscribe(inb.topics, { qos: 1 }, () => {});
   }
 
   private status(state: 'online' | 'offline'): string {
@@ -111,7 +137,7 @@ export class MqttDriver implements UplinkDriver {
       reconnectPeriod: 0,
       resubscribe: false,
       queueQoSZero: false,
-      properties: { maximumPacketSize: 268435455 },
+      properties: { maximumPacketSize: this.inbound ? this.inbound.maxBytes : 268435455 },
       // Tracks PUBACKs without keeping mqtt.js's copy of each payload (outgoing-store.ts).
       outgoingStore: new AckOnlyStore(),
       // mqtt.js's own debug trace (DEBUG=mqttjs*) only when asked for: its logger collects its
@@ -141,7 +167,8 @@ export class MqttDriver implements UplinkDriver {
         this.brokerMaxPacket = connack.properties?.maximumPacketSize ?? Infinity;
         this.receiveMaximum = connack.properties?.receiveMaximum ?? Infinity;
         client.publish(this.statusTopic, this.status('online'), { qos: 1, retain: true });
-        for (const e of this.pendingEvents.splice(0)) client.publish(e.topic, e.payload, { qos: 1 });
+        for (const e of this.pendingEvents.splice(0)) client.publish(e.topic, e.payload, { qos: 1, retain: e.retain });
+        this.listen(client);
         settle({ ok: true });
       });
       client.on('error', (e: ErrWithCode) => settle({ ok: false, failure: rawOf(e, typeof e.code === 'number' ? 'connack' : 'socket') }));
@@ -197,13 +224,14 @@ export class MqttDriver implements UplinkDriver {
   /**
    * Publishes an event (e.g. a field fault on `<prefix>/faults`), QoS 1, best effort: events are
    * also recovery_events rows in the store, so a dropped message loses no record. While
-   * disconnected up to 1000 wait for the next connection.
+   * disconnected up to 1000 wait for the next connection. `retain`: the broker keeps the last
+   * one for later subscribers (remote config's `config/state`).
    */
-  publishEvent(suffix: string, payload: unknown): void {
-    const e = { topic: `${this.opts.topicPrefix}/${suffix}`, payload: JSON.stringify(payload) };
+  publishEvent(suffix: string, payload: unknown, retain = false): void {
+    const e = { topic: `${this.opts.topicPrefix}/${suffix}`, payload: JSON.stringify(payload), retain };
     const c = this.client;
     if (c?.connected) {
-      c.publish(e.topic, e.payload, { qos: 1 });
+      c.publish(e.topic, e.payload, { qos: 1, retain });
       return;
     }
     if (this.pendingEvents.length >= 1000) {
