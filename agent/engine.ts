@@ -33,6 +33,8 @@ import type { SafeTimer } from '../drivers/timer.js';
 import { shutdownPlan, step } from './shutdown.js';
 import { Guard } from './guard.js';
 import { SkipReport } from './skip-report.js';
+import { ConsoleServer } from './console/server.js';
+import { RecentReadings } from './console/tails.js';
 
 /** A collector that answers every batch with a partial success is logged once per this. */
 const PARTIAL_LOG_MS = 600_000;
@@ -55,6 +57,10 @@ export class Engine {
   /** The owner of every timer and callback: a failure is a code, a log line, an event and a metric, not a crash. */
   readonly guard: Guard;
   private api: ApiServer | null = null;
+  /** The technician console (agent/console/), on the serial port and the local socket. */
+  private console: ConsoleServer | null = null;
+  /** The newest readings of each device, for the console's `readings tail`. */
+  readonly recent = new RecentReadings();
   private selfExport: SelfMetricsExport | null = null;
   private readonly mqtt: MqttDriver[] = [];
   /** Devices that delivered readings since start (agent/remote/health.ts). */
@@ -127,6 +133,7 @@ export class Engine {
     // Which devices delivered readings since this engine started: the remote health check's "devices answer".
     const sink = (device: string, readings: Parameters<Ingest['offer']>[1], cursor?: number) => {
       this.answered.add(device);
+      this.recent.add(device, readings);
       return this.ingest.offer(device, readings, cursor);
     };
     this.sources = cfg.sources.map((src) => new SimulatedSource(src, sink, outbox.cursor(src.device), () => clock.wall(), this.guard));
@@ -189,6 +196,7 @@ export class Engine {
     if (this.stopping) await this.selfExport?.stop();
     else this.selfExport?.start();
     this.schedulePurge();
+    await this.startConsole();
     if (!c.api.enabled) return null;
     this.api = createApi(c, this.metrics, this.view, this.guard);
     const port = await this.api.start();
@@ -297,12 +305,26 @@ export class Engine {
         // Before the database closes: collecting the metrics reads it.
         step(this.log, 'metrics export', this.selfExport?.stop(), plan.stepsBy, mono),
         step(this.log, 'HTTP server', this.api?.stop(), plan.stepsBy, mono),
+        step(this.log, 'console', this.console?.stop(), plan.stepsBy, mono),
       ]);
       this.skips.flush();
       this.closeStore();
       this.log.info({ stopMs: Math.round(mono() - plan.startedAt) }, 'holdfast stopped: store closed');
     })();
     return this.stopping;
+  }
+
+  /** The console reads the same view as /metrics; a console that cannot start is logged, never fatal. */
+  private async startConsole(): Promise<void> {
+    if (!this.cfg.console.enabled || this.stopping) return;
+    const con = new ConsoleServer({ cfg: this.cfg, log: this.log, view: this.view, recent: this.recent, now: () => this.clock.wall() });
+    try {
+      await con.start();
+      this.console = con;
+    } catch (e) {
+      this.log.error({ err: e }, `console not started: ${(e as Error).message}`);
+      await con.stop();
+    }
   }
 
   /** Closes the spool and the store (idempotent). The segment is synced before the close's checkpoint makes the last rows durable. */

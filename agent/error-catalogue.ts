@@ -155,6 +155,7 @@ export const CODES = {
     action: '`chmod 600 <file>` (the message names it)',
   },
   USAGE: { class: 'cli', meaning: 'the command line is wrong (unknown command or option, missing `--config`, unexpected argument); exit status 2', action: 'see `holdfast <command> --help`' },
+  CONSOLE_UNAVAILABLE: { class: 'cli', meaning: '`holdfast console` cannot attach to the running agent\'s console socket (`console.socket`, default <dataDir>/console.sock): the agent is not running, `console.enabled` is false, or this user may not open the socket (mode 0600)', action: 'start the agent (pm2 status), check `console` in the config, run as the agent\'s user; on site, the serial console works without it (docs/console.md)' },
   // field side (agent/policy/faults.ts) and hardware
   MODBUS_TIMEOUT: {
     class: ['device', 'physical', 'network'],

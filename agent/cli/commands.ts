@@ -15,6 +15,9 @@ import { formatStatus } from './format.js';
 import { formatStorage, storageReport } from '../storage/status.js';
 import { simulateCommand } from './simulate.js';
 import { privatePm2Logs } from './pm2-logs.js';
+import { verdicts } from '../status/verdicts.js';
+import { boardTempC, factsFromReport } from '../status/facts.js';
+import { consoleCommand } from './console-attach.js';
 import { cmdSignCommand, configSignCommand, keypairCommand } from './remote-tools.js';
 
 type Values = Record<string, string | boolean | undefined>;
@@ -90,10 +93,13 @@ export const COMMANDS: Command[] = [
         // The database cannot be read: say so, and show what the files say (spool, quarantine, space).
         const storage = storageReport(cfg, null);
         const why = isHoldfastError(e) ? e.message : `STORE_UNAVAILABLE: ${(e as Error).message}`;
-        console.log(v.json ? JSON.stringify({ error: why, storage }, null, 2) : [why, ...formatStorage(storage)].join('\n'));
+        const lines = verdicts(factsFromReport(cfg, null, storage, await boardTempC(cfg)));
+        console.log(v.json ? JSON.stringify({ verdicts: lines, error: why, storage }, null, 2) : [...lines, '', why, ...formatStorage(storage)].join('\n'));
         return 1;
       }
-      console.log(v.json ? JSON.stringify(s, null, 2) : `${formatStatus(s, cfg.gatewayId)}\n\n${formatStorage(s.storage).join('\n')}`);
+      // The verdicts first, as the console's `status` shows them (agent/status/verdicts.ts).
+      const lines = verdicts(factsFromReport(cfg, s, s.storage, await boardTempC(cfg)));
+      console.log(v.json ? JSON.stringify({ verdicts: lines, ...s }, null, 2) : `${lines.join('\n')}\n\n${formatStatus(s, cfg.gatewayId)}\n\n${formatStorage(s.storage).join('\n')}`);
       return 0;
     },
   },
@@ -191,4 +197,5 @@ export const COMMANDS: Command[] = [
   keypairCommand,
   configSignCommand,
   cmdSignCommand,
+  consoleCommand,
 ];

@@ -131,6 +131,7 @@ function crossChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
     devices.add(s.device);
   });
   busChecks(cfg, devices, problems);
+  consoleChecks(cfg, problems);
   apiChecks(cfg, problems);
   selfMetricsChecks(cfg, problems);
 }
@@ -203,6 +204,14 @@ function realPath(p: string): string {
   } catch {
     return resolve(p);
   }
+}
+
+/** The console's serial port must not be a port an RTU bus uses (compared by realpath, like busChecks). */
+function consoleChecks(cfg: HoldfastConfig, problems: ConfigProblem[]): void {
+  const port = cfg.console.serialPort;
+  if (!cfg.console.enabled || port === undefined) return;
+  const bus = cfg.buses.find((b) => b.type === 'rtu' && b.port && realPath(b.port) === realPath(port));
+  if (bus) problems.push({ path: '/console/serialPort', message: `serial port ${port} is RTU bus ${JSON.stringify(bus.name)}: the console needs a port of its own` });
 }
 
 /** The HTTP server: a non-loopback bind needs an allow-list; the token file must be private. */

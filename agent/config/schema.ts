@@ -304,6 +304,30 @@ export const configSchema = {
         idleTimeoutMs: ms(500, MIN, 2000, 'a connection without a request is closed after this: before its first request and between keep-alive requests'),
       },
     },
+    console: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      description: 'the technician console (docs/console.md): one line-oriented console on a serial port and on a local Unix socket (`holdfast console`)',
+      properties: {
+        enabled: { type: 'boolean', default: true },
+        serialPort: { type: 'string', minLength: 1, description: 'serial device of the console (e.g. /dev/ttyS0); absent: the Unix socket only. Never a port an RTU bus uses' },
+        baudRate: { type: 'integer', enum: [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200], default: 9600, description: 'console line speed (8N1); output is paced to it' },
+        socket: { type: 'string', minLength: 1, description: 'Unix socket of `holdfast console` (mode 0600); default <dataDir>/console.sock' },
+        idleLogoutS: { type: 'integer', minimum: 10, maximum: 86400, default: 600, description: 'a logged-in session without input for this long is logged out' },
+        lockout: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          description: 'after `failures` wrong passwords in a row, logins are refused for firstS seconds, doubling at each further failure up to maxS (kept across reconnects and restarts)',
+          properties: {
+            failures: { type: 'integer', minimum: 1, maximum: 100, default: 3 },
+            firstS: { type: 'integer', minimum: 1, maximum: 3600, default: 30 },
+            maxS: { type: 'integer', minimum: 1, maximum: 86400, default: 3600 },
+          },
+        },
+      },
+    },
     selfMetrics: {
       type: 'object',
       additionalProperties: false,
