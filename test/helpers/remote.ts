@@ -1,0 +1,52 @@
+/**
+ * Test helper for remote configuration: an operator key pair, an agent folder whose local file
+ * trusts it, and a publisher that sends a message on <prefix>/<suffix> and waits for the answer
+ * the agent publishes about exactly that message (matched by its SHA-256).
+ */
+import { createHash } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { newKeyPair, parsePrivateKey } from '../../agent/remote/signing.js';
+import { makeAgentDir, type AgentDir } from './agent.js';
+import { waitFor } from './mosquitto.js';
+import type { Recorder } from './mqtt-sub.js';
+
+export const PREFIX = 'holdfast/gw-test';
+
+export function operatorKey(): { key: ReturnType<typeof parsePrivateKey>; publicB64: string; privatePem: string } {
+  const k = newKeyPair();
+  return { key: parsePrivateKey(k.privatePem), publicB64: k.publicB64, privatePem: k.privatePem };
+}
+
+/** An agent folder with `remote` trusting `publicB64` as key id "ops". */
+export function remoteAgentDir(brokerUrl: string, publicB64: string, remote: Record<string, unknown> = {}, patch: Record<string, unknown> = {}): AgentDir {
+  const a = makeAgentDir(brokerUrl, patch);
+  a.config.remote = { trustedKeys: { ops: publicB64 }, maxMessageBytes: 8192, healthDeadlineMs: 5000, ...remote };
+  writeFileSync(a.configFile, JSON.stringify(a.config, null, 2));
+  return a;
+}
+
+export type Answer = Record<string, unknown> & { status: string; code?: string; reason?: string };
+
+/** The answers (acks, results) a recorder holds, by message SHA-256. */
+export function answers(rec: Recorder, suffix: string): Answer[] {
+  return rec.messages.filter((m) => m.topic === `${PREFIX}/${suffix}`).map((m) => JSON.parse(m.payload.toString()) as Answer);
+}
+
+/** Publishes `body` (bytes as given) and waits for the answer on `answerSuffix` that names it. */
+export async function send(rec: Recorder, suffix: string, body: Buffer | string | object, answerSuffix: string, timeoutMs = 20_000): Promise<Answer> {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  const sha = createHash('sha256').update(bytes).digest('hex');
+  // Only answers that come after this publish: the same bytes sent twice (a replay) get two.
+  const from = rec.messages.length;
+  await rec.client.publishAsync(`${PREFIX}/${suffix}`, bytes, { qos: 1 });
+  const fresh = (): Recorder => ({ ...rec, messages: rec.messages.slice(from) });
+  let found: Answer | undefined;
+  await waitFor(() => (found = answers(fresh(), answerSuffix).find((a) => a.messageSha256 === sha)) !== undefined, timeoutMs, `the answer on ${answerSuffix} to a ${bytes.length}-byte message`);
+  return found!;
+}
+
+/** The last config/state the recorder saw. */
+export function lastState(rec: Recorder): { version: number; hash: string; source: string } | undefined {
+  const s = rec.messages.filter((m) => m.topic === `${PREFIX}/config/state`);
+  return s.length ? (JSON.parse(s[s.length - 1].payload.toString()) as { version: number; hash: string; source: string }) : undefined;
+}
