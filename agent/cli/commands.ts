@@ -15,10 +15,10 @@ import { formatStatus } from './format.js';
 import { formatStorage, storageReport } from '../storage/status.js';
 import { simulateCommand } from './simulate.js';
 import { privatePm2Logs } from './pm2-logs.js';
+import { cmdSignCommand, configSignCommand, keypairCommand } from './remote-tools.js';
 import { verdicts } from '../status/verdicts.js';
 import { boardTempC, factsFromReport } from '../status/facts.js';
 import { consoleCommand } from './console-attach.js';
-import { cmdSignCommand, configSignCommand, keypairCommand } from './remote-tools.js';
 
 type Values = Record<string, string | boolean | undefined>;
 type Opt = { type: 'string' | 'boolean'; short?: string };
@@ -63,7 +63,7 @@ export const COMMANDS: Command[] = [
     name: 'run',
     usage: 'run --config FILE',
     summary: 'run the agent (foreground; pm2 keeps it alive)',
-    help: `${CONFIG_HELP}\n\nValidates the config before anything starts, then acquires, stores and forwards until SIGTERM/SIGINT.`,
+    help: `${CONFIG_HELP}\n\nValidates the config before anything starts, then acquires, stores and forwards until SIGTERM/SIGINT.\nUnder pm2 it says ready once the store is open and the API listens; SIGHUP reopens the log file.\nA failed start exits 78 (config refused), 75 (retry later: port in use), 74 (store), 70 (other).`,
     options: configOpt,
     async run(v, p) {
       privatePm2Logs();
