@@ -43,7 +43,7 @@ export async function runAgent(cfg: Config, configFile?: string): Promise<void> 
     throw e;
   }
   try {
-    await sup.start((g) => channel!.reverify(g));
+    await sup.start((g) => channel?.reverify(g) ?? 'no remote channel (no config file)');
   } catch (e) {
     // e.g. the HTTP port is taken: stop what started, say why, exit non-zero.
     log.fatal({ err: e, code: (e as { code?: string }).code }, 'cannot start');
