@@ -208,3 +208,54 @@ t.test('console over a 9600 baud serial line and the Unix socket', async (t) => 
   t.notMatch(text, /bad-[123]/, 'nor the wrong ones');
   await agent.stop();
 });
+
+t.test('idle logout over the Unix socket, and a lockout that survives an agent restart', async (t) => {
+  const a = makeAgentDir('mqtt://127.0.0.1:1', { sources: [] });
+  Object.assign(a.config, { console: { socket: join(a.dir, 'console.sock'), idleLogoutS: 10 } });
+  writeFileSync(a.configFile, JSON.stringify(a.config));
+  let agent = launchAgent(t, a);
+  const attach = () => {
+    const cli = spawn(process.execPath, [CLI, 'console', '--config', a.configFile], { stdio: ['pipe', 'pipe', 'pipe'] });
+    const o = { text: '', cli };
+    cli.stdout.on('data', (d) => (o.text += d));
+    cli.stderr.on('data', (d) => (o.text += d));
+    return o;
+  };
+  await waitFor(() => /console listening on its Unix socket/.test(log(a)), 30_000, 'console socket up');
+  const s = attach();
+  await waitFor(() => /Password: $/.test(s.text), 20_000, 'login prompt');
+  s.cli.stdin.write('holdfast\r');
+  await waitFor(() => /New password: $/.test(s.text), 20_000, 'forced change');
+  s.cli.stdin.write(`${PW}\r`);
+  await waitFor(() => /Again: $/.test(s.text), 20_000, 'again');
+  s.cli.stdin.write(`${PW}\r`);
+  await waitFor(() => /gw-test> $/.test(s.text), 20_000, 'logged in');
+  const loggedInAt = Date.now();
+  await waitFor(() => /logged out: idle for 10 s/.test(s.text), 30_000, 'idle logout');
+  t.ok(Date.now() - loggedInAt >= 9_000, `logged out after ${Date.now() - loggedInAt} ms without input`);
+  t.match(log(a), /"what":"idle logout"/, 'an audit line');
+  s.cli.kill();
+
+  // Three wrong passwords lock the login; a restarted agent still refuses to check the right one.
+  const w = attach();
+  await waitFor(() => /Password: $/.test(w.text), 20_000, 'login prompt');
+  for (let i = 1; i <= 3; i++) {
+    const before = w.text.length;
+    w.cli.stdin.write(`bad-${i}\r`);
+    await waitFor(() => /Password: $/.test(w.text.slice(before)), 20_000, `refusal ${i}`);
+  }
+  t.match(w.text, /login locked for 30 s/, 'locked after three failures');
+  w.cli.kill();
+  t.equal(await agent.stop(), 0);
+  agent = launchAgent(t, a);
+  await waitFor(() => log(a).split('console listening on its Unix socket').length === 3, 30_000, 'console socket up again');
+  const r = attach();
+  await waitFor(() => /Password: $/.test(r.text), 20_000, 'login prompt after the restart').catch((e: Error) => {
+    throw new Error(`${e.message}: ${JSON.stringify(r.text)}`);
+  });
+  r.cli.stdin.write(`${PW}\r`);
+  await waitFor(() => /password not checked/.test(r.text), 20_000, 'still locked');
+  t.pass('the lockout survives the restart: the right password is not even checked');
+  r.cli.kill();
+  t.equal(await agent.stop(), 0);
+});
