@@ -7,7 +7,7 @@
  *
  * Options: --gateways N (500) --outage-s T (60) --workers W (ceil(N / 250)) --messages-per-sec r
  * (per-gateway drain rate of the limited rows: 2) --batch-ms (a gateway's live rate: one batch per
- * 1000 ms) --strategies a,b (all) --start-jitter-ms / --max-ms (a default under test, applied to
+ * 1000 ms) --strategies a,b (all) --start-jitter-ms / --max-ms / --open-ms (a default under test, applied to
  * the limited rows) --max-drain-s (300) --out DIR (dist/fleet-results).
  * Prints the table; writes results.json, fleet.svg and fleet.png to --out. Always exits 0 unless
  * it cannot run at all. docs/fleet.md explains every figure.
@@ -44,6 +44,7 @@ async function main(): Promise<void> {
   const overrides: Record<string, Record<string, unknown>> = {};
   if (a.has('start-jitter-ms')) overrides.drain = { startJitterMs: num('start-jitter-ms', 30000) };
   if (a.has('max-ms')) overrides.retry = { maxMs: num('max-ms', 300000) };
+  if (a.has('open-ms')) overrides.breaker = { openMs: num('open-ms', 30000) };
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'holdfast-fleet-'));
   const keyFile = path.join(dir, 'key');
@@ -63,12 +64,22 @@ async function main(): Promise<void> {
   const started = Date.now();
   try {
     for (const n of names) {
-      const p = await runPhase(strategy(n, messagesPerSec, overrides), {
-        gateways, workers, outageS, batchMs, messagesPerSec, dir, keyFile, sysfsRoot, proxyUrl: `mqtt://127.0.0.1:${proxyPort}`,
-        maxDrainS: num('max-drain-s', 300), log,
-      }, broker, proxy, sub);
+      let p: PhaseInput;
+      try {
+        p = await runPhase(strategy(n, messagesPerSec, overrides), {
+          gateways, workers, outageS, batchMs, messagesPerSec, dir, keyFile, sysfsRoot, proxyUrl: `mqtt://127.0.0.1:${proxyPort}`,
+          maxDrainS: num('max-drain-s', 300), log,
+        }, broker, proxy, sub);
+      } catch (e) {
+        log(`  ${n}: FAILED: ${String(e)}`);
+        await broker.start();
+        continue;
+      }
       phases.push(p);
       rmSync(path.join(dir, n), { recursive: true, force: true });
+      const r = summarize(p);
+      log(`  ${n}: peak ${r.peakPublish} publishes/s (${r.peakXBudget.toFixed(2)} x budget), peak ${r.peakConnect} CONNECTs/s after the restore, ${r.outageConnectPerS.toFixed(1)}/s during the outage, drain ${r.drainS === null ? 'not finished' : `${r.drainS.toFixed(1)} s (${r.drainXIdeal?.toFixed(2)} x ideal ${p.idealS.toFixed(1)} s)`}`);
+      writeFileSync(path.join(out, 'results.json'), JSON.stringify({ partial: true, phases }, null, 1));
       log(`  ${n}: lost ${p.lost}, duplicates ${p.duplicates}, dead-lettered ${p.failed}, still pending ${p.leftPending}, loop lag p99 ${p.lagP99Ms.toFixed(0)} ms (max ${p.lagMaxMs.toFixed(0)})`);
     }
   } finally {

@@ -35,14 +35,19 @@ export interface PhaseOptions {
 
 class Worker {
   private readonly child: ChildProcess;
-  private waiting: ((m: FromWorker) => void)[] = [];
+  private waiting: { resolve: (m: FromWorker) => void; reject: (e: Error) => void }[] = [];
   constructor() {
     this.child = fork(WORKER, [], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, RETRY_STRATEGY: '' } });
-    this.child.on('message', (m: FromWorker) => this.waiting.shift()?.(m));
+    this.child.on('message', (m: FromWorker) => this.waiting.shift()?.resolve(m));
+    // A worker that dies fails the phase at once instead of leaving the coordinator waiting.
+    this.child.on('exit', (code, signal) => {
+      for (const w of this.waiting.splice(0)) w.reject(new Error(`fleet worker ${this.child.pid} exited (${signal ?? code})`));
+    });
   }
   ask<T extends FromWorker['type']>(m: ToWorker, _expect: T): Promise<Extract<FromWorker, { type: T }>> {
-    return new Promise((resolve) => {
-      this.waiting.push((r) => resolve(r as Extract<FromWorker, { type: T }>));
+    return new Promise((resolve, reject) => {
+      if (this.child.exitCode !== null || this.child.signalCode !== null) return reject(new Error(`fleet worker ${this.child.pid} is gone`));
+      this.waiting.push({ resolve: (r) => resolve(r as Extract<FromWorker, { type: T }>), reject });
       this.child.send(m);
     });
   }
