@@ -53,8 +53,9 @@ async function finish(): Promise<void> {
   }
   const leftPending = pending();
   await Promise.all(engines.map((e) => e.stop(5000)));
-  send({ type: 'finished', counts, keys, leftPending });
-  setTimeout(() => process.exit(0), 100);
+  // Exit only once the message is written: a large one (every delivered key) is still in the pipe
+  // 100 ms later when the coordinator is busy, and exiting then loses it.
+  process.send?.({ type: 'finished', counts, keys, leftPending } satisfies FromWorker, undefined, {}, () => process.exit(0));
 }
 
 process.on('message', (m: ToWorker) => {
