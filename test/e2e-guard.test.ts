@@ -5,7 +5,8 @@
  * Every site is made to run: a simulated source and an RTU bus over a socat pty pair with a fake
  * sysfs bus-voltage ADC (field), a real Mosquitto restarted (lane.down), a disabled OTLP uplink
  * carrying the self-metrics (metrics.export), a purge cron line every second (store.purge), the
- * data directory removed mid-run (store.probe, store.relay) and HTTP requests (api.request).
+ * data directory removed mid-run (store.probe, store.relay), HTTP requests (api.request) and a
+ * message on the remote configuration topic (remote.message).
  * Then every counter value must still reach the broker, and SIGTERM must stop it with exit 0.
  */
 import t from 'tap';
@@ -16,12 +17,13 @@ import { subscribe } from './helpers/mqtt-sub.js';
 import { ptyPair } from './helpers/socat.js';
 import { checkCounters, count, diagnoseOnFailure, log, makeAgentDir, ROOT, startAgent, telemetry, type AgentDir } from './helpers/agent.js';
 import { simulate } from '../agent/cli/simulate.js';
+import { operatorKey } from './helpers/remote.js';
 
 /** Every site the agent's guard owns; each must be seen failing once and recovering. */
 const SITES = [
   'source.simulated', 'ingest.commit', 'lane.pump', 'lane.connect', 'lane.outcome', 'lane.outcomes', 'lane.down',
   'store.verify', 'store.space', 'store.probe', 'store.relay', 'store.purge', 'engine.sweep', 'clock.watch',
-  'thermal.tick', 'field.reopen', 'field.poll', 'field.voltage', 'metrics.export', 'api.request',
+  'thermal.tick', 'field.reopen', 'field.poll', 'field.voltage', 'metrics.export', 'api.request', 'remote.message',
 ];
 const POLLS = 3000;
 
@@ -90,6 +92,7 @@ t.test('a throw injected at every owned site: reported by site, the agent alive,
   (cfg.uplinks as unknown[]).push({ name: 'otel', type: 'otlp', url: `http://127.0.0.1:${await freePort()}`, enabled: false });
   cfg.selfMetrics = { uplink: 'otel', intervalMs: 1000, timeoutMs: 500 };
   cfg.store = { ...(cfg.store as object), purgeCron: '* * * * * *' };
+  cfg.remote = { trustedKeys: { ops: operatorKey().publicB64 } };
   writeFileSync(a.configFile, JSON.stringify(cfg));
 
   const agent = startAgent(a, { HOLDFAST_INJECT_THROW: '*' });
@@ -104,6 +107,8 @@ t.test('a throw injected at every owned site: reported by site, the agent alive,
 
   await waitFor(() => count(a, `SELECT count(*) FROM recovery_tasks WHERE status = 'delivered'`) > 20, 60_000, 'live delivery', 250);
   await waitFor(() => count(a, `SELECT count(*) FROM payloads WHERE device = 'counter-2'`) > 2, 60_000, 'field readings committed', 250);
+  // remote.message: whatever arrives on config/set runs in a guarded callback (the first one throws).
+  for (let i = 0; i < 2; i++) await rec.client.publishAsync('holdfast/gw-test/config/set', '{"version": 1}', { qos: 1 });
   // lane.down: the broker goes away under a connected lane, then comes back.
   await broker.stop();
   await waitFor(() => /uplink down|connection lost|lane\.down/.test(log(a)), 30_000, 'the link seen down', 100);
