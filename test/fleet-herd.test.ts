@@ -70,8 +70,10 @@ t.test('reconnect attempts spread over the jitter window; no jitter arrives toge
   // FIXED 3 s without jitter: every gateway lost the link at the same moment, so all come back at ~3 s.
   t.ok(spread(results.naive) < 600, `naive: ${N} attempts within ${spread(results.naive)} ms`);
   t.ok(crowd(results.naive) >= N - 1, 'naive: the whole fleet inside one 300 ms window');
-  // Full jitter over [0.3 s, 3 s): attempts spread over most of the window, no window of 300 ms holds most of them.
-  t.ok(spread(results.jittered) > 1500, `jittered: attempts spread over ${spread(results.jittered)} ms`);
+  // Full jitter over [0.3 s, 3 s): attempts spread over the window (about 2 s for 16 draws; a
+  // third of it is the bar, since a loaded machine delays timers unevenly), no 300 ms window
+  // holds most of them. Without jitter the spread is tens of ms.
+  t.ok(spread(results.jittered) > 900, `jittered: attempts spread over ${spread(results.jittered)} ms`);
   t.ok(crowd(results.jittered) <= N / 2, `jittered: at most ${crowd(results.jittered)} of ${N} inside any 300 ms window`);
 });
 
