@@ -5,22 +5,16 @@
  * cmd/<name> are each answered with a refusal and a reason, and the agent runs on unharmed.
  */
 import t from 'tap';
-import { freePort, startBroker, waitFor } from './helpers/mosquitto.js';
-import { subscribe } from './helpers/mqtt-sub.js';
-import { cli, count, diagnoseOnFailure, startAgent, telemetry, withDb } from './helpers/agent.js';
-import { answers, lastState, operatorKey, remoteAgentDir, send } from './helpers/remote.js';
+import { freePort, waitFor } from './helpers/mosquitto.js';
+import { cli, count, telemetry, withDb } from './helpers/agent.js';
+import { answers, lastState, operatorKey, remoteAgentDir, remoteBroker, send, startRemoteAgent } from './helpers/remote.js';
 import { signCommand, signConfig } from '../agent/remote/signing.js';
 import { mulberry32 } from './helpers/rand.js';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 t.test('remote commands: breaker reset works, its replay is refused; status; unknown names', async (t) => {
-  const broker = await startBroker();
-  const rec = await subscribe(broker.url, 'holdfast/gw-test/#');
-  t.teardown(async () => {
-    await rec.close();
-    await broker.stop();
-  });
+  const { broker, rec } = await remoteBroker(t);
   const op = operatorKey();
   const a = remoteAgentDir(broker.url, op.publicB64);
   // A second uplink that cannot connect: its breaker opens.
@@ -28,11 +22,7 @@ t.test('remote commands: breaker reset works, its replay is refused; status; unk
   const main = (a.config.uplinks as Record<string, unknown>[])[0];
   a.config.uplinks = [main, { ...main, name: 'down', url: `mqtt://127.0.0.1:${dead}`, topicPrefix: 'holdfast/gw-test/down', breaker: { minCalls: 2, failureRate: 0.5, openMs: 60000 } }];
   writeFileSync(a.configFile, JSON.stringify(a.config));
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
-  });
+  const agent = await startRemoteAgent(t, a);
   const breaker = () =>
     count(a, `SELECT count(*) FROM sqlite_master WHERE name = 'recovery_events'`) === 0
       ? []
@@ -65,20 +55,10 @@ t.test('remote commands: breaker reset works, its replay is refused; status; unk
 });
 
 t.test('fuzz: random bytes, truncated and oversized messages are each refused with a reason; the agent runs on', async (t) => {
-  const broker = await startBroker();
-  const rec = await subscribe(broker.url, 'holdfast/gw-test/#');
-  t.teardown(async () => {
-    await rec.close();
-    await broker.stop();
-  });
+  const { broker, rec } = await remoteBroker(t);
   const op = operatorKey();
   const a = remoteAgentDir(broker.url, op.publicB64, { maxMessageBytes: 4096 });
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
-  });
-  await waitFor(() => lastState(rec)?.version === 0, 20_000, 'running');
+  const agent = await startRemoteAgent(t, a, rec);
   const rand = mulberry32(0x16);
   const goodCfg = JSON.stringify(signConfig(op.key, 'ops', 'gw-test', 5, Buffer.from('{"batch":{"maxReadings":50}}')));
   const goodCmd = JSON.stringify(signCommand(op.key, 'ops', 'gw-test', 'status', 5));

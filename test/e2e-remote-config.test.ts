@@ -7,21 +7,16 @@
 import t from 'tap';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { freePort, startBroker, waitFor } from './helpers/mosquitto.js';
+import { freePort, waitFor } from './helpers/mosquitto.js';
 import { subscribe } from './helpers/mqtt-sub.js';
-import { checkCounters, cli, count, diagnoseOnFailure, startAgent, telemetry } from './helpers/agent.js';
-import { answers, lastState, operatorKey, remoteAgentDir, send } from './helpers/remote.js';
+import { checkCounters, cli, count, telemetry } from './helpers/agent.js';
+import { answers, lastState, operatorKey, remoteAgentDir, remoteBroker, send, startRemoteAgent } from './helpers/remote.js';
 import { parsePrivateKey, sha256Hex, signConfig } from '../agent/remote/signing.js';
 
 const devicesSeen = (rec: Parameters<typeof telemetry>[0], since = 0) => new Set(telemetry(rec.slice(since)).map((m) => m.device));
 
 t.test('apply, refusals, restart: the last known good is kept', async (t) => {
-  const broker = await startBroker();
-  const rec = await subscribe(broker.url, 'holdfast/gw-test/#');
-  t.teardown(async () => {
-    await rec.close();
-    await broker.stop();
-  });
+  const { broker, rec } = await remoteBroker(t);
   // The trusted keys are filled in below, from the operator's key pair.
   const dir0 = remoteAgentDir(broker.url, 'placeholder-replaced-below-xxxxxxxxxxxxxxxxxxxxxxxx');
   // The operator's key pair, made with the CLI as an operator would.
@@ -33,12 +28,7 @@ t.test('apply, refusals, restart: the last known good is kept', async (t) => {
   (dir0.config.remote as { trustedKeys: Record<string, string> }).trustedKeys = { ops: publicB64, pem: readFileSync(`${prefix}.pub`, 'utf8') };
   writeFileSync(dir0.configFile, JSON.stringify(dir0.config));
   const a = dir0;
-  let agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
-  });
-  await waitFor(() => lastState(rec)?.version === 0, 20_000, 'config/state: version 0 (the local file)');
+  let agent = await startRemoteAgent(t, a, rec, 'config/state: version 0 (the local file)');
   t.equal(lastState(rec)?.source, 'file');
 
   // v1 adds a second source: signed with the CLI.
@@ -95,8 +85,7 @@ t.test('apply, refusals, restart: the last known good is kept', async (t) => {
   // A restart runs the last known good (sim-2 goes on), not the bare local file.
   t.equal(await agent.stop(), 0, 'stopped cleanly');
   const before = rec.messages.length;
-  agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
+  agent = await startRemoteAgent(t, a);
   await waitFor(() => rec.messages.slice(before).some((m) => m.topic.endsWith('/config/state') && JSON.parse(m.payload.toString()).version === 1), 20_000, 'config/state v1 after the restart');
   await waitFor(() => devicesSeen(rec.messages, before).has('sim-2'), 20_000, 'sim-2 delivers after the restart');
   const replay = await send(rec, 'config/set', signed.stdout.trim(), 'config/ack');
@@ -105,21 +94,11 @@ t.test('apply, refusals, restart: the last known good is kept', async (t) => {
 });
 
 t.test('a config whose uplink cannot connect is rolled back; the data buffered meanwhile is delivered once', async (t) => {
-  const broker = await startBroker();
-  const rec = await subscribe(broker.url, 'holdfast/gw-test/#');
-  t.teardown(async () => {
-    await rec.close();
-    await broker.stop();
-  });
+  const { broker, rec } = await remoteBroker(t);
   const op = operatorKey();
   const TOTAL = 400;
   const a = remoteAgentDir(broker.url, op.publicB64, { healthDeadlineMs: 2500 }, { sources: [{ type: 'simulated', device: 'sim-1', intervalMs: 20, points: 3, stopAfter: TOTAL }] });
-  const agent = startAgent(a);
-  diagnoseOnFailure(t, a, agent);
-  t.teardown(async () => {
-    if (agent.proc.exitCode === null) await agent.kill9();
-  });
-  await waitFor(() => lastState(rec)?.version === 0, 20_000, 'running');
+  const agent = await startRemoteAgent(t, a, rec);
   await waitFor(() => telemetry(rec.messages).length > 3, 20_000, 'some telemetry');
   const dead = await freePort();
   const uplinks = (a.config.uplinks as Record<string, unknown>[]).map((u) => ({ ...u, url: `mqtt://127.0.0.1:${dead}` }));

@@ -1,16 +1,40 @@
 /**
- * Test helper for remote configuration: an operator key pair, an agent folder whose local file
- * trusts it, and a publisher that sends a message on <prefix>/<suffix> and waits for the answer
- * the agent publishes about exactly that message (matched by its SHA-256).
+ * Test helper for remote configuration and commands: a broker with a recorder on everything the
+ * gateway publishes, an operator key pair, an agent folder whose local file trusts it, the agent
+ * started and seen running, and a publisher that sends a message on <prefix>/<suffix> and waits
+ * for the answer the agent publishes about exactly that message (matched by its SHA-256).
  */
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { newKeyPair, parsePrivateKey } from '../../agent/remote/signing.js';
-import { makeAgentDir, type AgentDir } from './agent.js';
-import { waitFor } from './mosquitto.js';
-import type { Recorder } from './mqtt-sub.js';
+import { launchAgent, makeAgentDir, type AgentDir, type RunningAgent } from './agent.js';
+import { startBroker, waitFor, type Broker } from './mosquitto.js';
+import { subscribe, type Recorder } from './mqtt-sub.js';
 
 export const PREFIX = 'holdfast/gw-test';
+
+type TestLike = { teardown(fn: () => unknown): void; passing(): boolean };
+
+/** A broker and a recorder on everything under PREFIX; both closed at the test's teardown. */
+export async function remoteBroker(t: TestLike): Promise<{ broker: Broker; rec: Recorder }> {
+  const broker = await startBroker();
+  const rec = await subscribe(broker.url, `${PREFIX}/#`);
+  t.teardown(async () => {
+    await rec.close();
+    await broker.stop();
+  });
+  return { broker, rec };
+}
+
+/**
+ * Starts the agent (launchAgent: its output printed on a failed test, killed -9 at teardown)
+ * and, given the recorder, waits until its config/state says it runs the local file (version 0).
+ */
+export async function startRemoteAgent(t: TestLike, a: AgentDir, rec?: Recorder, what = 'running'): Promise<RunningAgent> {
+  const agent = launchAgent(t, a);
+  if (rec) await waitFor(() => lastState(rec)?.version === 0, 20_000, what);
+  return agent;
+}
 
 export function operatorKey(): { key: ReturnType<typeof parsePrivateKey>; publicB64: string; privatePem: string } {
   const k = newKeyPair();
