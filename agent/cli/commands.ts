@@ -19,8 +19,8 @@ import { cmdSignCommand, configSignCommand, keypairCommand } from './remote-tool
 import { verdicts } from '../status/verdicts.js';
 import { boardTempC, factsFromReport } from '../status/facts.js';
 import { consoleCommand } from './console-attach.js';
+import { CONFIG_HELP, configFrom, configOpt, configPath, noPositionals, type Values } from './args.js';
 
-type Values = Record<string, string | boolean | undefined>;
 type Opt = { type: 'string' | 'boolean'; short?: string };
 
 export interface Command {
@@ -30,15 +30,6 @@ export interface Command {
   help: string;
   options: Record<string, Opt>;
   run(values: Values, positionals: string[]): Promise<number>;
-}
-
-const configOpt = { config: { type: 'string', short: 'c' } } as const;
-const CONFIG_HELP = '  -c, --config FILE   configuration file (default: $HOLDFAST_CONFIG)';
-
-function configFrom(v: Values): Config {
-  const file = (v.config as string | undefined) ?? process.env.HOLDFAST_CONFIG;
-  if (!file) throw new HoldfastError('USAGE', 'no configuration: pass --config FILE or set HOLDFAST_CONFIG');
-  return loadConfig(file);
 }
 
 /**
@@ -52,10 +43,6 @@ function withStore<T>(cfg: Config, fn: (store: Store) => T): T {
   } finally {
     store.close();
   }
-}
-
-function noPositionals(p: string[]): void {
-  if (p.length > 0) throw new HoldfastError('USAGE', `unexpected argument ${JSON.stringify(p[0])}`);
 }
 
 export const COMMANDS: Command[] = [
@@ -73,7 +60,7 @@ export const COMMANDS: Command[] = [
       // the admin commands and --help have no use for.
       const { runAgent } = await import('./run.js');
       // The file too: a signed remote config (docs/remote.md) is merged onto it.
-      await runAgent(cfg, (v.config as string | undefined) ?? process.env.HOLDFAST_CONFIG);
+      await runAgent(cfg, configPath(v));
       return -1;
     },
   },

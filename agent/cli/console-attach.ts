@@ -6,9 +6,9 @@
  */
 import { connect } from 'node:net';
 import { HoldfastError } from '../errors.js';
-import { loadConfig } from '../config/load.js';
 import { consoleSocketPath } from '../console/server.js';
 import type { Command } from './commands.js';
+import { CONFIG_HELP, configFrom, configOpt, noPositionals } from './args.js';
 
 /** Ctrl-]: telnet's escape, leaves the console from a stuck session. */
 const ESCAPE = 0x1d;
@@ -17,13 +17,11 @@ export const consoleCommand: Command = {
   name: 'console',
   usage: 'console --config FILE',
   summary: "attach to the running agent's technician console (its local Unix socket)",
-  help: '  -c, --config FILE   configuration file (default: $HOLDFAST_CONFIG)\n\nThe same console as on the serial port (docs/console.md). Ctrl-] leaves it.',
-  options: { config: { type: 'string', short: 'c' } },
+  help: `${CONFIG_HELP}\n\nThe same console as on the serial port (docs/console.md). Ctrl-] leaves it.`,
+  options: configOpt,
   async run(v, p) {
-    if (p.length > 0) throw new HoldfastError('USAGE', `unexpected argument ${JSON.stringify(p[0])}`);
-    const file = (v.config as string | undefined) ?? process.env.HOLDFAST_CONFIG;
-    if (!file) throw new HoldfastError('USAGE', 'no configuration: pass --config FILE or set HOLDFAST_CONFIG');
-    const path = consoleSocketPath(loadConfig(file));
+    noPositionals(p);
+    const path = consoleSocketPath(configFrom(v));
     const sock = connect(path);
     await new Promise<void>((res, rej) => {
       sock.once('connect', res);

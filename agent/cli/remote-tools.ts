@@ -9,6 +9,7 @@ import { HoldfastError } from '../errors.js';
 import { newKeyPair, parsePrivateKey, signCommand, signConfig } from '../remote/signing.js';
 import { COMMAND_NAMES, isCommandName } from '../remote/commands.js';
 import type { Command } from './commands.js';
+import { noPositionals } from './args.js';
 
 function str(v: unknown, flag: string): string {
   if (typeof v !== 'string' || v === '') throw new HoldfastError('USAGE', `${flag} is required`);
@@ -39,7 +40,7 @@ export const keypairCommand: Command = {
   help: '      --out PREFIX    writes PREFIX.key (private, mode 0600) and PREFIX.pub (public, PEM)\n\nPut the public key (PEM, or the base64 line printed) in the gateway\'s remote.trustedKeys; keep the private key off the gateway.',
   options: { out: { type: 'string', short: 'o' } },
   async run(v, p) {
-    if (p.length > 0) throw new HoldfastError('USAGE', `unexpected argument ${JSON.stringify(p[0])}`);
+    noPositionals(p);
     const out = str(v.out, '--out PREFIX');
     for (const f of [`${out}.key`, `${out}.pub`]) if (existsSync(f)) throw new HoldfastError('USAGE', `${f} exists; not overwritten`);
     const k = newKeyPair();
