@@ -1,8 +1,7 @@
 /**
  * IEEE 2030.5 (SEP 2.0) uplink driver: mirrors each field device as a MirrorUsagePoint (MUP) on a
  * 2030.5 server and posts its readings as MirrorMeterReadings (MMR), over HTTPS with a client
- * certificate (node:https, one keep-alive connection, TLS 1.2 by default as the standard requires;
- * its suite ECDHE-ECDSA-AES128-CCM8 is chosen with `ciphers` and needs ECDSA certificates).
+ * certificate (transport.ts: the TLS connection, its exchanges and how their failures are told).
  *
  * connect(): GET dcapPath -> DeviceCapability.MirrorUsagePointListLink -> GET the list (paged with
  *   s/l): each MUP's mRID -> href and postRate, and the list's pollRate.
@@ -16,9 +15,8 @@
  *   2xx is success. A 404 on an MMR means the MUP vanished: it is re-created and that POST retried
  *   once within the same send. Other statuses -> RawFailure kind 'http' with the status and
  *   retryAfterMs (Retry-After as seconds or HTTP date, else an Error body's maxRetryDuration), so
- *   classify.ts makes 5xx/429 soft, 400 payload-hard, 401/403 link-hard. Certificate refusals on
- *   either side and a handshake without a shared suite are kind 'tls'; other socket errors
- *   'socket'; no answer within timeoutMs 'timeout': those three drop the link (onDown, once).
+ *   classify.ts makes 5xx/429 soft, 400 payload-hard, 401/403 link-hard. A failure below HTTP
+ *   (kind 'tls', 'socket' or 'timeout', see transport.ts) drops the link (onDown, once).
  *   A batch that is not a JSON array is reported as kind 'unreadable' (PAYLOAD_UNREADABLE, payload, hard), never sent; a batch
  *   whose readings are all skipped succeeds with nothing posted.
  * Retries of a partly posted batch re-post the same mRIDs (MMR per device/point, reading set per
@@ -27,29 +25,22 @@
  *   success carries `notBefore` = ack time + that MUP's postRate. The lane then serves that device
  *   through its pacer (agent/forward/pacer.ts): one post per postRate with every reading waiting merged.
  */
-import https from 'node:https';
-import type { IncomingHttpHeaders, OutgoingHttpHeaders } from 'node:http';
-import { readSmallFile } from '../files.js';
-import type { SecureVersion } from 'node:tls';
-import { TLS_CERT_CODES, type RawFailure } from '../uplink.js';
-import type { ConnectResult, OutboundMessage, SendResult, UplinkDriver } from '../uplink.js';
+import type { ConnectResult, OutboundMessage, RawFailure, SendResult, UplinkDriver } from '../uplink.js';
 import { checkPen, identityOf, stableMrid, type DeviceIdentity } from './identity.js';
 import {
-  parseXml, readDeviceCapability, readError, readMirrorUsagePointList, SEP2_MEDIA_TYPE, textOf, truncateUtf8,
+  parseXml, readDeviceCapability, readError, readMirrorUsagePointList, textOf, truncateUtf8,
   writeMirrorMeterReading, writeMirrorUsagePoint, type MmrSpec,
 } from './xml.js';
 import { mapReadings, readingTypeFor, SKIP_REASONS, type PointReadings, type PointSkip, type SkipReason } from './units.js';
-import { clampDelay } from '../timer.js';
+import { HttpsTransport, parseRetryAfter, readTlsFiles, type Http, type TlsFiles, type TlsVersions } from './transport.js';
 
-export interface Sep2DriverOptions {
+// Part of this module's interface before the transport had a file of its own.
+export { parseRetryAfter } from './transport.js';
+
+export interface Sep2DriverOptions extends TlsFiles, TlsVersions {
   name: string;
   url: string; // https://host:port
   dcapPath?: string; // default /dcap
-  certFile: string; keyFile: string; caFile: string;
-  /** OpenSSL cipher list, e.g. 'ECDHE-ECDSA-AES128-CCM8' (the suite IEEE 2030.5 requires). */
-  ciphers?: string;
-  /** Both default TLSv1.2, the version 2030.5 specifies (TLS 1.3 would bypass a 1.2 cipher list). */
-  minVersion?: SecureVersion; maxVersion?: SecureVersion;
   /** IANA Private Enterprise Number in the mRIDs' low 32 bits; default 0 = unregistered. */
   pen?: number;
   gatewayId: string;
@@ -69,56 +60,9 @@ export interface Sep2DriverOptions {
 /** The skipped readings of one delivered batch. */
 export interface SkippedReadings { uplink: string; taskId: number; key: string; device: string; skipped: PointSkip[] }
 
-
-type Http = { ok: true; status: number; headers: IncomingHttpHeaders; body: string } | { ok: false; failure: RawFailure };
 interface Mup { href: string; postRate?: number }
 
-const MAX_BODY = 1 << 20;
 const LIST_LIMIT = 100;
-/** Certificate and handshake refusals (ours or the server's); other ERR_SSL_* stay socket errors. */
-const TLS_REFUSAL = /CERT|SELF_SIGNED|ALTNAME|UNABLE_TO_(GET|VERIFY)|ALERT_(UNKNOWN_CA|BAD_CERTIFICATE|UNSUPPORTED_CERTIFICATE|ACCESS_DENIED|HANDSHAKE_FAILURE|INSUFFICIENT_SECURITY)|NO_SHARED_CIPHER|NO_CIPHERS/;
-/** The same refusals as OpenSSL alert texts: node reports a received alert as EPROTO plus text. */
-const TLS_ALERT_TEXT = /alert (unknown ca|bad certificate|unsupported certificate|certificate \w+|access denied|handshake failure|insufficient security)|no shared cipher/i;
-
-/** What we say when we refuse the server's certificate, by Node's code. */
-const SERVER_CERT_REFUSED: [RegExp, string][] = [
-  [/SELF_SIGNED/, 'it is not signed by a CA in caFile (self-signed, or its chain ends at a CA we do not trust)'],
-  [/UNABLE_TO_(GET_ISSUER|VERIFY_LEAF)/, 'its issuer is not in caFile'],
-  [/CERT_HAS_EXPIRED/, 'it has expired'],
-  [/CERT_NOT_YET_VALID/, 'it is not valid yet (check the gateway clock)'],
-  [/ALTNAME/, 'it does not name the host in the uplink url'],
-];
-
-/**
- * A TLS refusal as an operator sentence: which side refused which certificate, then the library's
- * own words in brackets. An alert we received means the server refused ours; a verification code
- * means we refused the server's.
- */
-export function tlsSentence(code: string, message: string): string {
-  const alert = TLS_ALERT_TEXT.exec(message) ?? /ALERT_([A-Z_]+)/.exec(code);
-  if (alert) {
-    const what = (alert[1] ?? alert[0]).toLowerCase().replace(/_/g, ' ');
-    return `the IEEE 2030.5 server refused our client certificate (certFile) with "${what}": is it signed by a CA the server trusts, and registered with the server? (${message})`;
-  }
-  const why = SERVER_CERT_REFUSED.find(([re]) => re.test(code))?.[1] ?? 'it did not verify';
-  return `we refused the IEEE 2030.5 server's certificate: ${why} (${code}: ${message})`;
-}
-
-export function rawOfError(e: Error & { code?: unknown }): RawFailure {
-  const code = typeof e.code === 'string' ? e.code : undefined;
-  if (code && (TLS_CERT_CODES.includes(code) || TLS_REFUSAL.test(code))) return { kind: 'tls', code, message: tlsSentence(code, e.message) };
-  if (code === 'EPROTO' && TLS_ALERT_TEXT.test(e.message)) return { kind: 'tls', code, message: tlsSentence(code, e.message) };
-  if (code === 'ETIMEDOUT') return { kind: 'timeout', code, message: e.message };
-  return code ? { kind: 'socket', code, message: e.message } : { kind: 'socket', message: e.message };
-}
-
-/** Retry-After as milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
-export function parseRetryAfter(v: string | string[] | undefined, now: number): number | undefined {
-  const s = (Array.isArray(v) ? v[0] : v)?.trim();
-  if (s && /^\d+$/.test(s)) return Number(s) * 1000;
-  const t = s ? Date.parse(s) : NaN;
-  return Number.isNaN(t) ? undefined : Math.max(0, t - now);
-}
 
 /** The batch's rows, or null when it is not a JSON array. */
 function parseBatch(readings: Buffer): unknown[] | null {
@@ -135,7 +79,7 @@ export class Sep2Driver implements UplinkDriver {
     skipped: Object.fromEntries(SKIP_REASONS.map((r) => [r, 0])) as Record<SkipReason, number> };
   /** The MirrorUsagePointList's pollRate in seconds (default 900). */
   pollRateS = 900;
-  private agent: https.Agent | null = null;
+  private readonly http: HttpsTransport;
   private up = false;
   private downCb: ((f: RawFailure) => void) | null = null;
   private readonly base: URL;
@@ -152,6 +96,12 @@ export class Sep2Driver implements UplinkDriver {
     if (this.base.protocol !== 'https:') throw new RangeError(`2030.5 needs an https:// URL, got ${opts.url}`);
     this.pen = checkPen(opts.pen ?? 0);
     this.now = opts.now ?? Date.now;
+    this.http = new HttpsTransport({
+      timeoutMs: opts.timeoutMs,
+      onRequest: () => { this.stats.requests++; },
+      // A link-level failure while up drops the link.
+      onFailure: (f) => { if (this.up) { this.drop(); this.downCb?.(f); } },
+    });
   }
 
   get connected(): boolean { return this.up; }
@@ -166,20 +116,17 @@ export class Sep2Driver implements UplinkDriver {
     this.drop();
     const fail = (failure: RawFailure): ConnectResult => (this.drop(), { ok: false, failure });
     // Read at each connect (a renewed certificate is picked up); a missing file is a failed connect with its code.
-    const files = [readSmallFile(this.opts.certFile), readSmallFile(this.opts.keyFile, { secret: true }), readSmallFile(this.opts.caFile)];
-    const bad = files.find((f) => !f.ok);
-    if (bad && !bad.ok) return fail({ kind: 'file', code: bad.code, message: bad.message });
-    const [cert, key, ca] = files.map((f) => (f.ok ? f.data : Buffer.alloc(0)));
+    const pem = readTlsFiles(this.opts);
+    if ('failure' in pem) return fail(pem.failure);
     try {
-      this.me = identityOf(cert);
+      this.me = identityOf(pem.cert);
     } catch (e) {
       const err = e as Error & { code?: unknown };
       return fail({ kind: 'tls', code: typeof err.code === 'string' ? err.code : 'CERT_UNREADABLE', message: `client certificate, key or CA unreadable: ${err.message}` });
     }
-    this.agent = new https.Agent({ keepAlive: true, maxSockets: 1, cert, key, ca, ciphers: this.opts.ciphers, rejectUnauthorized: true,
-      minVersion: this.opts.minVersion ?? 'TLSv1.2', maxVersion: this.opts.maxVersion ?? 'TLSv1.2' });
+    this.http.open(pem, this.opts);
     const dcapUrl = new URL(this.opts.dcapPath ?? '/dcap', this.base);
-    const dcap = await this.request('GET', dcapUrl);
+    const dcap = await this.http.request('GET', dcapUrl);
     if (!dcap.ok || dcap.status !== 200) return fail(dcap.ok ? this.httpFailure('GET', dcapUrl, dcap) : dcap.failure);
     try {
       const href = readDeviceCapability(dcap.body).mirrorUsagePointListHref;
@@ -192,7 +139,7 @@ export class Sep2Driver implements UplinkDriver {
       const url = new URL(this.listUrl);
       url.searchParams.set('s', String(start));
       url.searchParams.set('l', String(LIST_LIMIT));
-      const r = await this.request('GET', url);
+      const r = await this.http.request('GET', url);
       if (!r.ok || r.status !== 200) return fail(r.ok ? this.httpFailure('GET', url, r) : r.failure);
       let list: ReturnType<typeof readMirrorUsagePointList>;
       try { list = readMirrorUsagePointList(r.body); } catch (e) { return fail({ kind: 'http', message: `unreadable MirrorUsagePointList: ${(e as Error).message}` }); }
@@ -233,7 +180,7 @@ export class Sep2Driver implements UplinkDriver {
           mup = made;
         }
         const url = new URL(mup.href);
-        const r = await this.request('POST', url, body);
+        const r = await this.http.request('POST', url, body);
         if (!r.ok) return fail(r.failure);
         if (r.status >= 200 && r.status < 300) break;
         if (r.status !== 404 || recreated) return fail(this.httpFailure('POST', url, r));
@@ -269,7 +216,7 @@ export class Sep2Driver implements UplinkDriver {
   /** POSTs the device's MUP (with the batch's MMRs and ReadingTypes); GETs it back for its postRate. */
   private async createMup(device: string, mRID: string, mmrs: MmrSpec[]): Promise<Mup | { failure: RawFailure }> {
     const url = this.listUrl as URL;
-    const r = await this.request('POST', url, writeMirrorUsagePoint({
+    const r = await this.http.request('POST', url, writeMirrorUsagePoint({
       mRID, description: truncateUtf8(device), roleFlags: this.opts.roleFlags ?? 0x41, serviceCategoryKind: 0, status: 1,
       deviceLFDI: this.opts.deviceLfdi?.[device] ?? (this.me as DeviceIdentity).lfdi,
       mmrs: mmrs.map((m) => ({ mRID: m.mRID, description: m.description, readingType: m.readingType })), postRate: this.opts.postRateS,
@@ -280,7 +227,7 @@ export class Sep2Driver implements UplinkDriver {
     if (!loc) return { failure: { kind: 'http', message: `POST ${url.pathname}: HTTP ${r.status} without a Location for the MirrorUsagePoint` } };
     const mup: Mup = { href: new URL(loc, url).href };
     this.stats.mupCreated++;
-    const got = await this.request('GET', new URL(mup.href));
+    const got = await this.http.request('GET', new URL(mup.href));
     try {
       const rate = got.ok && got.status === 200 ? textOf(parseXml(got.body), 'postRate') : undefined;
       if (rate && /^\d+$/.test(rate)) mup.postRate = Number(rate);
@@ -300,42 +247,7 @@ export class Sep2Driver implements UplinkDriver {
 
   private drop(): void {
     this.up = false;
-    this.agent?.destroy();
-    this.agent = null;
-  }
-
-  /** One HTTP exchange; a link-level failure while up drops the link (onDown). A reused keep-alive
-   *  socket that the server had closed meanwhile is retried once, as node's docs advise. */
-  private request(method: 'GET' | 'POST', url: URL, body?: string, retried = false): Promise<Http> {
-    const agent = this.agent;
-    if (!agent) return Promise.resolve({ ok: false, failure: { kind: 'socket', message: 'not connected' } });
-    this.stats.requests++;
-    return new Promise<Http>((resolve) => {
-      let done = false;
-      const finish = (r: Http | null) => {
-        if (done) return;
-        done = true;
-        clearTimeout(timer);
-        if (r === null) return void this.request(method, url, body, true).then(resolve);
-        if (!r.ok && this.up) { this.drop(); this.downCb?.(r.failure); }
-        resolve(r);
-      };
-      const headers: OutgoingHttpHeaders = { Accept: SEP2_MEDIA_TYPE };
-      if (body !== undefined) Object.assign(headers, { 'Content-Type': SEP2_MEDIA_TYPE, 'Content-Length': Buffer.byteLength(body) });
-      const req = https.request(url, { method, agent, headers }, (res) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (c: Buffer) => { if ((size += c.length) <= MAX_BODY) chunks.push(c); });
-        res.on('end', () => finish({ ok: true, status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString('utf8') }));
-        res.on('error', (e) => finish({ ok: false, failure: rawOfError(e) }));
-      });
-      const timer = setTimeout(() => {
-        finish({ ok: false, failure: { kind: 'timeout', code: 'ETIMEDOUT', message: `${method} ${url.pathname}: no answer within ${this.opts.timeoutMs} ms` } });
-        req.destroy();
-      }, clampDelay(this.opts.timeoutMs));
-      req.on('error', (e: Error & { code?: unknown }) =>
-        finish(!retried && req.reusedSocket && e.code === 'ECONNRESET' ? null : { ok: false, failure: rawOfError(e) }));
-      req.end(body);
-    });
+    this.http.close();
   }
 }
+
