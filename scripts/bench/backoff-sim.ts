@@ -22,7 +22,7 @@
  */
 import { nextDelay } from '../../agent/policy/retry.js';
 import type { RetryConfig } from '../../agent/config/types.js';
-import { ALMOST_ONE, seeded } from './fleet/rand.js';
+import { ALMOST_ONE, mulberry32 as seeded } from '../../test/helpers/rand.js';
 
 export const SLOT_MS = 1;
 export const BASE_MS = 5;

@@ -11,7 +11,7 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import type { Engine } from '../../../agent/engine.js';
 import { buildGateway, deliveredKeys, maxTaskId, pendingUpTo, statusCounts, type GatewaySpec } from './gateway.js';
-import { ALMOST_ONE } from './rand.js';
+import { ALMOST_ONE } from '../../../test/helpers/rand.js';
 
 export type ToWorker = { type: 'start'; specs: GatewaySpec[]; pinRandom: boolean } | { type: 'status'; mark?: boolean } | { type: 'finish' };
 export type FromWorker =
