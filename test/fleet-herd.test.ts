@@ -9,14 +9,14 @@
  * Bounds are behaviour (spread, rate), with room for a loaded machine; no tight timings.
  */
 import t, { type Test } from 'tap';
-import { mkdtempSync, mkdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateKey } from '../store/codec.js';
 import type { Engine } from '../agent/engine.js';
 import { FleetBroker } from '../scripts/bench/fleet/broker.js';
 import { CountingProxy } from '../scripts/bench/fleet/proxy.js';
-import { buildGateway, pendingUpTo, maxTaskId, statusCounts } from '../scripts/bench/fleet/gateway.js';
+import { buildGateway, fakeSysfs, pendingUpTo, maxTaskId, statusCounts } from '../scripts/bench/fleet/gateway.js';
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 const N = 16;
@@ -25,14 +25,14 @@ async function fleet(t: Test, name: string, uplink: Record<string, unknown>, bat
   const dir = mkdtempSync(path.join(os.tmpdir(), 'holdfast-fleet-test-'));
   const keyFile = path.join(dir, 'key');
   generateKey(keyFile, 'k1');
-  mkdirSync(path.join(dir, 'sys'));
+  const sysfsRoot = fakeSysfs(path.join(dir, 'sysfs'));
   const broker = await FleetBroker.create();
   const proxy = new CountingProxy(broker.port);
   const port = await proxy.listen();
   proxy.open = true;
   const engines: Engine[] = [];
   for (let i = 0; i < N; i++) {
-    engines.push(buildGateway({ id: `${name}-${i}`, dir: path.join(dir, String(i)), brokerUrl: `mqtt://127.0.0.1:${port}`, keyFile, uplink, batchMs, sysfsRoot: path.join(dir, 'sys') }));
+    engines.push(buildGateway({ id: `${name}-${i}`, dir: path.join(dir, String(i)), brokerUrl: `mqtt://127.0.0.1:${port}`, keyFile, uplink, batchMs, sysfsRoot }));
   }
   await Promise.all(engines.map((e) => e.start()));
   t.teardown(async () => {

@@ -7,8 +7,8 @@
  *
  * Options: --gateways N (500) --outage-s T (60) --workers W (ceil(N / 250)) --messages-per-sec r
  * (per-gateway drain rate of the limited rows: 2) --batch-ms (a gateway's live rate: one batch per
- * 1000 ms) --strategies a,b (all) --start-jitter-ms / --max-ms / --open-ms (a default under test, applied to
- * the limited rows) --max-drain-s (300) --out DIR (dist/fleet-results).
+ * 1000 ms) --strategies a,b (all) --start-jitter-ms / --reconnect-max-ms / --open-ms (a default under test,
+ * applied to the limited rows) --max-drain-s (300) --out DIR (dist/fleet-results).
  * Prints the table; writes results.json, fleet.svg and fleet.png to --out. Always exits 0 unless
  * it cannot run at all. docs/fleet.md explains every figure.
  */
@@ -23,6 +23,7 @@ import { STRATEGY_NAMES, strategy, type StrategyName } from './strategies.js';
 import { runPhase } from './phase.js';
 import { summarize, tableText, type PhaseInput } from './stats.js';
 import { writeChart } from './chart.js';
+import { fakeSysfs } from './gateway.js';
 
 function args(argv: string[]): Map<string, string> {
   const m = new Map<string, string>();
@@ -42,15 +43,14 @@ async function main(): Promise<void> {
   const names = (a.get('strategies')?.split(',') ?? [...STRATEGY_NAMES]) as StrategyName[];
   for (const n of names) if (!STRATEGY_NAMES.includes(n)) throw new Error(`unknown strategy ${n}: one of ${STRATEGY_NAMES.join(', ')}`);
   const overrides: Record<string, Record<string, unknown>> = {};
-  if (a.has('start-jitter-ms')) overrides.drain = { startJitterMs: num('start-jitter-ms', 30000) };
-  if (a.has('max-ms')) overrides.retry = { maxMs: num('max-ms', 300000) };
-  if (a.has('open-ms')) overrides.breaker = { openMs: num('open-ms', 30000) };
+  if (a.has('start-jitter-ms')) overrides.drain = { startJitterMs: num('start-jitter-ms', 1000) };
+  if (a.has('reconnect-max-ms')) overrides.retry = { reconnectMaxMs: num('reconnect-max-ms', 3000) };
+  if (a.has('open-ms')) overrides.breaker = { openMs: num('open-ms', 3000) };
 
   const dir = mkdtempSync(path.join(os.tmpdir(), 'holdfast-fleet-'));
   const keyFile = path.join(dir, 'key');
   generateKey(keyFile, 'k1');
-  const sysfsRoot = path.join(dir, 'sys');
-  mkdirSync(sysfsRoot);
+  const sysfsRoot = fakeSysfs(path.join(dir, 'sysfs'));
   mkdirSync(out, { recursive: true });
   const broker = await FleetBroker.create();
   const proxy = new CountingProxy(broker.port);

@@ -67,15 +67,18 @@ export async function runPhase(st: Strategy, o: PhaseOptions, broker: FleetBroke
   const workers = Array.from({ length: o.workers }, () => new Worker());
   try {
     const share = (w: number) => specs.filter((_, i) => i % o.workers === w);
+    const t0 = Date.now();
     await Promise.all(workers.map((w, i) => w.ask({ type: 'start', specs: share(i), pinRandom: st.pinRandom }, 'started')));
+    const t1 = Date.now();
     const statuses = () => Promise.all(workers.map((w) => w.ask({ type: 'status' }, 'status')));
     for (let i = 0; i < 120; i++) {
       const n = (await statuses()).reduce((a, s) => a + s.connected, 0);
       if (n === o.gateways) break;
       await sleep(500);
     }
+    o.log(`  ${st.name}: ${o.gateways} gateways started in ${((t1 - t0) / 1000).toFixed(1)} s, connected ${((Date.now() - t1) / 1000).toFixed(1)} s later`);
     await sleep(3000);
-    o.log(`  ${st.name}: ${o.gateways} gateways up; broker stopped for ${o.outageS} s`);
+    o.log(`  ${st.name}: broker stopped for ${o.outageS} s`);
     const outageAt = proxy.elapsed();
     proxy.cut();
     await broker.stop();
