@@ -325,13 +325,14 @@ t.test('defaults filled in', async (t) => {
     strategy: 'EXPONENTIAL_BACKOFF',
     baseMs: 1000,
     maxMs: 300000,
+    reconnectMaxMs: 5000,
     jitter: 0.2,
     maxAttempts: 50,
     maxAgeMs: 7 * 24 * 3600 * 1000,
     hardFailureHoldMs: 300000,
   });
-  t.same(u.breaker, { windowMs: 60000, minCalls: 5, failureRate: 0.5, openMs: 30000, halfOpenProbes: 3 });
-  t.same(u.drain, { startJitterMs: 30000, readingsPerSec: 20000, messagesPerSec: 50, pullTasks: 200 });
+  t.same(u.breaker, { windowMs: 60000, minCalls: 5, failureRate: 0.5, openMs: 5000, halfOpenProbes: 3 });
+  t.same(u.drain, { startJitterMs: 2000, readingsPerSec: 20000, messagesPerSec: 50, pullTasks: 200 });
   t.same(u.retryBudget, { ratio: 0.2, minPerSec: 1 });
 
   const min = validRaw(dir);

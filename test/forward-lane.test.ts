@@ -26,12 +26,17 @@ class FakeDriver implements UplinkDriver {
   readonly sendWindow = Infinity;
   sent: { at: number; msg: OutboundMessage }[] = [];
   private held: (() => void)[] = [];
+  /** When each connect was tried; the first `refuseConnects` of them are refused like ECONNREFUSED. */
+  connects: number[] = [];
+  refuseConnects = 0;
   constructor(
     private readonly now: () => number,
     private readonly wall: () => number,
     public reply: (m: OutboundMessage, n: number) => Reply = () => ({ ok: true, requestAt: 0, ackAt: 0 }),
   ) {}
   async connect(): Promise<ConnectResult> {
+    this.connects.push(this.now());
+    if (this.connects.length <= this.refuseConnects) return { ok: false, failure: { kind: 'socket', code: 'ECONNREFUSED', message: 'refused' } };
     this.connected = true;
     return { ok: true };
   }
@@ -211,6 +216,25 @@ t.test('a 503 with Retry-After holds the whole lane, not only the batch it refus
   await r.time.advance(1);
   t.ok(r.driver.sent.length > 1, 'then the lane goes on');
   t.equal(r.driver.sent[1].msg.key, live[0], 'live first');
+});
+
+t.test('reconnects are capped at retry.reconnectMaxMs (the lag in noticing a recovery), not at the task retry ceiling maxMs', async (t) => {
+  // rand 0.5: full jitter draws half the cap: 0.5, 1, 2, 4, 8 ... s without the reconnect ceiling.
+  const gaps = async (retry: Record<string, unknown>): Promise<number[]> => {
+    const r = rig(t, { drain: fast, retry: { strategy: 'EXPONENTIAL_BACKOFF', baseMs: 1000, ...retry }, breaker: { minCalls: 1000 } });
+    r.driver.refuseConnects = 12;
+    r.lane.start();
+    for (let i = 0; i < 13; i++) await r.time.advance(60_000);
+    return r.driver.connects.slice(1).map((at, i) => at - r.driver.connects[i]);
+  };
+  const capped = await gaps({});
+  t.equal(capped.length, 12, 'twelve refusals, then the connect that succeeds');
+  t.same(capped.slice(0, 3), [500, 1000, 2000], 'the backoff doubles as usual');
+  t.ok(capped.slice(3).every((g) => g === 2500), `then never more than half of the default 5 s ceiling: ${capped.join(', ')}`);
+  const uncapped = await gaps({ reconnectMaxMs: 300_000 });
+  t.ok(Math.max(...uncapped) > 60_000, `with reconnectMaxMs at maxMs the gaps grow on: ${uncapped.join(', ')}`);
+  const lower = await gaps({ maxMs: 3000 });
+  t.ok(lower.slice(3).every((g) => g === 1500), 'a maxMs below reconnectMaxMs still caps the reconnect');
 });
 
 t.test('tasks read into a page are busy: the storage policy leaves their files alone', async (t) => {

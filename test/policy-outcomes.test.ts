@@ -8,7 +8,7 @@ import type { Failure } from '../agent/policy/classify.js';
 import type { RetryConfig } from '../agent/config/types.js';
 import type { TaskMeta } from '../store/tasks.js';
 
-const retry: RetryConfig = { strategy: 'FIXED', baseMs: 1000, maxMs: 60_000, jitter: 0, maxAttempts: 5, maxAgeMs: 3_600_000, hardFailureHoldMs: 60_000 };
+const retry: RetryConfig = { strategy: 'FIXED', baseMs: 1000, maxMs: 60_000, reconnectMaxMs: 60_000, jitter: 0, maxAttempts: 5, maxAgeMs: 3_600_000, hardFailureHoldMs: 60_000 };
 const task = (retryCount: number, firstAttemptAt: number | null = 0): TaskMeta =>
   ({ id: 7, payloadId: 3, key: 'k', device: 'd', readingCount: 10, retryCount, firstAttemptAt, createdAt: 0 });
 const f = (scope: Failure['scope'], r: Failure['retry'], retryAfterMs?: number): Failure =>

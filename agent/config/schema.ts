@@ -27,12 +27,16 @@ const retry = {
     strategy: { enum: ['EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER', 'LINEAR', 'FIXED', 'ADAPTIVE'], default: 'EXPONENTIAL_BACKOFF', description: 'EXPONENTIAL_BACKOFF is full jitter; ADAPTIVE picks reconnect intervals from the uplink\'s outage history (docs/adaptive-retry.md); env RETRY_STRATEGY overrides it' },
     baseMs: ms(1, HOUR, 1000, 'scale of the first interval (EXPONENTIAL: up to baseMs; FIXED: baseMs +- jitter)'),
     maxMs: ms(1, DAY, 300000, 'ceiling of any interval'),
+    reconnectMaxMs: ms(1, DAY, 3000, 'lower ceiling of the reconnect interval (min with maxMs, never below baseMs): the longest the uplink can take to notice a recovery; a fleet of N gateways makes up to N / (this / 2) connection attempts a second during an outage (docs/fleet.md)'),
     jitter: { type: 'number', minimum: 0, maximum: 1, default: 0.2, description: '+- fraction of jitter for LINEAR and FIXED' },
     maxAttempts: { type: 'integer', minimum: 1, default: 50, description: 'attempts before RETRY_LIMIT_EXCEEDED' },
     maxAgeMs: ms(1000, 30 * DAY, 7 * DAY, 'age of a task after which a failed attempt dead-letters it'),
     hardFailureHoldMs: ms(1000, DAY, 300000, 'wait after a hard link failure (bad credentials) before trying again'),
   },
 } as const;
+
+/** A bus's poll backoff: the uplinks' retry keys without the reconnect ceiling (a poll is not a reconnect). */
+const { reconnectMaxMs: _reconnect, ...pollRetry } = retry.properties;
 
 const breaker = {
   type: 'object',
@@ -42,7 +46,7 @@ const breaker = {
     windowMs: ms(100, HOUR, 60000, 'sliding window over which the failure rate is measured'),
     minCalls: { type: 'integer', minimum: 1, default: 5, description: 'calls in the window before the breaker may open' },
     failureRate: { type: 'number', exclusiveMinimum: 0, maximum: 1, default: 0.5, description: 'link-failure fraction in the window that opens the breaker' },
-    openMs: ms(100, HOUR, 30000, 'time open before half-open (jittered +-20%)'),
+    openMs: ms(100, HOUR, 3000, 'time open before half-open (jittered +-20%); also paces reconnects while open'),
     halfOpenProbes: { type: 'integer', minimum: 1, default: 3, description: 'successes in half-open before it closes' },
   },
 } as const;
@@ -52,7 +56,7 @@ const drain = {
   additionalProperties: false,
   default: {},
   properties: {
-    startJitterMs: ms(0, HOUR, 30000, 'random delay before the backlog drain starts after a recovery'),
+    startJitterMs: ms(0, HOUR, 1000, 'random delay before the backlog drain starts after a recovery: spreads the first burst of the rate limit (the reconnects are spread by the backoff)'),
     readingsPerSec: { type: 'integer', minimum: 1, default: 20000, description: 'backlog drain rate limit in readings (live data is not limited)' },
     messagesPerSec: { type: 'integer', minimum: 1, default: 50, description: 'backlog drain rate limit in messages' },
     pullTasks: { type: 'integer', minimum: 1, maximum: 10000, default: 200, description: 'backlog tasks read from the store per query' },
@@ -198,7 +202,7 @@ const bus = {
         pollMs: ms(100, HOUR, 1000, 'how often the bus voltage is read'),
       },
     },
-    retry: { ...retry, description: 'backoff of failed polls (same module as the uplinks)' },
+    retry: { ...retry, properties: pollRetry, description: 'backoff of failed polls (same module as the uplinks)' },
     reprobe: {
       type: 'object',
       additionalProperties: false,

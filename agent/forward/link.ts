@@ -149,7 +149,9 @@ export class Link {
       this.deps.events.record({ scope: 'uplink', subject: this.name, kind: 'config', code: f.code, faultClass: f.faultClass, at: this.wall(), detail: { message: f.message } });
       this.deps.log.error({ uplink: this.name, code: f.code }, `uplink cannot connect: ${f.message}; retrying`);
     }
-    const r = this.deps.cfg.retry;
+    // The reconnect has its own, lower ceiling: it bounds how late the link notices a recovery.
+    const c = this.deps.cfg.retry;
+    const r = { ...c, maxMs: Math.min(c.maxMs, Math.max(c.baseMs, c.reconnectMaxMs)) };
     if (f.retry === 'hard') {
       const hold = Math.round(r.hardFailureHoldMs * (0.8 + 0.4 * this.deps.rand()));
       this.heldUntil = t + hold;
