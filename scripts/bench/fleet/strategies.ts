@@ -6,12 +6,14 @@
  *                 the backlog sent as fast as the window allows, no breaker, no retry budget.
  *   exponential   capped exponential without jitter: EXPONENTIAL_BACKOFF with the process's
  *                 Math.random pinned to the top of [0, 1) (the draw then returns the cap itself:
- *                 1, 2, 4 ... s); unlimited drain, no breaker, no retry budget.
+ *                 1, 2, 3, 3 ... s under the reconnect ceiling); unlimited drain, no breaker, no retry budget.
  *   full-jitter   EXPONENTIAL_BACKOFF (the agent's reconnect as is); unlimited drain, no breaker.
  *   decorrelated  DECORRELATED_JITTER; unlimited drain, no breaker.
  *   adaptive      ADAPTIVE reconnect, with Holdfast's drain limits, breaker and retry budget.
- *   holdfast      the defaults: EXPONENTIAL_BACKOFF, breaker, drain.startJitterMs, retry budget,
- *                 with drain.messagesPerSec set by the operator's rule (docs/fleet.md).
+ *   holdfast      the defaults: EXPONENTIAL_BACKOFF up to retry.reconnectMaxMs, breaker,
+ *                 drain.startJitterMs, retry budget, with drain.messagesPerSec set by the
+ *                 operator's rule (docs/fleet.md).
+ * Every row reconnects under the same ceiling (retry.reconnectMaxMs): only the jitter differs.
  */
 export const STRATEGY_NAMES = ['naive', 'exponential', 'full-jitter', 'decorrelated', 'adaptive', 'holdfast'] as const;
 export type StrategyName = (typeof STRATEGY_NAMES)[number];
