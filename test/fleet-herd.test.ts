@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { generateKey } from '../store/codec.js';
 import type { Engine } from '../agent/engine.js';
-import { FleetBroker } from '../scripts/bench/fleet/broker.js';
+import { fleetBroker } from '../scripts/bench/fleet/broker.js';
 import { CountingProxy } from '../scripts/bench/fleet/proxy.js';
 import { buildGateway, fakeSysfs, pendingUpTo, maxTaskId, statusCounts } from '../scripts/bench/fleet/gateway.js';
 
@@ -26,7 +26,7 @@ async function fleet(t: Test, name: string, uplink: Record<string, unknown>, bat
   const keyFile = path.join(dir, 'key');
   generateKey(keyFile, 'k1');
   const sysfsRoot = fakeSysfs(path.join(dir, 'sysfs'));
-  const broker = await FleetBroker.create();
+  const broker = await fleetBroker();
   const proxy = new CountingProxy(broker.port);
   const port = await proxy.listen();
   proxy.open = true;
@@ -38,7 +38,7 @@ async function fleet(t: Test, name: string, uplink: Record<string, unknown>, bat
   t.teardown(async () => {
     await Promise.all(engines.map((e) => e.stop(2000)));
     await proxy.close();
-    await broker.close();
+    await broker.stop();
     rmSync(dir, { recursive: true, force: true });
   });
   for (let i = 0; i < 100 && !engines.every((e) => e.lanes[0].snapshot().connected); i++) await sleep(100);

@@ -16,7 +16,7 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { generateKey } from '../../../store/codec.js';
-import { FleetBroker } from './broker.js';
+import { fleetBroker } from './broker.js';
 import { CountingProxy } from './proxy.js';
 import { Subscriber } from './subscriber.js';
 import { STRATEGY_NAMES, strategy, type StrategyName } from './strategies.js';
@@ -52,7 +52,7 @@ async function main(): Promise<void> {
   generateKey(keyFile, 'k1');
   const sysfsRoot = fakeSysfs(path.join(dir, 'sysfs'));
   mkdirSync(out, { recursive: true });
-  const broker = await FleetBroker.create();
+  const broker = await fleetBroker();
   const proxy = new CountingProxy(broker.port);
   const proxyPort = await proxy.listen();
   const sub = new Subscriber(broker.url);
@@ -72,7 +72,7 @@ async function main(): Promise<void> {
         }, broker, proxy, sub);
       } catch (e) {
         log(`  ${n}: FAILED: ${String(e)}`);
-        await broker.start();
+        if (!broker.running) await broker.start();
         continue;
       }
       phases.push(p);
@@ -85,7 +85,7 @@ async function main(): Promise<void> {
   } finally {
     sub.close();
     await proxy.close();
-    await broker.close();
+    await broker.stop();
     rmSync(dir, { recursive: true, force: true });
   }
   const rows = phases.map(summarize);
