@@ -56,7 +56,7 @@ export function configReference(): string {
     'Generated from the JSON Schema that the validator compiles (`holdfast config schema`);',
     '`node dist/scripts/config-doc.js > docs/configuration.md` regenerates it, and a test fails when it is stale.',
     'Unknown keys are refused. Relative paths are resolved against the config file\'s folder.',
-    'Environment overrides: `HOLDFAST_DATA_DIR` (dataDir), `RETRY_STRATEGY` (every uplink\'s retry.strategy), `HOLDFAST_CONFIG` (which file).',
+    'Environment overrides: `HOLDFAST_DATA_DIR` (dataDir), `RETRY_STRATEGY` (every uplink\'s retry.strategy, unless a remote config sets it), `HOLDFAST_CONFIG` (which file).',
     '',
     '| key | type | default | meaning |',
     '| --- | --- | --- | --- |',

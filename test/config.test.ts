@@ -325,14 +325,14 @@ t.test('defaults filled in', async (t) => {
     strategy: 'EXPONENTIAL_BACKOFF',
     baseMs: 1000,
     maxMs: 300000,
-    reconnectMaxMs: 5000,
+    reconnectMaxMs: 3000,
     jitter: 0.2,
     maxAttempts: 50,
     maxAgeMs: 7 * 24 * 3600 * 1000,
     hardFailureHoldMs: 300000,
   });
-  t.same(u.breaker, { windowMs: 60000, minCalls: 5, failureRate: 0.5, openMs: 5000, halfOpenProbes: 3 });
-  t.same(u.drain, { startJitterMs: 2000, readingsPerSec: 20000, messagesPerSec: 50, pullTasks: 200 });
+  t.same(u.breaker, { windowMs: 60000, minCalls: 5, failureRate: 0.5, openMs: 3000, halfOpenProbes: 3 });
+  t.same(u.drain, { startJitterMs: 1000, readingsPerSec: 20000, messagesPerSec: 50, pullTasks: 200 });
   t.same(u.retryBudget, { ratio: 0.2, minPerSec: 1 });
 
   const min = validRaw(dir);
@@ -397,6 +397,18 @@ t.test('RETRY_STRATEGY env', async (t) => {
     build(raw, dir, { env: { RETRY_STRATEGY: '' } }).uplinks.map((u) => u.retry.strategy),
     ['FIXED', 'EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER'],
     'empty means not set',
+  );
+  // file < env < remote: a remote uplink that names its strategy keeps it; one that does not gets the env's.
+  const remote = { uplinks: [uplink({ retry: { strategy: 'ADAPTIVE' } }), uplink({ name: 'second' })] };
+  t.same(
+    build(raw, dir, { env: { RETRY_STRATEGY: 'LINEAR' }, remote }).uplinks.map((u) => u.retry.strategy),
+    ['ADAPTIVE', 'LINEAR'],
+    'the remote layer wins over the env where it sets the strategy',
+  );
+  t.same(
+    build(raw, dir, { env: { RETRY_STRATEGY: 'LINEAR' }, remote: { batch: { maxReadings: 10 } } }).uplinks.map((u) => u.retry.strategy),
+    ['LINEAR', 'LINEAR', 'LINEAR'],
+    'a remote layer without uplinks leaves the env over the file',
   );
   for (const bad of ['BOGUS', 'linear']) {
     const e = refused(t, () => build(raw, dir, { env: { RETRY_STRATEGY: bad } }));

@@ -40,6 +40,18 @@ export function loadConfig(file: string, opts: LoadOptions = {}): Config {
   return buildConfig(raw, { baseDir: dirname(resolve(file)), ...opts }, file);
 }
 
+/** The indexes of the remote layer's uplinks that set retry.strategy themselves. */
+function remoteStrategies(remote: Record<string, unknown> | undefined): Set<number> {
+  const ups = remote?.uplinks;
+  const out = new Set<number>();
+  if (!Array.isArray(ups)) return out;
+  ups.forEach((u: unknown, i) => {
+    const retry = typeof u === 'object' && u !== null ? (u as { retry?: unknown }).retry : undefined;
+    if (typeof retry === 'object' && retry !== null && (retry as { strategy?: unknown }).strategy !== undefined) out.add(i);
+  });
+  return out;
+}
+
 /** Validates an already-parsed config object (file layer). */
 export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string): Config {
   const env = opts.env ?? process.env;
@@ -62,7 +74,11 @@ export function buildConfig(raw: unknown, opts: LoadOptions = {}, label?: string
     if (!RETRY_STRATEGIES.includes(strategy as RetryStrategy)) {
       problems.push({ path: 'env RETRY_STRATEGY', message: `must be one of ${RETRY_STRATEGIES.join(', ')} (got ${JSON.stringify(strategy)})` });
     } else if (schemaOk) {
-      for (const u of cfg.uplinks) u.retry.strategy = strategy as RetryStrategy;
+      // file < env < remote: a strategy the remote layer names for an uplink stays.
+      const fromRemote = remoteStrategies(opts.remote);
+      cfg.uplinks.forEach((u, i) => {
+        if (!fromRemote.has(i)) u.retry.strategy = strategy as RetryStrategy;
+      });
     }
   }
 

@@ -22,7 +22,7 @@ const retry = {
   type: 'object',
   additionalProperties: false,
   default: {},
-  description: 'Retry policy. Env RETRY_STRATEGY overrides `strategy` for every uplink.',
+  description: 'Retry policy. Env RETRY_STRATEGY overrides `strategy` for every uplink (a remote config that sets it wins: file < env < remote).',
   properties: {
     strategy: { enum: ['EXPONENTIAL_BACKOFF', 'DECORRELATED_JITTER', 'LINEAR', 'FIXED', 'ADAPTIVE'], default: 'EXPONENTIAL_BACKOFF', description: 'EXPONENTIAL_BACKOFF is full jitter; ADAPTIVE picks reconnect intervals from the uplink\'s outage history (docs/adaptive-retry.md); env RETRY_STRATEGY overrides it' },
     baseMs: ms(1, HOUR, 1000, 'scale of the first interval (EXPONENTIAL: up to baseMs; FIXED: baseMs +- jitter)'),
