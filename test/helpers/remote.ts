@@ -1,8 +1,9 @@
 /**
  * Test helper for remote configuration and commands: a broker with a recorder on everything the
  * gateway publishes, an operator key pair, an agent folder whose local file trusts it, the agent
- * started and seen running, and a publisher that sends a message on <prefix>/<suffix> and waits
- * for the answer the agent publishes about exactly that message (matched by its SHA-256).
+ * started and seen running, and a publisher that sends a message on <prefix>/<suffix> (and, with
+ * `send`, waits for the answer the agent publishes about exactly that message, matched by its
+ * SHA-256).
  */
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
@@ -56,13 +57,18 @@ export function answers(rec: Recorder, suffix: string): Answer[] {
   return rec.messages.filter((m) => m.topic === `${PREFIX}/${suffix}`).map((m) => JSON.parse(m.payload.toString()) as Answer);
 }
 
+/** Publishes `body` (bytes as given) on <prefix>/<suffix> without waiting for an answer; returns its bytes and their SHA-256. */
+export async function publish(rec: Recorder, suffix: string, body: Buffer | string | object): Promise<{ bytes: Buffer; sha: string }> {
+  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
+  await rec.client.publishAsync(`${PREFIX}/${suffix}`, bytes, { qos: 1 });
+  return { bytes, sha: createHash('sha256').update(bytes).digest('hex') };
+}
+
 /** Publishes `body` (bytes as given) and waits for the answer on `answerSuffix` that names it. */
 export async function send(rec: Recorder, suffix: string, body: Buffer | string | object, answerSuffix: string, timeoutMs = 20_000): Promise<Answer> {
-  const bytes = Buffer.isBuffer(body) ? body : Buffer.from(typeof body === 'string' ? body : JSON.stringify(body));
-  const sha = createHash('sha256').update(bytes).digest('hex');
   // Only answers that come after this publish: the same bytes sent twice (a replay) get two.
   const from = rec.messages.length;
-  await rec.client.publishAsync(`${PREFIX}/${suffix}`, bytes, { qos: 1 });
+  const { bytes, sha } = await publish(rec, suffix, body);
   const fresh = (): Recorder => ({ ...rec, messages: rec.messages.slice(from) });
   let found: Answer | undefined;
   await waitFor(() => (found = answers(fresh(), answerSuffix).find((a) => a.messageSha256 === sha)) !== undefined, timeoutMs, `the answer on ${answerSuffix} to a ${bytes.length}-byte message`);
