@@ -67,7 +67,8 @@ interface Rig {
   commit: (n: number, device?: string) => string[];
 }
 
-function rig(t: Test, uplink: Record<string, unknown>): Rig {
+/** `tickMs`: each read of the monotonic clock takes that long (time passes during a fill); `earlyMs`: every timer fires that much early. */
+function rig(t: Test, uplink: Record<string, unknown>, real: { tickMs?: number; earlyMs?: number } = {}): Rig {
   const dir = tempDir(t);
   const db = openDb(join(dir, 'data'), { create: true });
   const store = Store.on(db);
@@ -91,7 +92,9 @@ function rig(t: Test, uplink: Record<string, unknown>): Rig {
   const driver = new FakeDriver(() => time.clock.mono(), () => time.clock.wall());
   const lane = new Lane({
     cfg: cfg.uplinks[0], codec, events: store.events(), log: pino({ level: 'silent' }), tasks: store.tasks('a'), driver,
-    clock: time.clock, after: time.after, rand: () => 0.5,
+    clock: real.tickMs ? { ...time.clock, mono: () => (time.clock.advance(real.tickMs!), time.clock.mono()) } : time.clock,
+    after: real.earlyMs ? (fn, ms) => time.after(fn, ms - real.earlyMs!) : time.after,
+    rand: () => 0.5,
   });
   t.teardown(async () => {
     driver.release();
@@ -150,6 +153,25 @@ t.test('the retry budget: retries limited to minPerSec over the window, first at
   r.lane.notify();
   await settle();
   t.same(r.driver.sent.slice(40).map((s) => s.msg.key), live, 'first attempts are not held by the budget');
+});
+
+t.test('a retry whose check comes due during a fill, or whose timer fires a little early, still goes: nothing else would run an idle lane', async (t) => {
+  // As on a real machine: a fill takes time (10 µs a clock read here), and drivers/timer.ts may
+  // fire a timer under 1 ms early. With the retry check's timer early by about the reads of a
+  // fill, the fill starts just before the check is due and ends just after: swept over 5-95 µs so
+  // that some value falls there whatever reads a fill makes.
+  for (let earlyUs = 5; earlyUs < 100; earlyUs += 10) {
+    const r = rig(t, { maxInflight: 10, drain: fast, breaker: { minCalls: 100_000 }, retry: { strategy: 'FIXED', baseMs: 1000, maxMs: 1000, jitter: 0 } }, { tickMs: 0.01, earlyMs: earlyUs / 1000 });
+    r.driver.reply = (_m, n) => (n === 1 ? { ok: false, requestAt: 0, failure: { kind: 'timeout', message: 'no PUBACK' } } : { ok: true, requestAt: 0, ackAt: 0 });
+    const [key] = r.commit(1);
+    r.lane.start();
+    await r.time.advance(0);
+    r.lane.flush();
+    await r.time.advance(3000);
+    const gap = r.driver.sent.length === 2 ? Math.round(r.driver.sent[1].at - r.driver.sent[0].at) : NaN;
+    t.same(r.driver.sent.map((s) => s.msg.key), [key, key], `timers ${earlyUs} µs early: the retry went`);
+    t.ok(gap >= 1000 && gap < 1300, `after its backoff, within a retry check (${gap} ms)`);
+  }
 });
 
 t.test('a paced device: held until its time, then its waiting tasks go as one merged post', async (t) => {

@@ -191,7 +191,9 @@ export class Lane {
     }
     const t = this.deps.clock.mono();
     this.sources.endFill(t);
-    if (this.attempts.inflightCount === 0 && this.sources.dueCheckAt > t) this.wakeup.in(this.sources.dueCheckAt - t);
+    // With nothing in flight no acknowledgement will run the lane: the next retry check is always
+    // set. Time passes during a fill, so a check that came due after heads() looked is run 1 ms on.
+    if (this.attempts.inflightCount === 0) this.wakeup.in(Math.max(1, this.sources.dueCheckAt - t));
     const paceAt = nextDueAt(this.sources.pace);
     if (paceAt < Infinity) this.wakeup.in(Math.max(1, paceAt - t));
   }
