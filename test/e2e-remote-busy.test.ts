@@ -8,9 +8,8 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { waitFor } from './helpers/mosquitto.js';
-import { log } from './helpers/agent.js';
 import type { Received } from './helpers/mqtt-sub.js';
-import { answers, lastState, operatorKey, PREFIX, publish, remoteAgentDir, remoteBroker, send, startRemoteAgent, type Answer } from './helpers/remote.js';
+import { answers, commandsRun, lastState, operatorKey, PREFIX, publish, remoteAgentDir, remoteBroker, send, startRemoteAgent, type Answer } from './helpers/remote.js';
 import { signCommand, signConfig } from '../agent/remote/signing.js';
 
 /** The poll interval of the device v1 adds: its first reading, and so the health check, comes this long after the new engine starts. */
@@ -85,11 +84,7 @@ t.test('cmd/<name> and config/set during an apply: refused REMOTE_BUSY, not queu
   const results = answers(rec, 'cmd/status/result');
   const refused = new Set(results.filter((x) => x.code === 'REMOTE_BUSY').map((x) => x.messageSha256));
   t.equal(results.filter((x) => refused.has(x.messageSha256)).length, refused.size, `each of the ${refused.size} refused commands answered once, never run later`);
-  const runs = () =>
-    log(a)
-      .split('\n')
-      .filter((l) => l.includes('"remote command status"'))
-      .map((l) => (JSON.parse(l) as { seq: number }).seq);
+  const runs = () => commandsRun(a, 'status');
   await waitFor(() => runs().includes(next), 10_000, 'the log line of the last command');
   const okSeqs = results.filter((x) => x.status === 'ok').map((x) => x.seq as number);
   t.same(runs().sort((x, y) => x - y), okSeqs.sort((x, y) => x - y), `the agent ran exactly the ${okSeqs.length} commands answered ok`);

@@ -12,18 +12,12 @@ import t from 'tap';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { waitFor } from './helpers/mosquitto.js';
-import { log } from './helpers/agent.js';
-import { lastState, operatorKey, remoteAgentDir, remoteBroker, send, startRemoteAgent } from './helpers/remote.js';
+import { log, type AgentDir } from './helpers/agent.js';
+import { commandsRun, lastState, operatorKey, remoteAgentDir, remoteBroker, send, startRemoteAgent } from './helpers/remote.js';
 import { signCommand, signConfig } from '../agent/remote/signing.js';
 import { STATE_FILE } from '../agent/remote/state.js';
 
-/** Seqs of the `remote command status` lines in the agent's log: the commands it ran. */
-function ran(logText: string): number[] {
-  return logText
-    .split('\n')
-    .filter((l) => l.includes('"remote command status"'))
-    .map((l) => (JSON.parse(l) as { seq: number }).seq);
-}
+const ran = (a: AgentDir) => commandsRun(a, 'status');
 
 t.test('a state file that cannot be written: command and config refused, nothing taken; sent again once writable, both run', async (t) => {
   const { broker, rec } = await remoteBroker(t);
@@ -42,7 +36,7 @@ t.test('a state file that cannot be written: command and config refused, nothing
   const ack = await send(rec, 'config/set', v1, 'config/ack');
   t.match(ack, { status: 'rejected', code: 'REMOTE_STATE_UNWRITABLE', running: 0, reason: /EISDIR/ }, 'the config: refused while version 0 runs');
   t.equal(lastState(rec)?.version, 0, 'config/state: still the local file');
-  t.same(ran(log(a)), [], 'no command ran');
+  t.same(ran(a), [], 'no command ran');
   t.notOk(existsSync(join(a.dataDir, STATE_FILE)), 'no state written');
 
   rmSync(tmp, { recursive: true });
@@ -50,8 +44,8 @@ t.test('a state file that cannot be written: command and config refused, nothing
   t.equal(again.status, 'ok', `the same command sent again runs: seq 1 was not taken ${again.reason ?? ''}`);
   const applied = await send(rec, 'config/set', v1, 'config/ack', 40_000);
   t.match(applied, { status: 'accepted', running: 1 }, `the same config sent again is applied ${applied.reason ?? ''}`);
-  await waitFor(() => ran(log(a)).length > 0, 10_000, 'the log line of the command');
-  t.same(ran(log(a)), [1], 'the command ran once, after the disk came back');
+  await waitFor(() => ran(a).length > 0, 10_000, 'the log line of the command');
+  t.same(ran(a), [1], 'the command ran once, after the disk came back');
   t.match(JSON.parse(readFileSync(join(a.dataDir, STATE_FILE), 'utf8')), { highestSeq: 1, highestVersion: 1, good: { version: 1 } }, 'the marks and the known good are kept');
   t.equal(await agent.stop(), 0, 'stopped cleanly');
 });
@@ -68,6 +62,6 @@ t.test('a state that cannot be read at start: logged with the code, the local fi
   // The rename onto the directory fails too: a command cannot take its seq.
   const r = await send(rec, 'cmd/status', signCommand(op.key, 'ops', 'gw-test', 'status', 1), 'cmd/status/result');
   t.match(r, { status: 'rejected', code: 'REMOTE_STATE_UNWRITABLE', seq: 1 }, 'a command is refused while the state cannot be written');
-  t.same(ran(log(a)), [], 'and did not run');
+  t.same(ran(a), [], 'and did not run');
   t.equal(await agent.stop(), 0, 'stopped cleanly');
 });

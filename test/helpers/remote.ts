@@ -8,7 +8,7 @@
 import { createHash } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { newKeyPair, parsePrivateKey } from '../../agent/remote/signing.js';
-import { launchAgent, makeAgentDir, type AgentDir, type RunningAgent } from './agent.js';
+import { launchAgent, log, makeAgentDir, type AgentDir, type RunningAgent } from './agent.js';
 import { startBroker, waitFor, type Broker } from './mosquitto.js';
 import { subscribe, type Recorder } from './mqtt-sub.js';
 
@@ -79,4 +79,12 @@ export async function send(rec: Recorder, suffix: string, body: Buffer | string 
 export function lastState(rec: Recorder): { version: number; hash: string; source: string } | undefined {
   const s = rec.messages.filter((m) => m.topic === `${PREFIX}/config/state`);
   return s.length ? (JSON.parse(s[s.length - 1].payload.toString()) as { version: number; hash: string; source: string }) : undefined;
+}
+
+/** The seqs of the commands `name` the agent ran, from its `remote command <name>` log lines. */
+export function commandsRun(a: AgentDir, name: string): number[] {
+  return log(a)
+    .split('\n')
+    .filter((l) => l.includes(`"remote command ${name}"`))
+    .map((l) => (JSON.parse(l) as { seq: number }).seq);
 }
